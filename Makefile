@@ -1,0 +1,162 @@
+# cart-service: libcart (core), adapters, the civetweb server, and tests.
+#
+#   make            build bin/cart-service, build/libcart.a and the example
+#   make run        install what is missing, build, start on APP_PORT
+#   make check      install what is missing, build, run every test
+#   make coverage   lcov report of lib/, adapters/ and app/ in build/coverage
+#   make fuzz       run each fuzz target for FUZZ_SECONDS (libFuzzer, clang)
+#   make bench      throughput/latency/memory measurements (see tools/bench)
+
+CC      ?= cc
+O       ?= build
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wvla -Wno-unused-parameter
+OPT     ?= -O2 -g
+CFLAGS  ?=
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -fno-strict-aliasing -pthread
+LDFLAGS ?=
+SAN     ?=
+
+# lib/ sees only its own headers: a stray third-party include fails here.
+LIB_CPPFLAGS := -Iinclude -Ilib
+AD_CPPFLAGS  := -Iinclude -Iadapters
+APP_CPPFLAGS := -Iinclude -Iadapters -Iapp
+APP_LIBS     := -lcivetweb -lcjson -lcrypto -ldl -lpthread -lm
+
+LIB_SRC  := $(wildcard lib/*.c)
+AD_SRC   := $(wildcard adapters/*/*.c)
+APP_SRC  := $(filter-out app/main.c,$(wildcard app/*.c))
+UT_SRC   := $(wildcard tests/unit/*.c) $(wildcard tests/fakes/*.c)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
+AD_OBJ   := $(AD_SRC:%.c=$(O)/%.o)
+APP_OBJ  := $(APP_SRC:%.c=$(O)/%.o)
+UT_OBJ   := $(UT_SRC:%.c=$(O)/%.o)
+
+LIBCART  := $(O)/libcart.a
+LIBAD    := $(O)/libcart-adapters.a
+LIBAPP   := $(O)/libcart-app.a
+BIN      := bin/cart-service
+UNIT     := $(O)/tests/unit-tests
+EXAMPLE  := $(O)/example
+
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+.PHONY: all run check test unit e2e valgrind coverage fuzz fuzz-build bench \
+        bootstrap clean layering example
+
+all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
+
+$(O)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CPPFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+$(O)/adapters/%.o: adapters/%.c
+	@mkdir -p $(@D)
+	$(CC) $(AD_CPPFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+$(O)/app/%.o: app/%.c
+	@mkdir -p $(@D)
+	$(CC) $(APP_CPPFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+$(O)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(APP_CPPFLAGS) -Ilib -Itests $(CHECK_CFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+$(LIBCART): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(LIBAD): $(AD_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(LIBAPP): $(APP_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(O)/app/main.o $(LIBAPP) $(LIBAD) $(LIBCART)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(APP_LIBS)
+
+$(UNIT): $(UT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(APP_LIBS)
+
+# The example a C developer would write: libcart + the memory adapter only.
+$(EXAMPLE): docs/example/example.c $(LIBAD) $(LIBCART)
+	$(CC) $(AD_CPPFLAGS) $(CFLAGS) -o $@ $< $(LIBAD) $(LIBCART) -lpthread
+
+bootstrap:
+	@tools/bootstrap.sh check
+
+run:
+	@tools/bootstrap.sh run
+	@$(MAKE) --no-print-directory $(BIN)
+	./$(BIN)
+
+# Everything the README promises, from a fresh machine.
+check:
+	@tools/bootstrap.sh check
+	@$(MAKE) --no-print-directory all $(UNIT)
+	@$(MAKE) --no-print-directory layering unit valgrind e2e
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-10}
+	@echo "make check: all green"
+
+test: check
+
+layering:
+	@tools/check-layering.sh
+
+unit: $(UNIT)
+	$(UNIT)
+
+valgrind: $(UNIT)
+	CK_FORK=no valgrind --quiet --error-exitcode=99 --leak-check=full \
+	  --errors-for-leak-kinds=definite,indirect,possible \
+	  --show-leak-kinds=definite,indirect,possible $(UNIT)
+
+e2e: $(BIN)
+	/usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v
+
+example: $(EXAMPLE)
+	$(EXAMPLE)
+
+coverage:
+	@tools/bootstrap.sh check
+	$(MAKE) --no-print-directory O=build/cov OPT="-O0 -g" SAN="--coverage" \
+	  BIN=build/cov/bin/cart-service build/cov/bin/cart-service build/cov/tests/unit-tests
+	lcov --quiet --zerocounters --directory build/cov
+	build/cov/tests/unit-tests
+	CART_SERVICE_BIN=build/cov/bin/cart-service /usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py'
+	lcov --quiet --capture --directory build/cov --output-file build/cov/all.info
+	lcov --quiet --extract build/cov/all.info '*/lib/*' '*/adapters/*' '*/app/*' --output-file build/cov/cart.info
+	genhtml --quiet build/cov/cart.info --output-directory build/coverage
+	lcov --summary build/cov/cart.info
+
+FUZZ_SECONDS ?= 30
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(O)/fuzz/%)
+FUZZ_CC      := clang
+FUZZ_FLAGS   := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+$(O)/fuzz/%: tests/fuzz/%.c $(APP_SRC) $(LIB_SRC)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(APP_CPPFLAGS) -Ilib -o $@ $< $(APP_SRC) $(LIB_SRC) $(APP_LIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do \
+	  n=$$(basename $$f); mkdir -p $(O)/fuzz/corpus-$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=20000 -print_final_stats=0 \
+	      $(O)/fuzz/corpus-$$n tests/fuzz/seeds/$$n 2>$(O)/fuzz/$$n.log \
+	    || { tail -50 $(O)/fuzz/$$n.log; exit 1; }; \
+	done
+
+bench: $(BIN)
+	tools/bench.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,380 @@
+/*
+ * In-memory repository.  Users are hashed over SHARDS independent shards,
+ * each a chained hash table under its own mutex, so requests for
+ * different users seldom share a lock and no lock is process-wide.
+ * Objects are copied outside the lock where possible; the lock covers
+ * only the lookup and the pointer swap.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memory/memory_repo.h"
+
+#define SHARDS 64
+#define INITIAL_BUCKETS 16
+
+struct idem_node {
+	struct idem_node *next;
+	cart_idem *rec;
+};
+
+struct user_rec {
+	struct user_rec *next;
+	uint64_t hash;
+	cart *cart;               /* NULL until the first cart write */
+	struct idem_node *idem;   /* this user's idempotency records */
+	char user_id[];
+};
+
+struct shard {
+	pthread_mutex_t lock;     /* guards every field below */
+	struct user_rec **buckets;
+	size_t n_buckets;
+	size_t n_users;
+};
+
+struct memory_repo {
+	struct shard shards[SHARDS];
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static struct shard *shard_of(struct memory_repo *repo, uint64_t h)
+{
+	return &repo->shards[(h >> 32) % SHARDS];
+}
+
+/* Caller holds s->lock. */
+static struct user_rec *find(struct shard *s, const char *user_id, uint64_t h)
+{
+	struct user_rec *r = s->buckets[h % s->n_buckets];
+	for (; r; r = r->next)
+		if (r->hash == h && strcmp(r->user_id, user_id) == 0)
+			return r;
+	return NULL;
+}
+
+/* Caller holds s->lock.  Doubling keeps chains short; failure is harmless. */
+static void maybe_grow(struct shard *s)
+{
+	size_t n = s->n_buckets * 2;
+	struct user_rec **b;
+
+	if (s->n_users < s->n_buckets)
+		return;
+	b = calloc(n, sizeof(*b));
+	if (!b)
+		return;
+	for (size_t i = 0; i < s->n_buckets; i++) {
+		struct user_rec *r = s->buckets[i], *next;
+		for (; r; r = next) {
+			next = r->next;
+			r->next = b[r->hash % n];
+			b[r->hash % n] = r;
+		}
+	}
+	free(s->buckets);
+	s->buckets = b;
+	s->n_buckets = n;
+}
+
+/* Caller holds s->lock.  Finds or creates the user's record. */
+static struct user_rec *find_or_add(struct shard *s, const char *user_id,
+				    uint64_t h)
+{
+	struct user_rec *r = find(s, user_id, h);
+	size_t len;
+
+	if (r)
+		return r;
+	len = strlen(user_id);
+	r = calloc(1, sizeof(*r) + len + 1);
+	if (!r)
+		return NULL;
+	memcpy(r->user_id, user_id, len + 1);
+	r->hash = h;
+	maybe_grow(s);
+	r->next = s->buckets[h % s->n_buckets];
+	s->buckets[h % s->n_buckets] = r;
+	s->n_users++;
+	return r;
+}
+
+static int64_t stored_version(const struct user_rec *r)
+{
+	return r && r->cart ? cart_version(r->cart) : 0;
+}
+
+/* --- idempotency records (caller holds the shard lock) ------------------ */
+
+/* Drops completed records that expired before now. */
+static void idem_prune(struct user_rec *r, int64_t now)
+{
+	struct idem_node **pp = &r->idem;
+
+	while (*pp) {
+		struct idem_node *n = *pp;
+		if (n->rec->state == CART_IDEM_COMPLETE &&
+		    n->rec->expires_at <= now) {
+			*pp = n->next;
+			cart_idem_free(n->rec);
+			free(n);
+		} else {
+			pp = &n->next;
+		}
+	}
+}
+
+static struct idem_node *idem_find(struct user_rec *r, const char *key)
+{
+	struct idem_node *n = r ? r->idem : NULL;
+	for (; n; n = n->next)
+		if (strcmp(n->rec->key, key) == 0)
+			return n;
+	return NULL;
+}
+
+/* Stores rec (taking ownership) in place of any record of the same key. */
+static int idem_store(struct user_rec *r, cart_idem *rec)
+{
+	struct idem_node *n = idem_find(r, rec->key);
+
+	if (n) {
+		cart_idem_free(n->rec);
+		n->rec = rec;
+		return CART_OK;
+	}
+	n = malloc(sizeof(*n));
+	if (!n)
+		return CART_ENOMEM;
+	n->rec = rec;
+	n->next = r->idem;
+	r->idem = n;
+	return CART_OK;
+}
+
+/* --- the port ----------------------------------------------------------- */
+
+static int memory_load(void *self, const char *user_id, cart **out)
+{
+	uint64_t h = hash_str(user_id);
+	struct shard *s = shard_of(self, h);
+	struct user_rec *r;
+	int err = CART_ENOTFOUND;
+
+	pthread_mutex_lock(&s->lock);
+	r = find(s, user_id, h);
+	if (r && r->cart)
+		err = cart_clone(out, r->cart);
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+static int memory_save(void *self, const cart_write *w)
+{
+	uint64_t h = hash_str(w->user_id);
+	struct shard *s = shard_of(self, h);
+	cart_idem *idem = NULL;
+	struct user_rec *r;
+	cart *copy;
+	int err;
+
+	if (cart_clone(&copy, w->cart))
+		return CART_ENOMEM;
+	if (w->idem && cart_idem_clone(&idem, w->idem)) {
+		cart_free(copy);
+		return CART_ENOMEM;
+	}
+	pthread_mutex_lock(&s->lock);
+	r = find_or_add(s, w->user_id, h);
+	if (!r) {
+		err = CART_ENOMEM;
+	} else if (stored_version(r) != w->expected_version) {
+		err = CART_ECONFLICT;
+	} else {
+		/* The record goes first: if it cannot be stored, nothing is. */
+		err = idem ? idem_store(r, idem) : CART_OK;
+		if (!err) {
+			idem = NULL;
+			cart_free(r->cart);
+			r->cart = copy;
+			copy = NULL;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	cart_free(copy);
+	cart_idem_free(idem);
+	return err;
+}
+
+static int memory_idem_get(void *self, const char *user_id, const char *key,
+			   int64_t now_ms, cart_idem **out)
+{
+	uint64_t h = hash_str(user_id);
+	struct shard *s = shard_of(self, h);
+	struct idem_node *n;
+	int err = CART_ENOTFOUND;
+
+	pthread_mutex_lock(&s->lock);
+	n = idem_find(find(s, user_id, h), key);
+	if (n && !(n->rec->state == CART_IDEM_COMPLETE &&
+		   n->rec->expires_at <= now_ms))
+		err = cart_idem_clone(out, n->rec);
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+static int memory_idem_claim(void *self, const char *user_id,
+			     const cart_idem *rec, int64_t now_ms)
+{
+	uint64_t h = hash_str(user_id);
+	struct shard *s = shard_of(self, h);
+	struct user_rec *r;
+	struct idem_node *n;
+	cart_idem *copy;
+	int err;
+
+	if (cart_idem_clone(&copy, rec))
+		return CART_ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	r = find_or_add(s, user_id, h);
+	if (!r) {
+		err = CART_ENOMEM;
+	} else {
+		idem_prune(r, now_ms);
+		n = idem_find(r, rec->key);
+		if (n && !(n->rec->state == CART_IDEM_PENDING &&
+			   n->rec->expires_at <= now_ms))
+			err = CART_ECONFLICT;
+		else if ((err = idem_store(r, copy)) == CART_OK)
+			copy = NULL;
+	}
+	pthread_mutex_unlock(&s->lock);
+	cart_idem_free(copy);
+	return err;
+}
+
+static int memory_idem_complete(void *self, const char *user_id,
+				const cart_idem *rec)
+{
+	uint64_t h = hash_str(user_id);
+	struct shard *s = shard_of(self, h);
+	struct user_rec *r;
+	cart_idem *copy;
+	int err;
+
+	if (cart_idem_clone(&copy, rec))
+		return CART_ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	r = find_or_add(s, user_id, h);
+	err = r ? idem_store(r, copy) : CART_ENOMEM;
+	if (!err)
+		copy = NULL;
+	pthread_mutex_unlock(&s->lock);
+	cart_idem_free(copy);
+	return err;
+}
+
+static int memory_idem_release(void *self, const char *user_id,
+			       const char *key, const char *fingerprint)
+{
+	uint64_t h = hash_str(user_id);
+	struct shard *s = shard_of(self, h);
+	struct user_rec *r;
+	struct idem_node **pp;
+
+	pthread_mutex_lock(&s->lock);
+	r = find(s, user_id, h);
+	for (pp = r ? &r->idem : NULL; pp && *pp; pp = &(*pp)->next) {
+		cart_idem *rec = (*pp)->rec;
+		if (strcmp(rec->key, key) == 0) {
+			if (rec->state == CART_IDEM_PENDING &&
+			    strcmp(rec->fingerprint, fingerprint) == 0) {
+				struct idem_node *n = *pp;
+				*pp = n->next;
+				cart_idem_free(n->rec);
+				free(n);
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return CART_OK;
+}
+
+static int memory_ping(void *self)
+{
+	return CART_OK;
+}
+
+static void memory_destroy(void *self)
+{
+	struct memory_repo *repo = self;
+
+	if (!repo)
+		return;
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *s = &repo->shards[i];
+		for (size_t b = 0; b < s->n_buckets; b++) {
+			struct user_rec *r = s->buckets[b], *next;
+			for (; r; r = next) {
+				next = r->next;
+				while (r->idem) {
+					struct idem_node *n = r->idem;
+					r->idem = n->next;
+					cart_idem_free(n->rec);
+					free(n);
+				}
+				cart_free(r->cart);
+				free(r);
+			}
+		}
+		free(s->buckets);
+		pthread_mutex_destroy(&s->lock);
+	}
+	free(repo);
+}
+
+static const cart_repo_ops memory_repo_ops = {
+	.load = memory_load,
+	.save = memory_save,
+	.idem_get = memory_idem_get,
+	.idem_claim = memory_idem_claim,
+	.idem_complete = memory_idem_complete,
+	.idem_release = memory_idem_release,
+	.ping = memory_ping,
+	.destroy = memory_destroy,
+};
+
+int cart_memory_repo_new(cart_repo *out)
+{
+	struct memory_repo *repo = calloc(1, sizeof(*repo));
+
+	out->ops = NULL;
+	out->self = NULL;
+	if (!repo)
+		return CART_ENOMEM;
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *s = &repo->shards[i];
+		pthread_mutex_init(&s->lock, NULL);
+		s->buckets = calloc(INITIAL_BUCKETS, sizeof(*s->buckets));
+		s->n_buckets = s->buckets ? INITIAL_BUCKETS : 0;
+		if (!s->buckets) {
+			for (int j = i + 1; j < SHARDS; j++)
+				pthread_mutex_init(&repo->shards[j].lock, NULL);
+			memory_destroy(repo);
+			return CART_ENOMEM;
+		}
+	}
+	out->ops = &memory_repo_ops;
+	out->self = repo;
+	return CART_OK;
+}

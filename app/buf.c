@@ -1,0 +1,189 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+
+void buf_init(buf *b, size_t max)
+{
+	memset(b, 0, sizeof(*b));
+	b->max = max;
+}
+
+void buf_init_on(buf *b, char *storage, size_t cap, size_t max)
+{
+	memset(b, 0, sizeof(*b));
+	b->data = storage;
+	b->cap = cap;
+	b->max = max;
+	b->borrowed = true;
+	if (cap)
+		storage[0] = '\0';
+}
+
+void buf_release(buf *b)
+{
+	if (!b)
+		return;
+	if (!b->borrowed)
+		free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+void buf_reset(buf *b)
+{
+	b->len = 0;
+	b->failed = false;
+	if (b->data)
+		b->data[0] = '\0';
+}
+
+char *buf_take(buf *b, size_t *len)
+{
+	char *p = b->data;
+
+	if (b->failed || b->borrowed) {
+		if (len)
+			*len = 0;
+		return NULL;
+	}
+	if (len)
+		*len = b->len;
+	b->data = NULL;
+	b->len = b->cap = 0;
+	return p;
+}
+
+static bool reserve(buf *b, size_t extra)
+{
+	size_t need, cap;
+	char *p;
+
+	if (b->failed)
+		return false;
+	if (b->len + extra + 1 <= b->cap)
+		return true;
+	need = b->len + extra + 1;
+	if (need > b->max + 1) {
+		b->failed = true;
+		return false;
+	}
+	cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap *= 2;
+	if (cap > b->max + 1)
+		cap = b->max + 1;
+	p = b->borrowed ? malloc(cap) : realloc(b->data, cap);
+	if (!p) {
+		b->failed = true;
+		return false;
+	}
+	if (b->borrowed) {
+		memcpy(p, b->data, b->len + 1);
+		b->borrowed = false;
+	}
+	b->data = p;
+	b->cap = cap;
+	return true;
+}
+
+void buf_put(buf *b, const void *p, size_t n)
+{
+	if (!reserve(b, n))
+		return;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void buf_puts(buf *b, const char *s)
+{
+	buf_put(b, s, strlen(s));
+}
+
+void buf_printf(buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char small[256];
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->failed = true;
+		return;
+	}
+	if ((size_t)n < sizeof(small)) {
+		buf_put(b, small, (size_t)n);
+		return;
+	}
+	if (!reserve(b, (size_t)n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+void buf_json_str(buf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *run;
+
+	if (!s) {
+		buf_put(b, "null", 4);
+		return;
+	}
+	buf_put(b, "\"", 1);
+	for (run = s; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		char esc[6] = { '\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15] };
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		buf_put(b, run, (size_t)(s - run));
+		run = s + 1;
+		if (ch == '"' || ch == '\\') {
+			esc[1] = (char)ch;
+			buf_put(b, esc, 2);
+		} else {
+			buf_put(b, esc, 6);
+		}
+	}
+	buf_put(b, run, (size_t)(s - run));
+	buf_put(b, "\"", 1);
+}
+
+void buf_json_i64(buf *b, int64_t v)
+{
+	char tmp[24];
+	int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
+	buf_put(b, tmp, (size_t)n);
+}
+
+void format_rfc3339(char *out, size_t cap, int64_t ms)
+{
+	time_t sec = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&sec, &tm);
+	snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+void buf_json_time(buf *b, int64_t ms)
+{
+	char tmp[64];
+
+	if (ms <= 0) {
+		buf_put(b, "null", 4);
+		return;
+	}
+	format_rfc3339(tmp, sizeof(tmp), ms);
+	buf_put(b, "\"", 1);
+	buf_puts(b, tmp);
+	buf_put(b, "\"", 1);
+}

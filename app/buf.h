@@ -1,0 +1,47 @@
+#ifndef APP_BUF_H
+#define APP_BUF_H
+
+/*
+ * A growing byte buffer with a hard maximum, and the JSON writing helpers
+ * the response path uses.  Writes past the maximum or a failed allocation
+ * set b->failed and are otherwise ignored, so callers check once at the
+ * end instead of after every write.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct buf {
+	char *data;       /* NUL-terminated when not failed */
+	size_t len;
+	size_t cap;
+	size_t max;       /* never grows beyond this many bytes */
+	bool failed;
+	bool borrowed;    /* data is caller storage: copy out, never free */
+} buf;
+
+void buf_init(buf *b, size_t max);
+/* Starts in caller storage (e.g. a stack array), moving to the heap only
+ * if it outgrows it; buf_release frees only what it allocated. */
+void buf_init_on(buf *b, char *storage, size_t cap, size_t max);
+void buf_release(buf *b);              /* accepts NULL */
+/* Hands the bytes to the caller (free()); b is empty afterwards.
+ * Returns NULL if the buffer failed or lives in borrowed storage. */
+char *buf_take(buf *b, size_t *len);
+void buf_reset(buf *b);
+
+void buf_put(buf *b, const void *p, size_t n);
+void buf_puts(buf *b, const char *s);
+void buf_printf(buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* JSON: a quoted, escaped string (NULL writes null), and numbers. */
+void buf_json_str(buf *b, const char *s);
+void buf_json_i64(buf *b, int64_t v);
+/* RFC 3339 UTC with milliseconds, quoted; 0 writes null. */
+void buf_json_time(buf *b, int64_t ms);
+/* Formats ms as RFC 3339 into out (at least 32 bytes). */
+void format_rfc3339(char *out, size_t cap, int64_t ms);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * Configuration from the environment.  One table lists every variable
+ * with its default, type, range and help, so parsing, --help and the
+ * start-up log cannot drift apart.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+
+typedef enum var_kind { V_INT, V_BOOL, V_STR, V_ENUM, V_LEVEL } var_kind;
+
+typedef struct var {
+	const char *name;
+	const char *def;           /* NULL: computed (see help) */
+	var_kind kind;
+	size_t offset;             /* into app_config */
+	size_t size;               /* V_STR/V_ENUM: buffer size */
+	long min, max;             /* V_INT range; V_STR min length */
+	const char *choices;       /* V_ENUM: "a|b|c"; V_STR: allowed chars */
+	size_t set_offset;         /* bool "set explicitly" flag, or 0 */
+	const char *help;
+} var;
+
+#define F(field) offsetof(app_config, field), sizeof(((app_config *)0)->field)
+#define SET(field) offsetof(app_config, field)
+#define NOSET 0
+
+#define ID_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+static const var vars[] = {
+	{ "APP_PORT", "8080", V_INT, F(port), 1, 65535, NULL, NOSET,
+	  "HTTP port (plain HTTP; TLS ends at the load balancer)" },
+	{ "LISTEN_ADDR", "0.0.0.0", V_STR, F(listen_addr), 1, 0, "0123456789.", NOSET,
+	  "IPv4 address to bind" },
+	{ "ENV_NAME", "dev", V_ENUM, F(env_name), 0, 0, "dev|test|staging|prod", NOSET,
+	  "dev uses the memory store and log events; staging/prod default to DynamoDB and EventBridge" },
+	{ "LOG_LEVEL", "info", V_LEVEL, offsetof(app_config, log_level), 0, 0, 0,
+	  "debug|info|warn|error", NOSET, "lowest level written to stdout" },
+	{ "AWS_REGION", "us-east-1", V_STR, F(aws_region), 1, 0, ID_CHARS "-", NOSET,
+	  "AWS region" },
+	{ "DYNAMODB_TABLE", "cart-service-carts", V_STR, F(dynamodb_table), 3, 0, ID_CHARS "-_.", NOSET,
+	  "DynamoDB table name" },
+	{ "DYNAMODB_ENDPOINT", "", V_STR, F(dynamodb_endpoint), 0, 0, NULL, NOSET,
+	  "DynamoDB endpoint URL (default: the regional AWS endpoint)" },
+	{ "AWS_XRAY_ENABLED", "false", V_BOOL, F(xray_enabled), 0, 0, NULL, NOSET,
+	  "X-Ray tracing" },
+	{ "RATE_LIMIT_RPS", "100", V_INT, F(rate_limit_rps), 0, 1000000, NULL, SET(set_rate_limit),
+	  "requests per second per client (0 disables)" },
+	{ "CIRCUIT_BREAKER_ENABLED", "true", V_BOOL, F(circuit_breaker_enabled), 0, 0, NULL, SET(set_breaker),
+	  "circuit breaker around remote dependencies" },
+	{ "EVENTBRIDGE_ENABLED", "true", V_BOOL, F(eventbridge_enabled), 0, 0, NULL, SET(set_eventbridge),
+	  "publish events to EventBridge outside ENV_NAME=dev" },
+	{ "EVENTBRIDGE_BUS_NAME", "default", V_STR, F(eventbridge_bus_name), 1, 0, ID_CHARS "-_./:", NOSET,
+	  "EventBridge bus name or ARN" },
+	{ "STORAGE_BACKEND", NULL, V_ENUM, F(storage_backend), 0, 0, "memory|dynamodb", SET(set_storage),
+	  "memory|dynamodb (default: memory in dev, dynamodb otherwise)" },
+	{ "EVENTS_PUBLISHER", NULL, V_ENUM, F(events_publisher), 0, 0, "log|none|eventbridge", SET(set_publisher),
+	  "log|none|eventbridge (default: log in dev, else eventbridge if EVENTBRIDGE_ENABLED, else none)" },
+	{ "MAX_ITEM_QUANTITY", "999", V_INT, F(max_item_quantity), 1, 1000000, NULL, NOSET,
+	  "largest quantity of one line" },
+	{ "MAX_CART_LINES", "100", V_INT, F(max_cart_lines), 1, 1000, NULL, NOSET,
+	  "most distinct items in one cart" },
+	{ "CART_TTL_DAYS", "30", V_INT, F(cart_ttl_days), 1, 3650, NULL, NOSET,
+	  "a cart expires this many days after its last change" },
+	{ "SHUTDOWN_TIMEOUT_SECONDS", "25", V_INT, F(shutdown_timeout_seconds), 1, 3600, NULL, NOSET,
+	  "on SIGTERM, in-flight requests get this long to finish" },
+	{ "SHUTDOWN_DRAIN_SECONDS", "0", V_INT, F(shutdown_drain_seconds), 0, 600, NULL, NOSET,
+	  "on SIGTERM, keep serving with /ready at 503 this long before closing the listener" },
+	{ "HTTP_THREADS", "128", V_INT, F(http_threads), 2, 4096, NULL, NOSET,
+	  "worker threads; each open keep-alive connection holds one" },
+	{ "KEEP_ALIVE_TIMEOUT_MS", "5000", V_INT, F(keep_alive_timeout_ms), 0, 600000, NULL, NOSET,
+	  "idle keep-alive connections are closed after this long" },
+};
+#define N_VARS (sizeof(vars) / sizeof(vars[0]))
+
+const char *log_level_name(log_level l)
+{
+	static const char *const names[] = { "debug", "info", "warn", "error" };
+	return (unsigned)l < 4 ? names[l] : "info";
+}
+
+static bool in_choices(const char *choices, const char *v)
+{
+	size_t len = strlen(v);
+	const char *p = choices;
+
+	while (len && p && *p) {
+		const char *bar = strchr(p, '|');
+		size_t n = bar ? (size_t)(bar - p) : strlen(p);
+		if (n == len && strncmp(p, v, n) == 0)
+			return true;
+		p = bar ? bar + 1 : NULL;
+	}
+	return false;
+}
+
+static int parse_one(app_config *cfg, const var *v, const char *val)
+{
+	char *base = (char *)cfg + v->offset;
+
+	switch (v->kind) {
+	case V_INT: {
+		char *end;
+		long n;
+		errno = 0;
+		n = strtol(val, &end, 10);
+		if (errno || end == val || *end || n < v->min || n > v->max)
+			return -1;
+		*(int *)base = (int)n;
+		return 0;
+	}
+	case V_BOOL:
+		if (!strcasecmp(val, "true") || !strcmp(val, "1"))
+			*(bool *)base = true;
+		else if (!strcasecmp(val, "false") || !strcmp(val, "0"))
+			*(bool *)base = false;
+		else
+			return -1;
+		return 0;
+	case V_LEVEL:
+		for (int l = LOG_DEBUG; l <= LOG_ERROR; l++)
+			if (!strcasecmp(val, log_level_name((log_level)l))) {
+				*(log_level *)base = (log_level)l;
+				return 0;
+			}
+		return -1;
+	case V_ENUM:
+		if (!in_choices(v->choices, val))
+			return -1;
+		break;
+	case V_STR:
+		if (strlen(val) < (size_t)v->min ||
+		    (v->choices && strspn(val, v->choices) != strlen(val)))
+			return -1;
+		break;
+	}
+	if (strlen(val) >= v->size)
+		return -1;
+	strcpy(base, val);
+	return 0;
+}
+
+static int check_endpoint(const char *url)
+{
+	if (!*url)
+		return 0;
+	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
+		return -1;
+	for (; *url; url++)   /* no quotes, spaces or controls: it is logged */
+		if ((unsigned char)*url <= ' ' || *url == '"' || *url == '\\' ||
+		    *url == 0x7f)
+			return -1;
+	return 0;
+}
+
+/* The dev rule: memory and log events unless told otherwise. */
+static void apply_env_defaults(app_config *cfg)
+{
+	bool dev = !strcmp(cfg->env_name, "dev") || !strcmp(cfg->env_name, "test");
+
+	if (!cfg->set_storage)
+		strcpy(cfg->storage_backend, dev ? "memory" : "dynamodb");
+	if (!cfg->set_publisher)
+		strcpy(cfg->events_publisher,
+		       dev ? "log" : cfg->eventbridge_enabled ? "eventbridge" : "none");
+}
+
+int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
+		size_t err_len)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < N_VARS; i++) {
+		const var *v = &vars[i];
+		const char *val = getenv_fn(v->name);
+		bool given = val != NULL;
+
+		if (!val)
+			val = v->def;
+		if (!val)
+			continue;
+		if (v->set_offset && given)
+			*(bool *)((char *)cfg + v->set_offset) = true;
+		if (parse_one(cfg, v, val) ||
+		    (v->offset == offsetof(app_config, dynamodb_endpoint) &&
+		     check_endpoint(val))) {
+			snprintf(err, err_len, "invalid %s=\"%.64s\": expected %s",
+				 v->name, val, v->help);
+			return -1;
+		}
+	}
+	apply_env_defaults(cfg);
+	return 0;
+}
+
+int config_check_features(const app_config *cfg, char *err, size_t err_len,
+			  char *warn, size_t warn_len)
+{
+	const char *missing = NULL;
+
+	*warn = '\0';
+	if (!strcmp(cfg->storage_backend, "dynamodb"))
+		missing = cfg->set_storage ? "STORAGE_BACKEND=dynamodb"
+					   : "STORAGE_BACKEND=dynamodb (implied by ENV_NAME)";
+	else if (!strcmp(cfg->events_publisher, "eventbridge"))
+		missing = cfg->set_publisher ? "EVENTS_PUBLISHER=eventbridge"
+					     : "EVENTBRIDGE_ENABLED (EventBridge publisher implied by ENV_NAME)";
+	else if (cfg->xray_enabled)
+		missing = "AWS_XRAY_ENABLED=true";
+	else if (cfg->set_rate_limit && cfg->rate_limit_rps > 0)
+		missing = "RATE_LIMIT_RPS";
+	else if (cfg->set_breaker && cfg->circuit_breaker_enabled)
+		missing = "CIRCUIT_BREAKER_ENABLED=true";
+	if (missing) {
+		snprintf(err, err_len,
+			 "%s: this build does not provide that feature yet; "
+			 "unset it (or switch it off) to start", missing);
+		return -1;
+	}
+	snprintf(warn, warn_len, "%s%s",
+		 cfg->rate_limit_rps > 0 ? "rate limiting (RATE_LIMIT_RPS) " : "",
+		 cfg->circuit_breaker_enabled ? "circuit breaker (CIRCUIT_BREAKER_ENABLED)" : "");
+	return 0;
+}
+
+void config_print_help(FILE *out)
+{
+	fprintf(out,
+		"usage: cart-service [--help]\n\n"
+		"Shopping-cart REST service. Configured by environment variables:\n\n");
+	for (size_t i = 0; i < N_VARS; i++)
+		fprintf(out, "  %-26s default: %-20s %s\n", vars[i].name,
+			vars[i].def ? (*vars[i].def ? vars[i].def : "(none)") : "(see text)",
+			vars[i].help);
+}
+
+static size_t put_kv(char *buf, size_t cap, size_t at, const char *k,
+		     const char *v, bool quote)
+{
+	int n = snprintf(at < cap ? buf + at : NULL, at < cap ? cap - at : 0,
+			 "%s\"%s\":%s%s%s", at ? "," : "", k, quote ? "\"" : "",
+			 v, quote ? "\"" : "");
+	return at + (n > 0 ? (size_t)n : 0);
+}
+
+size_t config_to_json(const app_config *cfg, char *buf, size_t cap)
+{
+	size_t at = 0;
+
+	if (cap)
+		*buf = '\0';
+	for (size_t i = 0; i < N_VARS; i++) {
+		const var *v = &vars[i];
+		const char *base = (const char *)cfg + v->offset;
+		char num[32];
+
+		switch (v->kind) {
+		case V_INT:
+			snprintf(num, sizeof(num), "%d", *(const int *)base);
+			at = put_kv(buf, cap, at, v->name, num, false);
+			break;
+		case V_BOOL:
+			at = put_kv(buf, cap, at, v->name,
+				    *(const bool *)base ? "true" : "false", false);
+			break;
+		case V_LEVEL:
+			at = put_kv(buf, cap, at, v->name,
+				    log_level_name(*(const log_level *)base), true);
+			break;
+		default:
+			/* Strings here are validated ids or URLs; none is a secret. */
+			at = put_kv(buf, cap, at, v->name, base, true);
+		}
+	}
+	return at;
+}

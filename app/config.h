@@ -1,0 +1,77 @@
+#ifndef APP_CONFIG_H
+#define APP_CONFIG_H
+
+/*
+ * Service configuration from the environment.  Parsed once in main before
+ * any thread starts, read-only afterwards.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum log_level {
+	LOG_DEBUG = 0,
+	LOG_INFO,
+	LOG_WARN,
+	LOG_ERROR,
+} log_level;
+
+typedef struct app_config {
+	int port;
+	char listen_addr[64];
+	char env_name[16];
+	log_level log_level;
+	char aws_region[32];
+	char dynamodb_table[256];
+	char dynamodb_endpoint[512];
+	bool xray_enabled;
+	int rate_limit_rps;
+	bool circuit_breaker_enabled;
+	bool eventbridge_enabled;
+	char eventbridge_bus_name[256];
+	char storage_backend[16];    /* memory | dynamodb */
+	char events_publisher[16];   /* log | none | eventbridge */
+	int max_item_quantity;
+	int max_cart_lines;
+	int cart_ttl_days;
+	int shutdown_timeout_seconds;
+	int shutdown_drain_seconds;
+	int http_threads;
+	int keep_alive_timeout_ms;
+	/* Which variables were set explicitly (for "feature not in this build"). */
+	bool set_rate_limit;
+	bool set_breaker;
+	bool set_storage;
+	bool set_publisher;
+	bool set_eventbridge;
+} app_config;
+
+/*
+ * Reads every variable through getenv_fn (getenv in the service; tests
+ * pass their own).  On an invalid value writes one line naming the
+ * variable into err and returns -1.
+ */
+typedef const char *(*config_getenv_fn)(const char *name);
+int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
+		size_t err_len);
+
+/*
+ * Refuses features this build does not provide when they are switched on
+ * explicitly (or implied by ENV_NAME); writes the reason into err.
+ * Returns -1 to stop the start.  *warn gets a note on configured but
+ * unprovided features that were not asked for explicitly ("" if none).
+ */
+int config_check_features(const app_config *cfg, char *err, size_t err_len,
+			  char *warn, size_t warn_len);
+
+/* Prints the --help text: every variable with its default. */
+void config_print_help(FILE *out);
+
+/* The effective configuration as JSON object members (no braces). */
+size_t config_to_json(const app_config *cfg, char *buf, size_t cap);
+
+const char *log_level_name(log_level l);
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * cart-service: reads the configuration, wires adapters into the core,
+ * serves HTTP until SIGTERM/SIGINT, then drains and exits 0 within
+ * SHUTDOWN_TIMEOUT_SECONDS.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cart/service.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "log/log_publisher.h"
+#include "memory/memory_repo.h"
+#include "server.h"
+#include "system/system.h"
+
+/* Process-wide state, set up before any thread starts (STYLE.md, 7). */
+static app_config g_cfg;
+static app_ctx g_app;
+
+typedef struct wiring {
+	cart_repo repo;
+	cart_publisher pub;
+	cart_clock clock;
+	cart_ids ids;
+	cart_service *svc;
+} wiring;
+
+static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
+{
+	cart_service_config sc;
+
+	memset(w, 0, sizeof(*w));
+	cart_system_clock_init(&w->clock);
+	cart_system_ids_init(&w->ids);
+	/* config_check_features has refused backends this build lacks. */
+	if (cart_memory_repo_new(&w->repo)) {
+		snprintf(err, err_len, "cannot create the memory repository");
+		return -1;
+	}
+	if (!strcmp(cfg->events_publisher, "log"))
+		cart_log_publisher_new(&w->pub, STDOUT_FILENO);
+	else
+		cart_noop_publisher_new(&w->pub);
+	cart_service_config_init(&sc);
+	sc.limits.max_item_quantity = cfg->max_item_quantity;
+	sc.limits.max_lines = (size_t)cfg->max_cart_lines;
+	sc.limits.ttl_ms = (int64_t)cfg->cart_ttl_days * 24 * 3600 * 1000;
+	if (cart_service_new(&w->svc, &sc, &w->repo, &w->pub, &w->clock, &w->ids)) {
+		snprintf(err, err_len, "cannot create the cart service");
+		return -1;
+	}
+	return 0;
+}
+
+static void unwire(wiring *w)
+{
+	cart_service_free(w->svc);
+	cart_repo_destroy(&w->repo);
+	cart_publisher_destroy(&w->pub);
+	cart_ids_destroy(&w->ids);
+	cart_clock_destroy(&w->clock);
+}
+
+static void log_start(const app_config *cfg, const char *unprovided)
+{
+	char fields[4096];
+	size_t n = (size_t)snprintf(fields, sizeof(fields), ",\"config\":{");
+
+	n += config_to_json(cfg, fields + n, sizeof(fields) - n);
+	if (n + 256 < sizeof(fields))
+		snprintf(fields + n, sizeof(fields) - n,
+			 "},\"not_provided_by_this_build\":\"%s\"", unprovided);
+	log_write(LOG_INFO, "starting cart-service", fields);
+}
+
+/* --- shutdown ----------------------------------------------------------- */
+
+typedef struct stopper {
+	server *srv;
+	pthread_mutex_t lock;
+	pthread_cond_t done_cv;
+	int done;
+} stopper;
+
+static void *stop_thread(void *arg)
+{
+	stopper *st = arg;
+
+	server_stop(st->srv);   /* waits for in-flight requests */
+	pthread_mutex_lock(&st->lock);
+	st->done = 1;
+	pthread_cond_signal(&st->done_cv);
+	pthread_mutex_unlock(&st->lock);
+	return NULL;
+}
+
+/* true if the server stopped within the timeout. */
+static int stop_within(server *srv, int timeout_s)
+{
+	stopper st = { srv, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+	struct timespec until;
+	pthread_t t;
+	int done;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_s;
+	if (pthread_create(&t, NULL, stop_thread, &st)) {
+		server_stop(srv);
+		return 1;
+	}
+	pthread_mutex_lock(&st.lock);
+	while (!st.done &&
+	       pthread_cond_timedwait(&st.done_cv, &st.lock, &until) != ETIMEDOUT)
+		;
+	done = st.done;
+	pthread_mutex_unlock(&st.lock);
+	if (done)
+		pthread_join(t, NULL);
+	return done;
+}
+
+static int wait_for_signal(const sigset_t *set)
+{
+	int sig = 0;
+
+	while (sigwait(set, &sig) != 0)
+		;
+	return sig;
+}
+
+static void drain(const app_config *cfg, int sig)
+{
+	char fields[128];
+
+	atomic_store(&g_app.draining, 1);
+	snprintf(fields, sizeof(fields), ",\"signal\":%d,\"drain_seconds\":%d", sig,
+		 cfg->shutdown_drain_seconds);
+	log_write(LOG_INFO, "shutting down: /ready now fails", fields);
+	if (cfg->shutdown_drain_seconds > 0)
+		sleep((unsigned)cfg->shutdown_drain_seconds);
+}
+
+/* --- main --------------------------------------------------------------- */
+
+static const char *env(const char *name)
+{
+	return getenv(name);
+}
+
+static int usage_error(const char *arg)
+{
+	fprintf(stderr, "cart-service: unknown argument '%s' (try --help)\n", arg);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	char err[512], warn[256];
+	sigset_t sigs;
+	wiring w;
+	server *srv;
+	int sig;
+
+	if (argc > 1) {
+		if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+			config_print_help(stdout);
+			return 0;
+		}
+		return usage_error(argv[1]);
+	}
+	if (config_load(&g_cfg, env, err, sizeof(err)) ||
+	    config_check_features(&g_cfg, err, sizeof(err), warn, sizeof(warn))) {
+		fprintf(stderr, "cart-service: %s\n", err);
+		return 2;
+	}
+	log_setup(g_cfg.log_level, STDOUT_FILENO);
+	/* Every thread inherits this mask; only main receives the signals. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (wire(&w, &g_cfg, err, sizeof(err))) {
+		fprintf(stderr, "cart-service: %s\n", err);
+		unwire(&w);
+		return 1;
+	}
+	g_app.cfg = &g_cfg;
+	g_app.svc = w.svc;
+	g_app.repo = &w.repo;
+	g_app.ids = &w.ids;
+	log_start(&g_cfg, warn);
+	if (server_start(&srv, &g_app, err, sizeof(err))) {
+		fprintf(stderr, "cart-service: %s\n", err);
+		log_write(LOG_ERROR, err, NULL);
+		unwire(&w);
+		return 1;
+	}
+	log_write(LOG_INFO, "listening", NULL);
+
+	sig = wait_for_signal(&sigs);
+	drain(&g_cfg, sig);
+	if (!stop_within(srv, g_cfg.shutdown_timeout_seconds)) {
+		log_write(LOG_WARN, "shutdown timeout: exiting with requests in flight", NULL);
+		fflush(stdout);
+		_exit(0);
+	}
+	unwire(&w);
+	log_write(LOG_INFO, "stopped", NULL);
+	return 0;
+}

@@ -1,0 +1,194 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "render.h"
+
+static void money(buf *b, cart_money m)
+{
+	buf_puts(b, "{\"amount\":");
+	buf_json_i64(b, m.amount);
+	buf_puts(b, ",\"currency\":");
+	buf_json_str(b, m.currency[0] ? m.currency : NULL);
+	buf_puts(b, "}");
+}
+
+static void render_item(buf *b, const cart_item *it)
+{
+	buf_puts(b, "{\"itemId\":");
+	buf_json_str(b, cart_item_id(it));
+	buf_puts(b, ",\"quantity\":");
+	buf_json_i64(b, cart_item_quantity(it));
+	buf_puts(b, ",\"unitPrice\":");
+	money(b, cart_item_unit_price(it));
+	buf_puts(b, ",\"lineTotal\":");
+	money(b, cart_item_line_total(it));
+	buf_puts(b, ",\"name\":");
+	buf_json_str(b, cart_item_name(it));
+	buf_puts(b, ",\"attributes\":{");
+	for (size_t i = 0; i < cart_item_attr_count(it); i++) {
+		cart_attr a = cart_item_attr_at(it, i);
+		if (i)
+			buf_puts(b, ",");
+		buf_json_str(b, a.key);
+		buf_puts(b, ":");
+		buf_json_str(b, a.value);
+	}
+	buf_puts(b, "},\"addedAt\":");
+	buf_json_time(b, cart_item_added_at(it));
+	buf_puts(b, ",\"updatedAt\":");
+	buf_json_time(b, cart_item_updated_at(it));
+	buf_puts(b, "}");
+}
+
+void render_cart(buf *b, const cart *c)
+{
+	buf_puts(b, "{\"cartId\":");
+	buf_json_str(b, cart_id(c));
+	buf_puts(b, ",\"userId\":");
+	buf_json_str(b, cart_user_id(c));
+	buf_puts(b, ",\"items\":[");
+	for (size_t i = 0; i < cart_line_count(c); i++) {
+		if (i)
+			buf_puts(b, ",");
+		render_item(b, cart_item_at(c, i));
+	}
+	buf_puts(b, "],\"itemCount\":");
+	buf_json_i64(b, cart_quantity_total(c));
+	buf_puts(b, ",\"subtotal\":");
+	money(b, cart_subtotal(c));
+	buf_puts(b, ",\"version\":");
+	buf_json_i64(b, cart_version(c));
+	buf_puts(b, ",\"createdAt\":");
+	buf_json_time(b, cart_created_at(c));
+	buf_puts(b, ",\"updatedAt\":");
+	buf_json_time(b, cart_updated_at(c));
+	buf_puts(b, ",\"expiresAt\":");
+	buf_json_time(b, cart_expires_at(c));
+	buf_puts(b, "}");
+}
+
+/* --- problems ----------------------------------------------------------- */
+
+static const struct {
+	cart_rule rule;
+	const char *code;
+	const char *detail;
+} rule_problems[] = {
+	{ CART_RULE_ID, "cart.invalid_id", "ids are 1-128 characters of A-Z a-z 0-9 . _ : @ -" },
+	{ CART_RULE_QUANTITY, "cart.quantity_out_of_range", "quantity is outside the allowed range" },
+	{ CART_RULE_CURRENCY, "cart.currency_invalid", "currency must be an ISO 4217 code of three upper-case letters" },
+	{ CART_RULE_CURRENCY_MISMATCH, "cart.currency_mismatch", "the cart already holds items in another currency" },
+	{ CART_RULE_AMOUNT, "cart.amount_out_of_range", "unitPrice.amount must be 0..1000000000000 minor units" },
+	{ CART_RULE_NAME, "cart.name_too_long", "name must be at most 256 bytes" },
+	{ CART_RULE_ATTRIBUTES, "cart.attributes_invalid", "at most 20 attributes, unique keys of 1-64 bytes, values of at most 256 bytes" },
+	{ CART_RULE_TOO_MANY_LINES, "cart.too_many_lines", "the cart holds the most distinct items allowed" },
+	{ CART_RULE_OVERFLOW, "cart.total_overflow", "the cart total would overflow" },
+	{ CART_RULE_TOO_LARGE, "cart.too_large", "the cart is too large to store" },
+};
+
+problem problem_for(int err, cart_rule rule)
+{
+	problem p = { 500, "cart.internal_error", "an internal error occurred", -1 };
+
+	switch (err) {
+	case CART_EINVALID:
+		p.status = 422;
+		p.code = "cart.invalid";
+		p.detail = "the request breaks a cart rule";
+		for (size_t i = 0; i < sizeof(rule_problems) / sizeof(rule_problems[0]); i++)
+			if (rule_problems[i].rule == rule) {
+				p.code = rule_problems[i].code;
+				p.detail = rule_problems[i].detail;
+				/* A bad id is malformed input, not a broken rule. */
+				if (rule == CART_RULE_ID)
+					p.status = 400;
+			}
+		break;
+	case CART_ENOTFOUND:
+		p = (problem){ 404, "cart.item_not_found", "the cart has no item with this id", -1 };
+		break;
+	case CART_ECONFLICT:
+		p = (problem){ 409, "cart.concurrent_modification",
+			       "the cart kept changing concurrently; retry the request", -1 };
+		break;
+	case CART_EPRECONDITION:
+		p = (problem){ 412, "cart.version_mismatch",
+			       "If-Match does not name the cart's current version", -1 };
+		break;
+	case CART_EIDEM_MISMATCH:
+		p = (problem){ 422, "cart.idempotency_key_reused",
+			       "this Idempotency-Key was used for a different request", -1 };
+		break;
+	case CART_EIDEM_INFLIGHT:
+		p = (problem){ 409, "cart.idempotency_in_flight",
+			       "a request with this Idempotency-Key is still being processed", -1 };
+		break;
+	case CART_EUNAVAILABLE:
+		p = (problem){ 503, "cart.unavailable", "a dependency is unavailable; retry later", -1 };
+		break;
+	case CART_EBACKEND:
+		p = (problem){ 503, "cart.unavailable", "the cart store failed; retry later", -1 };
+		break;
+	}
+	return p;
+}
+
+static const char *title_for(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 412: return "Precondition Failed";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 503: return "Service Unavailable";
+	default: return "Internal Server Error";
+	}
+}
+
+void render_problem(http_response *res, const problem *p, const char *instance)
+{
+	const char *slug = strchr(p->code, '.');
+	buf *b = &res->body;
+
+	buf_reset(b);
+	res->status = p->status;
+	res->content_type = "application/problem+json";
+	buf_puts(b, "{\"type\":\"https://cart-service.dev/problems/");
+	for (slug = slug ? slug + 1 : p->code; *slug; slug++)
+		buf_put(b, *slug == '_' ? "-" : slug, 1);
+	buf_puts(b, "\",\"title\":");
+	buf_json_str(b, title_for(p->status));
+	buf_puts(b, ",\"status\":");
+	buf_json_i64(b, p->status);
+	buf_puts(b, ",\"detail\":");
+	buf_json_str(b, p->detail);
+	buf_puts(b, ",\"code\":");
+	buf_json_str(b, p->code);
+	if (instance) {
+		buf_puts(b, ",\"instance\":");
+		buf_json_str(b, instance);
+	}
+	if (res->request_id[0]) {
+		buf_puts(b, ",\"requestId\":");
+		buf_json_str(b, res->request_id);
+	}
+	if (p->current_version >= 0) {
+		buf_puts(b, ",\"currentVersion\":");
+		buf_json_i64(b, p->current_version);
+	}
+	buf_puts(b, "}");
+}
+
+const char *http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	default: return title_for(status);
+	}
+}

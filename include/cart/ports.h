@@ -1,0 +1,77 @@
+#ifndef CART_PORTS_H
+#define CART_PORTS_H
+
+/*
+ * The ports libcart needs: a clock, an id source and an event publisher.
+ * The cart repository has its own header (cart/repo.h).
+ *
+ * Each port is a const table of functions plus an opaque self.  The core
+ * never looks inside self; only the adapter's constructor and the port's
+ * destroy know it.  Every function here must be safe to call from many
+ * threads at once.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cart/cart.h"
+#include "cart/event.h"
+
+/* --- clock -------------------------------------------------------------- */
+
+typedef struct cart_clock_ops {
+	int64_t (*now_ms)(void *self);            /* wall clock, ms since epoch */
+	void (*sleep_ms)(void *self, int64_t ms); /* backoff between retries */
+	void (*destroy)(void *self);              /* may be NULL */
+} cart_clock_ops;
+
+typedef struct cart_clock {
+	const cart_clock_ops *ops;
+	void *self;
+} cart_clock;
+
+int64_t cart_clock_now(const cart_clock *c);
+void cart_clock_sleep(const cart_clock *c, int64_t ms);
+void cart_clock_destroy(cart_clock *c);   /* accepts NULL / empty */
+
+/* --- ids ---------------------------------------------------------------- */
+
+typedef struct cart_ids_ops {
+	/* Writes a fresh random UUID (36 chars + NUL). */
+	int (*uuid)(void *self, char out[CART_UUID_LEN + 1]);
+	/* A uniformly random integer in 0..bound-1 (bound > 0); for jitter. */
+	uint64_t (*random)(void *self, uint64_t bound);
+	void (*destroy)(void *self);
+} cart_ids_ops;
+
+typedef struct cart_ids {
+	const cart_ids_ops *ops;
+	void *self;
+} cart_ids;
+
+int cart_ids_uuid(const cart_ids *ids, char out[CART_UUID_LEN + 1]);
+uint64_t cart_ids_random(const cart_ids *ids, uint64_t bound);
+void cart_ids_destroy(cart_ids *ids);
+
+/* --- event publisher ---------------------------------------------------- */
+
+typedef struct cart_publisher_ops {
+	/*
+	 * Publishes events in order.  Returns CART_OK once every event was
+	 * accepted, else an error and the caller may publish them again
+	 * (delivery is at least once; consumers dedupe by event id).
+	 */
+	int (*publish)(void *self, const cart_event *events, size_t n);
+	void (*destroy)(void *self);
+} cart_publisher_ops;
+
+typedef struct cart_publisher {
+	const cart_publisher_ops *ops;
+	void *self;
+} cart_publisher;
+
+int cart_publisher_publish(const cart_publisher *p, const cart_event *ev,
+			   size_t n);
+void cart_publisher_destroy(cart_publisher *p);
+
+#endif

@@ -1,0 +1,115 @@
+#ifndef CART_REPO_H
+#define CART_REPO_H
+
+/*
+ * The cart repository port: where carts and idempotency records live.
+ *
+ * One stored record per user: the cart (possibly empty after a clear),
+ * its version, and beside it the user's idempotency records.  The version
+ * counts every committed write for the user and never goes back, so a
+ * stale If-Match can never match a newer cart (no ABA after a clear).
+ *
+ * All functions are safe to call from many threads at once.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cart/cart.h"
+#include "cart/event.h"
+
+#define CART_IDEM_KEY_MAX 255
+
+typedef enum cart_idem_state {
+	CART_IDEM_PENDING = 1,  /* first request still running (a claim) */
+	CART_IDEM_COMPLETE = 2, /* outcome recorded; replay it */
+} cart_idem_state;
+
+/*
+ * An idempotency record: the first completed outcome of a request, kept
+ * per (user, key).  status and body are the caller's rendering of the
+ * outcome (for the HTTP app: the status code and the response body); the
+ * core stores them without looking inside.
+ */
+typedef struct cart_idem {
+	char *key;
+	char *fingerprint;        /* identifies the request (method, path, body) */
+	cart_idem_state state;
+	int status;
+	char *body;               /* body_len bytes, may contain NUL; may be NULL */
+	size_t body_len;
+	int64_t expires_at;       /* COMPLETE: forgotten after; PENDING: lease end */
+} cart_idem;
+
+/* Deep copy of src into *out (caller owns). */
+int cart_idem_clone(cart_idem **out, const cart_idem *src);
+/* Frees the record and every string in it; accepts NULL. */
+void cart_idem_free(cart_idem *rec);
+
+/* One atomic write; see cart_repo_ops.save. Everything is borrowed. */
+typedef struct cart_write {
+	const char *user_id;
+	int64_t expected_version;   /* 0: no record may exist yet */
+	const cart *cart;           /* new state; its version is expected+1 */
+	const cart_idem *idem;      /* completed record to store, or NULL */
+	const cart_event *events;   /* the events of this mutation */
+	size_t event_count;
+} cart_write;
+
+typedef struct cart_repo_ops {
+	/*
+	 * Loads the user's cart.  Caller owns *out (cart_free).
+	 * CART_ENOTFOUND if the user has no stored record.  An expired cart is
+	 * returned as stored; the core decides what expiry means.
+	 */
+	int (*load)(void *self, const char *user_id, cart **out);
+	/*
+	 * Compare-and-set: stores w->cart only if the stored version still
+	 * equals w->expected_version, together with w->idem (replacing a
+	 * pending claim of the same key) and w->events, all or nothing.
+	 * CART_ECONFLICT and nothing is written otherwise.
+	 */
+	int (*save)(void *self, const cart_write *w);
+	/*
+	 * Idempotency records.  get: caller owns *out; CART_ENOTFOUND if absent
+	 * or past expires_at (now_ms).  claim: stores a PENDING record if
+	 * no record for the key exists or the existing one is a PENDING record
+	 * whose lease ended before now_ms; else CART_ECONFLICT.  complete:
+	 * stores a COMPLETE record without touching the cart (outcomes that
+	 * wrote nothing, such as a 404).  release: deletes the key's record if
+	 * it is PENDING with this fingerprint (the outcome is not to be kept).
+	 */
+	int (*idem_get)(void *self, const char *user_id, const char *key,
+			int64_t now_ms, cart_idem **out);
+	int (*idem_claim)(void *self, const char *user_id, const cart_idem *rec,
+			  int64_t now_ms);
+	int (*idem_complete)(void *self, const char *user_id,
+			     const cart_idem *rec);
+	int (*idem_release)(void *self, const char *user_id, const char *key,
+			    const char *fingerprint);
+	/* Readiness: CART_OK if the store answers. */
+	int (*ping)(void *self);
+	void (*destroy)(void *self);  /* may be NULL if nothing to release */
+} cart_repo_ops;
+
+typedef struct cart_repo {
+	const cart_repo_ops *ops;   /* static const table, never NULL */
+	void *self;                 /* adapter state, owned by the adapter */
+} cart_repo;
+
+/* One-line wrappers: the single home for checks around port calls. */
+int cart_repo_load(const cart_repo *r, const char *user_id, cart **out);
+int cart_repo_save(const cart_repo *r, const cart_write *w);
+int cart_repo_idem_get(const cart_repo *r, const char *user_id,
+		       const char *key, int64_t now_ms, cart_idem **out);
+int cart_repo_idem_claim(const cart_repo *r, const char *user_id,
+			 const cart_idem *rec, int64_t now_ms);
+int cart_repo_idem_complete(const cart_repo *r, const char *user_id,
+			    const cart_idem *rec);
+int cart_repo_idem_release(const cart_repo *r, const char *user_id,
+			   const char *key, const char *fingerprint);
+int cart_repo_ping(const cart_repo *r);
+/* Releases the adapter; accepts NULL or an already destroyed repo. */
+void cart_repo_destroy(cart_repo *r);
+
+#endif

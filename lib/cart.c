@@ -1,0 +1,519 @@
+/*
+ * The cart aggregate.  Invariants kept by every mutation:
+ *  - all lines share the cart's currency;
+ *  - every line total (quantity * unit amount), the subtotal and the
+ *    quantity sum fit in int64, so the accessors cannot fail;
+ *  - item ids are unique and lines keep insertion order.
+ * Each line's strings live in one allocation (item->mem), so a line costs
+ * one malloc and a cart of n lines n + 2.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cart/cart.h"
+
+struct cart_item {
+	const char *item_id;
+	const char *name;          /* NULL for none */
+	const cart_attr *attrs;
+	size_t attr_count;
+	int32_t quantity;
+	cart_money unit_price;
+	int64_t added_at;
+	int64_t updated_at;
+	void *mem;                 /* owns attrs and every string above */
+};
+
+struct cart {
+	char cart_id[CART_UUID_LEN + 1]; /* "" when none */
+	int64_t version;
+	int64_t created_at;
+	int64_t updated_at;
+	int64_t expires_at;
+	cart_item *items;
+	size_t n_items;
+	size_t cap_items;
+	char user_id[];
+};
+
+static const char *const rule_names[] = {
+	[CART_RULE_NONE] = "none",
+	[CART_RULE_ID] = "id",
+	[CART_RULE_QUANTITY] = "quantity",
+	[CART_RULE_CURRENCY] = "currency",
+	[CART_RULE_CURRENCY_MISMATCH] = "currency_mismatch",
+	[CART_RULE_AMOUNT] = "amount",
+	[CART_RULE_NAME] = "name",
+	[CART_RULE_ATTRIBUTES] = "attributes",
+	[CART_RULE_TOO_MANY_LINES] = "too_many_lines",
+	[CART_RULE_OVERFLOW] = "overflow",
+	[CART_RULE_TOO_LARGE] = "too_large",
+};
+
+const char *cart_rule_name(cart_rule rule)
+{
+	if ((unsigned)rule < sizeof(rule_names) / sizeof(rule_names[0]) &&
+	    rule_names[rule])
+		return rule_names[rule];
+	return "unknown";
+}
+
+void cart_limits_init(cart_limits *lim)
+{
+	lim->max_item_quantity = 999;
+	lim->max_lines = 100;
+	lim->ttl_ms = 30LL * 24 * 3600 * 1000;
+}
+
+static int fail(cart_rule *rule, cart_rule which)
+{
+	if (rule)
+		*rule = which;
+	return CART_EINVALID;
+}
+
+bool cart_id_valid(const char *s)
+{
+	size_t n = 0;
+
+	if (!s)
+		return false;
+	for (; s[n]; n++) {
+		unsigned char ch = (unsigned char)s[n];
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+			  ch == ':' || ch == '@' || ch == '-';
+		if (!ok || n >= CART_ID_MAX)
+			return false;
+	}
+	return n > 0;
+}
+
+bool cart_currency_valid(const char *s)
+{
+	if (!s)
+		return false;
+	for (int i = 0; i < 3; i++)
+		if (s[i] < 'A' || s[i] > 'Z')
+			return false;
+	return s[3] == '\0';
+}
+
+/* Shape of a line, independent of limits that can be configured. */
+static int check_shape(const cart_item_spec *spec, cart_rule *rule)
+{
+	if (!cart_id_valid(spec->item_id))
+		return fail(rule, CART_RULE_ID);
+	if (!cart_currency_valid(spec->unit_price.currency))
+		return fail(rule, CART_RULE_CURRENCY);
+	if (spec->unit_price.amount < 0 ||
+	    spec->unit_price.amount > CART_AMOUNT_MAX)
+		return fail(rule, CART_RULE_AMOUNT);
+	if (spec->name && strlen(spec->name) > CART_NAME_MAX)
+		return fail(rule, CART_RULE_NAME);
+	if (spec->attr_count > CART_ATTRS_MAX ||
+	    (spec->attr_count && !spec->attrs))
+		return fail(rule, CART_RULE_ATTRIBUTES);
+	for (size_t i = 0; i < spec->attr_count; i++) {
+		const cart_attr *a = &spec->attrs[i];
+		size_t kl = a->key ? strlen(a->key) : 0;
+		if (kl == 0 || kl > CART_ATTR_KEY_MAX || !a->value ||
+		    strlen(a->value) > CART_ATTR_VALUE_MAX)
+			return fail(rule, CART_RULE_ATTRIBUTES);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(spec->attrs[j].key, a->key) == 0)
+				return fail(rule, CART_RULE_ATTRIBUTES);
+	}
+	return CART_OK;
+}
+
+int cart_item_spec_check(const cart_item_spec *spec, const cart_limits *lim,
+			 cart_rule *rule)
+{
+	int err = check_shape(spec, rule);
+
+	if (err)
+		return err;
+	if (spec->quantity < 1 || spec->quantity > lim->max_item_quantity)
+		return fail(rule, CART_RULE_QUANTITY);
+	return CART_OK;
+}
+
+/* --- lifetime ----------------------------------------------------------- */
+
+int cart_new(cart **out, const char *user_id)
+{
+	size_t len;
+	cart *c;
+
+	*out = NULL;
+	if (!cart_id_valid(user_id))
+		return CART_EINVALID;
+	len = strlen(user_id);
+	c = calloc(1, sizeof(*c) + len + 1);
+	if (!c)
+		return CART_ENOMEM;
+	memcpy(c->user_id, user_id, len + 1);
+	*out = c;
+	return CART_OK;
+}
+
+/* Fills it (except times and quantity) from spec in one allocation. */
+static int item_build(cart_item *it, const cart_item_spec *spec)
+{
+	size_t need = spec->attr_count * sizeof(cart_attr);
+	size_t idl = strlen(spec->item_id) + 1;
+	size_t nl = spec->name ? strlen(spec->name) + 1 : 0;
+	cart_attr *attrs;
+	char *p;
+
+	need += idl + nl;
+	for (size_t i = 0; i < spec->attr_count; i++)
+		need += strlen(spec->attrs[i].key) + strlen(spec->attrs[i].value) + 2;
+	it->mem = malloc(need);
+	if (!it->mem)
+		return CART_ENOMEM;
+	attrs = it->mem;
+	p = (char *)(attrs + spec->attr_count);
+	it->item_id = memcpy(p, spec->item_id, idl);
+	p += idl;
+	it->name = NULL;
+	if (spec->name) {
+		it->name = memcpy(p, spec->name, nl);
+		p += nl;
+	}
+	for (size_t i = 0; i < spec->attr_count; i++) {
+		size_t kl = strlen(spec->attrs[i].key) + 1;
+		size_t vl = strlen(spec->attrs[i].value) + 1;
+		attrs[i].key = memcpy(p, spec->attrs[i].key, kl);
+		p += kl;
+		attrs[i].value = memcpy(p, spec->attrs[i].value, vl);
+		p += vl;
+	}
+	it->attrs = spec->attr_count ? attrs : NULL;
+	it->attr_count = spec->attr_count;
+	it->unit_price = spec->unit_price;
+	return CART_OK;
+}
+
+static cart_item_spec item_spec_of(const cart_item *it)
+{
+	cart_item_spec s = {
+		.item_id = it->item_id,
+		.quantity = it->quantity,
+		.unit_price = it->unit_price,
+		.name = it->name,
+		.attrs = it->attrs,
+		.attr_count = it->attr_count,
+	};
+	return s;
+}
+
+int cart_clone(cart **out, const cart *c)
+{
+	cart *d;
+	size_t len = strlen(c->user_id);
+
+	*out = NULL;
+	d = malloc(sizeof(*d) + len + 1);
+	if (!d)
+		return CART_ENOMEM;
+	memcpy(d, c, sizeof(*d) + len + 1);
+	d->items = NULL;
+	d->n_items = d->cap_items = 0;
+	if (c->n_items) {
+		d->items = malloc(c->n_items * sizeof(*d->items));
+		if (!d->items) {
+			free(d);
+			return CART_ENOMEM;
+		}
+		d->cap_items = c->n_items;
+	}
+	for (size_t i = 0; i < c->n_items; i++) {
+		cart_item_spec s = item_spec_of(&c->items[i]);
+		d->items[i] = c->items[i];
+		if (item_build(&d->items[i], &s)) {
+			cart_free(d);
+			return CART_ENOMEM;
+		}
+		d->n_items++;
+	}
+	*out = d;
+	return CART_OK;
+}
+
+void cart_free(cart *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n_items; i++)
+		free(c->items[i].mem);
+	free(c->items);
+	free(c);
+}
+
+/* --- accessors ---------------------------------------------------------- */
+
+const char *cart_user_id(const cart *c) { return c->user_id; }
+const char *cart_id(const cart *c) { return c->cart_id[0] ? c->cart_id : NULL; }
+int64_t cart_version(const cart *c) { return c->version; }
+int64_t cart_created_at(const cart *c) { return c->created_at; }
+int64_t cart_updated_at(const cart *c) { return c->updated_at; }
+int64_t cart_expires_at(const cart *c) { return c->expires_at; }
+size_t cart_line_count(const cart *c) { return c->n_items; }
+
+const cart_item *cart_item_at(const cart *c, size_t i)
+{
+	return i < c->n_items ? &c->items[i] : NULL;
+}
+
+static ptrdiff_t find_index(const cart *c, const char *item_id)
+{
+	for (size_t i = 0; i < c->n_items; i++)
+		if (strcmp(c->items[i].item_id, item_id) == 0)
+			return (ptrdiff_t)i;
+	return -1;
+}
+
+const cart_item *cart_find_item(const cart *c, const char *item_id)
+{
+	ptrdiff_t i = find_index(c, item_id);
+	return i < 0 ? NULL : &c->items[i];
+}
+
+int64_t cart_quantity_total(const cart *c)
+{
+	int64_t sum = 0;
+	for (size_t i = 0; i < c->n_items; i++)
+		sum += c->items[i].quantity;
+	return sum;
+}
+
+cart_money cart_subtotal(const cart *c)
+{
+	cart_money m = { 0, "" };
+
+	for (size_t i = 0; i < c->n_items; i++)
+		m.amount += (int64_t)c->items[i].quantity * c->items[i].unit_price.amount;
+	if (c->n_items)
+		memcpy(m.currency, c->items[0].unit_price.currency, 4);
+	return m;
+}
+
+bool cart_is_expired(const cart *c, int64_t now_ms)
+{
+	return c->cart_id[0] && c->expires_at > 0 && now_ms >= c->expires_at;
+}
+
+const char *cart_item_id(const cart_item *it) { return it->item_id; }
+int32_t cart_item_quantity(const cart_item *it) { return it->quantity; }
+cart_money cart_item_unit_price(const cart_item *it) { return it->unit_price; }
+const char *cart_item_name(const cart_item *it) { return it->name; }
+size_t cart_item_attr_count(const cart_item *it) { return it->attr_count; }
+int64_t cart_item_added_at(const cart_item *it) { return it->added_at; }
+int64_t cart_item_updated_at(const cart_item *it) { return it->updated_at; }
+
+cart_money cart_item_line_total(const cart_item *it)
+{
+	cart_money m = it->unit_price;
+	m.amount = (int64_t)it->quantity * it->unit_price.amount;
+	return m;
+}
+
+cart_attr cart_item_attr_at(const cart_item *it, size_t i)
+{
+	assert(i < it->attr_count);
+	return it->attrs[i];
+}
+
+/* --- rules -------------------------------------------------------------- */
+
+/*
+ * Would the cart's totals still fit if line `skip` (or none, -1) had
+ * quantity q at amount a instead?  Checks line total, subtotal and the
+ * quantity sum without ever overflowing.
+ */
+static bool totals_fit(const cart *c, ptrdiff_t skip, int64_t q, int64_t a)
+{
+	int64_t sub, qty = q;
+
+	if (__builtin_mul_overflow(q, a, &sub))
+		return false;
+	for (size_t i = 0; i < c->n_items; i++) {
+		int64_t line;
+		if ((ptrdiff_t)i == skip)
+			continue;
+		line = (int64_t)c->items[i].quantity * c->items[i].unit_price.amount;
+		if (__builtin_add_overflow(sub, line, &sub) ||
+		    __builtin_add_overflow(qty, c->items[i].quantity, &qty))
+			return false;
+	}
+	return true;
+}
+
+static const char *cart_currency(const cart *c)
+{
+	return c->n_items ? c->items[0].unit_price.currency : NULL;
+}
+
+static int grow(cart *c)
+{
+	size_t cap;
+	cart_item *items;
+
+	if (c->n_items < c->cap_items)
+		return CART_OK;
+	cap = c->cap_items ? c->cap_items * 2 : 4;
+	items = realloc(c->items, cap * sizeof(*items));
+	if (!items)
+		return CART_ENOMEM;
+	c->items = items;
+	c->cap_items = cap;
+	return CART_OK;
+}
+
+int cart_add_item(cart *c, const cart_item_spec *spec, const cart_limits *lim,
+		  int64_t now_ms, bool *created, cart_rule *rule)
+{
+	const char *cur = cart_currency(c);
+	ptrdiff_t at;
+	int64_t q;
+	cart_item it;
+	int err;
+
+	if (rule)
+		*rule = CART_RULE_NONE;
+	err = cart_item_spec_check(spec, lim, rule);
+	if (err)
+		return err;
+	at = find_index(c, spec->item_id);
+	/* A line replacing the only line may change the currency. */
+	if (cur && strcmp(cur, spec->unit_price.currency) != 0 &&
+	    !(at == 0 && c->n_items == 1))
+		return fail(rule, CART_RULE_CURRENCY_MISMATCH);
+	q = spec->quantity + (at >= 0 ? (int64_t)c->items[at].quantity : 0);
+	if (q > lim->max_item_quantity)
+		return fail(rule, CART_RULE_QUANTITY);
+	if (at < 0 && c->n_items >= lim->max_lines)
+		return fail(rule, CART_RULE_TOO_MANY_LINES);
+	if (!totals_fit(c, at, q, spec->unit_price.amount))
+		return fail(rule, CART_RULE_OVERFLOW);
+	if (at < 0 && grow(c))
+		return CART_ENOMEM;
+	if (item_build(&it, spec))
+		return CART_ENOMEM;
+	it.quantity = (int32_t)q;
+	it.updated_at = now_ms;
+	if (at >= 0) {
+		it.added_at = c->items[at].added_at;
+		free(c->items[at].mem);
+		c->items[at] = it;
+	} else {
+		it.added_at = now_ms;
+		c->items[c->n_items++] = it;
+	}
+	if (created)
+		*created = at < 0;
+	return CART_OK;
+}
+
+int cart_set_quantity(cart *c, const char *item_id, int32_t quantity,
+		      const cart_limits *lim, int64_t now_ms, cart_rule *rule)
+{
+	ptrdiff_t at;
+
+	if (rule)
+		*rule = CART_RULE_NONE;
+	if (quantity < 0 || quantity > lim->max_item_quantity)
+		return fail(rule, CART_RULE_QUANTITY);
+	at = find_index(c, item_id);
+	if (at < 0)
+		return CART_ENOTFOUND;
+	if (quantity == 0)
+		return cart_remove_item(c, item_id);
+	if (!totals_fit(c, at, quantity, c->items[at].unit_price.amount))
+		return fail(rule, CART_RULE_OVERFLOW);
+	c->items[at].quantity = quantity;
+	c->items[at].updated_at = now_ms;
+	return CART_OK;
+}
+
+int cart_remove_item(cart *c, const char *item_id)
+{
+	ptrdiff_t at = find_index(c, item_id);
+
+	if (at < 0)
+		return CART_ENOTFOUND;
+	free(c->items[at].mem);
+	memmove(&c->items[at], &c->items[at + 1],
+		(c->n_items - (size_t)at - 1) * sizeof(*c->items));
+	c->n_items--;
+	return CART_OK;
+}
+
+void cart_clear(cart *c)
+{
+	for (size_t i = 0; i < c->n_items; i++)
+		free(c->items[i].mem);
+	c->n_items = 0;
+	c->cart_id[0] = '\0';
+	c->created_at = c->updated_at = c->expires_at = 0;
+}
+
+/* --- restoring ---------------------------------------------------------- */
+
+int cart_restore_meta(cart *c, const char *cart_id, int64_t version,
+		      int64_t created_at, int64_t updated_at,
+		      int64_t expires_at)
+{
+	if (version < 0 || (cart_id && strlen(cart_id) != CART_UUID_LEN))
+		return CART_EINVALID;
+	if (cart_id)
+		memcpy(c->cart_id, cart_id, CART_UUID_LEN + 1);
+	else
+		c->cart_id[0] = '\0';
+	c->version = version;
+	c->created_at = created_at;
+	c->updated_at = updated_at;
+	c->expires_at = expires_at;
+	return CART_OK;
+}
+
+int cart_restore_item(cart *c, const cart_item_spec *spec, int64_t added_at,
+		      int64_t updated_at)
+{
+	const char *cur = cart_currency(c);
+	cart_item it;
+	int err = check_shape(spec, NULL);
+
+	if (err)
+		return err;
+	if (spec->quantity < 1 || find_index(c, spec->item_id) >= 0 ||
+	    (cur && strcmp(cur, spec->unit_price.currency) != 0) ||
+	    !totals_fit(c, -1, spec->quantity, spec->unit_price.amount))
+		return CART_EINVALID;
+	if (grow(c) || item_build(&it, spec))
+		return CART_ENOMEM;
+	it.quantity = spec->quantity;
+	it.added_at = added_at;
+	it.updated_at = updated_at;
+	c->items[c->n_items++] = it;
+	return CART_OK;
+}
+
+int cart_begin(cart *c, const char *cart_id, int64_t now_ms)
+{
+	if (!cart_id || strlen(cart_id) != CART_UUID_LEN)
+		return CART_EINVALID;
+	memcpy(c->cart_id, cart_id, CART_UUID_LEN + 1);
+	c->created_at = now_ms;
+	return CART_OK;
+}
+
+void cart_touch(cart *c, int64_t now_ms, int64_t ttl_ms)
+{
+	c->version++;
+	c->updated_at = now_ms;
+	c->expires_at = c->cart_id[0] ? now_ms + ttl_ms : 0;
+}

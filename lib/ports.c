@@ -1,0 +1,182 @@
+/*
+ * One-line wrappers around every port call: the single place for checks
+ * and, later, for instrumentation of port calls.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cart/ports.h"
+#include "cart/repo.h"
+
+const char *cart_strerror(int err)
+{
+	switch (err) {
+	case CART_OK: return "success";
+	case CART_EINVALID: return "invalid input";
+	case CART_ENOTFOUND: return "not found";
+	case CART_ECONFLICT: return "version conflict";
+	case CART_ENOMEM: return "out of memory";
+	case CART_EBACKEND: return "backend failure";
+	case CART_EPRECONDITION: return "precondition failed";
+	case CART_EIDEM_MISMATCH: return "idempotency key reused";
+	case CART_EIDEM_INFLIGHT: return "idempotent request in flight";
+	case CART_EUNAVAILABLE: return "dependency unavailable";
+	}
+	return "unknown error";
+}
+
+const char *cart_event_type_name(cart_event_type t)
+{
+	switch (t) {
+	case CART_EVENT_ITEM_ADDED: return "CartItemAdded";
+	case CART_EVENT_ITEM_QUANTITY_CHANGED: return "CartItemQuantityChanged";
+	case CART_EVENT_ITEM_REMOVED: return "CartItemRemoved";
+	case CART_EVENT_CLEARED: return "CartCleared";
+	}
+	return "Unknown";
+}
+
+/* --- clock, ids, publisher ---------------------------------------------- */
+
+int64_t cart_clock_now(const cart_clock *c)
+{
+	return c->ops->now_ms(c->self);
+}
+
+void cart_clock_sleep(const cart_clock *c, int64_t ms)
+{
+	if (ms > 0 && c->ops->sleep_ms)
+		c->ops->sleep_ms(c->self, ms);
+}
+
+void cart_clock_destroy(cart_clock *c)
+{
+	if (c && c->ops && c->ops->destroy)
+		c->ops->destroy(c->self);
+	if (c)
+		c->ops = NULL;
+}
+
+int cart_ids_uuid(const cart_ids *ids, char out[CART_UUID_LEN + 1])
+{
+	return ids->ops->uuid(ids->self, out);
+}
+
+uint64_t cart_ids_random(const cart_ids *ids, uint64_t bound)
+{
+	assert(bound > 0);
+	return ids->ops->random(ids->self, bound);
+}
+
+void cart_ids_destroy(cart_ids *ids)
+{
+	if (ids && ids->ops && ids->ops->destroy)
+		ids->ops->destroy(ids->self);
+	if (ids)
+		ids->ops = NULL;
+}
+
+int cart_publisher_publish(const cart_publisher *p, const cart_event *ev,
+			   size_t n)
+{
+	return n ? p->ops->publish(p->self, ev, n) : CART_OK;
+}
+
+void cart_publisher_destroy(cart_publisher *p)
+{
+	if (p && p->ops && p->ops->destroy)
+		p->ops->destroy(p->self);
+	if (p)
+		p->ops = NULL;
+}
+
+/* --- repository --------------------------------------------------------- */
+
+int cart_repo_load(const cart_repo *r, const char *user_id, cart **out)
+{
+	*out = NULL;
+	return r->ops->load(r->self, user_id, out);
+}
+
+int cart_repo_save(const cart_repo *r, const cart_write *w)
+{
+	assert(w->cart && cart_version(w->cart) == w->expected_version + 1);
+	return r->ops->save(r->self, w);
+}
+
+int cart_repo_idem_get(const cart_repo *r, const char *user_id,
+		       const char *key, int64_t now_ms, cart_idem **out)
+{
+	*out = NULL;
+	return r->ops->idem_get(r->self, user_id, key, now_ms, out);
+}
+
+int cart_repo_idem_claim(const cart_repo *r, const char *user_id,
+			 const cart_idem *rec, int64_t now_ms)
+{
+	assert(rec->state == CART_IDEM_PENDING);
+	return r->ops->idem_claim(r->self, user_id, rec, now_ms);
+}
+
+int cart_repo_idem_complete(const cart_repo *r, const char *user_id,
+			    const cart_idem *rec)
+{
+	assert(rec->state == CART_IDEM_COMPLETE);
+	return r->ops->idem_complete(r->self, user_id, rec);
+}
+
+int cart_repo_idem_release(const cart_repo *r, const char *user_id,
+			   const char *key, const char *fingerprint)
+{
+	return r->ops->idem_release(r->self, user_id, key, fingerprint);
+}
+
+int cart_repo_ping(const cart_repo *r)
+{
+	return r->ops->ping ? r->ops->ping(r->self) : CART_OK;
+}
+
+void cart_repo_destroy(cart_repo *r)
+{
+	if (r && r->ops && r->ops->destroy)
+		r->ops->destroy(r->self);
+	if (r)
+		r->ops = NULL;
+}
+
+/* --- idempotency records ------------------------------------------------ */
+
+int cart_idem_clone(cart_idem **out, const cart_idem *src)
+{
+	cart_idem *d = calloc(1, sizeof(*d));
+
+	*out = NULL;
+	if (!d)
+		return CART_ENOMEM;
+	*d = *src;
+	d->key = strdup(src->key);
+	d->fingerprint = strdup(src->fingerprint);
+	d->body = NULL;
+	if (src->body_len) {
+		d->body = malloc(src->body_len);
+		if (d->body)
+			memcpy(d->body, src->body, src->body_len);
+	}
+	if (!d->key || !d->fingerprint || (src->body_len && !d->body)) {
+		cart_idem_free(d);
+		return CART_ENOMEM;
+	}
+	*out = d;
+	return CART_OK;
+}
+
+void cart_idem_free(cart_idem *rec)
+{
+	if (!rec)
+		return;
+	free(rec->key);
+	free(rec->fingerprint);
+	free(rec->body);
+	free(rec);
+}
