@@ -155,6 +155,8 @@ static bool method_allowed(const char *allow, const char *method)
 	size_t n = strlen(method);
 	const char *p = allow;
 
+	if (n == 0)
+		return false;
 	while ((p = strstr(p, method))) {
 		if ((p == allow || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
 			return true;
@@ -223,6 +225,7 @@ static bool body_ok(req_ctx *rc)
 /* If-Match: "5", 5, W/"5" or *; -1 for none. false if malformed. */
 static bool parse_if_match(const char *v, int64_t *out)
 {
+	bool weak = false, quoted = false;
 	char *end;
 	long long n;
 
@@ -233,17 +236,19 @@ static bool parse_if_match(const char *v, int64_t *out)
 		v++;
 	if (!strcmp(v, "*"))
 		return true;
-	if (!strncmp(v, "W/", 2))
+	if (!strncmp(v, "W/", 2)) {
+		weak = true;
 		v += 2;
-	if (*v == '"')
+	}
+	if (*v == '"') {
+		quoted = true;
 		v++;
-	if (*v < '0' || *v > '9')
-		return false;
+	}
+	if ((weak && !quoted) || *v < '0' || *v > '9')
+		return false;   /* a weak tag is always quoted */
 	errno = 0;
 	n = strtoll(v, &end, 10);
-	if (errno || n < 0)
-		return false;
-	if (v[-1] == '"' && *end++ != '"')
+	if (errno || n < 0 || (quoted && *end++ != '"'))
 		return false;
 	while (*end == ' ')
 		end++;

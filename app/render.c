@@ -139,6 +139,11 @@ static const char *title_for(int status)
 	case 400: return "Bad Request";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 501: return "Not Implemented";
+	case 505: return "HTTP Version Not Supported";
 	case 409: return "Conflict";
 	case 412: return "Precondition Failed";
 	case 413: return "Content Too Large";

@@ -6,6 +6,7 @@
  * first TLS connection with OpenSSL 3), so TLS ends at the load balancer.
  */
 #include <civetweb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 
 struct server {
 	struct mg_context *ctx;
+	app_ctx *app;
+	atomic_int in_flight;   /* requests inside on_request */
 };
 
 static const char *conn_header(void *ctx, const char *name)
@@ -103,6 +106,7 @@ static void log_request(const http_request *req, const http_response *res,
 
 static int on_request(struct mg_connection *conn, void *cbdata)
 {
+	server *srv = cbdata;
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	double t0 = mono_ms();
 	char body[HTTP_MAX_BODY + 1];
@@ -120,28 +124,39 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 	req.header = conn_header;
 	req.header_ctx = conn;
 	req.body = body;
-	req.body_len = read_body(conn, ri, body, &req.body_too_large);
 
+	atomic_fetch_add(&srv->in_flight, 1);
+	req.body_len = read_body(conn, ri, body, &req.body_too_large);
 	http_response_init(&res);
-	app_handle(cbdata, &req, &res);
+	app_handle(srv->app, &req, &res);
+	/* While draining, ask keep-alive clients to go elsewhere. */
+	if (atomic_load(&srv->app->draining))
+		res.close = true;
 	send_response(conn, &res, !strcmp(method, "HEAD"));
+	atomic_fetch_sub(&srv->in_flight, 1);
 	log_request(&req, &res, mono_ms() - t0, ri->remote_addr);
 	http_response_release(&res);
 	return res.status;
 }
 
-/* civetweb's own errors (bad request line, headers too large...) as problems. */
+/*
+ * civetweb's own errors (malformed request line or headers, headers too
+ * large, bad Content-Length...) as problems like ours.  A Content-Length
+ * civetweb cannot parse (its 411) is malformed input: 400.
+ */
 static int on_http_error(struct mg_connection *conn, int status,
 			 const char *msg)
 {
+	server *srv = mg_get_user_data(mg_get_context(conn));
 	http_response res;
-	problem p = { status, status == 413 || status == 431 ? "cart.payload_too_large"
-						  : status >= 500 ? "cart.internal_error"
-								  : "cart.invalid_request",
-		      msg ? msg : "the request could not be read", -1 };
+	problem p = { status == 411 ? 400 : status,
+		      status == 413 || status == 431 ? "cart.payload_too_large"
+		      : status >= 500 ? "cart.internal_error" : "cart.invalid_request",
+		      msg && *msg ? msg : "the request could not be read", -1 };
 
 	http_response_init(&res);
-	snprintf(res.request_id, sizeof(res.request_id), "none");
+	if (cart_ids_uuid(srv->app->ids, res.request_id))
+		snprintf(res.request_id, sizeof(res.request_id), "unknown");
 	render_problem(&res, &p, NULL);
 	res.close = true;
 	send_response(conn, &res, false);
@@ -191,13 +206,14 @@ int server_start(server **out, app_ctx *app, char *err, size_t err_len)
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
-	s->ctx = mg_start(&cb, app, options);
+	s->app = app;
+	s->ctx = mg_start(&cb, s, options);
 	if (!s->ctx) {
 		snprintf(err, err_len, "cannot listen on %s (in use, or not allowed)", ports);
 		free(s);
 		return -1;
 	}
-	mg_set_request_handler(s->ctx, "/", on_request, app);
+	mg_set_request_handler(s->ctx, "/", on_request, s);
 	*out = s;
 	return 0;
 }
@@ -206,6 +222,14 @@ void server_stop(server *s)
 {
 	if (!s)
 		return;
+	/*
+	 * mg_stop aborts requests whose body is still arriving, so first let
+	 * every request that has started finish; the caller bounds the wait.
+	 */
+	while (atomic_load(&s->in_flight) > 0) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 	mg_stop(s->ctx);
 	free(s);
 }

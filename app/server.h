@@ -11,7 +11,10 @@ typedef struct server server;
 
 /* Starts listening; app must outlive the server.  -1 with err on failure. */
 int server_start(server **out, app_ctx *app, char *err, size_t err_len);
-/* Stops accepting, waits for in-flight requests, frees s.  Accepts NULL. */
+/*
+ * Waits until no request is in flight (unbounded: the caller enforces the
+ * shutdown timeout), then closes the listener and frees s.  Accepts NULL.
+ */
 void server_stop(server *s);
 
 #endif

@@ -388,9 +388,7 @@ int cart_add_item(cart *c, const cart_item_spec *spec, const cart_limits *lim,
 	if (err)
 		return err;
 	at = find_index(c, spec->item_id);
-	/* A line replacing the only line may change the currency. */
-	if (cur && strcmp(cur, spec->unit_price.currency) != 0 &&
-	    !(at == 0 && c->n_items == 1))
+	if (cur && strcmp(cur, spec->unit_price.currency) != 0)
 		return fail(rule, CART_RULE_CURRENCY_MISMATCH);
 	q = spec->quantity + (at >= 0 ? (int64_t)c->items[at].quantity : 0);
 	if (q > lim->max_item_quantity)
@@ -514,6 +512,7 @@ int cart_begin(cart *c, const char *cart_id, int64_t now_ms)
 void cart_touch(cart *c, int64_t now_ms, int64_t ttl_ms)
 {
 	c->version++;
-	c->updated_at = now_ms;
+	/* A cleared cart has no times, like one never stored. */
+	c->updated_at = c->cart_id[0] ? now_ms : 0;
 	c->expires_at = c->cart_id[0] ? now_ms + ttl_ms : 0;
 }

@@ -115,15 +115,19 @@ static int64_t stored_version(const struct user_rec *r)
 
 /* --- idempotency records (caller holds the shard lock) ------------------ */
 
-/* Drops completed records that expired before now. */
+static bool idem_live(const cart_idem *rec, int64_t now)
+{
+	return rec->expires_at > now;
+}
+
+/* Drops records that are no longer live: expired outcomes, ended leases. */
 static void idem_prune(struct user_rec *r, int64_t now)
 {
 	struct idem_node **pp = &r->idem;
 
 	while (*pp) {
 		struct idem_node *n = *pp;
-		if (n->rec->state == CART_IDEM_COMPLETE &&
-		    n->rec->expires_at <= now) {
+		if (!idem_live(n->rec, now)) {
 			*pp = n->next;
 			cart_idem_free(n->rec);
 			free(n);
@@ -225,8 +229,7 @@ static int memory_idem_get(void *self, const char *user_id, const char *key,
 
 	pthread_mutex_lock(&s->lock);
 	n = idem_find(find(s, user_id, h), key);
-	if (n && !(n->rec->state == CART_IDEM_COMPLETE &&
-		   n->rec->expires_at <= now_ms))
+	if (n && idem_live(n->rec, now_ms))
 		err = cart_idem_clone(out, n->rec);
 	pthread_mutex_unlock(&s->lock);
 	return err;
@@ -251,8 +254,7 @@ static int memory_idem_claim(void *self, const char *user_id,
 	} else {
 		idem_prune(r, now_ms);
 		n = idem_find(r, rec->key);
-		if (n && !(n->rec->state == CART_IDEM_PENDING &&
-			   n->rec->expires_at <= now_ms))
+		if (n)   /* pruning left only live records */
 			err = CART_ECONFLICT;
 		else if ((err = idem_store(r, copy)) == CART_OK)
 			copy = NULL;

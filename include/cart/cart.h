@@ -134,7 +134,8 @@ int64_t cart_item_updated_at(const cart_item *it);
 /*
  * Adds spec as a new line, or, when a line with that item id exists, adds
  * the quantities and takes the new unit price, name and attributes (the
- * latest price wins).  *created says which.  Checks every rule in lim and
+ * latest price wins).  A price in another currency than the cart's is
+ * CART_RULE_CURRENCY_MISMATCH, also for the line being replaced.  *created says which.  Checks every rule in lim and
  * overflow of all totals; on any error c is unchanged and *rule (may be
  * NULL) names the rule.  Does not touch version or cart times.
  */
@@ -175,7 +176,8 @@ int cart_restore_item(cart *c, const cart_item_spec *spec, int64_t added_at,
 
 /* Sets a new identity after a first add (or the first add after a clear). */
 int cart_begin(cart *c, const char *cart_id, int64_t now_ms);
-/* Bookkeeping after a successful mutation: version+1, updatedAt, expiry. */
+/* Bookkeeping after a successful mutation: version+1, updatedAt and
+ * expiresAt (both 0 for a cleared cart, which has no identity). */
 void cart_touch(cart *c, int64_t now_ms, int64_t ttl_ms);
 
 #endif

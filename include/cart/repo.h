@@ -71,13 +71,16 @@ typedef struct cart_repo_ops {
 	 */
 	int (*save)(void *self, const cart_write *w);
 	/*
-	 * Idempotency records.  get: caller owns *out; CART_ENOTFOUND if absent
-	 * or past expires_at (now_ms).  claim: stores a PENDING record if
-	 * no record for the key exists or the existing one is a PENDING record
-	 * whose lease ended before now_ms; else CART_ECONFLICT.  complete:
-	 * stores a COMPLETE record without touching the cart (outcomes that
-	 * wrote nothing, such as a 404).  release: deletes the key's record if
-	 * it is PENDING with this fingerprint (the outcome is not to be kept).
+	 * Idempotency records.  A record is live until its expires_at (for a
+	 * PENDING claim: the end of its lease); past it, it counts as absent
+	 * everywhere below.
+	 * get: caller owns *out; CART_ENOTFOUND if no live record.
+	 * claim: stores the PENDING record rec if the key has no live record,
+	 * else CART_ECONFLICT.
+	 * complete: stores a COMPLETE record without touching the cart
+	 * (outcomes that wrote nothing, such as a 404).
+	 * release: deletes the key's record if it is PENDING with this
+	 * fingerprint (its outcome is not to be kept).
 	 */
 	int (*idem_get)(void *self, const char *user_id, const char *key,
 			int64_t now_ms, cart_idem **out);
