@@ -138,9 +138,9 @@ FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(O)/fuzz/%)
 FUZZ_CC      := clang
 FUZZ_FLAGS   := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-$(O)/fuzz/%: tests/fuzz/%.c $(APP_SRC) $(LIB_SRC)
+$(O)/fuzz/%: tests/fuzz/%.c $(APP_SRC) $(AD_SRC) $(LIB_SRC)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(APP_CPPFLAGS) -Ilib -o $@ $< $(APP_SRC) $(LIB_SRC) $(APP_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(APP_CPPFLAGS) -Ilib -Iadapters -o $@ $< $(APP_SRC) $(AD_SRC) $(LIB_SRC) $(APP_LIBS)
 
 fuzz-build: $(FUZZ_BIN)
 
@@ -148,7 +148,7 @@ fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \
 	  n=$$(basename $$f); mkdir -p $(O)/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=20000 -print_final_stats=0 \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=5 -artifact_prefix=$(O)/fuzz/ -max_len=20000 -print_final_stats=0 \
 	      $(O)/fuzz/corpus-$$n tests/fuzz/seeds/$$n 2>$(O)/fuzz/$$n.log \
 	    || { tail -50 $(O)/fuzz/$$n.log; exit 1; }; \
 	done

@@ -8,10 +8,11 @@ profile=${1:-check}
 
 # Needed to build and run the service.
 RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-openssl-dev libssl-dev curl ca-certificates"
-# Needed by the test suites (unit, end-to-end, memory checking, coverage).
-CHECK_PKGS="check valgrind lcov"
-# Nice to have while developing: fuzzing and load generation.
-DEV_PKGS="clang libclang-rt-14-dev wrk"
+# Needed by the test suites: unit (check), memory checking, coverage,
+# end-to-end (Debian's /usr/bin/python3) and fuzzing (clang's libFuzzer).
+CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev"
+# Nice to have while developing: load generation and debugging.
+DEV_PKGS="wrk gdb"
 
 case "$profile" in
 run) want="$RUN_PKGS" ;;
