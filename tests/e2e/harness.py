@@ -1,0 +1,397 @@
+"""End-to-end harness: starts the real bin/cart-service on a free loopback
+port and speaks HTTP to it with the standard library only.
+
+    class MyTest(harness.ServerTestCase):
+        server_env = {"MAX_CART_LINES": "3"}     # per-class overrides
+        def test_x(self):
+            r = self.request("GET", "/health")
+
+The binary is CART_SERVICE_BIN (default bin/cart-service, relative to the
+repository root, which is found from this file's location).  Each TestCase
+class gets one server (setUpClass/tearDownClass); it is stopped with SIGTERM
+by PID and must exit 0 (a coverage build only writes its counters on a clean
+exit).  SIGKILL is used only as a fallback, and then the test fails.
+"""
+
+import collections
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+
+START_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT_SECONDS = 5
+
+UUID_RE = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# RFC 3339, UTC, with milliseconds (decisions: "2026-11-25T12:00:00.123Z").
+TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+DEFAULT_CT = object()   # sentinel: "application/json" when a body is sent
+
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer",
+                     "UndefinedBehaviorSanitizer", "runtime error:",
+                     "Segmentation fault", "double free", "stack smashing")
+
+
+def binary_path():
+    p = os.environ.get("CART_SERVICE_BIN", "bin/cart-service")
+    if not os.path.isabs(p):
+        p = os.path.join(REPO_ROOT, p)
+    return p
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def new_user(prefix="u"):
+    return "%s-%s" % (prefix, uuid.uuid4().hex)
+
+
+def _no_dup_pairs(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError("duplicate key %r in server JSON" % k)
+        d[k] = v
+    return d
+
+
+def parse_json(raw):
+    return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_dup_pairs)
+
+
+class Response(collections.namedtuple("Response", "status headers body")):
+    """(status, headers lower-cased, parsed JSON body or raw bytes).
+
+    Also has .raw (bytes) and .json_error (why a JSON body did not parse)."""
+
+    def header(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+
+def _encode_body(body):
+    if body is None:
+        return None
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return json.dumps(body).encode("utf-8")
+
+
+def read_response(resp):
+    raw = resp.read()
+    headers = {}
+    for k, v in resp.getheaders():
+        k = k.lower()
+        headers[k] = headers[k] + ", " + v if k in headers else v
+    body = raw
+    json_error = None
+    ct = headers.get("content-type", "")
+    if raw and ("json" in ct):
+        try:
+            body = parse_json(raw)
+        except ValueError as e:   # keep raw; tests asserting JSON will fail
+            json_error = str(e)
+    r = Response(resp.status, headers, body)
+    r.raw = raw
+    r.json_error = json_error
+    return r
+
+
+def send(conn, method, path, body=None, headers=None, content_type=DEFAULT_CT):
+    """One request on an existing http.client connection."""
+    data = _encode_body(body)
+    hdrs = {}
+    if data is not None and content_type is DEFAULT_CT:
+        hdrs["Content-Type"] = "application/json"
+    elif content_type not in (None, DEFAULT_CT):
+        hdrs["Content-Type"] = content_type
+    if headers:
+        hdrs.update(headers)
+    conn.request(method, path, body=data, headers=hdrs)
+    return read_response(conn.getresponse())
+
+
+def request(port, method, path, body=None, headers=None,
+            content_type=DEFAULT_CT, timeout=10.0):
+    """A request on a fresh connection (closed afterwards)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        return send(conn, method, path, body, headers, content_type)
+    finally:
+        conn.close()
+
+
+class Server:
+    """One bin/cart-service process with logs captured to files."""
+
+    def __init__(self, env=None, args=None):
+        self.env_overrides = dict(env or {})
+        self.args = list(args or [])
+        self.proc = None
+        self.port = None
+        self.logdir = tempfile.mkdtemp(prefix="cart-e2e-")
+        self.stdout_path = os.path.join(self.logdir, "stdout.log")
+        self.stderr_path = os.path.join(self.logdir, "stderr.log")
+        self.returncode = None
+
+    # -- lifecycle --------------------------------------------------------
+
+    def _env(self):
+        env = dict(os.environ)
+        for k in list(env):   # do not inherit a developer's service config
+            if k in ALL_VARS:
+                del env[k]
+        env.update({
+            "LISTEN_ADDR": "127.0.0.1",
+            "APP_PORT": str(self.port),
+            "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
+        })
+        env.update(self.env_overrides)
+        return env
+
+    def start(self):
+        binp = binary_path()
+        if not os.access(binp, os.X_OK):
+            raise AssertionError("server binary %s is missing (build it with "
+                                 "`make bin/cart-service`)" % binp)
+        for attempt in range(3):
+            self.port = int(self.env_overrides.get("APP_PORT", free_port()))
+            with open(self.stdout_path, "wb") as out, \
+                    open(self.stderr_path, "wb") as err:
+                self.proc = subprocess.Popen([binp] + self.args, env=self._env(),
+                                             stdout=out, stderr=err,
+                                             stdin=subprocess.DEVNULL,
+                                             cwd=REPO_ROOT)
+            if self._wait_healthy():
+                return self
+            if self.proc.poll() is not None and attempt < 2 and \
+                    re.search(r"in use|bind", self.logs(), re.I) and \
+                    "APP_PORT" not in self.env_overrides:
+                continue   # lost the race for the port; try another one
+            break
+        logs = self.logs()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        raise AssertionError("cart-service did not answer /health within %ss "
+                             "(exit code %s)\n%s" % (START_TIMEOUT,
+                                                     self.proc.returncode, logs))
+
+    def _wait_healthy(self):
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                r = request(self.port, "GET", "/health", timeout=1.0)
+                if r.status == 200:
+                    return True
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.03)
+        return False
+
+    def send_signal(self, sig=signal.SIGTERM):
+        os.kill(self.proc.pid, sig)
+
+    def wait_exit(self, timeout):
+        """Exit code, or None if the process is still running after timeout."""
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+            return self.returncode
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig=signal.SIGTERM):
+        """SIGTERM by PID; must exit 0 within the shutdown timeout."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.send_signal(sig)
+        rc = self.wait_exit(SHUTDOWN_TIMEOUT_SECONDS + 5)
+        if rc is None:
+            self.proc.kill()       # fallback only; this is a failure
+            self.proc.wait()
+            raise AssertionError("cart-service ignored SIGTERM; killed -9\n"
+                                 + self.logs())
+        bad = [m for m in SANITIZER_MARKERS if m in self.logs()]
+        if rc != 0 or bad:
+            raise AssertionError("cart-service exited with %s after SIGTERM "
+                                 "(want 0)%s\n%s" % (rc, " markers %s" % bad
+                                                     if bad else "",
+                                                     self.logs()))
+
+    def cleanup(self):
+        """Removes the captured logs (kept when E2E_KEEP_LOGS is set)."""
+        if not os.environ.get("E2E_KEEP_LOGS"):
+            shutil.rmtree(self.logdir, ignore_errors=True)
+
+    # -- logs ------------------------------------------------------------
+
+    def stdout(self):
+        with open(self.stdout_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stderr(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def logs(self):
+        return ("--- stdout (%s) ---\n%s\n--- stderr (%s) ---\n%s" %
+                (self.stdout_path, self.stdout()[-6000:],
+                 self.stderr_path, self.stderr()[-6000:]))
+
+    def log_lines(self):
+        """stdout lines parsed as JSON (a non-JSON line is returned as str)."""
+        out = []
+        for line in self.stdout().splitlines():
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append(line)
+        return out
+
+    def wait_log(self, pred, timeout=3.0):
+        """First JSON log line on stdout matching pred, polling up to timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for rec in self.log_lines():
+                if isinstance(rec, dict) and pred(rec):
+                    return rec
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    # -- http ------------------------------------------------------------
+
+    def request(self, method, path, body=None, headers=None,
+                content_type=DEFAULT_CT, timeout=10.0):
+        return request(self.port, method, path, body, headers, content_type,
+                       timeout)
+
+    def connection(self, timeout=10.0):
+        return http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+
+
+# Every environment variable the issue names (plus LISTEN_ADDR from the
+# decisions), with the documented default ('' = none).
+ENV_DEFAULTS = collections.OrderedDict([
+    ("APP_PORT", "8080"),
+    ("ENV_NAME", "dev"),
+    ("LOG_LEVEL", "info"),
+    ("AWS_REGION", "us-east-1"),
+    ("DYNAMODB_TABLE", "cart-service-carts"),
+    ("DYNAMODB_ENDPOINT", ""),
+    ("AWS_XRAY_ENABLED", "false"),
+    ("RATE_LIMIT_RPS", "100"),
+    ("CIRCUIT_BREAKER_ENABLED", "true"),
+    ("EVENTBRIDGE_ENABLED", "true"),
+    ("EVENTBRIDGE_BUS_NAME", "default"),
+    ("STORAGE_BACKEND", ""),
+    ("EVENTS_PUBLISHER", ""),
+    ("MAX_ITEM_QUANTITY", "999"),
+    ("MAX_CART_LINES", "100"),
+    ("CART_TTL_DAYS", "30"),
+    ("SHUTDOWN_TIMEOUT_SECONDS", "25"),
+    ("HTTP_THREADS", ""),
+    ("LISTEN_ADDR", "0.0.0.0"),
+])
+# cleared from the inherited environment (KEEP_ALIVE_TIMEOUT_MS is an extra
+# knob of this server, not part of the issue)
+ALL_VARS = set(ENV_DEFAULTS) | {"KEEP_ALIVE_TIMEOUT_MS"}
+
+
+class ServerTestCase(unittest.TestCase):
+    """Base class: one server per TestCase class."""
+
+    server_env = {}
+    server = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.server = Server(env=cls.server_env).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        srv, cls.server = cls.server, None
+        try:
+            if srv is not None:
+                srv.stop()          # raises (logs kept) unless exit 0
+                srv.cleanup()
+        finally:
+            super().tearDownClass()
+
+    # -- helpers ---------------------------------------------------------
+
+    def request(self, method, path, body=None, headers=None,
+                content_type=DEFAULT_CT, timeout=10.0):
+        return self.server.request(method, path, body, headers, content_type,
+                                   timeout)
+
+    def get_cart(self, user):
+        r = self.request("GET", "/v1/cart/%s" % user)
+        self.assertEqual(r.status, 200, r)
+        self.assertIsInstance(r.body, dict, r)
+        return r.body
+
+    def add(self, user, item="sku-1", quantity=1, amount=1999,
+            currency="EUR", headers=None, **extra):
+        body = {"itemId": item, "quantity": quantity,
+                "unitPrice": {"amount": amount, "currency": currency}}
+        body.update(extra)
+        return self.request("POST", "/v1/cart/%s/items" % user, body,
+                            headers=headers)
+
+    def add_ok(self, user, item="sku-1", quantity=1, amount=1999,
+               currency="EUR", **extra):
+        r = self.add(user, item, quantity, amount, currency, **extra)
+        self.assertIn(r.status, (200, 201), r)
+        return r.body
+
+    def assertProblem(self, r, status, code=None):
+        """r is an RFC 9457 problem with this status (and code)."""
+        self.assertEqual(r.status, status, "want %s%s, got %r" %
+                         (status, " " + code if code else "", r))
+        ct = r.header("content-type", "")
+        self.assertEqual(ct.split(";")[0].strip().lower(),
+                         "application/problem+json", r)
+        self.assertIsInstance(r.body, dict, "problem body is not JSON: %r" % (r,))
+        for k in ("type", "title", "status", "detail", "code"):
+            self.assertIn(k, r.body, r)
+        self.assertEqual(r.body["status"], status, r)
+        self.assertIsInstance(r.body["status"], int, r)
+        for k in ("type", "title", "detail", "code"):
+            self.assertIsInstance(r.body[k], str, r)
+            self.assertTrue(r.body[k], "empty %s in %r" % (k, r.body))
+        if code is not None:
+            self.assertEqual(r.body["code"], code, r)
+        return r.body
+
+    def assertHealthy(self):
+        r = self.request("GET", "/health")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, {"status": "ok"})

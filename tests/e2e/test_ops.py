@@ -1,0 +1,481 @@
+"""Operations: request ids, request logs, LOG_LEVEL, --help, configuration
+errors, the start-up configuration line, graceful shutdown, keep-alive."""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+import harness
+from harness import UUID_RE, new_user
+
+LOG_TIME_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def run_binary(args, env_overrides, timeout=5):
+    env = dict(os.environ)
+    for k in harness.ALL_VARS:
+        env.pop(k, None)
+    env.update({"LISTEN_ADDR": "127.0.0.1", "APP_PORT": str(harness.free_port())})
+    env.update(env_overrides)
+    return subprocess.run([harness.binary_path()] + args, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True,
+                          timeout=timeout, cwd=harness.REPO_ROOT)
+
+
+class RequestIdAndLogTest(harness.ServerTestCase):
+
+    def test_request_id_honoured_and_echoed(self):
+        for rid in ("abc-123", "req.1:2_3", "R" * 128):
+            with self.subTest(rid=rid):
+                r = self.request("GET", "/v1/cart/" + new_user(),
+                                 headers={"X-Request-Id": rid})
+                self.assertEqual(r.header("x-request-id"), rid)
+        # also on problems, and in the problem body
+        r = self.request("GET", "/nope", headers={"X-Request-Id": "err-42"})
+        self.assertEqual(r.header("x-request-id"), "err-42")
+        self.assertEqual(r.body.get("requestId"), "err-42", r)
+        r = self.request("POST", "/v1/cart/%s/items" % new_user(), b"{",
+                         headers={"X-Request-Id": "err-43"})
+        self.assertEqual(r.status, 400)
+        self.assertEqual(r.header("x-request-id"), "err-43")
+
+    def test_request_id_generated_when_absent_or_invalid(self):
+        seen = set()
+        for hdrs in ({}, {}, {"X-Request-Id": "R" * 129},
+                     {"X-Request-Id": "has space"}, {"X-Request-Id": "a/b"},
+                     {"X-Request-Id": "quote\"x"}, {"X-Request-Id": ""}):
+            with self.subTest(hdrs=hdrs):
+                r = self.request("GET", "/health", headers=hdrs)
+                rid = r.header("x-request-id")
+                self.assertTrue(rid, r.headers)
+                self.assertNotEqual(rid, hdrs.get("X-Request-Id"))
+                self.assertRegex(rid, UUID_RE)
+                seen.add(rid)
+        self.assertEqual(len(seen), 7, "generated ids repeat")
+
+    def test_protocol_errors_are_problems_with_request_id(self):
+        # Requests civetweb refuses before routing still get the contract:
+        # problem+json, a sensible status and title, a generated X-Request-Id.
+        cases = (
+            (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n", 400),
+            (b"BLAH\r\n\r\n", 400),
+            (b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+             400),
+            (b"GET /health HTTP/1.1\r\nX-Long: " + b"a" * 20000 + b"\r\n\r\n",
+             None),   # 400 or 431
+        )
+        for raw, status in cases:
+            with self.subTest(raw=raw[:50]):
+                c = socket.create_connection(("127.0.0.1", self.server.port),
+                                             timeout=5)
+                try:
+                    c.sendall(raw)
+                    resp = http.client.HTTPResponse(c)
+                    resp.begin()
+                    r = harness.read_response(resp)
+                finally:
+                    c.close()
+                if status is None:
+                    self.assertIn(r.status, (400, 431), r)
+                else:
+                    self.assertEqual(r.status, status, r)
+                self.assertProblem(r, r.status)
+                self.assertNotEqual(r.body["title"], "Internal Server Error", r)
+                self.assertRegex(r.header("x-request-id", ""), UUID_RE)
+                self.assertEqual(r.body.get("requestId"),
+                                 r.header("x-request-id"))
+        self.assertHealthy()
+
+    def _log_for(self, rid):
+        rec = self.server.wait_log(lambda d: d.get("request_id") == rid)
+        self.assertIsNotNone(rec, "no log line with request_id %s\n%s"
+                             % (rid, self.server.logs()))
+        return rec
+
+    def test_one_json_log_line_per_request(self):
+        u = new_user()
+        cases = (
+            ("POST", "/v1/cart/%s/items" % u,
+             {"itemId": "a", "quantity": 1,
+              "unitPrice": {"amount": 1, "currency": "EUR"}}, 201,
+             "/v1/cart/{userID}/items"),
+            ("GET", "/v1/cart/" + u, None, 200, "/v1/cart/{userID}"),
+            ("PATCH", "/v1/cart/%s/items/a" % u, {"quantity": 2}, 200,
+             "/v1/cart/{userID}/items/{itemID}"),
+            ("DELETE", "/v1/cart/%s/items/zz" % u, None, 404,
+             "/v1/cart/{userID}/items/{itemID}"),
+            ("DELETE", "/v1/cart/" + u, None, 204, "/v1/cart/{userID}"),
+            ("GET", "/health", None, 200, "/health"),
+            ("GET", "/ready", None, 200, "/ready"),
+        )
+        for method, path, body, status, route in cases:
+            rid = "log-" + new_user("")[2:]
+            r = self.request(method, path, body, headers={"X-Request-Id": rid})
+            self.assertEqual(r.status, status, r)
+            rec = self._log_for(rid)
+            with self.subTest(method=method, path=path):
+                self.assertEqual(rec.get("method"), method, rec)
+                self.assertEqual(rec.get("route"), route, rec)
+                self.assertEqual(rec.get("status"), status, rec)
+                self.assertIsInstance(rec.get("duration_ms"), (int, float), rec)
+                self.assertGreaterEqual(rec["duration_ms"], 0)
+                self.assertLess(rec["duration_ms"], 10000)
+                self.assertIn(rec.get("level"), ("info", "warn"), rec)
+                self.assertRegex(rec.get("time", ""), LOG_TIME_RE)
+                n = sum(1 for d in self.server.log_lines()
+                        if isinstance(d, dict) and d.get("request_id") == rid)
+                self.assertEqual(n, 1, "want exactly one line for %s" % rid)
+        # the log names the pattern, not the user's id
+        self.assertNotIn(u, "".join(
+            json.dumps(d.get("route")) for d in self.server.log_lines()
+            if isinstance(d, dict)))
+
+    def test_generated_request_id_is_logged(self):
+        r = self.request("GET", "/v1/cart/" + new_user())
+        self._log_for(r.header("x-request-id"))
+
+    def test_stdout_is_json_lines_only(self):
+        self.request("GET", "/health")
+        lines = self.server.log_lines()
+        self.assertTrue(lines)
+        for rec in lines:
+            self.assertIsInstance(rec, dict, "non-JSON stdout line: %r" % rec)
+            self.assertIn("time", rec)
+            self.assertIn("level", rec)
+
+    def test_start_line_shows_effective_configuration(self):
+        recs = [d for d in self.server.log_lines() if isinstance(d, dict)]
+        text = [json.dumps(d) for d in recs]
+        hits = [t for t in text if str(self.server.port) in t and
+                ("MAX_ITEM_QUANTITY" in t or "max_item_quantity" in t)]
+        self.assertEqual(len(hits), 1, "want one start line with the "
+                         "effective configuration\n" + self.server.stdout())
+        line = hits[0]
+        for var in ("APP_PORT", "ENV_NAME", "LOG_LEVEL", "STORAGE_BACKEND",
+                    "EVENTS_PUBLISHER", "MAX_ITEM_QUANTITY", "MAX_CART_LINES",
+                    "CART_TTL_DAYS", "SHUTDOWN_TIMEOUT_SECONDS", "HTTP_THREADS"):
+            self.assertTrue(var in line or var.lower() in line,
+                            "%s missing from %s" % (var, line))
+        self.assertIn("memory", line)   # dev -> memory store
+        self.assertIn('"dev"', line)
+
+    def test_keep_alive_three_requests_on_one_connection(self):
+        conn = self.server.connection()
+        try:
+            u = new_user()
+            r1 = harness.send(conn, "GET", "/health")
+            sock = conn.sock
+            self.assertIsNotNone(sock)
+            r2 = harness.send(conn, "POST", "/v1/cart/%s/items" % u,
+                              {"itemId": "a", "quantity": 1,
+                               "unitPrice": {"amount": 1, "currency": "EUR"}})
+            self.assertIs(conn.sock, sock, "server closed the connection")
+            r3 = harness.send(conn, "GET", "/v1/cart/" + u)
+            self.assertIs(conn.sock, sock, "server closed the connection")
+            self.assertEqual([r1.status, r2.status, r3.status], [200, 201, 200])
+            self.assertEqual(r3.body["items"][0]["itemId"], "a")
+            # an error response keeps the connection usable too
+            r4 = harness.send(conn, "GET", "/nope")
+            self.assertEqual(r4.status, 404)
+            r5 = harness.send(conn, "GET", "/health")
+            self.assertEqual(r5.status, 200)
+        finally:
+            conn.close()
+
+    def test_idle_keep_alive_connections_do_not_starve_the_pool(self):
+        conns = []
+        try:
+            for _ in range(24):
+                c = self.server.connection()
+                self.assertEqual(harness.send(c, "GET", "/health").status, 200)
+                conns.append(c)
+            t0 = time.monotonic()
+            r = self.server.request("GET", "/health", timeout=5)
+            self.assertEqual(r.status, 200)
+            self.assertLess(time.monotonic() - t0, 1.0)
+        finally:
+            for c in conns:
+                c.close()
+
+    def test_requests_are_fast(self):
+        # tcp_nodelay and one write per response: no ~40 ms Nagle stalls
+        conn = self.server.connection()
+        try:
+            harness.send(conn, "GET", "/health")
+            t0 = time.monotonic()
+            for _ in range(20):
+                self.assertEqual(harness.send(conn, "GET", "/health").status,
+                                 200)
+            per = (time.monotonic() - t0) / 20
+        finally:
+            conn.close()
+        self.assertLess(per, 0.02, "%.1f ms per keep-alive request" %
+                        (per * 1000))
+
+
+class LogLevelErrorTest(harness.ServerTestCase):
+    server_env = {"LOG_LEVEL": "error"}
+
+    def test_info_request_lines_suppressed(self):
+        rids = []
+        for path in ("/health", "/v1/cart/" + new_user(), "/nope"):
+            rid = "quiet-" + new_user("")[2:]
+            rids.append(rid)
+            self.request("GET", path, headers={"X-Request-Id": rid})
+        time.sleep(0.3)
+        out = self.server.stdout()
+        for rid in rids:
+            self.assertNotIn(rid, out)
+        for rec in self.server.log_lines():
+            if isinstance(rec, dict):
+                self.assertEqual(rec.get("level"), "error", rec)
+
+
+class LogLevelWarnTest(harness.ServerTestCase):
+    server_env = {"LOG_LEVEL": "warn"}
+
+    def test_warn_keeps_no_info_lines(self):
+        rid = "warn-" + new_user("")[2:]
+        self.request("GET", "/health", headers={"X-Request-Id": rid})
+        time.sleep(0.2)
+        self.assertNotIn(rid, self.server.stdout())
+        for rec in self.server.log_lines():
+            if isinstance(rec, dict):
+                self.assertIn(rec.get("level"), ("warn", "error"), rec)
+
+
+class CommandLineTest(unittest.TestCase):
+
+    def test_help_lists_every_variable_with_default(self):
+        p = run_binary(["--help"], {})
+        self.assertEqual(p.returncode, 0, p)
+        text = (p.stdout + p.stderr).decode()
+        lines = text.splitlines()
+        for var, default in harness.ENV_DEFAULTS.items():
+            with self.subTest(var=var):
+                idx = [i for i, l in enumerate(lines)
+                       if re.search(r"\b%s\b" % var, l)]
+                self.assertTrue(idx, "%s not in --help:\n%s" % (var, text))
+                if default:
+                    near = " ".join(lines[idx[0]:idx[0] + 2])
+                    self.assertIn(default, near, "%s default %s not shown"
+                                  % (var, default))
+
+    def test_help_does_not_start_the_server(self):
+        port = harness.free_port()
+        p = run_binary(["--help"], {"APP_PORT": str(port)})
+        self.assertEqual(p.returncode, 0)
+        s = socket.socket()
+        try:
+            self.assertNotEqual(s.connect_ex(("127.0.0.1", port)), 0)
+        finally:
+            s.close()
+
+    def test_invalid_environment_stops_the_start(self):
+        cases = (
+            ("APP_PORT", "abc"), ("APP_PORT", "70000"), ("APP_PORT", "0"),
+            ("APP_PORT", "8443s"), ("APP_PORT", "80 80"),
+            ("MAX_ITEM_QUANTITY", "0"), ("MAX_ITEM_QUANTITY", "-5"),
+            ("MAX_ITEM_QUANTITY", "9x"), ("MAX_CART_LINES", "0"),
+            ("CART_TTL_DAYS", "0"), ("CART_TTL_DAYS", "soon"),
+            ("SHUTDOWN_TIMEOUT_SECONDS", "-1"),
+            ("LOG_LEVEL", "loud"), ("ENV_NAME", "weird"),
+            ("HTTP_THREADS", "-1"), ("HTTP_THREADS", "many"),
+            ("AWS_XRAY_ENABLED", "maybe"), ("EVENTBRIDGE_ENABLED", "yes please"),
+            ("RATE_LIMIT_RPS", "-3"), ("STORAGE_BACKEND", "postgres"),
+            ("EVENTS_PUBLISHER", "kafka"),
+        )
+        for var, val in cases:
+            with self.subTest(var=var, val=val):
+                p = run_binary([], {var: val})
+                out = (p.stdout + p.stderr).decode("utf-8", "replace")
+                self.assertEqual(p.returncode, 2, "%s=%r: exit %s\n%s"
+                                 % (var, val, p.returncode, out))
+                named = [l for l in out.splitlines() if var in l]
+                self.assertTrue(named, "no line names %s:\n%s" % (var, out))
+
+    def test_features_not_in_this_build_stop_the_start(self):
+        for env, var in (({"STORAGE_BACKEND": "dynamodb"}, "STORAGE_BACKEND"),
+                         ({"EVENTS_PUBLISHER": "eventbridge"},
+                          "EVENTS_PUBLISHER"),
+                         ({"AWS_XRAY_ENABLED": "true"}, "AWS_XRAY_ENABLED"),
+                         ({"ENV_NAME": "prod"}, None)):
+            with self.subTest(env=env):
+                p = run_binary([], env)
+                out = (p.stdout + p.stderr).decode("utf-8", "replace")
+                self.assertNotEqual(p.returncode, 0, "%s started:\n%s"
+                                    % (env, out))
+                if var:
+                    self.assertIn(var, out)
+
+    def test_secrets_in_environment_are_not_logged(self):
+        secret = "S3cr3t-" + new_user("")[2:]
+        srv = harness.Server(env={"AWS_SECRET_ACCESS_KEY": secret,
+                                  "AWS_SESSION_TOKEN": secret}).start()
+        self.addCleanup(srv.cleanup)
+        try:
+            srv.request("GET", "/health")
+        finally:
+            srv.stop()
+        self.assertNotIn(secret, srv.stdout() + srv.stderr())
+
+
+class ShutdownTest(unittest.TestCase):
+
+    def _post_headers(self, port, path, body):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                % (path, len(body))).encode()
+        s.sendall(head)
+        return s
+
+    def _read_response(self, s):
+        s.settimeout(10)
+        resp = http.client.HTTPResponse(s)
+        resp.begin()
+        return harness.read_response(resp)
+
+    def test_sigterm_idle_exits_0_quickly(self):
+        srv = harness.Server().start()
+        self.addCleanup(srv.cleanup)
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        rc = srv.wait_exit(harness.SHUTDOWN_TIMEOUT_SECONDS + 5)
+        if rc is None:
+            srv.proc.kill()
+            srv.proc.wait()
+        self.assertEqual(rc, 0, srv.logs())
+        self.assertLess(time.monotonic() - t0, harness.SHUTDOWN_TIMEOUT_SECONDS,
+                        srv.logs())
+
+    def test_sigint_exits_0(self):
+        srv = harness.Server().start()
+        self.addCleanup(srv.cleanup)
+        srv.stop(signal.SIGINT)
+
+    def test_idle_keep_alive_connection_does_not_hold_shutdown(self):
+        srv = harness.Server().start()
+        self.addCleanup(srv.cleanup)
+        conn = srv.connection()
+        try:
+            self.assertEqual(harness.send(conn, "GET", "/health").status, 200)
+            t0 = time.monotonic()
+            srv.stop()
+            self.assertLess(time.monotonic() - t0,
+                            harness.SHUTDOWN_TIMEOUT_SECONDS)
+        finally:
+            conn.close()
+
+    def test_in_flight_request_finishes_and_ready_turns_503(self):
+        srv = harness.Server().start()
+        self.addCleanup(srv.cleanup)
+        try:
+            u = new_user()
+            body = json.dumps({"itemId": "late", "quantity": 3,
+                               "unitPrice": {"amount": 7, "currency": "EUR"}}
+                              ).encode()
+            s = self._post_headers(srv.port, "/v1/cart/%s/items" % u, body)
+            s.sendall(body[:10])          # the request is now in flight
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            srv.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            self.assertIsNone(srv.proc.poll(), "exited with a request in "
+                              "flight\n" + srv.logs())
+            try:
+                ready = srv.request("GET", "/ready", timeout=3)
+            except OSError as e:
+                ready = e
+            try:
+                s.sendall(body[10:])
+                r = self._read_response(s)
+            except (OSError, http.client.HTTPException) as e:
+                self.fail("in-flight request was cut by SIGTERM (%r); /ready "
+                          "during shutdown: %r\n%s" % (e, ready, srv.logs()))
+            finally:
+                s.close()
+            self.assertEqual(r.status, 201, r)
+            self.assertEqual(r.body["items"][0]["quantity"], 3)
+            rc = srv.wait_exit(harness.SHUTDOWN_TIMEOUT_SECONDS + 3)
+            self.assertEqual(rc, 0, srv.logs())
+            self.assertLess(time.monotonic() - t0,
+                            harness.SHUTDOWN_TIMEOUT_SECONDS + 1)
+            self.assertNotIsInstance(ready, OSError,
+                                     "/ready unreachable during shutdown")
+            self.assertEqual(ready.status, 503, ready)
+            checks = {c.get("name"): c.get("status")
+                      for c in ready.body.get("checks", [])}
+            self.assertEqual(checks.get("shutdown"), "fail", ready.body)
+            self.assertNotEqual(ready.body.get("status"), "ok")
+        finally:
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait()
+
+    def test_ready_503_during_drain(self):
+        # SHUTDOWN_DRAIN_SECONDS is this server's knob (not in the issue) for
+        # keeping the listener open while /ready fails.
+        srv = harness.Server(env={"SHUTDOWN_DRAIN_SECONDS": "1"}).start()
+        self.addCleanup(srv.cleanup)
+        try:
+            t0 = time.monotonic()
+            srv.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            ready = srv.request("GET", "/ready", timeout=3)
+            self.assertEqual(ready.status, 503, ready)
+            self.assertEqual(ready.header("content-type", "").split(";")[0],
+                             "application/json", ready)
+            checks = {c.get("name"): c.get("status")
+                      for c in ready.body.get("checks", [])}
+            self.assertEqual(checks.get("shutdown"), "fail", ready.body)
+            self.assertEqual(checks.get("repository"), "ok", ready.body)
+            self.assertEqual(ready.body.get("status"), "unavailable")
+            # liveness is unaffected, and real requests are still served
+            self.assertEqual(srv.request("GET", "/health").status, 200)
+            u = new_user()
+            r = srv.request("POST", "/v1/cart/%s/items" % u,
+                            {"itemId": "a", "quantity": 1,
+                             "unitPrice": {"amount": 1, "currency": "EUR"}})
+            self.assertEqual(r.status, 201, r)
+            rc = srv.wait_exit(1 + harness.SHUTDOWN_TIMEOUT_SECONDS + 2)
+            self.assertEqual(rc, 0, srv.logs())
+            self.assertLess(time.monotonic() - t0,
+                            1 + harness.SHUTDOWN_TIMEOUT_SECONDS + 1)
+        finally:
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait()
+
+    def test_stalled_request_cannot_hold_shutdown_past_timeout(self):
+        srv = harness.Server(env={"SHUTDOWN_TIMEOUT_SECONDS": "2"}).start()
+        self.addCleanup(srv.cleanup)
+        try:
+            s = self._post_headers(srv.port, "/v1/cart/%s/items" % new_user(),
+                                   b"{" + b" " * 99)
+            s.sendall(b"{")
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            srv.send_signal(signal.SIGTERM)
+            rc = srv.wait_exit(10)
+            elapsed = time.monotonic() - t0
+            s.close()
+            self.assertIsNotNone(rc, "still running 10 s after SIGTERM")
+            self.assertLess(elapsed, 2 + 1.5, "took %.1f s" % elapsed)
+            self.assertEqual(rc, 0, srv.logs())
+        finally:
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait()
+
+
+if __name__ == "__main__":
+    unittest.main()

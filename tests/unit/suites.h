@@ -1,0 +1,13 @@
+#ifndef CART_TEST_SUITES_H
+#define CART_TEST_SUITES_H
+
+#include <check.h>
+
+/* One constructor per suite; check_main.c runs them all. */
+Suite *cart_suite(void);
+Suite *service_suite(void);
+Suite *memory_repo_contract_suite(void);
+Suite *ports_suite(void);
+Suite *fakes_suite(void);
+
+#endif

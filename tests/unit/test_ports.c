@@ -1,0 +1,408 @@
+/*
+ * Port wrappers, idempotency records, and the adapters that need no
+ * infrastructure (system clock and ids, log and no-op publishers); plus the
+ * test fakes themselves, so a broken fake cannot hide a broken service.
+ */
+#include <check.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cart/ports.h"
+#include "cart/repo.h"
+#include "fakes/fake_clock.h"
+#include "fakes/fake_ids.h"
+#include "fakes/fake_publisher.h"
+#include "fakes/fault_repo.h"
+#include "log/log_publisher.h"
+#include "memory/memory_repo.h"
+#include "system/system.h"
+#include "unit/suites.h"
+
+#define T0 1767225600000LL
+#define UUID_1 "00000000-0000-4000-8000-000000000001"
+
+static cart_event sample_event(void)
+{
+	cart_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = CART_EVENT_ITEM_ADDED;
+	snprintf(ev.event_id, sizeof(ev.event_id), "00000000-0000-4000-8000-0000000000ee");
+	ev.occurred_at = T0 + 123;
+	snprintf(ev.user_id, sizeof(ev.user_id), "user-42");
+	snprintf(ev.cart_id, sizeof(ev.cart_id), UUID_1);
+	ev.cart_version = 7;
+	snprintf(ev.item_id, sizeof(ev.item_id), "sku-9");
+	ev.quantity_before = 1;
+	ev.quantity_after = 3;
+	ev.unit_price.amount = 1999;
+	snprintf(ev.unit_price.currency, sizeof(ev.unit_price.currency), "EUR");
+	return ev;
+}
+
+static bool uuid_v4_shape(const char *s)
+{
+	if (strlen(s) != CART_UUID_LEN)
+		return false;
+	for (int i = 0; i < CART_UUID_LEN; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i])) {
+			return false;
+		}
+	}
+	return s[14] == '4' && strchr("89ab", s[19]) != NULL;
+}
+
+/* --- wrappers ------------------------------------------------------------- */
+
+START_TEST(test_ports_destroy_accepts_null_and_empty)
+{
+	cart_clock_destroy(NULL);
+	cart_ids_destroy(NULL);
+	cart_publisher_destroy(NULL);
+	cart_repo_destroy(NULL);
+	cart_clock clk = { 0 };
+	cart_clock_destroy(&clk);
+	cart_ids ids = { 0 };
+	cart_ids_destroy(&ids);
+	cart_publisher pub = { 0 };
+	cart_publisher_destroy(&pub);
+	cart_repo repo = { 0 };
+	cart_repo_destroy(&repo);
+}
+END_TEST
+
+START_TEST(test_ports_repo_destroy_twice_is_safe)
+{
+	cart_repo r;
+	ck_assert_int_eq(cart_memory_repo_new(&r), CART_OK);
+	cart_repo_destroy(&r);
+	cart_repo_destroy(&r);
+}
+END_TEST
+
+START_TEST(test_ports_wrappers_forward_to_adapter)
+{
+	cart_clock clk;
+	fake_clock *fc;
+	ck_assert_int_eq(fake_clock_new(&clk, &fc, T0), 0);
+	ck_assert_int_eq(cart_clock_now(&clk), T0);
+	cart_clock_sleep(&clk, 250);
+	ck_assert_int_eq(cart_clock_now(&clk), T0 + 250);
+	ck_assert_int_eq(fake_clock_total_slept(fc), 250);
+	cart_clock_destroy(&clk);
+
+	cart_ids ids;
+	ck_assert_int_eq(fake_ids_new(&ids, NULL), 0);
+	char u[CART_UUID_LEN + 1];
+	ck_assert_int_eq(cart_ids_uuid(&ids, u), CART_OK);
+	ck_assert_str_eq(u, UUID_1);
+	ck_assert_uint_lt(cart_ids_random(&ids, 10), 10);
+	cart_ids_destroy(&ids);
+
+	cart_publisher pub;
+	fake_publisher *fp;
+	ck_assert_int_eq(fake_publisher_new(&pub, &fp), 0);
+	cart_event ev = sample_event();
+	ck_assert_int_eq(cart_publisher_publish(&pub, &ev, 1), CART_OK);
+	ck_assert_uint_eq(fake_publisher_count(fp), 1);
+	fake_publisher_fail(fp, 1, CART_EUNAVAILABLE);
+	ck_assert_int_eq(cart_publisher_publish(&pub, &ev, 1), CART_EUNAVAILABLE);
+	cart_publisher_destroy(&pub);
+}
+END_TEST
+
+/* --- idempotency records ---------------------------------------------------- */
+
+START_TEST(test_ports_idem_clone_is_deep)
+{
+	static const char body[] = "x\0y\0z";
+	cart_idem src = {
+		.key = "k-1", .fingerprint = "POST /x", .state = CART_IDEM_COMPLETE,
+		.status = 201, .body = (char *)body, .body_len = sizeof(body) - 1,
+		.expires_at = T0,
+	};
+	cart_idem *copy = NULL;
+	ck_assert_int_eq(cart_idem_clone(&copy, &src), CART_OK);
+	ck_assert_ptr_nonnull(copy);
+	ck_assert_ptr_ne(copy->key, src.key);
+	ck_assert_str_eq(copy->key, "k-1");
+	ck_assert_str_eq(copy->fingerprint, "POST /x");
+	ck_assert_int_eq(copy->state, CART_IDEM_COMPLETE);
+	ck_assert_int_eq(copy->status, 201);
+	ck_assert_uint_eq(copy->body_len, sizeof(body) - 1);
+	ck_assert_ptr_ne(copy->body, src.body);
+	ck_assert_mem_eq(copy->body, body, sizeof(body) - 1);
+	ck_assert_int_eq(copy->expires_at, T0);
+	cart_idem_free(copy);
+
+	cart_idem pending = { .key = "k", .fingerprint = "f",
+			      .state = CART_IDEM_PENDING, .expires_at = 5 };
+	ck_assert_int_eq(cart_idem_clone(&copy, &pending), CART_OK);
+	ck_assert_uint_eq(copy->body_len, 0);
+	ck_assert_int_eq(copy->state, CART_IDEM_PENDING);
+	cart_idem_free(copy);
+	cart_idem_free(NULL);
+}
+END_TEST
+
+/* --- system adapters ---------------------------------------------------------- */
+
+START_TEST(test_system_clock_reads_wall_time)
+{
+	cart_clock clk;
+	cart_system_clock_init(&clk);
+	int64_t a = cart_clock_now(&clk);
+	ck_assert_int_gt(a, 1700000000000LL);   /* after 2023 */
+	ck_assert_int_lt(a, 4102444800000LL);   /* before 2100 */
+	cart_clock_sleep(&clk, 2);
+	int64_t b = cart_clock_now(&clk);
+	ck_assert_int_ge(b, a + 1);
+	cart_clock_destroy(&clk);
+}
+END_TEST
+
+START_TEST(test_system_ids_make_v4_uuids)
+{
+	cart_ids ids;
+	cart_system_ids_init(&ids);
+	char a[CART_UUID_LEN + 1], b[CART_UUID_LEN + 1];
+	ck_assert_int_eq(cart_ids_uuid(&ids, a), CART_OK);
+	ck_assert_int_eq(cart_ids_uuid(&ids, b), CART_OK);
+	ck_assert_msg(uuid_v4_shape(a), "bad uuid %s", a);
+	ck_assert_msg(uuid_v4_shape(b), "bad uuid %s", b);
+	ck_assert_str_ne(a, b);
+	bool seen[10] = { false };
+	for (int i = 0; i < 1000; i++) {
+		uint64_t r = cart_ids_random(&ids, 10);
+		ck_assert_uint_lt(r, 10);
+		seen[r] = true;
+	}
+	for (int i = 0; i < 10; i++)
+		ck_assert(seen[i]);
+	ck_assert_uint_eq(cart_ids_random(&ids, 1), 0);
+	cart_ids_destroy(&ids);
+}
+END_TEST
+
+/* --- publishers ------------------------------------------------------------------ */
+
+START_TEST(test_log_publisher_writes_one_line_per_event)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	cart_publisher pub;
+	ck_assert_int_eq(cart_log_publisher_new(&pub, fds[1]), CART_OK);
+	cart_event ev[2] = { sample_event(), sample_event() };
+	ev[1].type = CART_EVENT_CLEARED;
+	ev[1].item_id[0] = '\0';
+	ck_assert_int_eq(cart_publisher_publish(&pub, ev, 2), CART_OK);
+	cart_publisher_destroy(&pub);
+	close(fds[1]);
+	char buf[8192];
+	size_t n = 0;
+	ssize_t r;
+	while ((r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)r;
+	close(fds[0]);
+	buf[n] = '\0';
+	char *nl = strchr(buf, '\n');
+	ck_assert_ptr_nonnull(nl);
+	*nl = '\0';
+	char *second = nl + 1;
+	ck_assert_msg(buf[0] == '{' && nl[-1] == '}', "line 1: %s", buf);
+	ck_assert_ptr_nonnull(strstr(buf, "CartItemAdded"));
+	ck_assert_ptr_nonnull(strstr(buf, UUID_1));
+	ck_assert_ptr_nonnull(strstr(buf, "sku-9"));
+	ck_assert_ptr_nonnull(strstr(buf, "user-42"));
+	nl = strchr(second, '\n');
+	ck_assert_ptr_nonnull(nl);
+	ck_assert_str_eq(nl + 1, "");
+	*nl = '\0';
+	ck_assert_msg(second[0] == '{' && nl[-1] == '}', "line 2: %s", second);
+	ck_assert_ptr_null(strstr(second, "CartItemAdded"));
+}
+END_TEST
+
+START_TEST(test_log_event_to_json_reports_needed_length)
+{
+	cart_event ev = sample_event();
+	char full[2048];
+	size_t need = cart_event_to_json(full, sizeof(full), &ev);
+	ck_assert_uint_gt(need, 0);
+	ck_assert_uint_lt(need, sizeof(full));
+	ck_assert_uint_eq(strlen(full), need);
+	ck_assert_ptr_nonnull(strstr(full, "1999"));
+	ck_assert_ptr_nonnull(strstr(full, "EUR"));
+
+	char small[16];
+	memset(small, 'Z', sizeof(small));
+	ck_assert_uint_eq(cart_event_to_json(small, sizeof(small), &ev), need);
+	ck_assert_uint_eq(strlen(small), sizeof(small) - 1);
+	ck_assert_int_eq(strncmp(small, full, sizeof(small) - 1), 0);
+}
+END_TEST
+
+START_TEST(test_noop_publisher_accepts_everything)
+{
+	cart_publisher pub;
+	ck_assert_int_eq(cart_noop_publisher_new(&pub), CART_OK);
+	cart_event ev = sample_event();
+	ck_assert_int_eq(cart_publisher_publish(&pub, &ev, 1), CART_OK);
+	ck_assert_int_eq(cart_publisher_publish(&pub, &ev, 0), CART_OK);
+	cart_publisher_destroy(&pub);
+}
+END_TEST
+
+/* --- the fakes --------------------------------------------------------------------- */
+
+START_TEST(test_fake_clock_set_advance_sleep)
+{
+	cart_clock clk;
+	fake_clock *fc;
+	ck_assert_int_eq(fake_clock_new(&clk, &fc, 1000), 0);
+	ck_assert_int_eq(clk.ops->now_ms(clk.self), 1000);
+	fake_clock_advance(fc, 5);
+	ck_assert_int_eq(fake_clock_now(fc), 1005);
+	fake_clock_set(fc, 42);
+	ck_assert_int_eq(clk.ops->now_ms(clk.self), 42);
+	clk.ops->sleep_ms(clk.self, 8);
+	clk.ops->sleep_ms(clk.self, 2);
+	ck_assert_int_eq(fake_clock_now(fc), 52);
+	ck_assert_int_eq(fake_clock_total_slept(fc), 10);
+	ck_assert_int_eq(fake_clock_sleep_count(fc), 2);
+	cart_clock_destroy(&clk);
+}
+END_TEST
+
+START_TEST(test_fake_ids_count_up)
+{
+	cart_ids ids, again;
+	fake_ids *fi;
+	ck_assert_int_eq(fake_ids_new(&ids, &fi), 0);
+	ck_assert_int_eq(fake_ids_new(&again, NULL), 0);
+	char u[CART_UUID_LEN + 1];
+	ck_assert_int_eq(ids.ops->uuid(ids.self, u), 0);
+	ck_assert_str_eq(u, "00000000-0000-4000-8000-000000000001");
+	ck_assert_int_eq(ids.ops->uuid(ids.self, u), 0);
+	ck_assert_str_eq(u, "00000000-0000-4000-8000-000000000002");
+	uint64_t n = 0;
+	ck_assert(fake_ids_parse(u, &n));
+	ck_assert_uint_eq(n, 2);
+	ck_assert(uuid_v4_shape(u));
+	ck_assert(!fake_ids_parse("ffffffff-ffff-4fff-bfff-ffffffffffff", NULL));
+	ck_assert_uint_eq(fake_ids_issued(fi), 2);
+	fake_ids_fail_next(fi, CART_EBACKEND);
+	ck_assert_int_eq(ids.ops->uuid(ids.self, u), CART_EBACKEND);
+	ck_assert_int_eq(ids.ops->uuid(ids.self, u), 0);
+	ck_assert_str_eq(u, "00000000-0000-4000-8000-000000000003");
+	for (int i = 0; i < 100; i++) {
+		uint64_t a = ids.ops->random(ids.self, 1000);
+		ck_assert_uint_lt(a, 1000);
+		ck_assert_uint_eq(a, again.ops->random(again.self, 1000));
+	}
+	cart_ids_destroy(&ids);
+	cart_ids_destroy(&again);
+}
+END_TEST
+
+START_TEST(test_fake_publisher_records_and_fails)
+{
+	cart_publisher pub;
+	fake_publisher *fp;
+	ck_assert_int_eq(fake_publisher_new(&pub, &fp), 0);
+	cart_event ev[3] = { sample_event(), sample_event(), sample_event() };
+	ev[1].cart_version = 8;
+	ev[2].cart_version = 9;
+	ck_assert_int_eq(pub.ops->publish(pub.self, ev, 2), 0);
+	fake_publisher_fail(fp, 1, CART_EBACKEND);
+	ck_assert_int_eq(pub.ops->publish(pub.self, ev + 2, 1), CART_EBACKEND);
+	ck_assert_int_eq(pub.ops->publish(pub.self, ev + 2, 1), 0);
+	ck_assert_uint_eq(fake_publisher_count(fp), 3);
+	ck_assert_uint_eq(fake_publisher_calls(fp), 3);
+	ck_assert_int_eq(fake_publisher_event(fp, 2).cart_version, 9);
+	ev[0].cart_version = 99;   /* the fake keeps copies */
+	ck_assert_int_eq(fake_publisher_event(fp, 0).cart_version, 7);
+	fake_publisher_reset(fp);
+	ck_assert_uint_eq(fake_publisher_count(fp), 0);
+	cart_publisher_destroy(&pub);
+}
+END_TEST
+
+START_TEST(test_fault_repo_passes_through_and_injects)
+{
+	cart_repo mem, r;
+	fault_repo *fr;
+	ck_assert_int_eq(cart_memory_repo_new(&mem), CART_OK);
+	ck_assert_int_eq(fault_repo_new(&r, &fr, &mem), 0);
+	ck_assert_int_eq(cart_repo_ping(&r), CART_OK);
+	fault_repo_fail(fr, FAULT_PING, 1, CART_EBACKEND);
+	ck_assert_int_eq(cart_repo_ping(&r), CART_EBACKEND);
+	ck_assert_int_eq(cart_repo_ping(&r), CART_OK);
+	ck_assert_uint_eq(fault_repo_calls(fr, FAULT_PING), 3);
+
+	cart *c = NULL;
+	ck_assert_int_eq(cart_new(&c, "u1"), CART_OK);
+	ck_assert_int_eq(cart_begin(c, UUID_1, T0), CART_OK);
+	cart_touch(c, T0, 1000);
+	cart_write w = { .user_id = "u1", .expected_version = 0, .cart = c };
+	fault_repo_conflict(fr, 1, true);
+	ck_assert_int_eq(cart_repo_save(&r, &w), CART_ECONFLICT);
+	ck_assert_uint_eq(fault_repo_rival_writes(fr), 1);
+	ck_assert_int_eq(cart_repo_save(&r, &w), CART_ECONFLICT);  /* real now */
+	cart *got = NULL;
+	ck_assert_int_eq(cart_repo_load(&r, "u1", &got), CART_OK);
+	ck_assert_int_eq(cart_version(got), 1);
+	ck_assert_int_eq(cart_item_quantity(cart_find_item(got, FAULT_RIVAL_ITEM)), 1);
+	cart_free(got);
+	cart_free(c);
+	fault_repo_fail(fr, FAULT_LOAD, -1, CART_EUNAVAILABLE);
+	ck_assert_int_eq(cart_repo_load(&r, "u1", &got), CART_EUNAVAILABLE);
+	ck_assert_int_eq(cart_repo_load(&r, "u1", &got), CART_EUNAVAILABLE);
+	fault_repo_fail(fr, FAULT_LOAD, 0, 0);
+	ck_assert_int_eq(cart_repo_load(&r, "u1", &got), CART_OK);
+	cart_free(got);
+	cart_repo_destroy(&r);
+	cart_repo_destroy(&mem);
+}
+END_TEST
+
+Suite *ports_suite(void)
+{
+	Suite *s = suite_create("ports");
+	TCase *tc = tcase_create("wrappers");
+	tcase_add_test(tc, test_ports_destroy_accepts_null_and_empty);
+	tcase_add_test(tc, test_ports_repo_destroy_twice_is_safe);
+	tcase_add_test(tc, test_ports_wrappers_forward_to_adapter);
+	tcase_add_test(tc, test_ports_idem_clone_is_deep);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("system");
+	tcase_add_test(tc, test_system_clock_reads_wall_time);
+	tcase_add_test(tc, test_system_ids_make_v4_uuids);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("publishers");
+	tcase_add_test(tc, test_log_publisher_writes_one_line_per_event);
+	tcase_add_test(tc, test_log_event_to_json_reports_needed_length);
+	tcase_add_test(tc, test_noop_publisher_accepts_everything);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+Suite *fakes_suite(void)
+{
+	Suite *s = suite_create("fakes");
+	TCase *tc = tcase_create("fakes");
+	tcase_add_test(tc, test_fake_clock_set_advance_sleep);
+	tcase_add_test(tc, test_fake_ids_count_up);
+	tcase_add_test(tc, test_fake_publisher_records_and_fails);
+	tcase_add_test(tc, test_fault_repo_passes_through_and_injects);
+	suite_add_tcase(s, tc);
+	return s;
+}
