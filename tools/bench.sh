@@ -1,0 +1,54 @@
+#!/bin/sh
+# make bench: throughput and latency of GET /v1/cart/{id} against a bare
+# civetweb ceiling with the same options, and heap bytes per stored
+# 3-line cart.  Loopback, wrk with 2 threads and 64 connections.
+# Targets (issue 2's "what comes next"): GET >= 0.8x ceiling,
+# p99 < 5 ms at 64 connections, <= 1 KiB per stored 3-line cart.
+set -eu
+cd "$(dirname "$0")/.."
+tools/bootstrap.sh dev >/dev/null
+O=${O:-build}
+DURATION=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+mkdir -p "$O/bench"
+cc -std=c11 -D_GNU_SOURCE -O2 -o "$O/bench/ceiling" tools/bench/ceiling.c -lcivetweb -lpthread -ldl
+cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -Iadapters -o "$O/bench/mem_per_cart" \
+	tools/bench/mem_per_cart.c "$O/libcart-adapters.a" "$O/libcart.a" -lpthread
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1/$2" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "bench: server on $1 did not start" >&2; return 1; }
+run_wrk() { wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$1" | tee "$O/bench/$2.txt" | grep -E "Requests/sec|99%"; }
+
+p=$(free_port)
+"$O/bench/ceiling" "$p" & cpid=$!
+wait_up "$p" x
+echo "== ceiling: bare civetweb, fixed body"
+run_wrk "http://127.0.0.1:$p/v1/cart/bench" ceiling
+kill "$cpid"; wait "$cpid" 2>/dev/null || true
+
+p=$(free_port)
+APP_PORT=$p LISTEN_ADDR=127.0.0.1 LOG_LEVEL=warn bin/cart-service > "$O/bench/service.log" & spid=$!
+wait_up "$p" health
+curl -fs -X POST "http://127.0.0.1:$p/v1/cart/bench/items" -H 'Content-Type: application/json' \
+	-d '{"itemId":"sku-1","quantity":2,"unitPrice":{"amount":1999,"currency":"EUR"},"name":"Mug"}' >/dev/null
+echo "== service: GET /v1/cart/bench (1 line), LOG_LEVEL=warn"
+run_wrk "http://127.0.0.1:$p/v1/cart/bench" service
+kill -TERM "$spid"; wait "$spid" || true
+
+p=$(free_port)
+APP_PORT=$p LISTEN_ADDR=127.0.0.1 LOG_LEVEL=info bin/cart-service > "$O/bench/service-info.log" & spid=$!
+wait_up "$p" health
+curl -fs -X POST "http://127.0.0.1:$p/v1/cart/bench/items" -H 'Content-Type: application/json' \
+	-d '{"itemId":"sku-1","quantity":2,"unitPrice":{"amount":1999,"currency":"EUR"},"name":"Mug"}' >/dev/null
+echo "== service: the same with LOG_LEVEL=info (a JSON line per request to a file)"
+run_wrk "http://127.0.0.1:$p/v1/cart/bench" service-info
+kill -TERM "$spid"; wait "$spid" || true
+
+echo "== memory per stored cart"
+"$O/bench/mem_per_cart" 100000 | tee "$O/bench/memory.txt"
+
+c=$(awk '/Requests\/sec/ {print $2}' "$O/bench/ceiling.txt")
+s=$(awk '/Requests\/sec/ {print $2}' "$O/bench/service.txt")
+i=$(awk '/Requests\/sec/ {print $2}' "$O/bench/service-info.txt")
+echo "== service/ceiling = $(awk -v s="$s" -v c="$c" 'BEGIN { printf "%.2f", s / c }')" \
+	"(with request logs: $(awk -v s="$i" -v c="$c" 'BEGIN { printf "%.2f", s / c }'))"
