@@ -9,5 +9,6 @@ Suite *service_suite(void);
 Suite *memory_repo_contract_suite(void);
 Suite *ports_suite(void);
 Suite *fakes_suite(void);
+Suite *resilience_suite(void);
 
 #endif
