@@ -22,29 +22,37 @@ SAN     ?=
 LIB_CPPFLAGS := -Iinclude -Ilib
 AD_CPPFLAGS  := -Iinclude -Iadapters
 APP_CPPFLAGS := -Iinclude -Iadapters -Iapp
-APP_LIBS     := -lcivetweb -lcjson -lcrypto -ldl -lpthread -lm
+APP_LIBS     := -lcivetweb -lcjson -lcurl -lcrypto -ldl -lpthread -lm
 
 LIB_SRC  := $(wildcard lib/*.c)
 AD_SRC   := $(wildcard adapters/*/*.c)
 APP_SRC  := $(filter-out app/main.c,$(wildcard app/*.c))
 UT_SRC   := $(wildcard tests/unit/*.c) $(wildcard tests/fakes/*.c)
+# The DynamoDB binary runs the same repository contract (test_repo_contract.c).
+DT_SRC   := $(wildcard tests/dynamo/*.c) tests/unit/test_repo_contract.c
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
 AD_OBJ   := $(AD_SRC:%.c=$(O)/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(O)/%.o)
 UT_OBJ   := $(UT_SRC:%.c=$(O)/%.o)
+DT_OBJ   := $(DT_SRC:%.c=$(O)/%.o)
 
 LIBCART  := $(O)/libcart.a
 LIBAD    := $(O)/libcart-adapters.a
 LIBAPP   := $(O)/libcart-app.a
 BIN      := bin/cart-service
 UNIT     := $(O)/tests/unit-tests
+DYNAMO_T := $(O)/tests/dynamo-tests
+# Starts dynalite behind the SigV4-verifying proxy, runs the command, stops both.
+STACK    := /usr/bin/python3 tests/aws/stack.py run --
+# Compares the actions seen on the wire with an IAM policy file.
+IAM      := /usr/bin/python3 tests/aws/check_iam.py
 EXAMPLE  := $(O)/example
 
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-.PHONY: all run check test unit e2e valgrind coverage fuzz fuzz-build bench \
+.PHONY: all run check test unit e2e dynamo valgrind coverage fuzz fuzz-build bench \
         bootstrap clean layering example
 
 all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
@@ -81,6 +89,10 @@ $(UNIT): $(UT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(APP_LIBS)
 
+$(DYNAMO_T): $(DT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(APP_LIBS)
+
 # The example a C developer would write: libcart + the memory adapter only.
 $(EXAMPLE): docs/example/example.c $(LIBAD) $(LIBCART)
 	$(CC) $(AD_CPPFLAGS) $(CFLAGS) -o $@ $< $(LIBAD) $(LIBCART) -lpthread
@@ -96,8 +108,8 @@ run:
 # Everything the README promises, from a fresh machine.
 check:
 	@tools/bootstrap.sh check
-	@$(MAKE) --no-print-directory all $(UNIT)
-	@$(MAKE) --no-print-directory layering unit valgrind e2e
+	@$(MAKE) --no-print-directory all $(UNIT) $(DYNAMO_T)
+	@$(MAKE) --no-print-directory layering unit valgrind e2e dynamo
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-10}
 	@echo "make check: all green"
 
@@ -116,6 +128,20 @@ valgrind: $(UNIT)
 
 e2e: $(BIN)
 	/usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v
+
+# The DynamoDB adapter against dynalite, every request signature-checked:
+# the stand-ins' own tests, the repository contract and adapter tests, then
+# the whole end-to-end suite with STORAGE_BACKEND=dynamodb on a table made
+# by `cart-service migrate`.
+dynamo: $(DYNAMO_T) $(BIN)
+	tools/bootstrap.sh check >/dev/null
+	/usr/bin/python3 -m unittest discover -s tests/aws -p 'test_*.py'
+	CART_CONTRACT_LOOPS=15 $(STACK) $(DYNAMO_T)
+	$(STACK) sh -c 'DYNAMODB_TABLE=cart-e2e $(BIN) migrate && \
+	  $(IAM) --policy docs/iam/admin-policy.json --subset --reset && \
+	  E2E_BACKEND=dynamodb E2E_DYNAMODB_TABLE=cart-e2e \
+	  /usr/bin/python3 -m unittest discover -s tests/e2e -p "test_*.py" && \
+	  $(IAM) --policy docs/iam/runtime-policy.json --exact'
 
 example: $(EXAMPLE)
 	$(EXAMPLE)

@@ -45,12 +45,28 @@ static const var vars[] = {
 	  "DynamoDB table name" },
 	{ "DYNAMODB_ENDPOINT", "", V_STR, F(dynamodb_endpoint), 0, 0, NULL, NOSET,
 	  "DynamoDB endpoint URL (default: the regional AWS endpoint)" },
+	{ "DYNAMODB_CONNECT_TIMEOUT_MS", "1000", V_INT, F(dynamodb_connect_timeout_ms), 10, 60000, NULL, NOSET,
+	  "DynamoDB TCP connect timeout per attempt" },
+	{ "DYNAMODB_TIMEOUT_MS", "3000", V_INT, F(dynamodb_timeout_ms), 10, 120000, NULL, NOSET,
+	  "DynamoDB whole-request timeout per attempt" },
+	{ "AWS_MAX_ATTEMPTS", "3", V_INT, F(aws_max_attempts), 1, 10, NULL, NOSET,
+	  "attempts per AWS call (standard retry mode: backoff with full jitter, retry quota)" },
 	{ "AWS_XRAY_ENABLED", "false", V_BOOL, F(xray_enabled), 0, 0, NULL, NOSET,
 	  "X-Ray tracing" },
 	{ "RATE_LIMIT_RPS", "100", V_INT, F(rate_limit_rps), 0, 1000000, NULL, SET(set_rate_limit),
 	  "requests per second per client (0 disables)" },
 	{ "CIRCUIT_BREAKER_ENABLED", "true", V_BOOL, F(circuit_breaker_enabled), 0, 0, NULL, SET(set_breaker),
 	  "circuit breaker around remote dependencies" },
+	{ "CIRCUIT_BREAKER_FAILURE_RATE", "50", V_INT, F(breaker_failure_rate), 1, 100, NULL, NOSET,
+	  "percent of failed calls in the window that opens the breaker" },
+	{ "CIRCUIT_BREAKER_MIN_CALLS", "20", V_INT, F(breaker_min_calls), 1, 100000, NULL, NOSET,
+	  "calls the window must hold before the rate counts" },
+	{ "CIRCUIT_BREAKER_WINDOW_SECONDS", "10", V_INT, F(breaker_window_seconds), 1, 3600, NULL, NOSET,
+	  "sliding window of outcomes" },
+	{ "CIRCUIT_BREAKER_OPEN_SECONDS", "5", V_INT, F(breaker_open_seconds), 1, 3600, NULL, NOSET,
+	  "how long an open breaker refuses calls (503 with Retry-After)" },
+	{ "CIRCUIT_BREAKER_HALF_OPEN_PROBES", "3", V_INT, F(breaker_half_open_probes), 1, 1000, NULL, NOSET,
+	  "trial calls in half-open; all must succeed to close" },
 	{ "EVENTBRIDGE_ENABLED", "true", V_BOOL, F(eventbridge_enabled), 0, 0, NULL, SET(set_eventbridge),
 	  "publish events to EventBridge outside ENV_NAME=dev" },
 	{ "EVENTBRIDGE_BUS_NAME", "default", V_STR, F(eventbridge_bus_name), 1, 0, ID_CHARS "-_./:", NOSET,
@@ -201,39 +217,41 @@ int config_check_features(const app_config *cfg, char *err, size_t err_len,
 	const char *missing = NULL;
 
 	*warn = '\0';
-	if (!strcmp(cfg->storage_backend, "dynamodb"))
-		missing = cfg->set_storage ? "STORAGE_BACKEND=dynamodb"
-					   : "STORAGE_BACKEND=dynamodb (implied by ENV_NAME)";
-	else if (!strcmp(cfg->events_publisher, "eventbridge"))
+	if (!strcmp(cfg->events_publisher, "eventbridge"))
 		missing = cfg->set_publisher ? "EVENTS_PUBLISHER=eventbridge"
 					     : "EVENTBRIDGE_ENABLED (EventBridge publisher implied by ENV_NAME)";
 	else if (cfg->xray_enabled)
 		missing = "AWS_XRAY_ENABLED=true";
 	else if (cfg->set_rate_limit && cfg->rate_limit_rps > 0)
 		missing = "RATE_LIMIT_RPS";
-	else if (cfg->set_breaker && cfg->circuit_breaker_enabled)
-		missing = "CIRCUIT_BREAKER_ENABLED=true";
 	if (missing) {
 		snprintf(err, err_len,
 			 "%s: this build does not provide that feature yet; "
 			 "unset it (or switch it off) to start", missing);
 		return -1;
 	}
-	snprintf(warn, warn_len, "%s%s",
-		 cfg->rate_limit_rps > 0 ? "rate limiting (RATE_LIMIT_RPS) " : "",
-		 cfg->circuit_breaker_enabled ? "circuit breaker (CIRCUIT_BREAKER_ENABLED)" : "");
+	snprintf(warn, warn_len, "%s",
+		 cfg->rate_limit_rps > 0 ? "rate limiting (RATE_LIMIT_RPS)" : "");
 	return 0;
 }
 
 void config_print_help(FILE *out)
 {
 	fprintf(out,
-		"usage: cart-service [--help]\n\n"
-		"Shopping-cart REST service. Configured by environment variables:\n\n");
+		"usage: cart-service [--help | migrate]\n\n"
+		"Shopping-cart REST service, configured by environment variables:\n\n");
 	for (size_t i = 0; i < N_VARS; i++)
-		fprintf(out, "  %-26s default: %-20s %s\n", vars[i].name,
+		fprintf(out, "  %-32s default: %-20s %s\n", vars[i].name,
 			vars[i].def ? (*vars[i].def ? vars[i].def : "(none)") : "(see text)",
 			vars[i].help);
+	fprintf(out,
+		"\n`migrate` creates the DynamoDB table (PK/SK, on-demand) and enables\n"
+		"TTL on expiresAt, then exits.\n"
+		"AWS credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and\n"
+		"AWS_SESSION_TOKEN, or the ECS task role (AWS_CONTAINER_CREDENTIALS_\n"
+		"RELATIVE_URI, or _FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN).\n"
+		"The DynamoDB endpoint is DYNAMODB_ENDPOINT, else AWS_ENDPOINT_URL_DYNAMODB,\n"
+		"else AWS_ENDPOINT_URL, else the region's public endpoint.\n");
 }
 
 static size_t put_kv(char *buf, size_t cap, size_t at, const char *k,

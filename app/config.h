@@ -26,9 +26,17 @@ typedef struct app_config {
 	char aws_region[32];
 	char dynamodb_table[256];
 	char dynamodb_endpoint[512];
+	int dynamodb_connect_timeout_ms;
+	int dynamodb_timeout_ms;
+	int aws_max_attempts;
 	bool xray_enabled;
 	int rate_limit_rps;
 	bool circuit_breaker_enabled;
+	int breaker_failure_rate;
+	int breaker_min_calls;
+	int breaker_window_seconds;
+	int breaker_open_seconds;
+	int breaker_half_open_probes;
 	bool eventbridge_enabled;
 	char eventbridge_bus_name[256];
 	char storage_backend[16];    /* memory | dynamodb */

@@ -367,6 +367,16 @@ static void send_replay(req_ctx *rc, const cart_result *r)
 	}
 }
 
+/* 503 from a refusing dependency: come back when the breaker may let a
+ * probe through. */
+static void set_retry_after(req_ctx *rc)
+{
+	char secs[16];
+
+	snprintf(secs, sizeof(secs), "%d", rc->app->cfg->breaker_open_seconds);
+	http_response_header(rc->res, "Retry-After", secs);
+}
+
 /* A failure of ours or of a dependency: the client sees 5xx, we log why. */
 static void log_backend_error(const req_ctx *rc, const cart_result *r)
 {
@@ -415,6 +425,8 @@ static void execute(req_ctx *rc, cart_command *cmd)
 		render_outcome(rc, &r, cmd->kind);
 	if (!r.replayed && r.err == CART_OK && r.cart && cmd->kind != CART_CMD_CLEAR)
 		set_etag(rc->res, cart_version(r.cart));
+	if (r.err == CART_EUNAVAILABLE)
+		set_retry_after(rc);
 	if (r.err == CART_EBACKEND || r.err == CART_ENOMEM)
 		log_backend_error(rc, &r);
 	cart_result_release(&r);
@@ -447,6 +459,11 @@ static void handle_ready(req_ctx *rc)
 		buf_puts(b, ",\"error\":");
 		buf_json_str(b, cart_strerror(repo));
 	}
+	if (rc->app->dynamo) {
+		buf_puts(b, ",\"circuitBreaker\":");
+		buf_json_str(b, cart_breaker_state_name(
+					cart_aws_client_breaker_state(rc->app->dynamo)));
+	}
 	buf_puts(b, "},{\"name\":\"shutdown\",\"status\":");
 	buf_puts(b, draining ? "\"fail\",\"detail\":\"shutting down\"}]}" : "\"ok\"}]}");
 }
@@ -460,7 +477,10 @@ static void handle_get_cart(req_ctx *rc)
 		problem p = problem_for(err, CART_RULE_NONE);
 		cart_result r = { .err = err };
 		render_problem(rc->res, &p, rc->m.path);
-		log_backend_error(rc, &r);
+		if (err == CART_EUNAVAILABLE)
+			set_retry_after(rc);
+		else
+			log_backend_error(rc, &r);
 		return;
 	}
 	send_cart(rc, 200, c);

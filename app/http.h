@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "aws/aws.h"
 #include "buf.h"
 #include "cart/ports.h"
 #include "cart/repo.h"
@@ -53,6 +54,7 @@ typedef struct app_ctx {
 	cart_service *svc;
 	const cart_repo *repo;
 	const cart_ids *ids;
+	cart_aws_client *dynamo;     /* NULL unless STORAGE_BACKEND=dynamodb */
 	atomic_int draining;         /* set once shutdown begins */
 } app_ctx;
 

@@ -3,6 +3,7 @@
  * serves HTTP until SIGTERM/SIGINT, then drains and exits 0 within
  * SHUTDOWN_TIMEOUT_SECONDS.
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,7 +14,9 @@
 #include <unistd.h>
 
 #include "cart/service.h"
+#include "aws/aws.h"
 #include "config.h"
+#include "dynamodb/dynamo_repo.h"
 #include "http.h"
 #include "log.h"
 #include "log/log_publisher.h"
@@ -30,8 +33,78 @@ typedef struct wiring {
 	cart_publisher pub;
 	cart_clock clock;
 	cart_ids ids;
+	cart_aws_creds *creds;
+	cart_aws_client *dynamo;
 	cart_service *svc;
 } wiring;
+
+static const char *env(const char *name)
+{
+	return getenv(name);
+}
+
+/* Adapters log through the app's logger. */
+static void aws_log_write(void *ctx, int level, const char *msg,
+			  const char *fields)
+{
+	log_write((log_level)level, msg, fields);
+}
+
+static const cart_aws_log g_aws_log = { aws_log_write, NULL };
+
+/* The DynamoDB client: credentials, endpoint, timeouts, retry, breaker. */
+static int wire_dynamo_client(wiring *w, const app_config *cfg, char *err,
+			      size_t err_len)
+{
+	cart_aws_client_config cc;
+	char endpoint[512];
+
+	if (cart_aws_creds_new(&w->creds, env, &w->clock, &g_aws_log, err, err_len))
+		return -1;
+	cart_aws_endpoint(endpoint, sizeof(endpoint), env, "DYNAMODB_ENDPOINT",
+			  "DYNAMODB", "dynamodb", cfg->aws_region);
+	cart_aws_client_config_init(&cc);
+	cc.service = "dynamodb";
+	cc.region = cfg->aws_region;
+	cc.endpoint = endpoint;
+	cc.connect_timeout_ms = cfg->dynamodb_connect_timeout_ms;
+	cc.timeout_ms = cfg->dynamodb_timeout_ms;
+	cc.retry.max_attempts = cfg->aws_max_attempts;
+	cc.breaker.enabled = cfg->circuit_breaker_enabled;
+	cc.breaker.failure_rate_pct = cfg->breaker_failure_rate;
+	cc.breaker.min_calls = cfg->breaker_min_calls;
+	cc.breaker.window_ms = cfg->breaker_window_seconds * 1000LL;
+	cc.breaker.open_ms = cfg->breaker_open_seconds * 1000LL;
+	cc.breaker.half_open_probes = cfg->breaker_half_open_probes;
+	if (cart_aws_client_new(&w->dynamo, &cc, w->creds, &w->clock, &w->ids,
+				&g_aws_log)) {
+		snprintf(err, err_len, "invalid DynamoDB client settings (endpoint %.200s)",
+			 endpoint);
+		return -1;
+	}
+	log_write(LOG_INFO, "dynamodb client ready", NULL);
+	return 0;
+}
+
+static int wire_repo(wiring *w, const app_config *cfg, char *err, size_t err_len)
+{
+	cart_dynamo_config dc = { cfg->dynamodb_table, 5000 };
+
+	if (!strcmp(cfg->storage_backend, "memory")) {
+		if (cart_memory_repo_new(&w->repo) == CART_OK)
+			return 0;
+		snprintf(err, err_len, "cannot create the memory repository");
+		return -1;
+	}
+	if (wire_dynamo_client(w, cfg, err, err_len))
+		return -1;
+	if (cart_dynamo_repo_new(&w->repo, &dc, w->dynamo, &w->clock, &w->ids,
+				 &g_aws_log)) {
+		snprintf(err, err_len, "invalid DYNAMODB_TABLE");
+		return -1;
+	}
+	return 0;
+}
 
 static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 {
@@ -40,11 +113,8 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 	memset(w, 0, sizeof(*w));
 	cart_system_clock_init(&w->clock);
 	cart_system_ids_init(&w->ids);
-	/* config_check_features has refused backends this build lacks. */
-	if (cart_memory_repo_new(&w->repo)) {
-		snprintf(err, err_len, "cannot create the memory repository");
+	if (wire_repo(w, cfg, err, err_len))
 		return -1;
-	}
 	if (!strcmp(cfg->events_publisher, "log"))
 		cart_log_publisher_new(&w->pub, STDOUT_FILENO);
 	else
@@ -64,6 +134,8 @@ static void unwire(wiring *w)
 {
 	cart_service_free(w->svc);
 	cart_repo_destroy(&w->repo);
+	cart_aws_client_free(w->dynamo);
+	cart_aws_creds_free(w->creds);
 	cart_publisher_destroy(&w->pub);
 	cart_ids_destroy(&w->ids);
 	cart_clock_destroy(&w->clock);
@@ -150,20 +222,35 @@ static void drain(const app_config *cfg, int sig)
 
 /* --- main --------------------------------------------------------------- */
 
-static const char *env(const char *name)
-{
-	return getenv(name);
-}
-
 static int usage_error(const char *arg)
 {
 	fprintf(stderr, "cart-service: unknown argument '%s' (try --help)\n", arg);
 	return 2;
 }
 
+/* `cart-service migrate`: create the table and enable TTL (admin policy). */
+static int migrate(const app_config *cfg)
+{
+	char err[512];
+	wiring w;
+	int rc;
+
+	memset(&w, 0, sizeof(w));
+	cart_system_clock_init(&w.clock);
+	cart_system_ids_init(&w.ids);
+	rc = wire_dynamo_client(&w, cfg, err, sizeof(err)) ||
+	     cart_dynamo_migrate(w.dynamo, cfg->dynamodb_table, &w.clock, &g_aws_log,
+				 err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "cart-service migrate: %s\n", err);
+	unwire(&w);
+	return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512], warn[256];
+	bool do_migrate = false;
 	sigset_t sigs;
 	wiring w;
 	server *srv;
@@ -174,7 +261,9 @@ int main(int argc, char **argv)
 			config_print_help(stdout);
 			return 0;
 		}
-		return usage_error(argv[1]);
+		if (strcmp(argv[1], "migrate") || argc > 2)
+			return usage_error(argv[argc > 2 ? 2 : 1]);
+		do_migrate = true;
 	}
 	if (config_load(&g_cfg, env, err, sizeof(err)) ||
 	    config_check_features(&g_cfg, err, sizeof(err), warn, sizeof(warn))) {
@@ -182,6 +271,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_setup(g_cfg.log_level, STDOUT_FILENO);
+	curl_global_init(CURL_GLOBAL_DEFAULT);   /* before any thread starts */
+	if (do_migrate)
+		return migrate(&g_cfg);
 	/* Every thread inherits this mask; only main receives the signals. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -198,6 +290,7 @@ int main(int argc, char **argv)
 	g_app.svc = w.svc;
 	g_app.repo = &w.repo;
 	g_app.ids = &w.ids;
+	g_app.dynamo = w.dynamo;
 	log_start(&g_cfg, warn);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {
 		fprintf(stderr, "cart-service: %s\n", err);

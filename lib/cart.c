@@ -512,7 +512,8 @@ int cart_begin(cart *c, const char *cart_id, int64_t now_ms)
 void cart_touch(cart *c, int64_t now_ms, int64_t ttl_ms)
 {
 	c->version++;
-	/* A cleared cart has no times, like one never stored. */
+	/* A cleared cart has no times, like one never stored.  Expiry is kept
+	 * in whole seconds, the resolution of store TTLs (DynamoDB's). */
 	c->updated_at = c->cart_id[0] ? now_ms : 0;
-	c->expires_at = c->cart_id[0] ? now_ms + ttl_ms : 0;
+	c->expires_at = c->cart_id[0] ? (now_ms + ttl_ms) / 1000 * 1000 : 0;
 }

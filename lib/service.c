@@ -295,6 +295,8 @@ static int attempt_once(cart_service *svc, const cart_command *cmd,
 		w.idem = &rec;
 	}
 	err = cart_repo_save(&svc->repo, &w);
+	if (err == CART_EINVALID)
+		out->rule = CART_RULE_TOO_LARGE;   /* the store refused its size */
 	if (err == CART_OK) {
 		*wrote = true;
 		atomic_fetch_add(&svc->commits, 1);

@@ -5,12 +5,16 @@
 set -eu
 
 profile=${1:-check}
+cd "$(dirname "$0")/.."
 
 # Needed to build and run the service.
 RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-openssl-dev libssl-dev curl ca-certificates"
 # Needed by the test suites: unit (check), memory checking, coverage,
-# end-to-end (Debian's /usr/bin/python3) and fuzzing (clang's libFuzzer).
-CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev"
+# end-to-end (Debian's /usr/bin/python3), fuzzing (clang's libFuzzer), and
+# the AWS stand-ins: botocore verifies every SigV4 signature independently,
+# the AWS CLI reads what the service wrote. dynalite (DynamoDB) comes from
+# npm, pinned in tests/aws/package-lock.json.
+CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore awscli"
 # Nice to have while developing: load generation and debugging.
 DEV_PKGS="wrk gdb"
 
@@ -28,16 +32,26 @@ for p in $want; do
 	fi
 done
 
-if [ -z "$missing" ]; then
-	echo "bootstrap: all $profile packages present"
-	exit 0
+# Node.js runs dynalite; any node >= 18 will do (Debian's, or one already there).
+if [ "$profile" != run ] && ! command -v npm >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
 fi
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-echo "bootstrap: installing:$missing"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-# shellcheck disable=SC2086
-$SUDO apt-get install -y -q --no-install-recommends $missing
+if [ -n "$missing" ]; then
+	echo "bootstrap: installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -q
+	# shellcheck disable=SC2086
+	$SUDO apt-get install -y -q --no-install-recommends $missing
+else
+	echo "bootstrap: all $profile packages present"
+fi
+
+# dynalite, project-local and pinned (tests/aws/package-lock.json).
+if [ "$profile" != run ] && [ ! -f tests/aws/node_modules/dynalite/cli.js ]; then
+	echo "bootstrap: npm ci in tests/aws (dynalite)"
+	(cd tests/aws && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "bootstrap: done"

@@ -6,6 +6,7 @@
 #                  curl, openssl, adapters/ or app/, and no HTTP/JSON words
 #   adapters/X/    include/cart/, its own headers and its wire libraries;
 #                  no lib/ private headers, civetweb, app/ or adapters/Y/
+#                  (except adapters/aws/, the client every AWS adapter shares)
 #
 # The Makefile already compiles lib/ with only -Iinclude -Ilib; this script
 # also catches what a compiler cannot (relative paths, words in lib/) and
@@ -114,7 +115,10 @@ check_adapter_file() {  # adapters/<name>/**
 			fail "$f:$line" "adapter includes lib/ private header '$target'"
 		elif [[ $kind == local && $target != cart/* && $target != */* && ! -f "$(dirname "$f")/$target" && $APP_PRIVATE == *" $base "* ]]; then
 			fail "$f:$line" "adapter includes app/ header '$target'"
-		elif [[ $target == */* && $first != "$own" && $first != .. && $ADAPTERS == *" $first "* ]]; then
+		elif [[ $target == */* && $first != "$own" && $first != .. && $ADAPTERS == *" $first "* &&
+			! ( $first == aws && $own != aws ) ]]; then
+			# adapters/aws/ is the shared AWS client (credentials, SigV4 calls,
+			# retry and breaker), not a port adapter: AWS adapters build on it.
 			fail "$f:$line" "adapter '$own' includes another adapter's header '$target'"
 		elif [[ $target == ../* ]]; then
 			local dest

@@ -177,7 +177,8 @@ int cart_restore_item(cart *c, const cart_item_spec *spec, int64_t added_at,
 /* Sets a new identity after a first add (or the first add after a clear). */
 int cart_begin(cart *c, const char *cart_id, int64_t now_ms);
 /* Bookkeeping after a successful mutation: version+1, updatedAt and
- * expiresAt (both 0 for a cleared cart, which has no identity). */
+ * expiresAt (both 0 for a cleared cart, which has no identity).  expiresAt
+ * is rounded down to whole seconds, the resolution stores keep. */
 void cart_touch(cart *c, int64_t now_ms, int64_t ttl_ms);
 
 #endif

@@ -58,7 +58,9 @@ typedef struct cart_write {
 
 typedef struct cart_repo_ops {
 	/*
-	 * Loads the user's cart.  Caller owns *out (cart_free).
+	 * Loads the user's cart.  Caller owns *out (cart_free).  Every field
+	 * round-trips exactly; expires_at may be kept in whole seconds only
+	 * (the core never sets anything finer).
 	 * CART_ENOTFOUND if the user has no stored record.  An expired cart is
 	 * returned as stored; the core decides what expiry means.
 	 */
@@ -67,7 +69,8 @@ typedef struct cart_repo_ops {
 	 * Compare-and-set: stores w->cart only if the stored version still
 	 * equals w->expected_version, together with w->idem (replacing a
 	 * pending claim of the same key) and w->events, all or nothing.
-	 * CART_ECONFLICT and nothing is written otherwise.
+	 * CART_ECONFLICT and nothing is written otherwise.  CART_EINVALID
+	 * if the store refuses the cart as too large.
 	 */
 	int (*save)(void *self, const cart_write *w);
 	/*

@@ -157,6 +157,7 @@ class Server:
     # -- lifecycle --------------------------------------------------------
 
     def _env(self):
+        backend = backend_env()
         env = dict(os.environ)
         for k in list(env):   # do not inherit a developer's service config
             if k in ALL_VARS:
@@ -166,6 +167,7 @@ class Server:
             "APP_PORT": str(self.port),
             "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
         })
+        env.update(backend)
         env.update(self.env_overrides)
         return env
 
@@ -294,6 +296,26 @@ class Server:
     def connection(self, timeout=10.0):
         return http.client.HTTPConnection("127.0.0.1", self.port,
                                           timeout=timeout)
+
+
+def backend_env():
+    """The storage backend every server of this run uses.
+
+    E2E_BACKEND=dynamodb runs the whole suite against DynamoDB: the caller
+    (make dynamo, through tests/aws/stack.py) provides DYNAMODB_ENDPOINT and
+    credentials, and E2E_DYNAMODB_TABLE names a migrated table.
+    """
+    backend = os.environ.get("E2E_BACKEND", "memory")
+    if backend == "memory":
+        return {}
+    if backend != "dynamodb":
+        raise AssertionError("E2E_BACKEND must be memory or dynamodb")
+    endpoint = os.environ.get("DYNAMODB_ENDPOINT")
+    if not endpoint:
+        raise AssertionError("E2E_BACKEND=dynamodb needs DYNAMODB_ENDPOINT "
+                             "(run through tests/aws/stack.py)")
+    return {"STORAGE_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": endpoint,
+            "DYNAMODB_TABLE": os.environ.get("E2E_DYNAMODB_TABLE", "cart-e2e")}
 
 
 # Every environment variable the issue names (plus LISTEN_ADDR from the

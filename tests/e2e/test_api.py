@@ -17,6 +17,11 @@ def parse_time(s):
     return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+
+def whole_seconds(t):
+    """t rounded down to the second."""
+    return t.replace(microsecond=0)
+
 class CartShape:
     """Assertions on the cart body."""
 
@@ -103,9 +108,11 @@ class ApiTest(CartShape, harness.ServerTestCase):
         self.assertLess(created - before, datetime.timedelta(seconds=30))
         self.assertEqual(c["createdAt"], c["updatedAt"])
         self.assertEqual(it["addedAt"], c["createdAt"])
-        # expiresAt = updatedAt + CART_TTL_DAYS (default 30)
-        self.assertEqual(parse_time(c["expiresAt"]) - parse_time(c["updatedAt"]),
-                         datetime.timedelta(days=30))
+        # expiresAt = updatedAt + CART_TTL_DAYS (default 30), in whole
+        # seconds (the resolution of DynamoDB's TTL attribute)
+        self.assertEqual(parse_time(c["expiresAt"]),
+                         whole_seconds(parse_time(c["updatedAt"]) +
+                                       datetime.timedelta(days=30)))
         # GET returns the same state.
         g = self.request("GET", "/v1/cart/" + u)
         self.assertCart(g, u, 1)
@@ -412,13 +419,15 @@ class TtlConfigTest(CartShape, harness.ServerTestCase):
     def test_cart_ttl_days_drives_expires_at(self):
         u = new_user()
         c = self.assertCart(self.add(u, "a", 1, 1), u, 1, 201)
-        self.assertEqual(parse_time(c["expiresAt"]) - parse_time(c["updatedAt"]),
-                         datetime.timedelta(days=1))
-        time.sleep(0.01)
+        self.assertEqual(parse_time(c["expiresAt"]),
+                         whole_seconds(parse_time(c["updatedAt"]) +
+                                       datetime.timedelta(days=1)))
+        # every change pushes expiry out again (seconds resolution)
+        time.sleep(1.0)
         c2 = self.assertCart(self.add(u, "a", 1, 1), u, 2, 200)
-        self.assertEqual(parse_time(c2["expiresAt"]) -
-                         parse_time(c2["updatedAt"]),
-                         datetime.timedelta(days=1))
+        self.assertEqual(parse_time(c2["expiresAt"]),
+                         whole_seconds(parse_time(c2["updatedAt"]) +
+                                       datetime.timedelta(days=1)))
         self.assertGreater(parse_time(c2["expiresAt"]),
                            parse_time(c["expiresAt"]))
 

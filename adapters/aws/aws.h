@@ -1,0 +1,137 @@
+#ifndef CART_AWS_H
+#define CART_AWS_H
+
+/*
+ * What every AWS adapter shares: the credential chain and a signed JSON
+ * call over libcurl with retries and a circuit breaker.  Not an adapter
+ * itself (it implements no port); the DynamoDB and EventBridge adapters
+ * build on it.
+ *
+ * Credentials come, in order, from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+ * (/AWS_SESSION_TOKEN), or the ECS container endpoint
+ * (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI on 169.254.170.2, or
+ * AWS_CONTAINER_CREDENTIALS_FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN
+ * or AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).  Container credentials are
+ * refreshed before they expire: at the latest 10 minutes before, sooner
+ * for short-lived ones (half their lifetime).
+ *
+ * Requests are signed by libcurl's own SigV4 (CURLOPT_AWS_SIGV4).  Curl
+ * handles are pooled so connections are kept alive across calls.
+ *
+ * Everything here is thread-safe.  Call curl_global_init() before use.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cart/ports.h"
+#include "cart/resilience.h"
+
+/* Where adapters send their diagnostics (the app's logger). */
+typedef struct cart_aws_log {
+	/* level: 0 debug, 1 info, 2 warn, 3 error; fields: JSON members, each
+	 * starting with a comma, or NULL. */
+	void (*write)(void *ctx, int level, const char *msg, const char *fields);
+	void *ctx;
+} cart_aws_log;
+
+void cart_aws_logf(const cart_aws_log *log, int level, const char *msg,
+		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+typedef const char *(*cart_aws_getenv_fn)(const char *name);
+
+/* --- credentials -------------------------------------------------------- */
+
+#define CART_AWS_KEY_MAX 128
+#define CART_AWS_TOKEN_MAX 4096
+
+typedef struct cart_aws_credentials {
+	char access_key_id[CART_AWS_KEY_MAX];
+	char secret_access_key[CART_AWS_KEY_MAX];
+	char session_token[CART_AWS_TOKEN_MAX];   /* "" if none */
+	int64_t expires_at_ms;                    /* 0: does not expire */
+} cart_aws_credentials;
+
+typedef struct cart_aws_creds cart_aws_creds;
+
+/*
+ * Picks the first source in the chain that is configured.  Container
+ * credentials are fetched at once, so a broken setup fails the start.
+ * -1 with a one-line reason in err.  clock and log are borrowed.
+ */
+int cart_aws_creds_new(cart_aws_creds **out, cart_aws_getenv_fn env,
+		       const cart_clock *clock, const cart_aws_log *log,
+		       char *err, size_t err_len);
+void cart_aws_creds_free(cart_aws_creds *c);      /* accepts NULL */
+/* Current credentials (refreshed first if due).  CART_EBACKEND if none. */
+int cart_aws_creds_get(cart_aws_creds *c, cart_aws_credentials *out);
+/* "environment" or "container". */
+const char *cart_aws_creds_source(const cart_aws_creds *c);
+/* How many times container credentials were fetched. */
+uint64_t cart_aws_creds_fetches(const cart_aws_creds *c);
+
+/* --- endpoints ---------------------------------------------------------- */
+
+/*
+ * The endpoint URL for a service, as the AWS SDKs resolve it: the
+ * service's own variable (explicit, e.g. DYNAMODB_ENDPOINT), then
+ * AWS_ENDPOINT_URL_<SERVICE>, then AWS_ENDPOINT_URL, then
+ * https://<prefix>.<region>.amazonaws.com.  Writes into out.
+ */
+void cart_aws_endpoint(char *out, size_t cap, cart_aws_getenv_fn env,
+		       const char *explicit_var, const char *sdk_service_id,
+		       const char *prefix, const char *region);
+
+/* --- signed calls ------------------------------------------------------- */
+
+typedef struct cart_aws_client_config {
+	const char *service;         /* signing name: "dynamodb", "events" */
+	const char *region;
+	const char *endpoint;        /* base URL */
+	const char *content_type;    /* "application/x-amz-json-1.0" */
+	long connect_timeout_ms;     /* default 1000 */
+	long timeout_ms;             /* whole request; default 3000 */
+	cart_retry_config retry;
+	cart_breaker_config breaker;
+} cart_aws_client_config;
+
+void cart_aws_client_config_init(cart_aws_client_config *cfg);
+
+typedef struct cart_aws_client cart_aws_client;
+
+/* creds, clock, ids and log are borrowed and must outlive the client. */
+int cart_aws_client_new(cart_aws_client **out, const cart_aws_client_config *cfg,
+			cart_aws_creds *creds, const cart_clock *clock,
+			const cart_ids *ids, const cart_aws_log *log);
+void cart_aws_client_free(cart_aws_client *c);    /* accepts NULL */
+
+typedef struct cart_aws_response {
+	long status;               /* HTTP status of the last attempt */
+	char *body;                /* owned, NUL-terminated; may be NULL */
+	size_t body_len;
+	char error_type[128];      /* AWS "__type" after the '#', or "" */
+	char message[256];         /* AWS "message", or "" */
+	int attempts;
+	/* An earlier attempt may have reached the service (it timed out or
+	 * lost its connection after sending): a write may have applied. */
+	bool ambiguous;
+	int64_t retry_after_ms;    /* with CART_EUNAVAILABLE */
+} cart_aws_response;
+
+void cart_aws_response_release(cart_aws_response *r);   /* accepts NULL */
+
+/*
+ * POSTs body with X-Amz-Target: target, retrying throttling, 5xx and
+ * transport failures as the retry policy allows.  CART_OK when a response
+ * arrived (whatever its status: check out->status and error_type),
+ * CART_EUNAVAILABLE when the breaker refused, CART_EBACKEND when no
+ * response arrived.  out must be released.
+ */
+int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
+		  size_t body_len, cart_aws_response *out);
+
+cart_breaker_state cart_aws_client_breaker_state(cart_aws_client *c);
+int cart_aws_client_retry_tokens(cart_aws_client *c);
+
+#endif

@@ -1,0 +1,313 @@
+/*
+ * Signed AWS JSON calls.  One call = up to max_attempts attempts, each
+ * gated by the circuit breaker and spaced by the retry policy's backoff.
+ * Curl easy handles are pooled (a handle keeps its connection alive), and
+ * a handle is used by one thread at a time.
+ */
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aws/aws.h"
+
+#define POOL_MAX 64
+#define MAX_RESPONSE (8 * 1024 * 1024)
+
+struct cart_aws_client {
+	char service[32];
+	char region[32];
+	char url[512];
+	char content_type[64];
+	char sigv4[128];
+	long connect_timeout_ms;
+	long timeout_ms;
+	cart_aws_creds *creds;
+	const cart_clock *clock;
+	const cart_aws_log *log;
+	cart_retry *retry;
+	cart_breaker *breaker;
+	pthread_mutex_t pool_lock;   /* guards pool and n_pool */
+	CURL *pool[POOL_MAX];
+	int n_pool;
+};
+
+void cart_aws_client_config_init(cart_aws_client_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->content_type = "application/x-amz-json-1.0";
+	cfg->connect_timeout_ms = 1000;
+	cfg->timeout_ms = 3000;
+	cart_retry_config_init(&cfg->retry);
+	cart_breaker_config_init(&cfg->breaker);
+}
+
+void cart_aws_response_release(cart_aws_response *r)
+{
+	if (!r)
+		return;
+	free(r->body);
+	memset(r, 0, sizeof(*r));
+}
+
+static int set_str(char *dst, size_t cap, const char *src)
+{
+	if (!src || strlen(src) >= cap)
+		return -1;
+	strcpy(dst, src);
+	return 0;
+}
+
+int cart_aws_client_new(cart_aws_client **out, const cart_aws_client_config *cfg,
+			cart_aws_creds *creds, const cart_clock *clock,
+			const cart_ids *ids, const cart_aws_log *log)
+{
+	cart_aws_client *c = calloc(1, sizeof(*c));
+	size_t ul;
+
+	*out = NULL;
+	if (!c)
+		return CART_ENOMEM;
+	pthread_mutex_init(&c->pool_lock, NULL);
+	if (set_str(c->service, sizeof(c->service), cfg->service) ||
+	    set_str(c->region, sizeof(c->region), cfg->region) ||
+	    set_str(c->content_type, sizeof(c->content_type), cfg->content_type) ||
+	    set_str(c->url, sizeof(c->url) - 1, cfg->endpoint) || !creds) {
+		cart_aws_client_free(c);
+		return CART_EINVALID;
+	}
+	ul = strlen(c->url);
+	if (!ul || c->url[ul - 1] != '/')
+		strcat(c->url, "/");
+	snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%s:%s", c->region, c->service);
+	c->connect_timeout_ms = cfg->connect_timeout_ms;
+	c->timeout_ms = cfg->timeout_ms;
+	c->creds = creds;
+	c->clock = clock;
+	c->log = log;
+	if (cart_retry_new(&c->retry, &cfg->retry, ids) ||
+	    cart_breaker_new(&c->breaker, &cfg->breaker, clock)) {
+		cart_aws_client_free(c);
+		return CART_EINVALID;
+	}
+	*out = c;
+	return CART_OK;
+}
+
+void cart_aws_client_free(cart_aws_client *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->n_pool; i++)
+		curl_easy_cleanup(c->pool[i]);
+	cart_retry_free(c->retry);
+	cart_breaker_free(c->breaker);
+	pthread_mutex_destroy(&c->pool_lock);
+	free(c);
+}
+
+cart_breaker_state cart_aws_client_breaker_state(cart_aws_client *c)
+{
+	return cart_breaker_get_state(c->breaker);
+}
+
+int cart_aws_client_retry_tokens(cart_aws_client *c)
+{
+	return cart_retry_tokens(c->retry);
+}
+
+/* --- the handle pool ---------------------------------------------------- */
+
+static CURL *pool_take(cart_aws_client *c)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->n_pool)
+		h = c->pool[--c->n_pool];
+	pthread_mutex_unlock(&c->pool_lock);
+	return h ? h : curl_easy_init();
+}
+
+static void pool_give(cart_aws_client *c, CURL *h)
+{
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->n_pool < POOL_MAX) {
+		c->pool[c->n_pool++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	curl_easy_cleanup(h);   /* pool full: let this one go */
+}
+
+/* --- one attempt -------------------------------------------------------- */
+
+typedef struct membuf {
+	char *p;
+	size_t len;
+} membuf;
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+	membuf *m = arg;
+	size_t add = size * n;
+	char *p;
+
+	if (m->len + add > MAX_RESPONSE)
+		return 0;
+	p = realloc(m->p, m->len + add + 1);
+	if (!p)
+		return 0;
+	memcpy(p + m->len, data, add);
+	m->p = p;
+	m->len += add;
+	m->p[m->len] = '\0';
+	return add;
+}
+
+/* "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException". */
+static void parse_error(cart_aws_response *out)
+{
+	cJSON *j = out->body ? cJSON_ParseWithLength(out->body, out->body_len) : NULL;
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "__type");
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+	const char *hash;
+
+	if (!m)
+		m = cJSON_GetObjectItemCaseSensitive(j, "Message");
+	if (cJSON_IsString(t)) {
+		hash = strrchr(t->valuestring, '#');
+		snprintf(out->error_type, sizeof(out->error_type), "%s",
+			 hash ? hash + 1 : t->valuestring);
+	}
+	if (cJSON_IsString(m))
+		snprintf(out->message, sizeof(out->message), "%s", m->valuestring);
+	cJSON_Delete(j);
+}
+
+static bool throttled(const char *type)
+{
+	static const char *const kinds[] = {
+		"ProvisionedThroughputExceededException", "ThrottlingException",
+		"RequestLimitExceeded", "Throttling", "ThrottledException",
+		"RequestThrottledException", "TooManyRequestsException",
+		"LimitExceededException", "TransactionInProgressException", NULL
+	};
+	for (int i = 0; kinds[i]; i++)
+		if (!strcmp(type, kinds[i]))
+			return true;
+	return false;
+}
+
+typedef enum outcome {
+	OUT_DONE,        /* a response that is final (success or not) */
+	OUT_RETRY,       /* throttled or 5xx: a response, worth another try */
+	OUT_TRANSPORT,   /* no response */
+	OUT_FATAL,       /* cannot even try (no credentials) */
+} outcome;
+
+static outcome attempt(cart_aws_client *c, const char *target, const char *body,
+		       size_t len, cart_aws_response *out, bool *timeout,
+		       bool *maybe_sent)
+{
+	cart_aws_credentials cr;
+	struct curl_slist *hdrs = NULL;
+	char line[CART_AWS_TOKEN_MAX + 64];
+	membuf m = { NULL, 0 };
+	CURLcode rc;
+	CURL *h;
+
+	*timeout = *maybe_sent = false;
+	if (cart_aws_creds_get(c->creds, &cr))
+		return OUT_FATAL;
+	h = pool_take(c);
+	if (!h)
+		return OUT_FATAL;
+	snprintf(line, sizeof(line), "Content-Type: %s", c->content_type);
+	hdrs = curl_slist_append(hdrs, line);
+	snprintf(line, sizeof(line), "X-Amz-Target: %s", target);
+	hdrs = curl_slist_append(hdrs, line);
+	if (cr.session_token[0]) {
+		snprintf(line, sizeof(line), "X-Amz-Security-Token: %s", cr.session_token);
+		hdrs = curl_slist_append(hdrs, line);
+	}
+	curl_easy_reset(h);
+	curl_easy_setopt(h, CURLOPT_URL, c->url);
+	curl_easy_setopt(h, CURLOPT_POST, 1L);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_AWS_SIGV4, c->sigv4);
+	curl_easy_setopt(h, CURLOPT_USERNAME, cr.access_key_id);
+	curl_easy_setopt(h, CURLOPT_PASSWORD, cr.secret_access_key);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &m);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	rc = curl_easy_perform(h);
+	curl_slist_free_all(hdrs);
+	memset(&cr, 0, sizeof(cr));
+	free(out->body);
+	out->body = m.p;
+	out->body_len = m.len;
+	out->error_type[0] = out->message[0] = '\0';
+	if (rc != CURLE_OK) {
+		*timeout = rc == CURLE_OPERATION_TIMEDOUT;
+		*maybe_sent = rc != CURLE_COULDNT_CONNECT &&
+			      rc != CURLE_COULDNT_RESOLVE_HOST &&
+			      rc != CURLE_COULDNT_RESOLVE_PROXY;
+		snprintf(out->message, sizeof(out->message), "%s", curl_easy_strerror(rc));
+		curl_easy_cleanup(h);   /* its connection is in an unknown state */
+		out->status = 0;
+		return OUT_TRANSPORT;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+	pool_give(c, h);
+	if (out->status >= 400)
+		parse_error(out);
+	if (out->status >= 500 || throttled(out->error_type))
+		return OUT_RETRY;
+	return OUT_DONE;
+}
+
+int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
+		  size_t body_len, cart_aws_response *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int n = 1;; n++) {
+		bool timeout, maybe_sent;
+		int64_t delay;
+		outcome o;
+
+		if (cart_breaker_allow(c->breaker, &out->retry_after_ms)) {
+			cart_aws_logf(c->log, 2, "aws call refused: circuit open",
+				      ",\"target\":\"%s\",\"retry_after_ms\":%lld", target,
+				      (long long)out->retry_after_ms);
+			return CART_EUNAVAILABLE;
+		}
+		out->attempts = n;
+		o = attempt(c, target, body, body_len, out, &timeout, &maybe_sent);
+		if (o == OUT_FATAL)
+			return CART_EBACKEND;
+		cart_breaker_record(c->breaker, o == OUT_DONE);
+		if (o == OUT_DONE) {
+			cart_retry_success(c->retry);
+			return CART_OK;
+		}
+		if (maybe_sent)
+			out->ambiguous = true;
+		cart_aws_logf(c->log, 2, "aws call attempt failed",
+			      ",\"target\":\"%s\",\"attempt\":%d,\"status\":%ld,"
+			      "\"error\":\"%s\",\"detail\":\"%.120s\"",
+			      target, n, out->status, out->error_type,
+			      o == OUT_TRANSPORT ? out->message : "");
+		if (!cart_retry_next(c->retry, n, timeout, &delay))
+			return o == OUT_RETRY ? CART_OK : CART_EBACKEND;
+		cart_clock_sleep(c->clock, delay);
+	}
+}

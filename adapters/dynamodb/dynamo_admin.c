@@ -1,0 +1,124 @@
+/*
+ * Table migration: what `cart-service migrate` runs with the admin policy.
+ * Idempotent: an existing table is fine, TTL already on is fine, and an
+ * endpoint without UpdateTimeToLive (dynalite) gets a warning.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dynamodb/dynamo_repo.h"
+
+static int admin_call(cart_aws_client *c, const char *op, const char *json,
+		      cart_aws_response *out)
+{
+	char target[64];
+
+	snprintf(target, sizeof(target), "DynamoDB_20120810.%s", op);
+	return cart_aws_call(c, target, json, strlen(json), out);
+}
+
+static int create_table(cart_aws_client *c, const char *table, char *err,
+			size_t err_len, bool *created)
+{
+	char json[1024];
+	cart_aws_response r;
+	int rc;
+
+	snprintf(json, sizeof(json),
+		 "{\"TableName\":\"%s\",\"BillingMode\":\"PAY_PER_REQUEST\","
+		 "\"AttributeDefinitions\":[{\"AttributeName\":\"PK\",\"AttributeType\":\"S\"},"
+		 "{\"AttributeName\":\"SK\",\"AttributeType\":\"S\"}],"
+		 "\"KeySchema\":[{\"AttributeName\":\"PK\",\"KeyType\":\"HASH\"},"
+		 "{\"AttributeName\":\"SK\",\"KeyType\":\"RANGE\"}]}", table);
+	rc = admin_call(c, "CreateTable", json, &r);
+	*created = rc == CART_OK && r.status == 200;
+	if (rc == CART_OK && (r.status == 200 ||
+			      !strcmp(r.error_type, "ResourceInUseException")))
+		rc = 0;
+	else {
+		snprintf(err, err_len, "CreateTable %s failed: HTTP %ld %s %s", table,
+			 r.status, r.error_type, r.message);
+		rc = -1;
+	}
+	cart_aws_response_release(&r);
+	return rc;
+}
+
+/* Polls DescribeTable until ACTIVE (about 60 s at most). */
+static int wait_active(cart_aws_client *c, const char *table,
+		       const cart_clock *clock, char *err, size_t err_len)
+{
+	char json[512];
+
+	snprintf(json, sizeof(json), "{\"TableName\":\"%s\"}", table);
+	for (int i = 0; i < 300; i++) {
+		cart_aws_response r;
+		cJSON *doc;
+		const cJSON *st;
+		bool active;
+
+		if (admin_call(c, "DescribeTable", json, &r) || r.status != 200) {
+			snprintf(err, err_len, "DescribeTable %s failed: HTTP %ld %s", table,
+				 r.status, r.error_type);
+			cart_aws_response_release(&r);
+			return -1;
+		}
+		doc = cJSON_Parse(r.body);
+		st = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(doc, "Table"), "TableStatus");
+		active = cJSON_IsString(st) && !strcmp(st->valuestring, "ACTIVE");
+		cJSON_Delete(doc);
+		cart_aws_response_release(&r);
+		if (active)
+			return 0;
+		cart_clock_sleep(clock, 200);
+	}
+	snprintf(err, err_len, "table %s did not become ACTIVE", table);
+	return -1;
+}
+
+static int enable_ttl(cart_aws_client *c, const char *table,
+		      const cart_aws_log *log, char *err, size_t err_len)
+{
+	char json[512];
+	cart_aws_response r;
+	int rc = 0;
+
+	snprintf(json, sizeof(json),
+		 "{\"TableName\":\"%s\",\"TimeToLiveSpecification\":"
+		 "{\"Enabled\":true,\"AttributeName\":\"expiresAt\"}}", table);
+	if (admin_call(c, "UpdateTimeToLive", json, &r)) {
+		snprintf(err, err_len, "UpdateTimeToLive failed: %s", r.message);
+		rc = -1;
+	} else if (r.status == 200) {
+		cart_aws_logf(log, 1, "TTL enabled on expiresAt", NULL);
+	} else if (strstr(r.message, "already enabled")) {
+		cart_aws_logf(log, 1, "TTL already enabled", NULL);
+	} else if (!strcmp(r.error_type, "UnknownOperationException")) {
+		cart_aws_logf(log, 2,
+			      "this endpoint has no UpdateTimeToLive: TTL not enabled; "
+			      "expired carts still read as absent",
+			      ",\"table\":\"%s\"", table);
+	} else {
+		snprintf(err, err_len, "UpdateTimeToLive failed: HTTP %ld %s %s", r.status,
+			 r.error_type, r.message);
+		rc = -1;
+	}
+	cart_aws_response_release(&r);
+	return rc;
+}
+
+int cart_dynamo_migrate(cart_aws_client *client, const char *table,
+			const cart_clock *clock, const cart_aws_log *log,
+			char *err, size_t err_len)
+{
+	bool created = false;
+
+	if (create_table(client, table, err, err_len, &created) ||
+	    wait_active(client, table, clock, err, err_len))
+		return -1;
+	cart_aws_logf(log, 1, created ? "table created" : "table exists",
+		      ",\"table\":\"%s\"", table);
+	return enable_ttl(client, table, log, err, err_len);
+}

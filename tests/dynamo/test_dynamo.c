@@ -1,0 +1,213 @@
+/*
+ * DynamoDB-specific promises beyond the repository contract: one request
+ * per operation, a typical cart fits in one write unit, and unreadable
+ * items become a clean CART_EBACKEND instead of a crash.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dynamo/dynamo_suites.h"
+
+static cart_repo repo;
+static char table[64];
+
+static void setup(void)
+{
+	cart_dynamo_config dc = { table, 1000 };
+
+	ck_assert_int_eq(dynamo_new_table(table, sizeof(table)), 0);
+	ck_assert_int_eq(cart_dynamo_repo_new(&repo, &dc, g_env.client, &g_env.clock,
+					      &g_env.ids, NULL), CART_OK);
+}
+
+static void teardown(void)
+{
+	cart_repo_destroy(&repo);
+}
+
+static cart *cart_with_lines(const char *user, int lines)
+{
+	cart_limits lim;
+	cart *c = NULL;
+
+	cart_limits_init(&lim);
+	ck_assert_int_eq(cart_new(&c, user), CART_OK);
+	ck_assert_int_eq(cart_begin(c, "0b5cf45c-b68f-4374-89ed-f0e4dbd060c9",
+				    1767225600000LL), CART_OK);
+	for (int i = 0; i < lines; i++) {
+		char id[32], name[64];
+		cart_attr attrs[] = { { "size", "M" } };
+		cart_item_spec s = { id, 2, { 1999 + i, "EUR" }, name, attrs, 1 };
+		snprintf(id, sizeof(id), "sku-%06d", 100000 + i);
+		snprintf(name, sizeof(name), "Ceramic mug %d, 350 ml", i);
+		ck_assert_int_eq(cart_add_item(c, &s, &lim, 1767225600000LL + i, NULL,
+					       NULL), CART_OK);
+	}
+	cart_touch(c, 1767225601000LL, lim.ttl_ms);
+	return c;
+}
+
+static int save(const char *user, int64_t expected, const cart *c)
+{
+	cart_write w = { user, expected, c, NULL, NULL, 0 };
+	return cart_repo_save(&repo, &w);
+}
+
+START_TEST(test_dynamo_one_request_per_operation)
+{
+	cart_dynamo_stats a, b, d;
+	cart *c = cart_with_lines("u-requests", 3), *got = NULL;
+	cart_idem *rec = NULL;
+
+	cart_dynamo_repo_stats(&repo, &a);
+	ck_assert_int_eq(save("u-requests", 0, c), CART_OK);
+	cart_dynamo_repo_stats(&repo, &b);
+	ck_assert_uint_eq(b.requests - a.requests, 1);   /* one conditional write */
+	ck_assert_int_eq(cart_repo_load(&repo, "u-requests", &got), CART_OK);
+	cart_dynamo_repo_stats(&repo, &d);
+	ck_assert_uint_eq(d.requests - b.requests, 1);   /* one GetItem */
+	ck_assert_int_eq(cart_repo_idem_get(&repo, "u-requests", "k", 0, &rec),
+			 CART_ENOTFOUND);
+	cart_dynamo_repo_stats(&repo, &a);
+	ck_assert_uint_eq(a.requests - d.requests, 1);
+	cart_free(got);
+	cart_free(c);
+}
+END_TEST
+
+START_TEST(test_dynamo_ten_line_cart_costs_one_write_unit)
+{
+	cart_dynamo_stats a, b;
+	cart *c = cart_with_lines("shopper.with.ten.lines@example.com", 10);
+
+	cart_dynamo_repo_stats(&repo, &a);
+	ck_assert_int_eq(save("shopper.with.ten.lines@example.com", 0, c), CART_OK);
+	cart_dynamo_repo_stats(&repo, &b);
+	fprintf(stderr, "10-line cart write: %.1f WCU\n",
+		(double)(b.write_units_x10 - a.write_units_x10) / 10);
+	ck_assert_uint_gt(b.write_units_x10 - a.write_units_x10, 0);
+	ck_assert_uint_le(b.write_units_x10 - a.write_units_x10, 10);
+	cart_free(c);
+}
+END_TEST
+
+/* Writes a raw item (DynamoDB JSON members after the key) with PutItem. */
+static void put_raw(const char *user, const char *members)
+{
+	char body[2048];
+	cart_aws_response r;
+
+	snprintf(body, sizeof(body),
+		 "{\"TableName\":\"%s\",\"Item\":{\"PK\":{\"S\":\"CART#%s\"},"
+		 "\"SK\":{\"S\":\"CART\"}%s}}", table, user, members);
+	ck_assert_int_eq(cart_aws_call(g_env.client, "DynamoDB_20120810.PutItem",
+				       body, strlen(body), &r), CART_OK);
+	ck_assert_int_eq(r.status, 200);
+	cart_aws_response_release(&r);
+}
+
+START_TEST(test_dynamo_bad_items_are_backend_errors)
+{
+	static const char *const bad[] = {
+		",\"version\":{\"S\":\"one\"}",
+		",\"version\":{\"N\":\"0\"}",
+		",\"version\":{\"N\":\"2\"},\"cartId\":{\"S\":\"short\"},"
+		"\"createdAt\":{\"N\":\"1\"},\"updatedAt\":{\"N\":\"1\"},\"expiresAt\":{\"N\":\"9\"}",
+		",\"version\":{\"N\":\"2\"},\"cartId\":{\"S\":\"0b5cf45c-b68f-4374-89ed-f0e4dbd060c9\"}",
+		",\"version\":{\"N\":\"2\"},\"cartId\":{\"S\":\"0b5cf45c-b68f-4374-89ed-f0e4dbd060c9\"},"
+		"\"createdAt\":{\"N\":\"1\"},\"updatedAt\":{\"N\":\"1\"},\"expiresAt\":{\"N\":\"9\"},"
+		"\"items\":{\"S\":\"not a list\"}",
+		",\"version\":{\"N\":\"2\"},\"cartId\":{\"S\":\"0b5cf45c-b68f-4374-89ed-f0e4dbd060c9\"},"
+		"\"createdAt\":{\"N\":\"1\"},\"updatedAt\":{\"N\":\"1\"},\"expiresAt\":{\"N\":\"9\"},"
+		"\"currency\":{\"S\":\"EUR\"},\"items\":{\"L\":[{\"M\":{\"id\":{\"S\":\"a\"}}}]}",
+		",\"version\":{\"N\":\"2\"},\"cartId\":{\"S\":\"0b5cf45c-b68f-4374-89ed-f0e4dbd060c9\"},"
+		"\"createdAt\":{\"N\":\"1\"},\"updatedAt\":{\"N\":\"1\"},\"expiresAt\":{\"N\":\"9\"},"
+		"\"currency\":{\"S\":\"EUR\"},\"items\":{\"L\":[{\"M\":{\"id\":{\"S\":\"bad id!\"},"
+		"\"q\":{\"N\":\"1\"},\"p\":{\"N\":\"1\"},\"t\":{\"N\":\"1\"}}}]}",
+		",\"version\":{\"N\":\"2\"},\"cartId\":{\"S\":\"0b5cf45c-b68f-4374-89ed-f0e4dbd060c9\"},"
+		"\"createdAt\":{\"N\":\"1\"},\"updatedAt\":{\"N\":\"1\"},\"expiresAt\":{\"N\":\"9\"},"
+		"\"currency\":{\"S\":\"EUR\"},\"items\":{\"L\":[{\"M\":{\"id\":{\"S\":\"a\"},"
+		"\"q\":{\"N\":\"99999999999\"},\"p\":{\"N\":\"1\"},\"t\":{\"N\":\"1\"}}}]}",
+	};
+	cart_dynamo_stats a, b;
+
+	cart_dynamo_repo_stats(&repo, &a);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char user[32];
+		cart *got = NULL;
+		snprintf(user, sizeof(user), "bad-%zu", i);
+		put_raw(user, bad[i]);
+		ck_assert_msg(cart_repo_load(&repo, user, &got) == CART_EBACKEND,
+			      "bad item %zu was accepted", i);
+		ck_assert_ptr_null(got);
+	}
+	cart_dynamo_repo_stats(&repo, &b);
+	ck_assert_uint_eq(b.bad_items - a.bad_items, sizeof(bad) / sizeof(bad[0]));
+}
+END_TEST
+
+START_TEST(test_dynamo_item_without_version_is_no_cart)
+{
+	cart *got = NULL;
+
+	put_raw("only-claims", ",\"idem#k\":{\"M\":{\"fp\":{\"S\":\"x\"}}}");
+	ck_assert_int_eq(cart_repo_load(&repo, "only-claims", &got), CART_ENOTFOUND);
+}
+END_TEST
+
+static cart_idem record(const char *key, int64_t exp)
+{
+	cart_idem r = { (char *)key, "fp", CART_IDEM_COMPLETE, 200, "{}", 2, exp };
+	return r;
+}
+
+START_TEST(test_dynamo_save_prunes_expired_records)
+{
+	int64_t now = cart_clock_now(&g_env.clock);
+	cart_idem old = record("old", now - 1000), live = record("live", now + 60000);
+	cart *c = cart_with_lines("u-prune", 1);
+	cart_idem *got = NULL;
+
+	ck_assert_int_eq(cart_repo_idem_complete(&repo, "u-prune", &old), CART_OK);
+	ck_assert_int_eq(cart_repo_idem_complete(&repo, "u-prune", &live), CART_OK);
+	ck_assert_int_eq(save("u-prune", 0, c), CART_OK);
+	/* asked as of time 0, a record still in the item would be returned */
+	ck_assert_int_eq(cart_repo_idem_get(&repo, "u-prune", "old", 0, &got),
+			 CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_idem_get(&repo, "u-prune", "live", 0, &got), CART_OK);
+	cart_idem_free(got);
+	cart_free(c);
+}
+END_TEST
+
+START_TEST(test_dynamo_ping_is_cached)
+{
+	cart_dynamo_stats a, b;
+
+	ck_assert_int_eq(cart_repo_ping(&repo), CART_OK);
+	cart_dynamo_repo_stats(&repo, &a);
+	for (int i = 0; i < 20; i++)
+		ck_assert_int_eq(cart_repo_ping(&repo), CART_OK);
+	cart_dynamo_repo_stats(&repo, &b);
+	ck_assert_uint_eq(b.requests, a.requests);
+}
+END_TEST
+
+Suite *dynamo_adapter_suite(void)
+{
+	Suite *s = suite_create("dynamodb_adapter");
+	TCase *tc = tcase_create("adapter");
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_dynamo_one_request_per_operation);
+	tcase_add_test(tc, test_dynamo_ten_line_cart_costs_one_write_unit);
+	tcase_add_test(tc, test_dynamo_bad_items_are_backend_errors);
+	tcase_add_test(tc, test_dynamo_item_without_version_is_no_cart);
+	tcase_add_test(tc, test_dynamo_ping_is_cached);
+	tcase_add_test(tc, test_dynamo_save_prunes_expired_records);
+	suite_add_tcase(s, tc);
+	return s;
+}
