@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynamodb/dynamo_codec.h"
 #include "dynamodb/dynamo_repo.h"
 
 #define TARGET "DynamoDB_20120810."
@@ -353,6 +354,22 @@ static int decode_cart(dynamo_repo *r, const cJSON *item, const char *user_id,
 	}
 	*out = c;
 	return CART_OK;
+}
+
+int cart_dynamo_decode_item(const char *json, size_t len, const char *user_id,
+			    cart **out)
+{
+	dynamo_repo quiet = { .log = NULL };   /* counters and no log */
+	cJSON *item = cJSON_ParseWithLength(json, len);
+	int rc;
+
+	*out = NULL;
+	if (!item)
+		return CART_EBACKEND;
+	rc = cJSON_IsObject(item) ? decode_cart(&quiet, item, user_id, out)
+				  : CART_EBACKEND;
+	cJSON_Delete(item);
+	return rc;
 }
 
 /* --- the port: carts ---------------------------------------------------- */
