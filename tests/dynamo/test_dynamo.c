@@ -182,6 +182,39 @@ START_TEST(test_dynamo_save_prunes_expired_records)
 }
 END_TEST
 
+/* 100 lines x 20 attributes of 256 bytes: far over DynamoDB's 400 KB. */
+START_TEST(test_dynamo_oversized_cart_is_invalid_and_not_stored)
+{
+	cart_limits lim;
+	char value[CART_ATTR_VALUE_MAX + 1], keys[CART_ATTRS_MAX][8];
+	cart_attr attrs[CART_ATTRS_MAX];
+	cart *c = NULL, *got = NULL;
+
+	cart_limits_init(&lim);
+	memset(value, 'v', CART_ATTR_VALUE_MAX);
+	value[CART_ATTR_VALUE_MAX] = '\0';
+	for (int i = 0; i < CART_ATTRS_MAX; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		attrs[i].key = keys[i];
+		attrs[i].value = value;
+	}
+	ck_assert_int_eq(cart_new(&c, "u-huge"), CART_OK);
+	ck_assert_int_eq(cart_begin(c, "0b5cf45c-b68f-4374-89ed-f0e4dbd060c9",
+				    1767225600000LL), CART_OK);
+	for (int i = 0; i < 100; i++) {
+		char id[16];
+		cart_item_spec s = { id, 1, { 100, "EUR" }, NULL, attrs, CART_ATTRS_MAX };
+		snprintf(id, sizeof(id), "sku-%d", i);
+		ck_assert_int_eq(cart_add_item(c, &s, &lim, 1767225600000LL, NULL, NULL),
+				 CART_OK);
+	}
+	cart_touch(c, 1767225600000LL, lim.ttl_ms);
+	ck_assert_int_eq(save("u-huge", 0, c), CART_EINVALID);
+	ck_assert_int_eq(cart_repo_load(&repo, "u-huge", &got), CART_ENOTFOUND);
+	cart_free(c);
+}
+END_TEST
+
 START_TEST(test_dynamo_ping_is_cached)
 {
 	cart_dynamo_stats a, b;
@@ -208,6 +241,7 @@ Suite *dynamo_adapter_suite(void)
 	tcase_add_test(tc, test_dynamo_item_without_version_is_no_cart);
 	tcase_add_test(tc, test_dynamo_ping_is_cached);
 	tcase_add_test(tc, test_dynamo_save_prunes_expired_records);
+	tcase_add_test(tc, test_dynamo_oversized_cart_is_invalid_and_not_stored);
 	suite_add_tcase(s, tc);
 	return s;
 }
