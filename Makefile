@@ -149,10 +149,17 @@ example: $(EXAMPLE)
 coverage:
 	@tools/bootstrap.sh check
 	$(MAKE) --no-print-directory O=build/cov OPT="-O0 -g" SAN="--coverage" \
-	  BIN=build/cov/bin/cart-service build/cov/bin/cart-service build/cov/tests/unit-tests
+	  BIN=build/cov/bin/cart-service build/cov/bin/cart-service build/cov/tests/unit-tests \
+	  build/cov/tests/dynamo-tests
 	lcov --quiet --zerocounters --directory build/cov
 	build/cov/tests/unit-tests
 	CART_SERVICE_BIN=build/cov/bin/cart-service /usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py'
+	CART_CONTRACT_LOOPS=5 $(STACK) build/cov/tests/dynamo-tests
+	$(STACK) sh -c 'DYNAMODB_TABLE=cart-e2e build/cov/bin/cart-service migrate && \
+	  CART_SERVICE_BIN=build/cov/bin/cart-service E2E_BACKEND=dynamodb \
+	  E2E_DYNAMODB_TABLE=cart-e2e /usr/bin/python3 -m unittest discover -s tests/e2e -p "test_*.py"'
+	if [ -d tests/e2e_aws ]; then CART_SERVICE_BIN=build/cov/bin/cart-service \
+	  /usr/bin/python3 -m unittest discover -s tests/e2e_aws -p 'test_*.py'; fi
 	lcov --quiet --capture --directory build/cov --output-file build/cov/all.info
 	lcov --quiet --extract build/cov/all.info '*/lib/*' '*/adapters/*' '*/app/*' --output-file build/cov/cart.info
 	genhtml --quiet build/cov/cart.info --output-directory build/coverage

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "aws/aws.h"
+#include "aws/aws_buf.h"
 
 #define POOL_MAX 64
 #define MAX_RESPONSE (8 * 1024 * 1024)
@@ -144,18 +145,13 @@ static void pool_give(cart_aws_client *c, CURL *h)
 
 /* --- one attempt -------------------------------------------------------- */
 
-typedef struct membuf {
-	char *p;
-	size_t len;
-} membuf;
-
-static size_t collect(char *data, size_t size, size_t n, void *arg)
+size_t aws_membuf_collect(char *data, size_t size, size_t n, void *arg)
 {
-	membuf *m = arg;
+	aws_membuf *m = arg;
 	size_t add = size * n;
 	char *p;
 
-	if (m->len + add > MAX_RESPONSE)
+	if (m->len + add > m->max)
 		return 0;
 	p = realloc(m->p, m->len + add + 1);
 	if (!p)
@@ -166,6 +162,7 @@ static size_t collect(char *data, size_t size, size_t n, void *arg)
 	m->p[m->len] = '\0';
 	return add;
 }
+
 
 /* "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException". */
 static void parse_error(cart_aws_response *out)
@@ -215,7 +212,7 @@ static outcome attempt(cart_aws_client *c, const char *target, const char *body,
 	cart_aws_credentials cr;
 	struct curl_slist *hdrs = NULL;
 	char line[CART_AWS_TOKEN_MAX + 64];
-	membuf m = { NULL, 0 };
+	aws_membuf m = { NULL, 0, MAX_RESPONSE };
 	CURLcode rc;
 	CURL *h;
 
@@ -242,7 +239,7 @@ static outcome attempt(cart_aws_client *c, const char *target, const char *body,
 	curl_easy_setopt(h, CURLOPT_AWS_SIGV4, c->sigv4);
 	curl_easy_setopt(h, CURLOPT_USERNAME, cr.access_key_id);
 	curl_easy_setopt(h, CURLOPT_PASSWORD, cr.secret_access_key);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, aws_membuf_collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &m);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "aws/aws.h"
+#include "aws/aws_buf.h"
 
 #define ECS_HOST "http://169.254.170.2"
 #define REFRESH_MARGIN_MS (10LL * 60 * 1000)
@@ -69,28 +70,6 @@ static int64_t parse_iso8601(const char *s)
 	return (int64_t)timegm(&tm) * 1000;
 }
 
-typedef struct membuf {
-	char *p;
-	size_t len;
-} membuf;
-
-static size_t collect(char *data, size_t size, size_t n, void *arg)
-{
-	membuf *m = arg;
-	size_t add = size * n;
-	char *p;
-
-	if (m->len + add > 64 * 1024)
-		return 0;   /* no credentials document is this big */
-	p = realloc(m->p, m->len + add + 1);
-	if (!p)
-		return 0;
-	memcpy(p + m->len, data, add);
-	m->p = p;
-	m->len += add;
-	m->p[m->len] = '\0';
-	return add;
-}
 
 /* The token for FULL_URI: the variable, or re-read from its file. */
 static int auth_header(cart_aws_creds *c, char *out, size_t cap)
@@ -145,7 +124,7 @@ static int fetch_container(cart_aws_creds *c, cart_aws_credentials *out,
 	CURL *h = curl_easy_init();
 	struct curl_slist *hdrs = NULL;
 	char auth[1100];
-	membuf m = { NULL, 0 };
+	aws_membuf m = { NULL, 0, 64 * 1024 };
 	long status = 0;
 	CURLcode rc;
 
@@ -158,7 +137,7 @@ static int fetch_container(cart_aws_creds *c, cart_aws_credentials *out,
 		hdrs = curl_slist_append(hdrs, auth);
 	curl_easy_setopt(h, CURLOPT_URL, c->url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, aws_membuf_collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &m);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 1000L);

@@ -243,8 +243,10 @@ static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
 		else if (!strcmp(ar.error_type, "ValidationException") &&
 			 strstr(ar.message, "size"))
 			rc = CART_EINVALID;
-		else if (ar.status == 400 && strstr(ar.error_type, "Throughput"))
-			rc = CART_EUNAVAILABLE;
+		else if (ar.status == 400 && (strstr(ar.error_type, "Throughput") ||
+					      strstr(ar.error_type, "Throttl") ||
+					      strstr(ar.error_type, "LimitExceeded")))
+			rc = CART_EUNAVAILABLE;   /* still throttled after the retries */
 		else
 			rc = ar.status >= 500 ? CART_EUNAVAILABLE : CART_EBACKEND;
 		if (rc == CART_EBACKEND || rc == CART_EINVALID)
