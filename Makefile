@@ -121,10 +121,12 @@ layering:
 unit: $(UNIT)
 	$(UNIT)
 
-valgrind: $(UNIT)
-	CK_FORK=no valgrind --quiet --error-exitcode=99 --leak-check=full \
+VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
 	  --errors-for-leak-kinds=definite,indirect,possible \
-	  --show-leak-kinds=definite,indirect,possible $(UNIT)
+	  --show-leak-kinds=definite,indirect,possible
+
+valgrind: $(UNIT)
+	CK_FORK=no $(VALGRIND) $(UNIT)
 
 e2e: $(BIN)
 	/usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v
@@ -136,7 +138,7 @@ e2e: $(BIN)
 dynamo: $(DYNAMO_T) $(BIN)
 	tools/bootstrap.sh check >/dev/null
 	/usr/bin/python3 -m unittest discover -s tests/aws -p 'test_*.py'
-	CART_CONTRACT_LOOPS=15 $(STACK) $(DYNAMO_T)
+	CART_CONTRACT_LOOPS=5 CK_FORK=no $(STACK) $(VALGRIND) $(DYNAMO_T)
 	$(STACK) sh -c 'DYNAMODB_TABLE=cart-e2e $(BIN) migrate && \
 	  $(IAM) --policy docs/iam/admin-policy.json --subset --reset && \
 	  E2E_BACKEND=dynamodb E2E_DYNAMODB_TABLE=cart-e2e \
