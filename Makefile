@@ -132,9 +132,11 @@ e2e: $(BIN)
 	/usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 # The DynamoDB adapter against dynalite, every request signature-checked:
-# the stand-ins' own tests, the repository contract and adapter tests, then
-# the whole end-to-end suite with STORAGE_BACKEND=dynamodb on a table made
-# by `cart-service migrate`.
+# the stand-ins' own tests, the repository contract and adapter tests (under
+# valgrind), the whole end-to-end suite with STORAGE_BACKEND=dynamodb on a
+# table made by `cart-service migrate` (and the IAM policies checked against
+# the actions seen), then faults, retries, breaker, credentials and the
+# event outbox end to end (tests/e2e_aws, each class with its own stack).
 dynamo: $(DYNAMO_T) $(BIN)
 	tools/bootstrap.sh check >/dev/null
 	/usr/bin/python3 -m unittest discover -s tests/aws -p 'test_*.py'
@@ -144,6 +146,7 @@ dynamo: $(DYNAMO_T) $(BIN)
 	  E2E_BACKEND=dynamodb E2E_DYNAMODB_TABLE=cart-e2e \
 	  /usr/bin/python3 -m unittest discover -s tests/e2e -p "test_*.py" && \
 	  $(IAM) --policy docs/iam/runtime-policy.json --exact'
+	/usr/bin/python3 -m unittest discover -s tests/e2e_aws -p 'test_*.py'
 
 example: $(EXAMPLE)
 	$(EXAMPLE)

@@ -69,6 +69,8 @@ static const var vars[] = {
 	  "trial calls in half-open; all must succeed to close" },
 	{ "EVENTBRIDGE_ENABLED", "true", V_BOOL, F(eventbridge_enabled), 0, 0, NULL, SET(set_eventbridge),
 	  "publish events to EventBridge outside ENV_NAME=dev" },
+	{ "EVENTS_RELAY_ENABLED", "true", V_BOOL, F(events_relay_enabled), 0, 0, NULL, NOSET,
+	  "publish the event outbox from this process (false: another task relays)" },
 	{ "EVENTBRIDGE_BUS_NAME", "default", V_STR, F(eventbridge_bus_name), 1, 0, ID_CHARS "-_./:", NOSET,
 	  "EventBridge bus name or ARN" },
 	{ "STORAGE_BACKEND", NULL, V_ENUM, F(storage_backend), 0, 0, "memory|dynamodb", SET(set_storage),

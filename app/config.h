@@ -38,6 +38,7 @@ typedef struct app_config {
 	int breaker_open_seconds;
 	int breaker_half_open_probes;
 	bool eventbridge_enabled;
+	bool events_relay_enabled;
 	char eventbridge_bus_name[256];
 	char storage_backend[16];    /* memory | dynamodb */
 	char events_publisher[16];   /* log | none | eventbridge */

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cart/relay.h"
 #include "cart/service.h"
 #include "aws/aws.h"
 #include "config.h"
@@ -36,6 +37,7 @@ typedef struct wiring {
 	cart_aws_creds *creds;
 	cart_aws_client *dynamo;
 	cart_service *svc;
+	cart_relay *relay;
 } wiring;
 
 static const char *env(const char *name)
@@ -123,8 +125,13 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 	sc.limits.max_item_quantity = cfg->max_item_quantity;
 	sc.limits.max_lines = (size_t)cfg->max_cart_lines;
 	sc.limits.ttl_ms = (int64_t)cfg->cart_ttl_days * 24 * 3600 * 1000;
-	if (cart_service_new(&w->svc, &sc, &w->repo, &w->pub, &w->clock, &w->ids)) {
+	if (cart_service_new(&w->svc, &sc, &w->repo, &w->clock, &w->ids)) {
 		snprintf(err, err_len, "cannot create the cart service");
+		return -1;
+	}
+	if (cart_relay_new(&w->relay, &w->repo, &w->pub, &w->clock, 100)) {
+		snprintf(err, err_len, "the %s repository has no event outbox",
+			 cfg->storage_backend);
 		return -1;
 	}
 	return 0;
@@ -132,6 +139,7 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 
 static void unwire(wiring *w)
 {
+	cart_relay_free(w->relay);
 	cart_service_free(w->svc);
 	cart_repo_destroy(&w->repo);
 	cart_aws_client_free(w->dynamo);
@@ -151,6 +159,90 @@ static void log_start(const app_config *cfg, const char *unprovided)
 		snprintf(fields + n, sizeof(fields) - n,
 			 "},\"not_provided_by_this_build\":\"%s\"", unprovided);
 	log_write(LOG_INFO, "starting cart-service", fields);
+}
+
+/* --- the outbox relay ---------------------------------------------------- */
+
+typedef struct relay_thread {
+	cart_relay *relay;
+	pthread_t thread;
+	atomic_int stop;
+	int started;
+} relay_thread;
+
+static void nap_ms(int64_t ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* Backlog and age of the oldest pending event, every 10 s while any. */
+static void log_backlog(cart_relay *relay, int64_t *last_ms, int64_t now_ms)
+{
+	cart_relay_stats st;
+	char fields[160];
+
+	cart_relay_stats_get(relay, &st);
+	if (!st.backlog || now_ms - *last_ms < 10000)
+		return;
+	*last_ms = now_ms;
+	snprintf(fields, sizeof(fields),
+		 ",\"backlog\":%zu,\"oldest_age_ms\":%lld,\"published\":%llu,"
+		 "\"publish_failures\":%llu", st.backlog, (long long)st.oldest_age_ms,
+		 (unsigned long long)st.published,
+		 (unsigned long long)st.publish_failures);
+	log_write(st.oldest_age_ms > 60000 ? LOG_WARN : LOG_INFO, "event outbox",
+		  fields);
+}
+
+/*
+ * Publishes pending events as they appear: at once while there is work,
+ * backing off to 1 s while idle or while the publisher fails.
+ */
+static void *relay_loop(void *arg)
+{
+	relay_thread *rt = arg;
+	int64_t idle_ms = 20, last_log = 0;
+
+	while (!atomic_load(&rt->stop)) {
+		struct timespec now;
+		int n = cart_relay_run_once(rt->relay);
+		cart_relay_stats st;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		log_backlog(rt->relay, &last_log, now.tv_sec * 1000LL);
+		cart_relay_stats_get(rt->relay, &st);
+		if (n > 0 && st.backlog <= (size_t)n) {
+			idle_ms = 20;
+			continue;
+		}
+		if (n < 0)
+			log_write(LOG_WARN, "event outbox unreadable", NULL);
+		for (int64_t t = 0; t < idle_ms && !atomic_load(&rt->stop); t += 10)
+			nap_ms(10);
+		idle_ms = idle_ms * 2 > 1000 ? 1000 : idle_ms * 2;
+	}
+	return NULL;
+}
+
+static void relay_start(relay_thread *rt, cart_relay *relay)
+{
+	rt->relay = relay;
+	atomic_store(&rt->stop, 0);
+	rt->started = pthread_create(&rt->thread, NULL, relay_loop, rt) == 0;
+	if (!rt->started)
+		log_write(LOG_ERROR, "cannot start the event relay", NULL);
+}
+
+/* After the last request: one more pass, then stop the thread. */
+static void relay_stop(relay_thread *rt)
+{
+	if (!rt->started)
+		return;
+	atomic_store(&rt->stop, 1);
+	pthread_join(rt->thread, NULL);
+	if (cart_relay_run_once(rt->relay) < 0)
+		log_write(LOG_WARN, "event outbox unreadable at shutdown", NULL);
 }
 
 /* --- shutdown ----------------------------------------------------------- */
@@ -251,6 +343,7 @@ int main(int argc, char **argv)
 {
 	char err[512], warn[256];
 	bool do_migrate = false;
+	relay_thread rt = { 0 };
 	sigset_t sigs;
 	wiring w;
 	server *srv;
@@ -299,14 +392,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_write(LOG_INFO, "listening", NULL);
+	if (g_cfg.events_relay_enabled)
+		relay_start(&rt, w.relay);
+	else
+		log_write(LOG_WARN, "event relay off (EVENTS_RELAY_ENABLED=false): "
+			  "another process must publish the outbox", NULL);
 
 	sig = wait_for_signal(&sigs);
 	drain(&g_cfg, sig);
 	if (!stop_within(srv, g_cfg.shutdown_timeout_seconds)) {
 		log_write(LOG_WARN, "shutdown timeout: exiting with requests in flight", NULL);
 		fflush(stdout);
-		_exit(0);
+		_exit(0);   /* pending events stay in the outbox for the next start */
 	}
+	relay_stop(&rt);
 	unwire(&w);
 	log_write(LOG_INFO, "stopped", NULL);
 	return 0;

@@ -132,6 +132,29 @@ int cart_repo_idem_release(const cart_repo *r, const char *user_id,
 	return r->ops->idem_release(r->self, user_id, key, fingerprint);
 }
 
+int cart_repo_outbox_fetch(const cart_repo *r, size_t max_events,
+			   cart_outbox *out)
+{
+	memset(out, 0, sizeof(*out));
+	return r->ops->outbox_fetch(r->self, max_events, out);
+}
+
+int cart_repo_outbox_ack(const cart_repo *r, const char *user_id,
+			 const cart_event *events, size_t n)
+{
+	return n ? r->ops->outbox_ack(r->self, user_id, events, n) : CART_OK;
+}
+
+void cart_outbox_release(cart_outbox *o)
+{
+	if (!o)
+		return;
+	for (size_t i = 0; i < o->n_batches; i++)
+		free(o->batches[i].events);
+	free(o->batches);
+	memset(o, 0, sizeof(*o));
+}
+
 int cart_repo_ping(const cart_repo *r)
 {
 	return r->ops->ping ? r->ops->ping(r->self) : CART_OK;

@@ -16,12 +16,10 @@
 struct cart_service {
 	cart_service_config cfg;
 	cart_repo repo;
-	cart_publisher pub;
 	cart_clock clock;
 	cart_ids ids;
 	atomic_uint_fast64_t commits;
 	atomic_uint_fast64_t conflicts;
-	atomic_uint_fast64_t publish_failures;
 };
 
 void cart_service_config_init(cart_service_config *cfg)
@@ -33,13 +31,13 @@ void cart_service_config_init(cart_service_config *cfg)
 }
 
 int cart_service_new(cart_service **out, const cart_service_config *cfg,
-		     const cart_repo *repo, const cart_publisher *pub,
-		     const cart_clock *clock, const cart_ids *ids)
+		     const cart_repo *repo, const cart_clock *clock,
+		     const cart_ids *ids)
 {
 	cart_service *svc;
 
 	*out = NULL;
-	if (!cfg || !repo || !repo->ops || !pub || !pub->ops || !clock ||
+	if (!cfg || !repo || !repo->ops || !clock ||
 	    !clock->ops || !ids || !ids->ops || cfg->limits.max_item_quantity < 1 ||
 	    cfg->limits.max_lines < 1 || cfg->limits.ttl_ms < 1 ||
 	    cfg->max_conflict_retries < 0)
@@ -49,7 +47,6 @@ int cart_service_new(cart_service **out, const cart_service_config *cfg,
 		return CART_ENOMEM;
 	svc->cfg = *cfg;
 	svc->repo = *repo;
-	svc->pub = *pub;
 	svc->clock = *clock;
 	svc->ids = *ids;
 	*out = svc;
@@ -65,7 +62,6 @@ void cart_service_stats_get(const cart_service *svc, cart_service_stats *out)
 {
 	out->commits = atomic_load(&svc->commits);
 	out->conflicts = atomic_load(&svc->conflicts);
-	out->publish_failures = atomic_load(&svc->publish_failures);
 }
 
 void cart_result_release(cart_result *res)
@@ -298,11 +294,8 @@ static int attempt_once(cart_service *svc, const cart_command *cmd,
 	if (err == CART_EINVALID)
 		out->rule = CART_RULE_TOO_LARGE;   /* the store refused its size */
 	if (err == CART_OK) {
-		*wrote = true;
+		*wrote = true;   /* its event is in the outbox now */
 		atomic_fetch_add(&svc->commits, 1);
-		/* Delivery is best effort here; the outbox relay makes it reliable. */
-		if (cart_publisher_publish(&svc->pub, &a.event, 1))
-			atomic_fetch_add(&svc->publish_failures, 1);
 	}
 	return err;
 }

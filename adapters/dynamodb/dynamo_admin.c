@@ -9,6 +9,16 @@
 
 #include "dynamodb/dynamo_repo.h"
 
+/* The sparse index of items with pending events (the outbox relay's Query). */
+#define OUTBOX_INDEX \
+	"{\"IndexName\":\"outbox\",\"KeySchema\":[{\"AttributeName\":\"obPending\"," \
+	"\"KeyType\":\"HASH\"}],\"Projection\":{\"ProjectionType\":\"INCLUDE\"," \
+	"\"NonKeyAttributes\":[\"outbox\"]}}"
+#define ATTRS \
+	"{\"AttributeName\":\"PK\",\"AttributeType\":\"S\"}," \
+	"{\"AttributeName\":\"SK\",\"AttributeType\":\"S\"}," \
+	"{\"AttributeName\":\"obPending\",\"AttributeType\":\"S\"}"
+
 static int admin_call(cart_aws_client *c, const char *op, const char *json,
 		      cart_aws_response *out)
 {
@@ -27,10 +37,10 @@ static int create_table(cart_aws_client *c, const char *table, char *err,
 
 	snprintf(json, sizeof(json),
 		 "{\"TableName\":\"%s\",\"BillingMode\":\"PAY_PER_REQUEST\","
-		 "\"AttributeDefinitions\":[{\"AttributeName\":\"PK\",\"AttributeType\":\"S\"},"
-		 "{\"AttributeName\":\"SK\",\"AttributeType\":\"S\"}],"
+		 "\"AttributeDefinitions\":[" ATTRS "],"
 		 "\"KeySchema\":[{\"AttributeName\":\"PK\",\"KeyType\":\"HASH\"},"
-		 "{\"AttributeName\":\"SK\",\"KeyType\":\"RANGE\"}]}", table);
+		 "{\"AttributeName\":\"SK\",\"KeyType\":\"RANGE\"}],"
+		 "\"GlobalSecondaryIndexes\":[" OUTBOX_INDEX "]}", table);
 	rc = admin_call(c, "CreateTable", json, &r);
 	*created = rc == CART_OK && r.status == 200;
 	if (rc == CART_OK && (r.status == 200 ||
@@ -45,7 +55,45 @@ static int create_table(cart_aws_client *c, const char *table, char *err,
 	return rc;
 }
 
-/* Polls DescribeTable until ACTIVE (about 60 s at most). */
+enum { INDEX_MISSING, INDEX_BUILDING, INDEX_ACTIVE };
+
+static int index_state(const cJSON *table)
+{
+	const cJSON *ix;
+
+	cJSON_ArrayForEach(ix, cJSON_GetObjectItemCaseSensitive(table,
+								"GlobalSecondaryIndexes")) {
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(ix, "IndexName");
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(ix, "IndexStatus");
+		if (cJSON_IsString(name) && !strcmp(name->valuestring, "outbox"))
+			return cJSON_IsString(st) && !strcmp(st->valuestring, "ACTIVE")
+				       ? INDEX_ACTIVE : INDEX_BUILDING;
+	}
+	return INDEX_MISSING;
+}
+
+/* A table from before the outbox: add the index (UpdateTable). */
+static int add_index(cart_aws_client *c, const char *table, char *err,
+		     size_t err_len)
+{
+	char json[1024];
+	cart_aws_response r;
+	int rc = 0;
+
+	snprintf(json, sizeof(json),
+		 "{\"TableName\":\"%s\",\"AttributeDefinitions\":[" ATTRS "],"
+		 "\"GlobalSecondaryIndexUpdates\":[{\"Create\":" OUTBOX_INDEX "}]}",
+		 table);
+	if (admin_call(c, "UpdateTable", json, &r) || r.status != 200) {
+		snprintf(err, err_len, "UpdateTable %s (add index outbox) failed: HTTP %ld %s %s",
+			 table, r.status, r.error_type, r.message);
+		rc = -1;
+	}
+	cart_aws_response_release(&r);
+	return rc;
+}
+
+/* Polls DescribeTable until the table and its outbox index are ACTIVE. */
 static int wait_active(cart_aws_client *c, const char *table,
 		       const cart_clock *clock, char *err, size_t err_len)
 {
@@ -68,6 +116,15 @@ static int wait_active(cart_aws_client *c, const char *table,
 		st = cJSON_GetObjectItemCaseSensitive(
 			cJSON_GetObjectItemCaseSensitive(doc, "Table"), "TableStatus");
 		active = cJSON_IsString(st) && !strcmp(st->valuestring, "ACTIVE");
+		if (active) {
+			int ix = index_state(cJSON_GetObjectItemCaseSensitive(doc, "Table"));
+			if (ix == INDEX_MISSING && add_index(c, table, err, err_len)) {
+				cJSON_Delete(doc);
+				cart_aws_response_release(&r);
+				return -1;
+			}
+			active = ix == INDEX_ACTIVE;
+		}
 		cJSON_Delete(doc);
 		cart_aws_response_release(&r);
 		if (active)

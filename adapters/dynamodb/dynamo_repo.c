@@ -13,6 +13,10 @@
  *   Line attribute names are one letter and line times are offsets, so a
  *   typical 10-line cart stays under 1 KB: one write unit per mutation.
  *   "idem#<key>" M   {fp S, st S, status N, exp N (ms), body B?}
+ *   outbox L of M    pending events, oldest first: {id S, ty N, at N,
+ *                    v N, c S, i S?, qb N, qa N, p N, cur S?, n N}
+ *   obPending S      "1" while the outbox is not empty: the key of the
+ *                    sparse index "outbox" the relay queries
  *
  * Writes are UpdateItem so that a claim (one idem# attribute) and a cart
  * save (the cart attributes) never overwrite each other; the cart save is
@@ -420,10 +424,13 @@ static cJSON *encode_line(const cart_item *it, int64_t created)
 	return av;
 }
 
-static cJSON *encode_idem(const cart_idem *rec)
+/* tok: the claim's own mark (see dynamo_idem_claim), or NULL. */
+static cJSON *encode_idem(const cart_idem *rec, const char *tok)
 {
 	cJSON *m = cJSON_CreateObject(), *av = cJSON_CreateObject();
 
+	if (tok)
+		cJSON_AddItemToObject(m, "tok", av_s(tok));
 	cJSON_AddItemToObject(m, "fp", av_s(rec->fingerprint));
 	cJSON_AddItemToObject(m, "st", av_s(rec->state == CART_IDEM_PENDING ? "PENDING"
 									    : "COMPLETE"));
@@ -442,7 +449,7 @@ static void idem_attr_name(char *out, size_t cap, const char *key)
 
 /* "SET a = :x, b = :y" / "REMOVE a, b" clauses, built as the cart says. */
 typedef struct clauses {
-	char set[2048];
+	char set[4096];
 	char remove[512];
 } clauses;
 
@@ -519,6 +526,277 @@ static bool write_landed(dynamo_repo *r, const char *user_id, const char *write_
 	return landed;
 }
 
+/* --- the outbox ---------------------------------------------------------- */
+
+#define OUTBOX_INDEX "outbox"
+#define ACK_CHUNK 25          /* list elements removed per UpdateItem */
+
+static cJSON *encode_event(const cart_event *ev)
+{
+	cJSON *m = cJSON_CreateObject(), *av = cJSON_CreateObject();
+
+	cJSON_AddItemToObject(m, "id", av_s(ev->event_id));
+	cJSON_AddItemToObject(m, "ty", av_n(ev->type));
+	cJSON_AddItemToObject(m, "at", av_n(ev->occurred_at));
+	cJSON_AddItemToObject(m, "v", av_n(ev->cart_version));
+	cJSON_AddItemToObject(m, "c", av_s(ev->cart_id));
+	if (ev->item_id[0])
+		cJSON_AddItemToObject(m, "i", av_s(ev->item_id));
+	cJSON_AddItemToObject(m, "qb", av_n(ev->quantity_before));
+	cJSON_AddItemToObject(m, "qa", av_n(ev->quantity_after));
+	cJSON_AddItemToObject(m, "p", av_n(ev->unit_price.amount));
+	if (ev->unit_price.currency[0])
+		cJSON_AddItemToObject(m, "cur", av_s(ev->unit_price.currency));
+	cJSON_AddItemToObject(m, "n", av_n(ev->item_count_before));
+	cJSON_AddItemToObject(av, "M", m);
+	return av;
+}
+
+static int copy_field(char *dst, size_t cap, const char *src, bool required)
+{
+	if (!src)
+		return required ? -1 : 0;
+	if (strlen(src) >= cap)
+		return -1;
+	strcpy(dst, src);
+	return 0;
+}
+
+static int decode_event(const cJSON *av, const char *user_id, cart_event *ev)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(av, "M");
+	int64_t ty, qb, qa;
+
+	memset(ev, 0, sizeof(*ev));
+	if (!cJSON_IsObject(m) || get_n(m, "ty", &ty) || ty < CART_EVENT_ITEM_ADDED ||
+	    ty > CART_EVENT_CLEARED || get_n(m, "at", &ev->occurred_at) ||
+	    get_n(m, "v", &ev->cart_version) || get_n(m, "qb", &qb) ||
+	    get_n(m, "qa", &qa) || get_n(m, "p", &ev->unit_price.amount) ||
+	    get_n(m, "n", &ev->item_count_before) || qb < 0 || qb > INT32_MAX ||
+	    qa < 0 || qa > INT32_MAX ||
+	    copy_field(ev->event_id, sizeof(ev->event_id), get_s(m, "id"), true) ||
+	    copy_field(ev->cart_id, sizeof(ev->cart_id), get_s(m, "c"), true) ||
+	    copy_field(ev->item_id, sizeof(ev->item_id), get_s(m, "i"), false) ||
+	    copy_field(ev->unit_price.currency, sizeof(ev->unit_price.currency),
+		       get_s(m, "cur"), false) ||
+	    copy_field(ev->user_id, sizeof(ev->user_id), user_id, true))
+		return -1;
+	ev->type = (cart_event_type)ty;
+	ev->quantity_before = (int32_t)qb;
+	ev->quantity_after = (int32_t)qa;
+	return 0;
+}
+
+/* The save's part: append the events, mark the item pending, bound it. */
+static void outbox_append(expr *e, clauses *cl, const cart_write *w,
+			  char *cond, size_t cond_cap)
+{
+	char ob[16], p[16], ev[16], empty[16], one[16], room[16], part[160];
+	cJSON *list = cJSON_CreateArray(), *av = cJSON_CreateObject();
+	cJSON *none = cJSON_CreateObject();
+	const char *obn = expr_name(e, "outbox", ob);
+	size_t n;
+
+	for (size_t i = 0; i < w->event_count; i++)
+		cJSON_AddItemToArray(list, encode_event(&w->events[i]));
+	cJSON_AddItemToObject(av, "L", list);
+	cJSON_AddItemToObject(none, "L", cJSON_CreateArray());
+	snprintf(part, sizeof(part), "%s = list_append(if_not_exists(%s, %s), %s)",
+		 obn, obn, expr_value(e, none, empty), expr_value(e, av, ev));
+	clause_add(cl->set, sizeof(cl->set), "SET ", part);
+	snprintf(part, sizeof(part), "%s = %s", expr_name(e, "obPending", p),
+		 expr_value(e, av_s("1"), one));
+	clause_add(cl->set, sizeof(cl->set), "SET ", part);
+	n = strlen(cond);
+	snprintf(cond + n, cond_cap - n,
+		 " AND (attribute_not_exists(%s) OR size(%s) <= %s)", obn, obn,
+		 expr_value(e, av_n((int64_t)(CART_OUTBOX_MAX - w->event_count)),
+			    room));
+}
+
+/* After a failed condition: was it the version, or a full outbox? */
+static int why_refused(dynamo_repo *r, const cart_write *w)
+{
+	cJSON *req = cJSON_CreateObject();
+	const cJSON *item, *ob;
+	call_result res;
+	int64_t v = 0;
+	int rc;
+
+	cJSON_AddItemToObject(req, "Key", key_of(w->user_id));
+	cJSON_AddTrueToObject(req, "ConsistentRead");
+	cJSON_AddStringToObject(req, "ProjectionExpression", "version, outbox");
+	if (call(r, "GetItem", req, &res, false))
+		return CART_ECONFLICT;
+	item = cJSON_GetObjectItemCaseSensitive(res.resp, "Item");
+	ob = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(item, "outbox"), "L");
+	get_n(item, "version", &v);
+	rc = v == w->expected_version &&
+	     (size_t)cJSON_GetArraySize(ob) + w->event_count > CART_OUTBOX_MAX
+		     ? CART_EUNAVAILABLE : CART_ECONFLICT;
+	if (rc == CART_EUNAVAILABLE)
+		cart_aws_logf(r->log, 2, "event outbox full: write refused",
+			      ",\"user_id\":\"%s\"", w->user_id);
+	cJSON_Delete(res.resp);
+	return rc;
+}
+
+static int add_batch(cart_outbox *out, const cJSON *item)
+{
+	const char *pk = get_s(item, "PK");
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(item, "outbox"), "L");
+	cart_outbox_batch *grown, *b;
+	size_t n = (size_t)cJSON_GetArraySize(list), i = 0;
+	const cJSON *av;
+
+	if (!pk || strncmp(pk, "CART#", 5) || !n)
+		return CART_OK;   /* not a cart, or drained since the index saw it */
+	grown = realloc(out->batches, (out->n_batches + 1) * sizeof(*grown));
+	if (!grown)
+		return CART_ENOMEM;
+	out->batches = grown;
+	b = &out->batches[out->n_batches];
+	b->events = calloc(n, sizeof(*b->events));
+	if (!b->events || copy_field(b->user_id, sizeof(b->user_id), pk + 5, true)) {
+		free(b->events);
+		return b->events ? CART_OK : CART_ENOMEM;
+	}
+	cJSON_ArrayForEach(av, list) {
+		if (decode_event(av, b->user_id, &b->events[i])) {
+			free(b->events);
+			return CART_EBACKEND;
+		}
+		i++;
+	}
+	b->n = n;
+	out->n_batches++;
+	out->backlog += n;
+	if (!out->oldest_at || b->events[0].occurred_at < out->oldest_at)
+		out->oldest_at = b->events[0].occurred_at;
+	return CART_OK;
+}
+
+/*
+ * Users with pending events come from the sparse index "outbox" (only
+ * items with obPending are in it), one Query page; backlog counts what
+ * that page holds.
+ */
+static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
+{
+	dynamo_repo *r = self;
+	cJSON *req = cJSON_CreateObject();
+	const cJSON *items, *item;
+	char nb[16], vb[16], cond[48];
+	call_result res;
+	expr e;
+	int rc;
+
+	expr_init(&e);
+	snprintf(cond, sizeof(cond), "%s = %s", expr_name(&e, "obPending", nb),
+		 expr_value(&e, av_s("1"), vb));
+	cJSON_AddStringToObject(req, "IndexName", OUTBOX_INDEX);
+	cJSON_AddStringToObject(req, "KeyConditionExpression", cond);
+	cJSON_AddNumberToObject(req, "Limit", max_events < 100 ? (double)max_events : 100);
+	expr_attach(&e, req);
+	rc = call(r, "Query", req, &res, false);
+	if (rc)
+		return rc;
+	items = cJSON_GetObjectItemCaseSensitive(res.resp, "Items");
+	cJSON_ArrayForEach(item, items) {
+		rc = add_batch(out, item);
+		if (rc == CART_EBACKEND)
+			bad_item(r, get_s(item, "PK") ? get_s(item, "PK") : "?",
+				 "unreadable outbox event");
+		if (rc)
+			break;
+	}
+	cJSON_Delete(res.resp);
+	if (rc)
+		cart_outbox_release(out);
+	return rc;
+}
+
+/* Removes the first n (<= ACK_CHUNK) events if they are these ids. */
+static int ack_chunk(dynamo_repo *r, const char *user_id, const cart_event *ev,
+		     size_t n, bool *drained)
+{
+	char update[16 * ACK_CHUNK + 16] = "", cond[40 * ACK_CHUNK] = "";
+	cJSON *req = cJSON_CreateObject();
+	char ob[16], id[16], vb[16], part[64];
+	const cJSON *left;
+	call_result res;
+	expr e;
+	int rc;
+
+	expr_init(&e);
+	expr_name(&e, "outbox", ob);
+	expr_name(&e, "id", id);
+	/*
+	 * Highest index first: DynamoDB resolves every path against the item
+	 * before the update, dynalite one after another; in this order both
+	 * remove exactly elements 0..n-1.
+	 */
+	for (size_t i = n; i-- > 0;) {
+		snprintf(part, sizeof(part), "%s[%zu]", ob, i);
+		clause_add(update, sizeof(update), "REMOVE ", part);
+	}
+	for (size_t i = 0; i < n; i++)
+		snprintf(cond + strlen(cond), sizeof(cond) - strlen(cond),
+			 "%s%s[%zu].%s = %s", i ? " AND " : "", ob, i, id,
+			 expr_value(&e, av_s(ev[i].event_id), vb));
+	cJSON_AddItemToObject(req, "Key", key_of(user_id));
+	cJSON_AddStringToObject(req, "UpdateExpression", update);
+	cJSON_AddStringToObject(req, "ConditionExpression", cond);
+	cJSON_AddStringToObject(req, "ReturnValues", "UPDATED_NEW");
+	expr_attach(&e, req);
+	rc = call(r, "UpdateItem", req, &res, true);
+	left = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(res.resp, "Attributes"), "outbox"),
+		"L");
+	*drained = rc == CART_OK && cJSON_GetArraySize(left) == 0;
+	cJSON_Delete(res.resp);
+	return rc;
+}
+
+/* The outbox is empty: take the item out of the index, unless it refilled. */
+static void clear_pending(dynamo_repo *r, const char *user_id)
+{
+	cJSON *req = cJSON_CreateObject();
+	char ob[16], p[16], zero[16], update[48], cond[64];
+	call_result res;
+	expr e;
+
+	expr_init(&e);
+	expr_name(&e, "outbox", ob);
+	expr_name(&e, "obPending", p);
+	snprintf(update, sizeof(update), "REMOVE %s, %s", p, ob);
+	snprintf(cond, sizeof(cond), "size(%s) = %s", ob,
+		 expr_value(&e, av_n(0), zero));
+	cJSON_AddItemToObject(req, "Key", key_of(user_id));
+	cJSON_AddStringToObject(req, "UpdateExpression", update);
+	cJSON_AddStringToObject(req, "ConditionExpression", cond);
+	expr_attach(&e, req);
+	call(r, "UpdateItem", req, &res, true);   /* refilled: stays pending */
+	cJSON_Delete(res.resp);
+}
+
+static int dynamo_outbox_ack(void *self, const char *user_id,
+			     const cart_event *events, size_t n)
+{
+	bool drained = false;
+	int rc = CART_OK;
+
+	for (size_t at = 0; at < n && !rc; at += ACK_CHUNK)
+		rc = ack_chunk(self, user_id, events + at,
+			       n - at < ACK_CHUNK ? n - at : ACK_CHUNK, &drained);
+	if (!rc && drained)
+		clear_pending(self, user_id);
+	return rc;
+}
+
 /*
  * Removes the idempotency records of old_item that are past their
  * expiry, each only if it is still the record we saw.  Housekeeping after
@@ -573,7 +851,7 @@ static void prune_expired(dynamo_repo *r, const char *user_id,
 static int dynamo_save(void *self, const cart_write *w)
 {
 	dynamo_repo *r = self;
-	char write_id[CART_UUID_LEN + 1], nb[16], vb[16], cond[64], idem[300];
+	char write_id[CART_UUID_LEN + 1], nb[16], vb[16], cond[256], idem[300];
 	cJSON *req = cJSON_CreateObject();
 	clauses cl = { "", "" };
 	call_result res;
@@ -590,7 +868,7 @@ static int dynamo_save(void *self, const cart_write *w)
 	encode_cart(&e, &cl, w->cart, write_id);
 	if (w->idem) {
 		idem_attr_name(idem, sizeof(idem), w->idem->key);
-		set_attr(&e, &cl, idem, encode_idem(w->idem));
+		set_attr(&e, &cl, idem, encode_idem(w->idem, NULL));
 	}
 	if (w->expected_version == 0)
 		snprintf(cond, sizeof(cond), "attribute_not_exists(%s)",
@@ -598,6 +876,8 @@ static int dynamo_save(void *self, const cart_write *w)
 	else
 		snprintf(cond, sizeof(cond), "%s = %s", expr_name(&e, "version", nb),
 			 expr_value(&e, av_n(w->expected_version), vb));
+	if (w->event_count)
+		outbox_append(&e, &cl, w, cond, sizeof(cond));
 	update = malloc(strlen(cl.set) + strlen(cl.remove) + 2);
 	if (!update) {
 		expr_attach(&e, req);
@@ -622,6 +902,8 @@ static int dynamo_save(void *self, const cart_write *w)
 	if (rc == CART_ECONFLICT && res.ambiguous &&
 	    write_landed(r, w->user_id, write_id))
 		rc = CART_OK;
+	if (rc == CART_ECONFLICT && w->event_count)
+		rc = why_refused(r, w);
 	return rc;
 }
 
@@ -695,7 +977,8 @@ typedef enum idem_cond {
 
 /* One UpdateItem on a record attribute: SET rec, or REMOVE when NULL. */
 static int idem_update(dynamo_repo *r, const char *user_id, const char *key,
-		       const cart_idem *rec, idem_cond kind, cJSON *v1)
+		       const cart_idem *rec, const char *tok, idem_cond kind,
+		       cJSON *v1, bool *ambiguous)
 {
 	cJSON *req = cJSON_CreateObject();
 	char name[300], nb[16], fb[16], sb[16], vb[16], v1b[16], stb[16];
@@ -710,7 +993,7 @@ static int idem_update(dynamo_repo *r, const char *user_id, const char *key,
 	np = expr_name(&e, name, nb);
 	if (rec)
 		snprintf(update, sizeof(update), "SET %s = %s", np,
-			 expr_value(&e, encode_idem(rec), vb));
+			 expr_value(&e, encode_idem(rec, tok), vb));
 	else
 		snprintf(update, sizeof(update), "REMOVE %s", np);
 	cJSON_AddItemToObject(req, "Key", key_of(user_id));
@@ -728,28 +1011,75 @@ static int idem_update(dynamo_repo *r, const char *user_id, const char *key,
 	}
 	expr_attach(&e, req);
 	rc = call(r, "UpdateItem", req, &res, true);
+	if (ambiguous)
+		*ambiguous = res.ambiguous;
 	cJSON_Delete(res.resp);
 	return rc;
 }
 
+/* Is the key's stored record the claim marked tok? */
+static bool claim_landed(dynamo_repo *r, const char *user_id, const char *key,
+			 const char *tok)
+{
+	cJSON *req = cJSON_CreateObject();
+	char name[300], nb[16];
+	call_result res;
+	const char *got;
+	bool landed;
+	expr e;
+
+	idem_attr_name(name, sizeof(name), key);
+	expr_init(&e);
+	cJSON_AddItemToObject(req, "Key", key_of(user_id));
+	cJSON_AddTrueToObject(req, "ConsistentRead");
+	cJSON_AddStringToObject(req, "ProjectionExpression", expr_name(&e, name, nb));
+	expr_attach(&e, req);
+	if (call(r, "GetItem", req, &res, false))
+		return false;
+	got = get_s(cJSON_GetObjectItemCaseSensitive(
+			    cJSON_GetObjectItemCaseSensitive(
+				    cJSON_GetObjectItemCaseSensitive(res.resp, "Item"),
+				    name), "M"), "tok");
+	landed = got && !strcmp(got, tok);
+	cJSON_Delete(res.resp);
+	return landed;
+}
+
+/*
+ * A claim carries a fresh token: if the first attempt timed out after it
+ * was applied, the retry fails its own condition, and the token tells
+ * that the claim is ours (else the key would look in flight for a whole
+ * lease).
+ */
 static int dynamo_idem_claim(void *self, const char *user_id,
 			     const cart_idem *rec, int64_t now_ms)
 {
-	return idem_update(self, user_id, rec->key, rec, COND_NOT_LIVE,
-			   av_n(now_ms));
+	dynamo_repo *r = self;
+	char tok[CART_UUID_LEN + 1];
+	bool ambiguous = false;
+	int rc;
+
+	if (cart_ids_uuid(r->ids, tok))
+		return CART_EBACKEND;
+	rc = idem_update(r, user_id, rec->key, rec, tok, COND_NOT_LIVE,
+			 av_n(now_ms), &ambiguous);
+	if (rc == CART_ECONFLICT && ambiguous &&
+	    claim_landed(r, user_id, rec->key, tok))
+		rc = CART_OK;
+	return rc;
 }
 
 static int dynamo_idem_complete(void *self, const char *user_id,
 				const cart_idem *rec)
 {
-	return idem_update(self, user_id, rec->key, rec, COND_NONE, NULL);
+	return idem_update(self, user_id, rec->key, rec, NULL, COND_NONE, NULL, NULL);
 }
 
 static int dynamo_idem_release(void *self, const char *user_id,
 			       const char *key, const char *fingerprint)
 {
-	int rc = idem_update(self, user_id, key, NULL, COND_PENDING_OWN,
-			     av_s(fingerprint));
+	int rc = idem_update(self, user_id, key, NULL, NULL, COND_PENDING_OWN,
+			     av_s(fingerprint), NULL);
 	return rc == CART_ECONFLICT ? CART_OK : rc;  /* not ours, or gone */
 }
 
@@ -795,6 +1125,8 @@ static const cart_repo_ops dynamo_repo_ops = {
 	.idem_claim = dynamo_idem_claim,
 	.idem_complete = dynamo_idem_complete,
 	.idem_release = dynamo_idem_release,
+	.outbox_fetch = dynamo_outbox_fetch,
+	.outbox_ack = dynamo_outbox_ack,
 	.ping = dynamo_ping,
 	.destroy = dynamo_destroy,
 };

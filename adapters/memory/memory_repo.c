@@ -25,6 +25,8 @@ struct user_rec {
 	uint64_t hash;
 	cart *cart;               /* NULL until the first cart write */
 	struct idem_node *idem;   /* this user's idempotency records */
+	cart_event *outbox;       /* pending events, oldest first */
+	size_t n_outbox;
 	char user_id[];
 };
 
@@ -33,6 +35,7 @@ struct shard {
 	struct user_rec **buckets;
 	size_t n_buckets;
 	size_t n_users;
+	size_t n_pending;         /* events in all outboxes of this shard */
 };
 
 struct memory_repo {
@@ -182,6 +185,20 @@ static int memory_load(void *self, const char *user_id, cart **out)
 	return err;
 }
 
+/* Makes room for n more outbox events; nothing changes on failure. */
+static int outbox_reserve(struct user_rec *r, size_t n)
+{
+	cart_event *grown;
+
+	if (r->n_outbox + n > CART_OUTBOX_MAX)
+		return CART_EUNAVAILABLE;
+	grown = realloc(r->outbox, (r->n_outbox + n) * sizeof(*grown));
+	if (!grown && r->n_outbox + n)
+		return CART_ENOMEM;
+	r->outbox = grown;
+	return CART_OK;
+}
+
 static int memory_save(void *self, const cart_write *w)
 {
 	uint64_t h = hash_str(w->user_id);
@@ -203,7 +220,7 @@ static int memory_save(void *self, const cart_write *w)
 		err = CART_ENOMEM;
 	} else if (stored_version(r) != w->expected_version) {
 		err = CART_ECONFLICT;
-	} else {
+	} else if ((err = outbox_reserve(r, w->event_count)) == CART_OK) {
 		/* The record goes first: if it cannot be stored, nothing is. */
 		err = idem ? idem_store(r, idem) : CART_OK;
 		if (!err) {
@@ -211,6 +228,9 @@ static int memory_save(void *self, const cart_write *w)
 			cart_free(r->cart);
 			r->cart = copy;
 			copy = NULL;
+			for (size_t i = 0; i < w->event_count; i++)
+				r->outbox[r->n_outbox++] = w->events[i];
+			s->n_pending += w->event_count;
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -312,6 +332,86 @@ static int memory_idem_release(void *self, const char *user_id,
 	return CART_OK;
 }
 
+/* --- the outbox ---------------------------------------------------------- */
+
+/* Appends r's pending events to out as one batch.  Caller holds the lock. */
+static int outbox_take(cart_outbox *out, const struct user_rec *r)
+{
+	cart_outbox_batch *grown, *b;
+
+	grown = realloc(out->batches, (out->n_batches + 1) * sizeof(*grown));
+	if (!grown)
+		return CART_ENOMEM;
+	out->batches = grown;
+	b = &out->batches[out->n_batches];
+	b->events = malloc(r->n_outbox * sizeof(*b->events));
+	if (!b->events)
+		return CART_ENOMEM;
+	memcpy(b->events, r->outbox, r->n_outbox * sizeof(*b->events));
+	b->n = r->n_outbox;
+	strcpy(b->user_id, r->user_id);
+	out->n_batches++;
+	return CART_OK;
+}
+
+static void note_oldest(cart_outbox *out, const struct user_rec *r)
+{
+	out->backlog += r->n_outbox;
+	if (!out->oldest_at || r->outbox[0].occurred_at < out->oldest_at)
+		out->oldest_at = r->outbox[0].occurred_at;
+}
+
+static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
+{
+	struct memory_repo *repo = self;
+	size_t taken = 0;
+	int err = CART_OK;
+
+	for (int i = 0; i < SHARDS && !err; i++) {
+		struct shard *s = &repo->shards[i];
+		pthread_mutex_lock(&s->lock);
+		for (size_t b = 0; s->n_pending && b < s->n_buckets && !err; b++) {
+			for (struct user_rec *r = s->buckets[b]; r && !err; r = r->next) {
+				if (!r->n_outbox)
+					continue;
+				note_oldest(out, r);
+				if (taken < max_events) {
+					err = outbox_take(out, r);
+					taken += r->n_outbox;
+				}
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (err)
+		cart_outbox_release(out);
+	return err;
+}
+
+static int memory_outbox_ack(void *self, const char *user_id,
+			     const cart_event *events, size_t n)
+{
+	uint64_t h = hash_str(user_id);
+	struct shard *s = shard_of(self, h);
+	struct user_rec *r;
+	int err = CART_OK;
+
+	pthread_mutex_lock(&s->lock);
+	r = find(s, user_id, h);
+	if (!r || r->n_outbox < n)
+		err = CART_ECONFLICT;
+	for (size_t i = 0; !err && i < n; i++)
+		if (strcmp(r->outbox[i].event_id, events[i].event_id))
+			err = CART_ECONFLICT;
+	if (!err) {
+		memmove(r->outbox, r->outbox + n, (r->n_outbox - n) * sizeof(*r->outbox));
+		r->n_outbox -= n;
+		s->n_pending -= n;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
 static int memory_ping(void *self)
 {
 	return CART_OK;
@@ -336,6 +436,7 @@ static void memory_destroy(void *self)
 					free(n);
 				}
 				cart_free(r->cart);
+				free(r->outbox);
 				free(r);
 			}
 		}
@@ -352,6 +453,8 @@ static const cart_repo_ops memory_repo_ops = {
 	.idem_claim = memory_idem_claim,
 	.idem_complete = memory_idem_complete,
 	.idem_release = memory_idem_release,
+	.outbox_fetch = memory_outbox_fetch,
+	.outbox_ack = memory_outbox_ack,
 	.ping = memory_ping,
 	.destroy = memory_destroy,
 };

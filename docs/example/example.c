@@ -1,7 +1,8 @@
 /*
  * Using libcart from another C program: the in-memory repository, the
- * system clock and id source, and the no-op event publisher, wired into a
- * cart_service.  Adds two items, reads the cart back and prints it.
+ * system clock and id source wired into a cart_service, and a relay that
+ * publishes the events the commits left in the outbox (here to stdout
+ * with the log publisher).  Adds two items, prints the cart and the events.
  *
  * Build and run:   make example        (or: make build/example && ./build/example)
  * By hand:         cc -std=c11 -Iinclude -Iadapters docs/example/example.c \
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 
 #include "cart/cart.h"
+#include "cart/relay.h"
 #include "cart/service.h"
 #include "log/log_publisher.h"
 #include "memory/memory_repo.h"
@@ -77,6 +79,7 @@ int main(void)
 	cart_ids ids;
 	cart_service_config cfg;
 	cart_service *svc = NULL;
+	cart_relay *relay = NULL;
 	cart *c = NULL;
 	int status = EXIT_FAILURE;
 	int err;
@@ -90,12 +93,12 @@ int main(void)
 		fprintf(stderr, "memory repo: out of memory\n");
 		goto out;
 	}
-	if (cart_noop_publisher_new(&pub) != CART_OK) {
-		fprintf(stderr, "noop publisher failed\n");
+	if (cart_log_publisher_new(&pub, 1) != CART_OK) {
+		fprintf(stderr, "log publisher failed\n");
 		goto out;
 	}
 	/* The service borrows the ports: they outlive it (freed below). */
-	if (cart_service_new(&svc, &cfg, &repo, &pub, &clock, &ids) != CART_OK) {
+	if (cart_service_new(&svc, &cfg, &repo, &clock, &ids) != CART_OK) {
 		fprintf(stderr, "cart_service_new failed\n");
 		goto out;
 	}
@@ -110,10 +113,18 @@ int main(void)
 		goto out;
 	}
 	print_cart(c);
+	fflush(stdout);   /* the log publisher writes to fd 1 directly */
+	/* A service runs this in a background thread; once is enough here. */
+	if (cart_relay_new(&relay, &repo, &pub, &clock, 100) != CART_OK ||
+	    cart_relay_run_once(relay) != 2) {
+		fprintf(stderr, "relay: expected two events\n");
+		goto out;
+	}
 	status = EXIT_SUCCESS;
 
 out:
 	cart_free(c);
+	cart_relay_free(relay);
 	cart_service_free(svc);
 	cart_publisher_destroy(&pub);
 	cart_ids_destroy(&ids);

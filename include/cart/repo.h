@@ -19,6 +19,13 @@
 #include "cart/event.h"
 
 #define CART_IDEM_KEY_MAX 255
+/*
+ * Most events a user may have waiting in the outbox.  At the bound a save
+ * is refused with CART_EUNAVAILABLE (the client gets 503 and retries) until
+ * the relay has published: events are never dropped, and a publisher that
+ * is down stops writes instead of growing the store without limit.
+ */
+#define CART_OUTBOX_MAX 100
 
 typedef enum cart_idem_state {
 	CART_IDEM_PENDING = 1,  /* first request still running (a claim) */
@@ -46,6 +53,23 @@ int cart_idem_clone(cart_idem **out, const cart_idem *src);
 /* Frees the record and every string in it; accepts NULL. */
 void cart_idem_free(cart_idem *rec);
 
+/* One user's pending events, oldest first (cart_version ascending). */
+typedef struct cart_outbox_batch {
+	char user_id[CART_ID_MAX + 1];
+	cart_event *events;       /* n, owned by the cart_outbox */
+	size_t n;
+} cart_outbox_batch;
+
+/* What outbox_fetch found.  Release with cart_outbox_release. */
+typedef struct cart_outbox {
+	cart_outbox_batch *batches;
+	size_t n_batches;
+	size_t backlog;           /* pending events in the whole store */
+	int64_t oldest_at;        /* occurred_at of the oldest pending, 0 if none */
+} cart_outbox;
+
+void cart_outbox_release(cart_outbox *o);   /* accepts NULL */
+
 /* One atomic write; see cart_repo_ops.save. Everything is borrowed. */
 typedef struct cart_write {
 	const char *user_id;
@@ -70,9 +94,23 @@ typedef struct cart_repo_ops {
 	 * equals w->expected_version, together with w->idem (replacing a
 	 * pending claim of the same key) and w->events, all or nothing.
 	 * CART_ECONFLICT and nothing is written otherwise.  CART_EINVALID
-	 * if the store refuses the cart as too large.
+	 * if the store refuses the cart as too large, CART_EUNAVAILABLE if the
+	 * user already has CART_OUTBOX_MAX events pending.  The events join
+	 * the user's outbox (pending, in order) until outbox_ack.
 	 */
 	int (*save)(void *self, const cart_write *w);
+	/*
+	 * The transactional outbox.  fetch: pending events of users that
+	 * have some, whole users, oldest first, about max_events in all (at
+	 * least one user's whole backlog); out->backlog and oldest_at describe
+	 * the whole store.  ack: the relay published events[0..n), which were
+	 * the user's oldest pending ones: they are removed, but only if they
+	 * still are exactly those (by event id), else CART_ECONFLICT and
+	 * nothing changes.
+	 */
+	int (*outbox_fetch)(void *self, size_t max_events, cart_outbox *out);
+	int (*outbox_ack)(void *self, const char *user_id,
+			  const cart_event *events, size_t n);
 	/*
 	 * Idempotency records.  A record is live until its expires_at (for a
 	 * PENDING claim: the end of its lease); past it, it counts as absent
@@ -114,6 +152,10 @@ int cart_repo_idem_complete(const cart_repo *r, const char *user_id,
 			    const cart_idem *rec);
 int cart_repo_idem_release(const cart_repo *r, const char *user_id,
 			   const char *key, const char *fingerprint);
+int cart_repo_outbox_fetch(const cart_repo *r, size_t max_events,
+			   cart_outbox *out);
+int cart_repo_outbox_ack(const cart_repo *r, const char *user_id,
+			 const cart_event *events, size_t n);
 int cart_repo_ping(const cart_repo *r);
 /* Releases the adapter; accepts NULL or an already destroyed repo. */
 void cart_repo_destroy(cart_repo *r);

@@ -32,11 +32,13 @@ void cart_service_config_init(cart_service_config *cfg);
 /*
  * The ports are copied by value and borrowed: they must outlive the
  * service, and the caller destroys them after cart_service_free.
- * Caller owns *out.
+ * Caller owns *out.  Events are not published here: each commit records
+ * them in the repository's outbox, and a cart_relay (cart/relay.h)
+ * publishes them.
  */
 int cart_service_new(cart_service **out, const cart_service_config *cfg,
-		     const cart_repo *repo, const cart_publisher *pub,
-		     const cart_clock *clock, const cart_ids *ids);
+		     const cart_repo *repo, const cart_clock *clock,
+		     const cart_ids *ids);
 void cart_service_free(cart_service *svc);  /* accepts NULL */
 
 /*
@@ -111,7 +113,6 @@ void cart_result_release(cart_result *res);   /* accepts NULL */
 typedef struct cart_service_stats {
 	uint64_t commits;
 	uint64_t conflicts;          /* lost races that were retried */
-	uint64_t publish_failures;
 } cart_service_stats;
 
 void cart_service_stats_get(const cart_service *svc, cart_service_stats *out);

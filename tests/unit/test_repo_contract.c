@@ -804,6 +804,173 @@ START_TEST(test_repo_concurrent_many_users)
 }
 END_TEST
 
+
+/* --- the outbox ------------------------------------------------------------ */
+
+/* Event n of user (cart version v), with every field set. */
+static cart_event outbox_event(const char *user, int n, int64_t v)
+{
+	cart_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = n % 4 == 3 ? CART_EVENT_CLEARED : CART_EVENT_ITEM_QUANTITY_CHANGED;
+	snprintf(ev.event_id, sizeof(ev.event_id),
+		 "00000000-0000-4000-8000-%012d", n);
+	ev.occurred_at = T0 + n;
+	snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
+	snprintf(ev.cart_id, sizeof(ev.cart_id), UUID_1);
+	ev.cart_version = v;
+	if (ev.type != CART_EVENT_CLEARED) {
+		snprintf(ev.item_id, sizeof(ev.item_id), "sku-%d", n);
+		ev.quantity_before = n;
+		ev.quantity_after = n + 1;
+		ev.unit_price.amount = 1999;
+		snprintf(ev.unit_price.currency, sizeof(ev.unit_price.currency), "EUR");
+	} else {
+		ev.item_count_before = 7;
+	}
+	return ev;
+}
+
+/* Saves version v of user's cart with k events numbered from first. */
+static int save_with_events(const cart_repo *r, const char *user, int64_t v,
+			    int first, int k)
+{
+	cart_event ev[4];
+	cart *c = meta_cart(user, UUID_1, v, T0);
+	ck_assert_int_le(k, 4);
+	for (int i = 0; i < k; i++)
+		ev[i] = outbox_event(user, first + i, v);
+	cart_write w = { .user_id = user, .expected_version = v - 1, .cart = c,
+			 .events = ev, .event_count = (size_t)k };
+	int rc = cart_repo_save(r, &w);
+	cart_free(c);
+	return rc;
+}
+
+static const cart_outbox_batch *batch_of(const cart_outbox *o, const char *user)
+{
+	for (size_t i = 0; i < o->n_batches; i++)
+		if (!strcmp(o->batches[i].user_id, user))
+			return &o->batches[i];
+	return NULL;
+}
+
+START_TEST(test_repo_outbox_empty)
+{
+	const cart_repo *r = open_repo(_i);
+	cart_outbox o;
+	cart_free(save_simple(r, "u1", 1));   /* a write without events */
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	ck_assert_uint_eq(o.n_batches, 0);
+	ck_assert_uint_eq(o.backlog, 0);
+	ck_assert_int_eq(o.oldest_at, 0);
+	cart_outbox_release(&o);
+}
+END_TEST
+
+START_TEST(test_repo_outbox_keeps_events_in_order_with_every_field)
+{
+	const cart_repo *r = open_repo(_i);
+	cart_outbox o;
+	ck_assert_int_eq(save_with_events(r, "u1", 1, 1, 2), CART_OK);
+	ck_assert_int_eq(save_with_events(r, "u1", 2, 3, 1), CART_OK);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	const cart_outbox_batch *b = batch_of(&o, "u1");
+	ck_assert_ptr_nonnull(b);
+	ck_assert_uint_eq(b->n, 3);
+	ck_assert_uint_ge(o.backlog, 3);
+	ck_assert_int_eq(o.oldest_at, T0 + 1);
+	for (int i = 0; i < 3; i++) {
+		cart_event want = outbox_event("u1", i + 1, i < 2 ? 1 : 2);
+		const cart_event *got = &b->events[i];
+		ck_assert_str_eq(got->event_id, want.event_id);
+		ck_assert_int_eq(got->type, want.type);
+		ck_assert_int_eq(got->occurred_at, want.occurred_at);
+		ck_assert_str_eq(got->user_id, "u1");
+		ck_assert_str_eq(got->cart_id, want.cart_id);
+		ck_assert_int_eq(got->cart_version, want.cart_version);
+		ck_assert_str_eq(got->item_id, want.item_id);
+		ck_assert_int_eq(got->quantity_before, want.quantity_before);
+		ck_assert_int_eq(got->quantity_after, want.quantity_after);
+		ck_assert_int_eq(got->unit_price.amount, want.unit_price.amount);
+		ck_assert_str_eq(got->unit_price.currency, want.unit_price.currency);
+		ck_assert_int_eq(got->item_count_before, want.item_count_before);
+	}
+	cart_outbox_release(&o);
+}
+END_TEST
+
+START_TEST(test_repo_outbox_ack_removes_only_the_named_prefix)
+{
+	const cart_repo *r = open_repo(_i);
+	cart_outbox o;
+	ck_assert_int_eq(save_with_events(r, "u1", 1, 1, 3), CART_OK);
+	ck_assert_int_eq(save_with_events(r, "u2", 1, 10, 1), CART_OK);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	const cart_outbox_batch *b = batch_of(&o, "u1");
+	ck_assert_ptr_nonnull(b);
+	/* not the oldest: refused, nothing removed */
+	ck_assert_int_eq(cart_repo_outbox_ack(r, "u1", b->events + 1, 1),
+			 CART_ECONFLICT);
+	ck_assert_int_eq(cart_repo_outbox_ack(r, "u1", b->events, 2), CART_OK);
+	/* already acknowledged: refused */
+	ck_assert_int_eq(cart_repo_outbox_ack(r, "u1", b->events, 1), CART_ECONFLICT);
+	cart_outbox_release(&o);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	b = batch_of(&o, "u1");
+	ck_assert_ptr_nonnull(b);
+	ck_assert_uint_eq(b->n, 1);
+	ck_assert_str_eq(b->events[0].event_id, outbox_event("u1", 3, 1).event_id);
+	ck_assert_ptr_nonnull(batch_of(&o, "u2"));
+	ck_assert_int_eq(cart_repo_outbox_ack(r, "u1", b->events, 1), CART_OK);
+	ck_assert_int_eq(cart_repo_outbox_ack(r, "u2", batch_of(&o, "u2")->events, 1),
+			 CART_OK);
+	cart_outbox_release(&o);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	ck_assert_uint_eq(o.n_batches, 0);
+	cart_outbox_release(&o);
+	/* the user is pending again after the next write */
+	ck_assert_int_eq(save_with_events(r, "u1", 2, 20, 1), CART_OK);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	ck_assert_ptr_nonnull(batch_of(&o, "u1"));
+	cart_outbox_release(&o);
+}
+END_TEST
+
+START_TEST(test_repo_outbox_conflicting_write_records_nothing)
+{
+	const cart_repo *r = open_repo(_i);
+	cart_outbox o;
+	ck_assert_int_eq(save_with_events(r, "u1", 1, 1, 1), CART_OK);
+	/* a second writer that also expected version 0 */
+	ck_assert_int_eq(save_with_events(r, "u1", 1, 2, 1), CART_ECONFLICT);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	ck_assert_uint_eq(batch_of(&o, "u1")->n, 1);
+	cart_outbox_release(&o);
+}
+END_TEST
+
+START_TEST(test_repo_outbox_bound_refuses_writes)
+{
+	const cart_repo *r = open_repo(_i);
+	cart_outbox o;
+	int64_t v = 0;
+	while (v * 4 < CART_OUTBOX_MAX) {
+		v++;
+		ck_assert_int_eq(save_with_events(r, "u1", v, (int)v * 4, 4), CART_OK);
+	}
+	/* CART_OUTBOX_MAX events wait: the next write is refused, not lost */
+	ck_assert_int_eq(save_with_events(r, "u1", v + 1, 9000, 1), CART_EUNAVAILABLE);
+	assert_version(r, "u1", v);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 1000, &o), CART_OK);
+	const cart_outbox_batch *b = batch_of(&o, "u1");
+	ck_assert_uint_eq(b->n, CART_OUTBOX_MAX);
+	ck_assert_int_eq(cart_repo_outbox_ack(r, "u1", b->events, 4), CART_OK);
+	cart_outbox_release(&o);
+	ck_assert_int_eq(save_with_events(r, "u1", v + 1, 9000, 1), CART_OK);
+}
+END_TEST
+
 /* --- suite ---------------------------------------------------------------- */
 
 #define ADD(tc, fn) tcase_add_loop_test(tc, fn, idx, idx + 1)
@@ -853,6 +1020,16 @@ Suite *repo_contract_suite(const char *name, repo_factory f, void *arg)
 	ADD(tc, test_repo_idem_keys_scoped_per_user);
 	ADD(tc, test_repo_idem_body_with_nul_bytes);
 	ADD(tc, test_repo_idem_longest_key);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("outbox");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	ADD(tc, test_repo_outbox_empty);
+	ADD(tc, test_repo_outbox_keeps_events_in_order_with_every_field);
+	ADD(tc, test_repo_outbox_ack_removes_only_the_named_prefix);
+	ADD(tc, test_repo_outbox_conflicting_write_records_nothing);
+	ADD(tc, test_repo_outbox_bound_refuses_writes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");

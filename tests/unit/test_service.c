@@ -11,6 +11,7 @@
 #include "cart/service.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_ids.h"
+#include "cart/relay.h"
 #include "fakes/fake_publisher.h"
 #include "fakes/fault_repo.h"
 #include "memory/memory_repo.h"
@@ -31,6 +32,7 @@ static cart_ids ids;
 static fake_ids *fids;
 static cart_service_config cfg;
 static cart_service *svc;
+static cart_relay *relay;      /* publishes what commits left in the outbox */
 
 struct render_ctx {
 	int calls;
@@ -41,8 +43,7 @@ static void start_service(void)
 {
 	cart_service_free(svc);
 	svc = NULL;
-	ck_assert_int_eq(cart_service_new(&svc, &cfg, &repo, &pub, &clk, &ids),
-			 CART_OK);
+	ck_assert_int_eq(cart_service_new(&svc, &cfg, &repo, &clk, &ids), CART_OK);
 	ck_assert_ptr_nonnull(svc);
 }
 
@@ -57,10 +58,13 @@ static void setup(void)
 	memset(&rctx, 0, sizeof(rctx));
 	svc = NULL;
 	start_service();
+	ck_assert_int_eq(cart_relay_new(&relay, &mem, &pub, &clk, 1000), CART_OK);
 }
 
 static void teardown(void)
 {
+	cart_relay_free(relay);
+	relay = NULL;
 	cart_service_free(svc);
 	svc = NULL;
 	cart_repo_destroy(&repo);
@@ -248,8 +252,11 @@ static int32_t qty_of(const cart *c, const char *item)
 	return it ? cart_item_quantity(it) : 0;
 }
 
+/* Events published so far, after the relay has drained the outbox. */
 static size_t events(void)
 {
+	while (cart_relay_run_once(relay) > 0)
+		;
 	return fake_publisher_count(fpub);
 }
 
@@ -891,14 +898,24 @@ START_TEST(test_service_publish_failure_keeps_commit)
 	ck_assert_int_eq(cart_version(res.cart), 1);
 	cart_result_release(&res);
 	ck_assert_int_eq(stored_version("u1"), 1);
+	/* the publisher is down: the event waits in the outbox */
+	ck_assert_int_eq(cart_relay_run_once(relay), 0);
 	ck_assert_uint_ge(fake_publisher_calls(fpub), 1);
+	cart_relay_stats rst;
+	cart_relay_stats_get(relay, &rst);
+	ck_assert_uint_ge(rst.publish_failures, 1);
+	ck_assert_uint_eq(rst.backlog, 1);
 	cart_service_stats st;
 	cart_service_stats_get(svc, &st);
 	ck_assert_uint_eq(st.commits, 1);
-	ck_assert_uint_ge(st.publish_failures, 1);
+	/* back up: both events go out, in version order, once */
 	fake_publisher_fail(fpub, 0, 0);
 	ck_assert_int_eq(add("u1", "a", 1, 10), CART_OK);
+	ck_assert_uint_eq(events(), 2);
+	ck_assert_int_eq(fake_publisher_event(fpub, 0).cart_version, 1);
 	ck_assert_int_eq(last_event().cart_version, 2);
+	cart_relay_stats_get(relay, &rst);
+	ck_assert_uint_eq(rst.backlog, 0);
 }
 END_TEST
 

@@ -1,0 +1,51 @@
+#ifndef CART_RELAY_H
+#define CART_RELAY_H
+
+/*
+ * The outbox relay: publishes the events that commits recorded in the
+ * repository's outbox, then acknowledges them there.  An event is
+ * published only after its write committed (it is read from the store),
+ * and removed only after the publisher accepted it, so delivery is at
+ * least once and survives crashes and publisher outages; per user the
+ * order is cart_version order.
+ *
+ * A relay is driven by one thread at a time (cart_relay_run_once in a
+ * loop); several processes may relay the same store: the ack is
+ * conditional, and consumers deduplicate by event id or
+ * (cartId, cartVersion).
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cart/ports.h"
+#include "cart/repo.h"
+
+typedef struct cart_relay cart_relay;
+
+typedef struct cart_relay_stats {
+	uint64_t published;       /* events accepted by the publisher */
+	uint64_t publish_failures;/* publisher calls that failed */
+	uint64_t ack_conflicts;   /* acks that found the outbox changed */
+	size_t backlog;           /* pending events at the last fetch */
+	int64_t oldest_age_ms;    /* age of the oldest pending event, 0 if none */
+} cart_relay_stats;
+
+/* Ports are borrowed; batch is the most events fetched per pass. */
+int cart_relay_new(cart_relay **out, const cart_repo *repo,
+		   const cart_publisher *pub, const cart_clock *clock,
+		   size_t batch);
+void cart_relay_free(cart_relay *r);   /* accepts NULL */
+
+/*
+ * One pass: fetch pending events, publish each user's in order, ack what
+ * was accepted.  Returns the number of events published (>= 0), or a
+ * cart_err if the outbox could not be read.  A user whose events the
+ * publisher refused is left pending for the next pass.
+ */
+int cart_relay_run_once(cart_relay *r);
+
+/* Counters; safe to read from any thread. */
+void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out);
+
+#endif
