@@ -14,7 +14,7 @@ RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-opens
 # the AWS stand-ins: botocore verifies every SigV4 signature independently,
 # the AWS CLI reads what the service wrote. dynalite (DynamoDB) comes from
 # npm, pinned in tests/aws/package-lock.json.
-CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore awscli"
+CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore python3-jsonschema awscli"
 # Nice to have while developing: load generation and debugging.
 DEV_PKGS="wrk gdb"
 

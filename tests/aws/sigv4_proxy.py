@@ -621,7 +621,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 resp = conn.getresponse()
                 resp_body = resp.read()
                 resp_headers = resp.getheaders()
-                if resp.will_close:
+                if resp.will_close or not proxy.upstream_keepalive:
                     conn.close()
                     self._upstream = None
                 break
@@ -631,6 +631,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._upstream = None
                 if reused and attempt == 0:
                     continue  # stale keep-alive connection: the request never arrived
+                if proxy.mirror_upstream_close and isinstance(exc, http.client.RemoteDisconnected):
+                    self._drop()  # the upstream took the request and closed: so do we
+                    return None
                 return self._upstream_error(exc)
             except OSError as exc:
                 conn.close()
@@ -726,13 +729,21 @@ class _Server(http.server.ThreadingHTTPServer):
             except OSError:
                 pass
 
+    def handle_error(self, request, client_address):
+        # a client that gave up (timeout) while we were answering is normal
+        # in fault tests; anything else still gets its traceback
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class SigV4Proxy:
     """The proxy server; start() runs it on a background thread."""
 
     def __init__(self, upstream, host="127.0.0.1", port=0, region="us-east-1",
                  service="dynamodb", credentials=None, max_skew=MAX_SKEW_SECONDS,
-                 upstream_timeout=60, verbose=False, clock=time.time):
+                 upstream_timeout=60, verbose=False, clock=time.time,
+                 upstream_keepalive=True, mirror_upstream_close=False):
         parts = urllib.parse.urlsplit(upstream)
         if parts.scheme != "http":
             raise ValueError("upstream must be http://host:port, got %r" % upstream)
@@ -740,6 +751,15 @@ class SigV4Proxy:
         self.upstream_host = parts.hostname
         self.upstream_port = parts.port or 80
         self.upstream_timeout = upstream_timeout
+        # False: one upstream connection per request, so an upstream that
+        # closes without answering (a test server's hang/drop fault) is never
+        # mistaken for a stale keep-alive connection and the request is never
+        # sent twice.
+        self.upstream_keepalive = upstream_keepalive
+        # True: an upstream that closes without answering makes the proxy
+        # close the client's connection unanswered too (instead of a 502),
+        # so the upstream's drop/hang faults reach the client as they are.
+        self.mirror_upstream_close = mirror_upstream_close
         self.verbose = verbose
         self.store = CredentialStore(credentials)
         self.verifier = SigV4Verifier(self.store, region, service, max_skew, clock)

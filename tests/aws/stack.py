@@ -9,17 +9,20 @@ Library:
         st.fault("throttle", count=2, target="PutItem")
         st.stats()["targets"]  # {"DynamoDB_20120810.PutItem": 3, ...}
         st.env()               # env for a child process (see below)
+    with AwsStack(eventbridge=True) as st:   # + PutEvents stand-in behind a
+        st.events_endpoint     # SigV4 proxy for service "events"; st.events()
 
 CLI:
     /usr/bin/python3 tests/aws/stack.py run [--table NAME] [--creds env|session|ecs]
-        [--env K=V]... -- CMD ARGS...
+        [--eventbridge [--bus NAME]...] [--env K=V]... -- CMD ARGS...
     /usr/bin/python3 tests/aws/stack.py serve [--table NAME]   # until Ctrl-C
 
 `run` starts the stack, creates the table (directly on dynalite, so it does
 not show in the proxy's counters) and runs CMD with DYNAMODB_ENDPOINT,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_DEFAULT_REGION,
 AWS_EC2_METADATA_DISABLED=true, CART_TEST_DYNALITE, CART_TEST_CONTROL
-(+ CART_TEST_TABLE, CART_TEST_ECS*) on top of the current environment, then
+(+ CART_TEST_TABLE, CART_TEST_ECS*; with --eventbridge EVENTBRIDGE_ENDPOINT,
+CART_TEST_EVENTS_CONTROL, CART_TEST_EVENT_BUS) on top of the current environment, then
 stops every server and exits with CMD's exit status.
 """
 
@@ -48,6 +51,7 @@ import sigv4_proxy  # noqa: E402
 from sigv4_proxy import (SigV4Proxy, TEST_AKID, TEST_SECRET,  # noqa: E402,F401
                          TEST_SESSION_AKID, TEST_SESSION_SECRET, TEST_SESSION_TOKEN)
 from ecs_creds_server import EcsCredentialsServer  # noqa: E402
+from eventbridge_server import EventBridgeServer  # noqa: E402
 
 DYNALITE_CLI = os.path.join(HERE, "node_modules", "dynalite", "cli.js")
 REGION = "us-east-1"
@@ -160,8 +164,19 @@ class AwsStack:
 
     def __init__(self, table=None, ecs=False, ecs_lifetime_seconds=1200, ecs_rotate=True,
                  ecs_auth_token=ECS_AUTH_TOKEN, region=REGION, service="dynamodb",
-                 create_table_ms=200, verbose=None, extra_credentials=None):
+                 create_table_ms=200, verbose=None, extra_credentials=None,
+                 eventbridge=False, event_buses=None, dynamodb=True):
+        """eventbridge=True also starts the PutEvents stand-in behind a second
+        SigV4 proxy (service "events"); event_buses limits the bus names it
+        accepts. dynamodb=False skips dynalite and its proxy (EventBridge only)."""
+        if table and not dynamodb:
+            raise ValueError("table needs dynamodb=True")
         self.table = table
+        self.want_dynamodb = dynamodb
+        self.want_eventbridge = eventbridge
+        self.event_buses = list(event_buses) if event_buses else None
+        self.events_server = None   # EventBridgeServer
+        self.events_proxy = None    # SigV4Proxy(service="events") in front of it
         self.region = region
         self.service = service
         self.want_ecs = ecs
@@ -191,16 +206,25 @@ class AwsStack:
         with _LIVE_LOCK:
             _LIVE.add(self)
         try:
-            self._start_dynalite()
             creds = sigv4_proxy.default_credentials()
             creds.update(self.extra_credentials)
-            self.proxy = SigV4Proxy(self.dynalite_endpoint, region=self.region,
-                                    service=self.service, credentials=creds,
-                                    verbose=self.verbose).start()
+            if self.want_dynamodb:
+                self._start_dynalite()
+                self.proxy = SigV4Proxy(self.dynalite_endpoint, region=self.region,
+                                        service=self.service, credentials=creds,
+                                        verbose=self.verbose).start()
+            if self.want_eventbridge:
+                self.events_server = EventBridgeServer(buses=self.event_buses,
+                                                       verbose=self.verbose).start()
+                self.events_proxy = SigV4Proxy(self.events_server.url, region=self.region,
+                                               service="events", credentials=creds,
+                                               verbose=self.verbose,
+                                               upstream_keepalive=False,
+                                               mirror_upstream_close=True).start()
             if self.want_ecs:
                 self.ecs = EcsCredentialsServer(
                     auth_token=self.ecs_auth_token, lifetime_seconds=self.ecs_lifetime_seconds,
-                    rotate=self.ecs_rotate, register=self.proxy.add_credentials,
+                    rotate=self.ecs_rotate, register=self.add_credentials,
                     verbose=self.verbose).start()
             if self.table:
                 create_table(self.dynalite_endpoint, self.table, region=self.region)
@@ -275,12 +299,22 @@ class AwsStack:
             self._log.close()
             self._log = None
 
+    def add_credentials(self, akid, secret, token=None, expires_at=None):
+        """Accept a key set on every proxy of the stack (DynamoDB and events)."""
+        for proxy in (self.proxy, self.events_proxy):
+            if proxy is not None:
+                proxy.add_credentials(akid, secret, token, expires_at)
+
     def stop(self):
         try:
             if self.ecs is not None:
                 self.ecs.stop()
             if self.proxy is not None:
                 self.proxy.stop()
+            if self.events_proxy is not None:
+                self.events_proxy.stop()
+            if self.events_server is not None:
+                self.events_server.stop()
         finally:
             self._stop_dynalite()
             if self._tmpdir is not None:
@@ -301,6 +335,40 @@ class AwsStack:
     @property
     def dynalite_endpoint(self):
         return "http://127.0.0.1:%d" % self.dynalite_port
+
+    @property
+    def events_endpoint(self):
+        """The events SigV4 proxy: give this to the service (EVENTBRIDGE_ENDPOINT)."""
+        return self.events_proxy.url if self.events_proxy else None
+
+    @property
+    def events_control(self):
+        """Base URL of the PutEvents stand-in's /__control/ API (unsigned)."""
+        return self.events_server.url if self.events_server else None
+
+    # --- EventBridge stand-in -------------------------------------------------
+    def events(self):
+        """Accepted entries, in order: [{bus, source, detailType, detail, time, ...}]."""
+        return self.control("GET", "events", base=self.events_control)["events"]
+
+    def events_stats(self):
+        return self.control("GET", "stats", base=self.events_control)
+
+    def events_fault(self, kind, count=1, **kw):
+        return self.control("POST", "fault", dict(kw, kind=kind, count=count),
+                            base=self.events_control)
+
+    def events_reset(self):
+        return self.control("POST", "reset", base=self.events_control)
+
+    def events_proxy_stats(self):
+        """The events proxy's own stats (signature rejections, targets)."""
+        return self.control("GET", "stats", base=self.events_endpoint)
+
+    def events_client(self, **kw):
+        """botocore EventBridge client through the events proxy."""
+        kw.setdefault("region", self.region)
+        return botocore_client(self.events_endpoint, service="events", **kw)
 
     # --- control API --------------------------------------------------------
     def control(self, method, path, body=None, base=None):
@@ -345,13 +413,25 @@ class AwsStack:
         for name in _AMBIENT_AWS_VARS:
             env.pop(name, None)
         env.update({
-            "DYNAMODB_ENDPOINT": self.dynamodb_endpoint,
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_EC2_METADATA_DISABLED": "true",
-            "CART_TEST_DYNALITE": self.dynalite_endpoint,
-            "CART_TEST_CONTROL": self.control_endpoint,
         })
+        if self.proxy is not None:
+            env.update({
+                "DYNAMODB_ENDPOINT": self.dynamodb_endpoint,
+                "CART_TEST_DYNALITE": self.dynalite_endpoint,
+                "CART_TEST_CONTROL": self.control_endpoint,
+            })
+        if self.events_proxy is not None:
+            for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EVENTBRIDGE"):
+                env.pop(name, None)   # EVENTBRIDGE_ENDPOINT is ours
+            env.update({
+                "EVENTBRIDGE_ENDPOINT": self.events_endpoint,
+                "CART_TEST_EVENTS_CONTROL": self.events_control,
+            })
+            if self.event_buses:
+                env["CART_TEST_EVENT_BUS"] = self.event_buses[0]
         if self.table:
             env["CART_TEST_TABLE"] = self.table
         if creds == "env":
@@ -395,7 +475,8 @@ def _cli_run(args):
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    stack = AwsStack(table=args.table, ecs=args.creds == "ecs" or args.ecs)
+    stack = AwsStack(table=args.table, ecs=args.creds == "ecs" or args.ecs,
+                     eventbridge=args.eventbridge, event_buses=args.bus)
     try:
         stack.start()
         env = stack.env(creds=args.creds)
@@ -404,7 +485,7 @@ def _cli_run(args):
             env[key] = value
         if args.verbose:
             for key in sorted(env):
-                if key.startswith(("AWS_", "DYNAMODB_", "CART_TEST_")):
+                if key.startswith(("AWS_", "DYNAMODB_", "EVENTBRIDGE_", "CART_TEST_")):
                     sys.stderr.write("stack: %s=%s\n" % (key, env[key]))
         try:
             child = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
@@ -418,7 +499,13 @@ def _cli_run(args):
             except InterruptedError:
                 continue
         if args.stats:
-            sys.stderr.write("stack: proxy stats %s\n" % json.dumps(stack.stats()))
+            if stack.proxy is not None:
+                sys.stderr.write("stack: proxy stats %s\n" % json.dumps(stack.stats()))
+            if stack.events_proxy is not None:
+                sys.stderr.write("stack: events proxy stats %s\n"
+                                 % json.dumps(stack.events_proxy_stats()))
+                sys.stderr.write("stack: eventbridge stats %s\n"
+                                 % json.dumps(stack.events_stats()))
         return rc if rc >= 0 else 128 - rc
     finally:
         if child is not None and child.poll() is None:
@@ -428,7 +515,8 @@ def _cli_run(args):
 
 
 def _cli_serve(args):
-    stack = AwsStack(table=args.table, ecs=args.ecs or args.creds == "ecs")
+    stack = AwsStack(table=args.table, ecs=args.ecs or args.creds == "ecs",
+                     eventbridge=args.eventbridge, event_buses=args.bus)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
@@ -451,6 +539,13 @@ def main(argv=None):
         p.add_argument("--creds", choices=("env", "session", "ecs"), default="env",
                        help="credentials the child gets (default: env)")
         p.add_argument("--ecs", action="store_true", help="also start the ECS endpoint")
+        p.add_argument("--eventbridge", action="store_true",
+                       help="also start the PutEvents stand-in behind a SigV4 proxy for "
+                            "service events (exports EVENTBRIDGE_ENDPOINT, "
+                            "CART_TEST_EVENTS_CONTROL)")
+        p.add_argument("--bus", action="append", default=None, metavar="NAME",
+                       help="with --eventbridge: accept only this bus name (repeatable; "
+                            "the first is exported as CART_TEST_EVENT_BUS)")
         p.add_argument("--verbose", action="store_true")
         if name == "run":
             p.add_argument("--env", action="append", default=[], metavar="K=V",
@@ -462,6 +557,8 @@ def main(argv=None):
     if args.table is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", args.table):
         ap.error("--table %r: DynamoDB table names are 3-255 characters of "
                  "[A-Za-z0-9_.-]" % args.table)
+    if args.bus and not args.eventbridge:
+        ap.error("--bus needs --eventbridge")
     if args.verbose:
         os.environ["CART_TEST_AWS_VERBOSE"] = "1"
     if args.command == "run":
