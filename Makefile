@@ -141,9 +141,9 @@ dynamo: $(DYNAMO_T) $(BIN)
 	tools/bootstrap.sh check >/dev/null
 	/usr/bin/python3 -m unittest discover -s tests/aws -p 'test_*.py'
 	CART_CONTRACT_LOOPS=5 CK_FORK=no $(STACK) $(VALGRIND) $(DYNAMO_T)
-	$(STACK) sh -c 'DYNAMODB_TABLE=cart-e2e $(BIN) migrate && \
+	/usr/bin/python3 tests/aws/stack.py run --eventbridge -- sh -c 'DYNAMODB_TABLE=cart-e2e $(BIN) migrate && \
 	  $(IAM) --policy docs/iam/admin-policy.json --subset --reset && \
-	  E2E_BACKEND=dynamodb E2E_DYNAMODB_TABLE=cart-e2e \
+	  E2E_BACKEND=dynamodb E2E_DYNAMODB_TABLE=cart-e2e E2E_EVENTS=eventbridge \
 	  /usr/bin/python3 -m unittest discover -s tests/e2e -p "test_*.py" && \
 	  $(IAM) --policy docs/iam/runtime-policy.json --exact'
 	/usr/bin/python3 -m unittest discover -s tests/e2e_aws -p 'test_*.py'

@@ -69,6 +69,10 @@ static const var vars[] = {
 	  "trial calls in half-open; all must succeed to close" },
 	{ "EVENTBRIDGE_ENABLED", "true", V_BOOL, F(eventbridge_enabled), 0, 0, NULL, SET(set_eventbridge),
 	  "publish events to EventBridge outside ENV_NAME=dev" },
+	{ "EVENTBRIDGE_ENDPOINT", "", V_STR, F(eventbridge_endpoint), 0, 0, NULL, NOSET,
+	  "EventBridge endpoint URL (default: AWS_ENDPOINT_URL_EVENTBRIDGE, AWS_ENDPOINT_URL, the region's)" },
+	{ "EVENTBRIDGE_SOURCE", "cart-service", V_STR, F(eventbridge_source), 1, 0, ID_CHARS "-_./:", NOSET,
+	  "Source of the EventBridge entries" },
 	{ "EVENTS_RELAY_ENABLED", "true", V_BOOL, F(events_relay_enabled), 0, 0, NULL, NOSET,
 	  "publish the event outbox from this process (false: another task relays)" },
 	{ "EVENTBRIDGE_BUS_NAME", "default", V_STR, F(eventbridge_bus_name), 1, 0, ID_CHARS "-_./:", NOSET,
@@ -202,7 +206,8 @@ int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 		if (v->set_offset && given)
 			*(bool *)((char *)cfg + v->set_offset) = true;
 		if (parse_one(cfg, v, val) ||
-		    (v->offset == offsetof(app_config, dynamodb_endpoint) &&
+		    ((v->offset == offsetof(app_config, dynamodb_endpoint) ||
+		      v->offset == offsetof(app_config, eventbridge_endpoint)) &&
 		     check_endpoint(val))) {
 			snprintf(err, err_len, "invalid %s=\"%.64s\": expected %s",
 				 v->name, val, v->help);
@@ -219,10 +224,7 @@ int config_check_features(const app_config *cfg, char *err, size_t err_len,
 	const char *missing = NULL;
 
 	*warn = '\0';
-	if (!strcmp(cfg->events_publisher, "eventbridge"))
-		missing = cfg->set_publisher ? "EVENTS_PUBLISHER=eventbridge"
-					     : "EVENTBRIDGE_ENABLED (EventBridge publisher implied by ENV_NAME)";
-	else if (cfg->xray_enabled)
+	if (cfg->xray_enabled)
 		missing = "AWS_XRAY_ENABLED=true";
 	else if (cfg->set_rate_limit && cfg->rate_limit_rps > 0)
 		missing = "RATE_LIMIT_RPS";

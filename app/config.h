@@ -40,6 +40,8 @@ typedef struct app_config {
 	bool eventbridge_enabled;
 	bool events_relay_enabled;
 	char eventbridge_bus_name[256];
+	char eventbridge_endpoint[512];
+	char eventbridge_source[128];
 	char storage_backend[16];    /* memory | dynamodb */
 	char events_publisher[16];   /* log | none | eventbridge */
 	int max_item_quantity;

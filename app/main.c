@@ -18,6 +18,7 @@
 #include "aws/aws.h"
 #include "config.h"
 #include "dynamodb/dynamo_repo.h"
+#include "eventbridge/eventbridge_publisher.h"
 #include "http.h"
 #include "log.h"
 #include "log/log_publisher.h"
@@ -36,6 +37,7 @@ typedef struct wiring {
 	cart_ids ids;
 	cart_aws_creds *creds;
 	cart_aws_client *dynamo;
+	cart_aws_client *events;
 	cart_service *svc;
 	cart_relay *relay;
 } wiring;
@@ -54,21 +56,28 @@ static void aws_log_write(void *ctx, int level, const char *msg,
 
 static const cart_aws_log g_aws_log = { aws_log_write, NULL };
 
-/* The DynamoDB client: credentials, endpoint, timeouts, retry, breaker. */
-static int wire_dynamo_client(wiring *w, const app_config *cfg, char *err,
-			      size_t err_len)
+/* AWS credentials, once for every AWS client. */
+static int ensure_creds(wiring *w, char *err, size_t err_len)
+{
+	if (w->creds)
+		return 0;
+	return cart_aws_creds_new(&w->creds, env, &w->clock, &g_aws_log, err, err_len);
+}
+
+/* A client for one AWS service: credentials, endpoint, retry, breaker. */
+static int wire_aws_client(wiring *w, const app_config *cfg, cart_aws_client **out,
+			   const char *service, const char *content_type,
+			   const char *endpoint, char *err, size_t err_len)
 {
 	cart_aws_client_config cc;
-	char endpoint[512];
 
-	if (cart_aws_creds_new(&w->creds, env, &w->clock, &g_aws_log, err, err_len))
+	if (ensure_creds(w, err, err_len))
 		return -1;
-	cart_aws_endpoint(endpoint, sizeof(endpoint), env, "DYNAMODB_ENDPOINT",
-			  "DYNAMODB", "dynamodb", cfg->aws_region);
 	cart_aws_client_config_init(&cc);
-	cc.service = "dynamodb";
+	cc.service = service;
 	cc.region = cfg->aws_region;
 	cc.endpoint = endpoint;
+	cc.content_type = content_type;
 	cc.connect_timeout_ms = cfg->dynamodb_connect_timeout_ms;
 	cc.timeout_ms = cfg->dynamodb_timeout_ms;
 	cc.retry.max_attempts = cfg->aws_max_attempts;
@@ -78,13 +87,45 @@ static int wire_dynamo_client(wiring *w, const app_config *cfg, char *err,
 	cc.breaker.window_ms = cfg->breaker_window_seconds * 1000LL;
 	cc.breaker.open_ms = cfg->breaker_open_seconds * 1000LL;
 	cc.breaker.half_open_probes = cfg->breaker_half_open_probes;
-	if (cart_aws_client_new(&w->dynamo, &cc, w->creds, &w->clock, &w->ids,
-				&g_aws_log)) {
-		snprintf(err, err_len, "invalid DynamoDB client settings (endpoint %.200s)",
-			 endpoint);
+	if (cart_aws_client_new(out, &cc, w->creds, &w->clock, &w->ids, &g_aws_log)) {
+		snprintf(err, err_len, "invalid %s client settings (endpoint %.200s)",
+			 service, endpoint);
 		return -1;
 	}
-	log_write(LOG_INFO, "dynamodb client ready", NULL);
+	return 0;
+}
+
+static int wire_dynamo_client(wiring *w, const app_config *cfg, char *err,
+			      size_t err_len)
+{
+	char endpoint[512];
+
+	cart_aws_endpoint(endpoint, sizeof(endpoint), env, "DYNAMODB_ENDPOINT",
+			  "DYNAMODB", "dynamodb", cfg->aws_region);
+	return wire_aws_client(w, cfg, &w->dynamo, "dynamodb",
+			       "application/x-amz-json-1.0", endpoint, err, err_len);
+}
+
+static int wire_publisher(wiring *w, const app_config *cfg, char *err,
+			  size_t err_len)
+{
+	cart_eventbridge_config ec = { cfg->eventbridge_bus_name,
+				       cfg->eventbridge_source, cfg->aws_max_attempts };
+	char endpoint[512];
+
+	if (!strcmp(cfg->events_publisher, "log"))
+		return cart_log_publisher_new(&w->pub, STDOUT_FILENO) ? -1 : 0;
+	if (!strcmp(cfg->events_publisher, "none"))
+		return cart_noop_publisher_new(&w->pub) ? -1 : 0;
+	cart_aws_endpoint(endpoint, sizeof(endpoint), env, "EVENTBRIDGE_ENDPOINT",
+			  "EVENTBRIDGE", "events", cfg->aws_region);
+	if (wire_aws_client(w, cfg, &w->events, "events", "application/x-amz-json-1.1",
+			    endpoint, err, err_len))
+		return -1;
+	if (cart_eventbridge_publisher_new(&w->pub, &ec, w->events, &g_aws_log)) {
+		snprintf(err, err_len, "invalid EVENTBRIDGE_BUS_NAME or EVENTBRIDGE_SOURCE");
+		return -1;
+	}
 	return 0;
 }
 
@@ -117,10 +158,8 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 	cart_system_ids_init(&w->ids);
 	if (wire_repo(w, cfg, err, err_len))
 		return -1;
-	if (!strcmp(cfg->events_publisher, "log"))
-		cart_log_publisher_new(&w->pub, STDOUT_FILENO);
-	else
-		cart_noop_publisher_new(&w->pub);
+	if (wire_publisher(w, cfg, err, err_len))
+		return -1;
 	cart_service_config_init(&sc);
 	sc.limits.max_item_quantity = cfg->max_item_quantity;
 	sc.limits.max_lines = (size_t)cfg->max_cart_lines;
@@ -142,9 +181,10 @@ static void unwire(wiring *w)
 	cart_relay_free(w->relay);
 	cart_service_free(w->svc);
 	cart_repo_destroy(&w->repo);
-	cart_aws_client_free(w->dynamo);
-	cart_aws_creds_free(w->creds);
 	cart_publisher_destroy(&w->pub);
+	cart_aws_client_free(w->dynamo);
+	cart_aws_client_free(w->events);
+	cart_aws_creds_free(w->creds);
 	cart_ids_destroy(&w->ids);
 	cart_clock_destroy(&w->clock);
 }

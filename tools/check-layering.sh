@@ -6,7 +6,8 @@
 #                  curl, openssl, adapters/ or app/, and no HTTP/JSON words
 #   adapters/X/    include/cart/, its own headers and its wire libraries;
 #                  no lib/ private headers, civetweb, app/ or adapters/Y/
-#                  (except adapters/aws/, the client every AWS adapter shares)
+#                  (except the support libraries adapters/aws/ and
+#                  adapters/codec/, which adapters share)
 #
 # The Makefile already compiles lib/ with only -Iinclude -Ilib; this script
 # also catches what a compiler cannot (relative paths, words in lib/) and
@@ -116,9 +117,10 @@ check_adapter_file() {  # adapters/<name>/**
 		elif [[ $kind == local && $target != cart/* && $target != */* && ! -f "$(dirname "$f")/$target" && $APP_PRIVATE == *" $base "* ]]; then
 			fail "$f:$line" "adapter includes app/ header '$target'"
 		elif [[ $target == */* && $first != "$own" && $first != .. && $ADAPTERS == *" $first "* &&
-			! ( $first == aws && $own != aws ) ]]; then
-			# adapters/aws/ is the shared AWS client (credentials, SigV4 calls,
-			# retry and breaker), not a port adapter: AWS adapters build on it.
+			! ( ( $first == aws || $first == codec ) && $own != "$first" ) ]]; then
+			# adapters/aws/ (the shared AWS client: credentials, SigV4 calls,
+			# retry and breaker) and adapters/codec/ (the event document) are
+			# support libraries, not port adapters: adapters build on them.
 			fail "$f:$line" "adapter '$own' includes another adapter's header '$target'"
 		elif [[ $target == ../* ]]; then
 			local dest

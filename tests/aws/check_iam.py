@@ -12,7 +12,8 @@ IAM policy file:
   --reset   clear the proxy's counters afterwards, so the next phase is
             counted on its own
 
-Run inside `tests/aws/stack.py run` (it sets CART_TEST_CONTROL).
+Run inside `tests/aws/stack.py run` (it sets CART_TEST_CONTROL, and with
+--eventbridge EVENTBRIDGE_ENDPOINT, whose proxy counts PutEvents).
 """
 import argparse
 import json
@@ -25,6 +26,9 @@ SERVICES = {"DynamoDB_20120810": "dynamodb", "AWSEvents": "events"}
 
 
 def used_actions(control):
+    """Actions seen by the proxy at control; {} if control is None."""
+    if not control:
+        return set()
     with urllib.request.urlopen(control + "/__control/stats", timeout=5) as r:
         stats = json.load(r)
     actions = set()
@@ -63,7 +67,10 @@ def main():
     if not control:
         raise SystemExit("check_iam: CART_TEST_CONTROL is not set "
                          "(run inside tests/aws/stack.py run)")
-    used, granted = used_actions(control), granted_actions(args.policy)
+    # The EventBridge proxy (stack.py --eventbridge) counts PutEvents.
+    events = os.environ.get("EVENTBRIDGE_ENDPOINT")
+    used = used_actions(control) | used_actions(events)
+    granted = granted_actions(args.policy)
     problems = ["used but not granted: %s" % a for a in sorted(used - granted)]
     if args.exact:
         problems += ["granted but never used: %s" % a
@@ -72,9 +79,10 @@ def main():
         problems.append("no AWS action was seen at all")
     print("check_iam: %s: used %s" % (args.policy, ", ".join(sorted(used))))
     if args.reset:
-        req = urllib.request.Request(control + "/__control/reset", data=b"{}",
-                                     method="POST")
-        urllib.request.urlopen(req, timeout=5).close()
+        for c in filter(None, (control, events)):
+            req = urllib.request.Request(c + "/__control/reset", data=b"{}",
+                                         method="POST")
+            urllib.request.urlopen(req, timeout=5).close()
     if problems:
         for p in problems:
             print("check_iam: " + p, file=sys.stderr)

@@ -314,8 +314,16 @@ def backend_env():
     if not endpoint:
         raise AssertionError("E2E_BACKEND=dynamodb needs DYNAMODB_ENDPOINT "
                              "(run through tests/aws/stack.py)")
-    return {"STORAGE_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": endpoint,
-            "DYNAMODB_TABLE": os.environ.get("E2E_DYNAMODB_TABLE", "cart-e2e")}
+    env = {"STORAGE_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": endpoint,
+           "DYNAMODB_TABLE": os.environ.get("E2E_DYNAMODB_TABLE", "cart-e2e")}
+    # E2E_EVENTS=eventbridge: events go to the EventBridge stand-in
+    # (stack.py --eventbridge sets EVENTBRIDGE_ENDPOINT).
+    if os.environ.get("E2E_EVENTS") == "eventbridge":
+        if not os.environ.get("EVENTBRIDGE_ENDPOINT"):
+            raise AssertionError("E2E_EVENTS=eventbridge needs EVENTBRIDGE_ENDPOINT")
+        env.update({"EVENTS_PUBLISHER": "eventbridge",
+                    "EVENTBRIDGE_ENDPOINT": os.environ["EVENTBRIDGE_ENDPOINT"]})
+    return env
 
 
 # Every environment variable the issue names (plus LISTEN_ADDR from the

@@ -305,11 +305,8 @@ class CommandLineTest(unittest.TestCase):
                 self.assertTrue(named, "no line names %s:\n%s" % (var, out))
 
     def test_features_not_in_this_build_stop_the_start(self):
-        for env, var in (({"EVENTS_PUBLISHER": "eventbridge"},
-                          "EVENTS_PUBLISHER"),
-                         ({"AWS_XRAY_ENABLED": "true"}, "AWS_XRAY_ENABLED"),
-                         ({"RATE_LIMIT_RPS": "50"}, "RATE_LIMIT_RPS"),
-                         ({"ENV_NAME": "prod"}, None)):
+        for env, var in (({"AWS_XRAY_ENABLED": "true"}, "AWS_XRAY_ENABLED"),
+                         ({"RATE_LIMIT_RPS": "50"}, "RATE_LIMIT_RPS")):
             with self.subTest(env=env):
                 p = run_binary([], env)
                 out = (p.stdout + p.stderr).decode("utf-8", "replace")

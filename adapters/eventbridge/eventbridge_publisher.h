@@ -1,0 +1,31 @@
+#ifndef CART_EVENTBRIDGE_PUBLISHER_H
+#define CART_EVENTBRIDGE_PUBLISHER_H
+
+/*
+ * Event publisher on Amazon EventBridge: AWSEvents.PutEvents with one
+ * entry per event (Source, DetailType = event type, Detail = the event
+ * JSON of docs/events, EventBusName), at most 10 entries and 256 KB per
+ * call.  Entries that come back failed (FailedEntryCount) are resent
+ * alone, up to max_attempts rounds; whole-call failures are the AWS
+ * client's to retry (standard mode, breaker).  publish succeeds only when
+ * every event was accepted, so the relay keeps the rest pending.
+ *
+ * Thread-safe.  The client (service "events",
+ * application/x-amz-json-1.1) and log are borrowed.
+ */
+
+#include "aws/aws.h"
+#include "cart/ports.h"
+
+typedef struct cart_eventbridge_config {
+	const char *bus;             /* name or ARN */
+	const char *source;          /* e.g. "cart-service" */
+	int max_attempts;            /* rounds for failed entries; default 3 */
+} cart_eventbridge_config;
+
+int cart_eventbridge_publisher_new(cart_publisher *out,
+				   const cart_eventbridge_config *cfg,
+				   cart_aws_client *client,
+				   const cart_aws_log *log);
+
+#endif
