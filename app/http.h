@@ -6,7 +6,9 @@
  * the whole request pipeline can be unit-tested and fuzzed in-process.
  */
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -48,6 +50,20 @@ void http_response_release(http_response *res);
 void http_response_header(http_response *res, const char *name,
 			  const char *value);
 
+/*
+ * Wakes the event relay after a commit, so events leave at once instead of
+ * at the next poll.  Signalling is cheap and never blocks a request.
+ */
+typedef struct relay_kick {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int pending;                 /* guarded by lock */
+} relay_kick;
+
+void relay_kick_signal(relay_kick *k);            /* accepts NULL */
+/* Sleeps up to ms, less if kicked; clears the kick. */
+void relay_kick_wait(relay_kick *k, int64_t ms);
+
 /* Everything a request needs; shared read-only by all worker threads. */
 typedef struct app_ctx {
 	const app_config *cfg;
@@ -55,6 +71,7 @@ typedef struct app_ctx {
 	const cart_repo *repo;
 	const cart_ids *ids;
 	cart_aws_client *dynamo;     /* NULL unless STORAGE_BACKEND=dynamodb */
+	relay_kick *kick;            /* NULL when this process does not relay */
 	atomic_int draining;         /* set once shutdown begins */
 } app_ctx;
 

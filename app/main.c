@@ -29,6 +29,7 @@
 /* Process-wide state, set up before any thread starts (STYLE.md, 7). */
 static app_config g_cfg;
 static app_ctx g_app;
+static relay_kick g_kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
 
 typedef struct wiring {
 	cart_repo repo;
@@ -208,13 +209,8 @@ typedef struct relay_thread {
 	pthread_t thread;
 	atomic_int stop;
 	int started;
+	relay_kick *kick;
 } relay_thread;
-
-static void nap_ms(int64_t ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
 
 /* Backlog and age of the oldest pending event, every 10 s while any. */
 static void log_backlog(cart_relay *relay, int64_t *last_ms, int64_t now_ms)
@@ -236,8 +232,10 @@ static void log_backlog(cart_relay *relay, int64_t *last_ms, int64_t now_ms)
 }
 
 /*
- * Publishes pending events as they appear: at once while there is work,
- * backing off to 1 s while idle or while the publisher fails.
+ * Publishes pending events as they appear: at once after a local commit
+ * (the request path kicks the relay), and by polling for events other
+ * processes left (every 20 ms while there is work, backing off to 1 s
+ * while idle or while the publisher fails).
  */
 static void *relay_loop(void *arg)
 {
@@ -252,22 +250,20 @@ static void *relay_loop(void *arg)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		log_backlog(rt->relay, &last_log, now.tv_sec * 1000LL);
 		cart_relay_stats_get(rt->relay, &st);
-		if (n > 0 && st.backlog <= (size_t)n) {
-			idle_ms = 20;
-			continue;
-		}
+		if (n > 0 && st.backlog > (size_t)n)
+			continue;              /* more than one batch waits */
 		if (n < 0)
 			log_write(LOG_WARN, "event outbox unreadable", NULL);
-		for (int64_t t = 0; t < idle_ms && !atomic_load(&rt->stop); t += 10)
-			nap_ms(10);
-		idle_ms = idle_ms * 2 > 1000 ? 1000 : idle_ms * 2;
+		idle_ms = n > 0 ? 20 : idle_ms * 2 > 1000 ? 1000 : idle_ms * 2;
+		relay_kick_wait(rt->kick, idle_ms);
 	}
 	return NULL;
 }
 
-static void relay_start(relay_thread *rt, cart_relay *relay)
+static void relay_start(relay_thread *rt, cart_relay *relay, relay_kick *kick)
 {
 	rt->relay = relay;
+	rt->kick = kick;
 	atomic_store(&rt->stop, 0);
 	rt->started = pthread_create(&rt->thread, NULL, relay_loop, rt) == 0;
 	if (!rt->started)
@@ -280,6 +276,7 @@ static void relay_stop(relay_thread *rt)
 	if (!rt->started)
 		return;
 	atomic_store(&rt->stop, 1);
+	relay_kick_signal(rt->kick);
 	pthread_join(rt->thread, NULL);
 	if (cart_relay_run_once(rt->relay) < 0)
 		log_write(LOG_WARN, "event outbox unreadable at shutdown", NULL);
@@ -424,6 +421,7 @@ int main(int argc, char **argv)
 	g_app.repo = &w.repo;
 	g_app.ids = &w.ids;
 	g_app.dynamo = w.dynamo;
+	g_app.kick = g_cfg.events_relay_enabled ? &g_kick : NULL;
 	log_start(&g_cfg, warn);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {
 		fprintf(stderr, "cart-service: %s\n", err);
@@ -433,7 +431,7 @@ int main(int argc, char **argv)
 	}
 	log_write(LOG_INFO, "listening", NULL);
 	if (g_cfg.events_relay_enabled)
-		relay_start(&rt, w.relay);
+		relay_start(&rt, w.relay, &g_kick);
 	else
 		log_write(LOG_WARN, "event relay off (EVENTS_RELAY_ENABLED=false): "
 			  "another process must publish the outbox", NULL);
