@@ -2,9 +2,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "buf.h"
+#include "codec/event_json.h"   /* cart_rfc3339: one time format everywhere */
 
 void buf_init(buf *b, size_t max)
 {
@@ -163,17 +163,6 @@ void buf_json_i64(buf *b, int64_t v)
 	buf_put(b, tmp, (size_t)n);
 }
 
-void format_rfc3339(char *out, size_t cap, int64_t ms)
-{
-	time_t sec = (time_t)(ms / 1000);
-	struct tm tm;
-
-	gmtime_r(&sec, &tm);
-	snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
 void buf_json_time(buf *b, int64_t ms)
 {
 	char tmp[64];
@@ -182,7 +171,7 @@ void buf_json_time(buf *b, int64_t ms)
 		buf_put(b, "null", 4);
 		return;
 	}
-	format_rfc3339(tmp, sizeof(tmp), ms);
+	cart_rfc3339(tmp, sizeof(tmp), ms);
 	buf_put(b, "\"", 1);
 	buf_puts(b, tmp);
 	buf_put(b, "\"", 1);

@@ -41,7 +41,5 @@ void buf_json_str(buf *b, const char *s);
 void buf_json_i64(buf *b, int64_t v);
 /* RFC 3339 UTC with milliseconds, quoted; 0 writes null. */
 void buf_json_time(buf *b, int64_t ms);
-/* Formats ms as RFC 3339 into out (at least 32 bytes). */
-void format_rfc3339(char *out, size_t cap, int64_t ms);
 
 #endif
