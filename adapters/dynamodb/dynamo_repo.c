@@ -263,6 +263,32 @@ static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
 	return rc;
 }
 
+/*
+ * A consistent GetItem of one top-level attribute of the user's item.
+ * CART_OK with *resp (caller deletes) and *value (borrowed from it, NULL
+ * if the attribute is absent), or the call's error.
+ */
+static int get_attr(dynamo_repo *r, const char *user_id, const char *attr,
+		    cJSON **resp, const cJSON **value)
+{
+	cJSON *req = cJSON_CreateObject();
+	call_result res;
+	char nb[16];
+	expr e;
+	int rc;
+
+	expr_init(&e);
+	cJSON_AddItemToObject(req, "Key", key_of(user_id));
+	cJSON_AddTrueToObject(req, "ConsistentRead");
+	cJSON_AddStringToObject(req, "ProjectionExpression", expr_name(&e, attr, nb));
+	expr_attach(&e, req);
+	rc = call(r, "GetItem", req, &res, false);
+	*resp = res.resp;
+	*value = rc ? NULL : cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(res.resp, "Item"), attr);
+	return rc;
+}
+
 /* --- decoding ----------------------------------------------------------- */
 
 static int bad_item(dynamo_repo *r, const char *user_id, const char *why)
@@ -510,19 +536,15 @@ static void encode_cart(expr *e, clauses *cl, const cart *c, const char *write_i
 /* After an unknown outcome: did our attempt (write_id) commit after all? */
 static bool write_landed(dynamo_repo *r, const char *user_id, const char *write_id)
 {
-	cJSON *req = cJSON_CreateObject();
-	call_result res;
-	const char *got;
+	const cJSON *av, *got;
+	cJSON *resp;
 	bool landed;
 
-	cJSON_AddItemToObject(req, "Key", key_of(user_id));
-	cJSON_AddTrueToObject(req, "ConsistentRead");
-	cJSON_AddStringToObject(req, "ProjectionExpression", "writeId");
-	if (call(r, "GetItem", req, &res, false))
+	if (get_attr(r, user_id, "writeId", &resp, &av))
 		return false;
-	got = get_s(cJSON_GetObjectItemCaseSensitive(res.resp, "Item"), "writeId");
-	landed = got && !strcmp(got, write_id);
-	cJSON_Delete(res.resp);
+	got = cJSON_GetObjectItemCaseSensitive(av, "S");
+	landed = cJSON_IsString(got) && !strcmp(got->valuestring, write_id);
+	cJSON_Delete(resp);
 	return landed;
 }
 
@@ -939,33 +961,23 @@ static int dynamo_idem_get(void *self, const char *user_id, const char *key,
 			   int64_t now_ms, cart_idem **out)
 {
 	dynamo_repo *r = self;
-	cJSON *req = cJSON_CreateObject();
-	char name[300], nb[16];
+	char name[300];
 	const cJSON *av;
-	call_result res;
-	expr e;
+	cJSON *resp;
 	int rc;
 
 	idem_attr_name(name, sizeof(name), key);
-	expr_init(&e);
-	cJSON_AddItemToObject(req, "Key", key_of(user_id));
-	cJSON_AddTrueToObject(req, "ConsistentRead");
-	cJSON_AddStringToObject(req, "ProjectionExpression", expr_name(&e, name, nb));
-	expr_attach(&e, req);
-	rc = call(r, "GetItem", req, &res, false);
-	if (rc)
-		return rc;
-	av = cJSON_GetObjectItemCaseSensitive(
-		cJSON_GetObjectItemCaseSensitive(res.resp, "Item"), name);
-	rc = av ? decode_idem(av, key, out) : CART_ENOTFOUND;
-	if (rc == CART_EBACKEND)
+	rc = get_attr(r, user_id, name, &resp, &av);
+	if (!rc)
+		rc = av ? decode_idem(av, key, out) : CART_ENOTFOUND;
+	if (rc == CART_EBACKEND && av)
 		bad_item(r, user_id, "unreadable idempotency record");
 	if (rc == CART_OK && (*out)->expires_at <= now_ms) {
 		cart_idem_free(*out);
 		*out = NULL;
 		rc = CART_ENOTFOUND;
 	}
-	cJSON_Delete(res.resp);
+	cJSON_Delete(resp);
 	return rc;
 }
 
@@ -1021,27 +1033,18 @@ static int idem_update(dynamo_repo *r, const char *user_id, const char *key,
 static bool claim_landed(dynamo_repo *r, const char *user_id, const char *key,
 			 const char *tok)
 {
-	cJSON *req = cJSON_CreateObject();
-	char name[300], nb[16];
-	call_result res;
+	char name[300];
+	const cJSON *av;
 	const char *got;
+	cJSON *resp;
 	bool landed;
-	expr e;
 
 	idem_attr_name(name, sizeof(name), key);
-	expr_init(&e);
-	cJSON_AddItemToObject(req, "Key", key_of(user_id));
-	cJSON_AddTrueToObject(req, "ConsistentRead");
-	cJSON_AddStringToObject(req, "ProjectionExpression", expr_name(&e, name, nb));
-	expr_attach(&e, req);
-	if (call(r, "GetItem", req, &res, false))
+	if (get_attr(r, user_id, name, &resp, &av))
 		return false;
-	got = get_s(cJSON_GetObjectItemCaseSensitive(
-			    cJSON_GetObjectItemCaseSensitive(
-				    cJSON_GetObjectItemCaseSensitive(res.resp, "Item"),
-				    name), "M"), "tok");
+	got = get_s(cJSON_GetObjectItemCaseSensitive(av, "M"), "tok");
 	landed = got && !strcmp(got, tok);
-	cJSON_Delete(res.resp);
+	cJSON_Delete(resp);
 	return landed;
 }
 
