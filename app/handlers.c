@@ -12,42 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "cjson/cJSON.h"
 #include "http.h"
 #include "json_in.h"
 #include "log.h"
 #include "render.h"
-
-void relay_kick_signal(relay_kick *k)
-{
-	if (!k)
-		return;
-	pthread_mutex_lock(&k->lock);
-	k->pending = 1;
-	pthread_cond_signal(&k->cond);
-	pthread_mutex_unlock(&k->lock);
-}
-
-void relay_kick_wait(relay_kick *k, int64_t ms)
-{
-	struct timespec until;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&k->lock);
-	while (!k->pending &&
-	       pthread_cond_timedwait(&k->cond, &k->lock, &until) == 0)
-		;
-	k->pending = 0;
-	pthread_mutex_unlock(&k->lock);
-}
 
 void http_response_init(http_response *res)
 {
