@@ -31,9 +31,12 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sigv4_proxy import _iso8601  # noqa: E402
+from standin import BackgroundServer, TrackingServer  # noqa: E402
 
 
-class EcsCredentialsServer:
+class EcsCredentialsServer(BackgroundServer):
+    thread_name = "ecs-creds"
+
     def __init__(self, host="127.0.0.1", port=0, path="/v2/credentials/test",
                  auth_token=None, lifetime_seconds=1200, rotate=True,
                  akid_prefix="ASIACARTECS", role_arn="arn:aws:iam::123456789012:role/cart-service-test",
@@ -60,9 +63,7 @@ class EcsCredentialsServer:
         self.hang_seconds = 0.0
         self.stop_event = threading.Event()
         self._reset_counters()
-        self._server = _EcsHTTPServer((host, port), _EcsHandler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
+        self._server = TrackingServer((host, port), _EcsHandler)
         self._server.ecs = self
         self.host, self.port = self._server.server_address[:2]
         self._thread = None
@@ -136,30 +137,6 @@ class EcsCredentialsServer:
             if "hang_seconds" in data:
                 self.hang_seconds = float(data["hang_seconds"])
 
-    def start(self):
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name="ecs-creds", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class _EcsHTTPServer(http.server.ThreadingHTTPServer):
-    request_queue_size = 128
 
 
 def _http_register(proxy_base):

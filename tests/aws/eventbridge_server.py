@@ -53,12 +53,16 @@ import argparse
 import datetime
 import http.server
 import json
+import os
 import socket
 import sys
 import threading
 import time
 import urllib.parse
 import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from standin import BackgroundServer, TrackingServer  # noqa: E402
 
 TARGET = "AWSEvents.PutEvents"
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -474,45 +478,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                           "application/json")
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 256
-
+class _Server(TrackingServer):
     def __init__(self, addr, owner):
         self.owner = owner
-        self._conns = set()
-        self._conns_lock = threading.Lock()
         super().__init__(addr, _Handler)
 
-    def process_request(self, request, client_address):
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
 
-    def shutdown_request(self, request):
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_all(self):
-        with self._conns_lock:
-            conns = list(self._conns)
-        for sock in conns:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return   # the client (or proxy) gave up first: normal in fault tests
-        super().handle_error(request, client_address)
-
-
-class EventBridgeServer:
+class EventBridgeServer(BackgroundServer):
     """The PutEvents stand-in; start() serves on a background thread."""
+
+    thread_name = "eventbridge-server"
 
     def __init__(self, host="127.0.0.1", port=0, buses=None, verbose=False):
         self.verbose = verbose
@@ -527,28 +502,6 @@ class EventBridgeServer:
         return "http://%s:%d" % (self.host, self.port)
 
     base_url = url
-
-    def start(self):
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name="eventbridge-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._server.close_all()
-        self._server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # in-process shortcuts (the HTTP control API does the same)
     def events(self):

@@ -35,6 +35,7 @@ import hmac
 import http.client
 import http.server
 import json
+import os
 import socket
 import sys
 import threading
@@ -46,6 +47,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from standin import BackgroundServer, TrackingServer  # noqa: E402
 
 SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -698,47 +702,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self._send_json(404, {"error": "unknown control endpoint %s %s" % (method, path)})
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 256  # many parallel clients (the default 5 drops SYNs)
-
+class _Server(TrackingServer):
     def __init__(self, addr, proxy):
         self.proxy = proxy
-        self._conns = set()
-        self._conns_lock = threading.Lock()
         super().__init__(addr, _Handler)
 
-    def process_request(self, request, client_address):
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
 
-    def shutdown_request(self, request):
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_all(self):
-        with self._conns_lock:
-            conns = list(self._conns)
-        for sock in conns:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request, client_address):
-        # a client that gave up (timeout) while we were answering is normal
-        # in fault tests; anything else still gets its traceback
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class SigV4Proxy:
+class SigV4Proxy(BackgroundServer):
     """The proxy server; start() runs it on a background thread."""
+
+    thread_name = "sigv4-proxy"
 
     def __init__(self, upstream, host="127.0.0.1", port=0, region="us-east-1",
                  service="dynamodb", credentials=None, max_skew=MAX_SKEW_SECONDS,
@@ -776,27 +749,6 @@ class SigV4Proxy:
     def add_credentials(self, akid, secret, token=None, expires_at=None):
         self.store.put(akid, secret, token, expires_at)
 
-    def start(self):
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name="sigv4-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._server.close_all()
-        self._server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def default_credentials():
