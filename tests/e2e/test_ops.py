@@ -294,6 +294,18 @@ class CommandLineTest(unittest.TestCase):
             ("AWS_XRAY_ENABLED", "maybe"), ("EVENTBRIDGE_ENABLED", "yes please"),
             ("RATE_LIMIT_RPS", "-3"), ("STORAGE_BACKEND", "postgres"),
             ("EVENTS_PUBLISHER", "kafka"),
+            # added with the AWS adapters and the outbox
+            ("DYNAMODB_ENDPOINT", "ftp://x"), ("DYNAMODB_ENDPOINT", 'http://a"b'),
+            ("EVENTBRIDGE_ENDPOINT", "localhost:4010"),
+            ("DYNAMODB_TIMEOUT_MS", "0"), ("DYNAMODB_CONNECT_TIMEOUT_MS", "fast"),
+            ("AWS_MAX_ATTEMPTS", "0"), ("AWS_MAX_ATTEMPTS", "11"),
+            ("CIRCUIT_BREAKER_FAILURE_RATE", "101"),
+            ("CIRCUIT_BREAKER_MIN_CALLS", "0"),
+            ("CIRCUIT_BREAKER_WINDOW_SECONDS", "-1"),
+            ("CIRCUIT_BREAKER_OPEN_SECONDS", "x"),
+            ("CIRCUIT_BREAKER_HALF_OPEN_PROBES", "0"),
+            ("EVENTS_RELAY_ENABLED", "sometimes"),
+            ("EVENTBRIDGE_SOURCE", "has space"), ("DYNAMODB_TABLE", "t"),
         )
         for var, val in cases:
             with self.subTest(var=var, val=val):
