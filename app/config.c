@@ -91,10 +91,12 @@ static const var vars[] = {
 	  "on SIGTERM, in-flight requests get this long to finish" },
 	{ "SHUTDOWN_DRAIN_SECONDS", "0", V_INT, F(shutdown_drain_seconds), 0, 600, NULL, NOSET,
 	  "on SIGTERM, keep serving with /ready at 503 this long before closing the listener" },
-	{ "HTTP_THREADS", "128", V_INT, F(http_threads), 2, 4096, NULL, NOSET,
-	  "worker threads; each open keep-alive connection holds one" },
+	{ "HTTP_THREADS", "1024", V_INT, F(http_threads), 2, 8192, NULL, NOSET,
+	  "worker threads (256 KiB stacks); each open connection holds one, so this is the most open connections served at once" },
 	{ "KEEP_ALIVE_TIMEOUT_MS", "5000", V_INT, F(keep_alive_timeout_ms), 0, 600000, NULL, NOSET,
 	  "idle keep-alive connections are closed after this long" },
+	{ "REQUEST_TIMEOUT_MS", "10000", V_INT, F(request_timeout_ms), 100, 120000, NULL, NOSET,
+	  "a client must send the request line and headers within this, and then the body within this (else 408 and close)" },
 };
 #define N_VARS (sizeof(vars) / sizeof(vars[0]))
 

@@ -51,6 +51,7 @@ typedef struct app_config {
 	int shutdown_drain_seconds;
 	int http_threads;
 	int keep_alive_timeout_ms;
+	int request_timeout_ms;
 	/* Which variables were set explicitly (for "feature not in this build"). */
 	bool set_rate_limit;
 	bool set_breaker;

@@ -4,34 +4,43 @@
 /*
  * The service's view of one HTTP exchange, independent of civetweb, so
  * the whole request pipeline can be unit-tested and fuzzed in-process.
+ * server.c fills an http_request from civetweb; tests fill it by hand.
  */
 
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-#include "aws/aws.h"
 #include "buf.h"
-#include "cart/ports.h"
-#include "cart/repo.h"
-#include "cart/service.h"
-#include "config.h"
+#include "cart/cart.h"
 
 #define HTTP_MAX_BODY 16384          /* larger request bodies get 413 */
 #define HTTP_MAX_RESPONSE (1 << 20)
+#define HTTP_MAX_HEADERS 64          /* civetweb keeps this many lines */
+#define HTTP_MAX_PATH 8192           /* longer request targets get 414 */
 
+/* Case-insensitive lookup of the first header called name, NULL if absent. */
 typedef const char *(*http_header_fn)(void *ctx, const char *name);
+/* How many header lines are called name (case-insensitive). */
+typedef int (*http_header_count_fn)(void *ctx, const char *name);
+
+/*
+ * Reads up to len body bytes, like mg_read: > 0 bytes read, 0 the peer
+ * closed, < 0 an error.  *timed_out is set when the request's read
+ * deadline (REQUEST_TIMEOUT_MS) cut the read short.
+ */
+typedef int (*http_read_fn)(void *ctx, char *buf, size_t len, bool *timed_out);
 
 typedef struct http_request {
 	const char *method;
-	const char *target;          /* raw request target: path[?query] */
-	http_header_fn header;       /* case-insensitive lookup, NULL if absent */
+	const char *target;          /* raw request target: path[?query], "*", or absolute */
+	const char *remote_addr;     /* peer address, for logs and rate limits */
+	http_header_fn header;
+	http_header_count_fn header_count;   /* NULL: every name counts once */
 	void *header_ctx;
-	const char *body;            /* body_len bytes (not NUL-terminated) */
-	size_t body_len;
-	bool body_too_large;         /* more than HTTP_MAX_BODY was sent */
+	int header_lines;            /* header lines the server kept */
+	http_read_fn read;           /* NULL: no body can be read */
+	void *read_ctx;
 } http_request;
 
 typedef struct http_response {
@@ -41,48 +50,16 @@ typedef struct http_response {
 	buf headers;                 /* extra "Name: value\r\n" lines */
 	const char *route;           /* route pattern, for logs and metrics */
 	char request_id[CART_ID_MAX + 1];
-	bool close;                  /* send Connection: close */
+	bool close;                  /* send Connection: close, then close */
 } http_response;
 
 void http_response_init(http_response *res);
-void http_response_release(http_response *res);
+void http_response_release(http_response *res);   /* accepts NULL */
 /* Appends "name: value\r\n" to the extra headers. */
 void http_response_header(http_response *res, const char *name,
 			  const char *value);
 
-/*
- * Wakes the event relay after a commit, so events leave at once instead of
- * at the next poll.  Signalling is cheap and never blocks a request.
- */
-typedef struct relay_kick {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int pending;                 /* guarded by lock */
-} relay_kick;
-
-void relay_kick_signal(relay_kick *k);            /* accepts NULL */
-/* Sleeps up to ms, less if kicked; clears the kick. */
-void relay_kick_wait(relay_kick *k, int64_t ms);
-
-/* Everything a request needs; shared read-only by all worker threads. */
-typedef struct app_ctx {
-	const app_config *cfg;
-	cart_service *svc;
-	const cart_repo *repo;
-	const cart_ids *ids;
-	cart_aws_client *dynamo;     /* NULL unless STORAGE_BACKEND=dynamodb */
-	relay_kick *kick;            /* NULL when this process does not relay */
-	atomic_int draining;         /* set once shutdown begins */
-} app_ctx;
-
-/*
- * Runs the request pipeline: request id, routing, (the seam for auth,
- * rate limits, metrics and tracing), the handler.  Always fills res.
- * Thread-safe.
- */
-void app_handle(app_ctx *app, const http_request *req, http_response *res);
-
-/* Standard reason phrase for a status code. */
+/* Standard reason phrase for a status code; never NULL. */
 const char *http_reason(int status);
 
 #endif

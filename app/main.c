@@ -19,7 +19,7 @@
 #include "config.h"
 #include "dynamodb/dynamo_repo.h"
 #include "eventbridge/eventbridge_publisher.h"
-#include "http.h"
+#include "app.h"
 #include "log.h"
 #include "log/log_publisher.h"
 #include "memory/memory_repo.h"
@@ -200,6 +200,54 @@ static void log_start(const app_config *cfg, const char *unprovided)
 		snprintf(fields + n, sizeof(fields) - n,
 			 "},\"not_provided_by_this_build\":\"%s\"", unprovided);
 	log_write(LOG_INFO, "starting cart-service", fields);
+}
+
+/* --- the request path ---------------------------------------------------- */
+
+/* Readiness of the repository: the store answers (and its breaker state). */
+static int ready_repo(void *self, buf *detail)
+{
+	const wiring *w = self;
+
+	buf_puts(detail, ",\"backend\":");
+	buf_json_str(detail, g_cfg.storage_backend);
+	if (w->dynamo) {
+		buf_puts(detail, ",\"circuitBreaker\":");
+		buf_json_str(detail, cart_breaker_state_name(
+				      cart_aws_client_breaker_state(w->dynamo)));
+	}
+	return cart_repo_ping(&w->repo);
+}
+
+/* The stages and checks of this process: one line each. */
+static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
+{
+	app->cfg = &g_cfg;
+	app->svc = w->svc;
+	app->ids = &w->ids;
+	app->kick = g_cfg.events_relay_enabled ? &g_kick : NULL;
+	if (app_pipeline_init_default(&app->pipeline, app) ||
+	    app_ready_add(app, "repository", ready_repo, w)) {
+		snprintf(err, err_len, "cannot build the request pipeline");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * civetweb starts HTTP_THREADS workers with the default attributes; 256
+ * KiB stacks (a request needs ~60 KiB) keep a large pool cheap.  Affects
+ * every thread created afterwards.
+ */
+static void set_thread_stacks(void)
+{
+	pthread_attr_t attr;
+
+	if (pthread_attr_init(&attr))
+		return;
+	if (!pthread_attr_setstacksize(&attr, 256 * 1024))
+		pthread_setattr_default_np(&attr);
+	pthread_attr_destroy(&attr);
 }
 
 /* --- the outbox relay ---------------------------------------------------- */
@@ -408,7 +456,11 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	/* The body-read watchdog's signal: workers unblock it while reading. */
+	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigdelset(&sigs, SIGUSR2);
+	set_thread_stacks();
 	signal(SIGPIPE, SIG_IGN);
 
 	if (wire(&w, &g_cfg, err, sizeof(err))) {
@@ -416,12 +468,11 @@ int main(int argc, char **argv)
 		unwire(&w);
 		return 1;
 	}
-	g_app.cfg = &g_cfg;
-	g_app.svc = w.svc;
-	g_app.repo = &w.repo;
-	g_app.ids = &w.ids;
-	g_app.dynamo = w.dynamo;
-	g_app.kick = g_cfg.events_relay_enabled ? &g_kick : NULL;
+	if (wire_app(&g_app, &w, err, sizeof(err))) {
+		fprintf(stderr, "cart-service: %s\n", err);
+		unwire(&w);
+		return 1;
+	}
 	log_start(&g_cfg, warn);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {
 		fprintf(stderr, "cart-service: %s\n", err);

@@ -1,7 +1,7 @@
 /* Waking the event relay after a commit (see relay_kick in http.h). */
 #include <time.h>
 
-#include "http.h"
+#include "app.h"
 
 void relay_kick_signal(relay_kick *k)
 {

@@ -91,45 +91,21 @@ problem problem_for(int err, cart_rule rule)
 	problem p = { 500, "cart.internal_error", "an internal error occurred", -1 };
 
 	switch (err) {
-	case CART_EINVALID:
-		p.status = 422;
-		p.code = "cart.invalid";
-		p.detail = "the request breaks a cart rule";
-		for (size_t i = 0; i < sizeof(rule_problems) / sizeof(rule_problems[0]); i++)
-			if (rule_problems[i].rule == rule) {
-				p.code = rule_problems[i].code;
-				p.detail = rule_problems[i].detail;
-				/* A bad id is malformed input, not a broken rule. */
-				if (rule == CART_RULE_ID)
-					p.status = 400;
-			}
-		break;
-	case CART_ENOTFOUND:
-		p = (problem){ 404, "cart.item_not_found", "the cart has no item with this id", -1 };
-		break;
-	case CART_ECONFLICT:
-		p = (problem){ 409, "cart.concurrent_modification",
-			       "the cart kept changing concurrently; retry the request", -1 };
-		break;
-	case CART_EPRECONDITION:
-		p = (problem){ 412, "cart.version_mismatch",
-			       "If-Match does not name the cart's current version", -1 };
-		break;
-	case CART_EIDEM_MISMATCH:
-		p = (problem){ 422, "cart.idempotency_key_reused",
-			       "this Idempotency-Key was used for a different request", -1 };
-		break;
-	case CART_EIDEM_INFLIGHT:
-		p = (problem){ 409, "cart.idempotency_in_flight",
-			       "a request with this Idempotency-Key is still being processed", -1 };
-		break;
-	case CART_EUNAVAILABLE:
-		p = (problem){ 503, "cart.unavailable", "a dependency is unavailable; retry later", -1 };
-		break;
-	case CART_EBACKEND:
-		p = (problem){ 503, "cart.unavailable", "the cart store failed; retry later", -1 };
-		break;
+#define X(name, value, str, msg, http, code, detail) \
+	case CART_##name: p = (problem){ http, code, detail, -1 }; break;
+	CART_ERROR_MAP(X)
+#undef X
 	}
+	if (err != CART_EINVALID)
+		return p;
+	for (size_t i = 0; i < sizeof(rule_problems) / sizeof(rule_problems[0]); i++)
+		if (rule_problems[i].rule == rule) {
+			p.code = rule_problems[i].code;
+			p.detail = rule_problems[i].detail;
+			/* A bad id is malformed input, not a broken rule. */
+			if (rule == CART_RULE_ID)
+				p.status = 400;
+		}
 	return p;
 }
 
@@ -140,7 +116,9 @@ static const char *title_for(int status)
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
+	case 401: return "Unauthorized";
 	case 414: return "URI Too Long";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 501: return "Not Implemented";
 	case 505: return "HTTP Version Not Supported";

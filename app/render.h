@@ -6,7 +6,7 @@
 #include "buf.h"
 #include "cart/cart.h"
 #include "cart/service.h"
-#include "http.h"
+#include "app.h"
 
 /* Writes the cart document (the API's Cart schema). */
 void render_cart(buf *b, const cart *c);

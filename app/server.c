@@ -1,65 +1,194 @@
 /*
- * civetweb glue.  Measured pitfalls this file avoids: each response goes
- * out in one mg_write of a fully built buffer, with TCP_NODELAY, because
- * headers and body in separate writes cost ~44 ms per request through
- * Nagle and delayed ACK; and no TLS (Debian's civetweb crashes on the
- * first TLS connection with OpenSSL 3), so TLS ends at the load balancer.
+ * civetweb glue: turns a civetweb connection into an http_request, runs
+ * the pipeline (app.h), writes the response, runs the log phase.
+ *
+ * Measured pitfalls this file avoids: each response goes out in one
+ * mg_write of a fully built buffer, with TCP_NODELAY, because headers and
+ * body in separate writes cost ~44 ms per request through Nagle and
+ * delayed ACK; and no TLS (Debian's civetweb crashes on the first TLS
+ * connection with OpenSSL 3), so TLS ends at the load balancer.
+ *
+ * Slow clients.  civetweb holds one worker thread per connection, so the
+ * pool is large (HTTP_THREADS, default 1024, small stacks set in main)
+ * and every wait is bounded: civetweb closes a connection whose headers
+ * take longer than REQUEST_TIMEOUT_MS, or that stays idle between
+ * requests longer than KEEP_ALIVE_TIMEOUT_MS.  civetweb has no deadline
+ * for the body (mg_read waits as long as bytes trickle in), so a watchdog
+ * thread interrupts a worker whose body read outlives its deadline with a
+ * signal; the worker unblocks that signal only while it reads a body.
  */
 #include <civetweb.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "app.h"
 #include "log.h"
 #include "render.h"
 #include "server.h"
 
+#define KICK_SIGNAL SIGUSR2
+#define WATCHDOG_PERIOD_MS 50
+
+enum { READ_IDLE, READ_BUSY, READ_KICKED };
+
+/* One per civetweb worker thread (its thread pointer). */
+typedef struct worker {
+	pthread_t tid;
+	pthread_mutex_t lock;
+	atomic_int state;            /* READ_*; changed under lock */
+	int64_t deadline_ns;         /* guarded by lock */
+	bool errored;                /* owner thread only: civetweb's error was answered */
+} worker;
+
 struct server {
 	struct mg_context *ctx;
 	app_ctx *app;
-	atomic_int in_flight;   /* requests inside on_request */
+	atomic_int in_flight;        /* requests inside on_request */
+	worker *workers;
+	int nworkers;
+	atomic_int next_worker;
+	pthread_t watchdog;
+	atomic_int stop;
+	bool watchdog_started;
 };
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* --- the body-read watchdog ---------------------------------------------- */
+
+static void on_kick(int sig)
+{
+	(void)sig;   /* only here to make poll() in mg_read return EINTR */
+}
+
+static void *watchdog_loop(void *arg)
+{
+	server *s = arg;
+	struct timespec period = { 0, WATCHDOG_PERIOD_MS * 1000000L };
+
+	while (!atomic_load(&s->stop)) {
+		int64_t now = mono_ns();
+
+		for (int i = 0; i < s->nworkers; i++) {
+			worker *w = &s->workers[i];
+
+			if (atomic_load(&w->state) == READ_IDLE)
+				continue;
+			pthread_mutex_lock(&w->lock);
+			/* Re-kick until the worker leaves its read: a signal that
+			 * lands between two polls would otherwise be lost. */
+			if (atomic_load(&w->state) == READ_KICKED ||
+			    (atomic_load(&w->state) == READ_BUSY && now >= w->deadline_ns)) {
+				atomic_store(&w->state, READ_KICKED);
+				pthread_kill(w->tid, KICK_SIGNAL);
+			}
+			pthread_mutex_unlock(&w->lock);
+		}
+		nanosleep(&period, NULL);
+	}
+	return NULL;
+}
+
+static void read_begin(worker *w, int64_t deadline_ns)
+{
+	sigset_t set;
+
+	pthread_mutex_lock(&w->lock);
+	w->deadline_ns = deadline_ns;
+	atomic_store(&w->state, READ_BUSY);
+	pthread_mutex_unlock(&w->lock);
+	sigemptyset(&set);
+	sigaddset(&set, KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/* true if the watchdog interrupted the read. */
+static bool read_end(worker *w)
+{
+	static const struct timespec zero = { 0, 0 };
+	sigset_t set;
+	bool kicked;
+
+	sigemptyset(&set);
+	sigaddset(&set, KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_mutex_lock(&w->lock);
+	kicked = atomic_load(&w->state) == READ_KICKED;
+	atomic_store(&w->state, READ_IDLE);
+	pthread_mutex_unlock(&w->lock);
+	/* No kick can be sent from here on; consume one that is pending so
+	 * it cannot cut the next request's read short. */
+	while (kicked && sigtimedwait(&set, NULL, &zero) == KICK_SIGNAL)
+		;
+	return kicked;
+}
+
+static void *on_init_thread(const struct mg_context *ctx, int thread_type)
+{
+	server *s = mg_get_user_data(ctx);
+	int i;
+
+	if (thread_type != 1)
+		return NULL;
+	i = atomic_fetch_add(&s->next_worker, 1);
+	if (i >= s->nworkers)
+		return NULL;   /* not expected: civetweb starts num_threads workers */
+	s->workers[i].tid = pthread_self();
+	return &s->workers[i];
+}
+
+/* --- the request as the pipeline sees it --------------------------------- */
+
+typedef struct conn_io {
+	struct mg_connection *conn;
+	worker *w;
+	int64_t deadline_ns;
+} conn_io;
 
 static const char *conn_header(void *ctx, const char *name)
 {
-	return mg_get_header(ctx, name);
+	return mg_get_header(((conn_io *)ctx)->conn, name);
 }
 
-static double mono_ms(void)
+static int conn_header_count(void *ctx, const char *name)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+	const struct mg_request_info *ri = mg_get_request_info(((conn_io *)ctx)->conn);
+	int n = 0;
+
+	for (int i = 0; i < ri->num_headers; i++)
+		n += !strcasecmp(ri->http_headers[i].name, name);
+	return n;
 }
 
-/* Reads at most HTTP_MAX_BODY bytes; more sets *too_large. */
-static size_t read_body(struct mg_connection *conn,
-			const struct mg_request_info *ri, char *body,
-			bool *too_large)
+static int conn_read(void *ctx, char *dst, size_t len, bool *timed_out)
 {
-	const char *te = mg_get_header(conn, "Transfer-Encoding");
-	size_t len = 0;
+	conn_io *io = ctx;
+	int n;
 
-	*too_large = false;
-	if (ri->content_length > HTTP_MAX_BODY) {
-		*too_large = true;
-		return 0;
+	if (mono_ns() >= io->deadline_ns) {
+		*timed_out = true;
+		return -1;
 	}
-	if (ri->content_length <= 0 && !te)
-		return 0;
-	while (len <= HTTP_MAX_BODY) {
-		int n = mg_read(conn, body + len, HTTP_MAX_BODY + 1 - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	if (len > HTTP_MAX_BODY) {
-		*too_large = true;
-		return 0;
-	}
-	return len;
+	if (!io->w)
+		return mg_read(io->conn, dst, len);
+	read_begin(io->w, io->deadline_ns);
+	n = mg_read(io->conn, dst, len);
+	if (read_end(io->w) || mono_ns() >= io->deadline_ns)
+		*timed_out = true;
+	return n;
 }
 
 static void send_response(struct mg_connection *conn, const http_response *res,
@@ -87,81 +216,140 @@ static void send_response(struct mg_connection *conn, const http_response *res,
 	buf_release(&out);
 }
 
-static void log_request(const http_request *req, const http_response *res,
-			double ms, const char *remote)
+/* Method names are tokens; anything odd is logged as '?'. */
+static void copy_method(char out[17], const char *m)
 {
-	char fields[512];
-	log_level lvl = res->status >= 500 ? LOG_ERROR : LOG_INFO;
+	snprintf(out, 17, "%s", m ? m : "");
+	for (char *p = out; *p; p++)
+		if (*p < 'A' || *p > 'Z')
+			*p = '?';
+}
 
-	if (!log_enabled(lvl))
-		return;
-	snprintf(fields, sizeof(fields),
-		 ",\"method\":\"%.16s\",\"route\":\"%s\",\"status\":%d,"
-		 "\"duration_ms\":%.3f,\"request_id\":\"%s\",\"bytes\":%zu,"
-		 "\"remote\":\"%.47s\"",
-		 req->method, res->route, res->status, ms, res->request_id,
-		 res->body.len, remote);
-	log_write(lvl, "request", fields);
+static void fill_request(http_request *req, conn_io *io, char method[17],
+			 const struct mg_request_info *ri, const char *target)
+{
+	copy_method(method, ri->request_method);
+	memset(req, 0, sizeof(*req));
+	req->method = method;
+	req->target = target;
+	req->remote_addr = ri->remote_addr;
+	req->header = conn_header;
+	req->header_count = conn_header_count;
+	req->header_ctx = io;
+	req->header_lines = ri->num_headers;
+	req->read = conn_read;
+	req->read_ctx = io;
+}
+
+/* Runs the pipeline for one request and answers it. */
+static void serve(server *srv, struct mg_connection *conn, const char *target)
+{
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	worker *w = mg_get_thread_pointer(conn);
+	conn_io io = { conn, w, 0 };
+	http_request req;
+	http_response res;
+	char method[17];
+	app_request request, *r = &request;
+
+	fill_request(&req, &io, method, ri, target);
+	http_response_init(&res);
+	app_request_init(r, srv->app, &req, &res);
+	io.deadline_ns = r->start_ns + (int64_t)srv->app->cfg->request_timeout_ms * 1000000LL;
+	app_pipeline_run(&srv->app->pipeline, r);
+	/* While draining, ask keep-alive clients to go elsewhere. */
+	if (atomic_load(&srv->app->draining))
+		res.close = true;
+	send_response(conn, &res, r->head);
+	app_pipeline_log(&srv->app->pipeline, r);
+	http_response_release(&res);
 }
 
 static int on_request(struct mg_connection *conn, void *cbdata)
 {
 	server *srv = cbdata;
 	const struct mg_request_info *ri = mg_get_request_info(conn);
-	double t0 = mono_ms();
-	char body[HTTP_MAX_BODY + 1];
-	http_request req = { 0 };
-	http_response res;
-	char method[17];
-
-	/* Method names are tokens; anything odd is logged safely. */
-	snprintf(method, sizeof(method), "%s", ri->request_method);
-	for (char *m = method; *m; m++)
-		if (*m < 'A' || *m > 'Z')
-			*m = '?';
-	req.method = method;
-	req.target = ri->local_uri_raw ? ri->local_uri_raw : ri->request_uri;
-	req.header = conn_header;
-	req.header_ctx = conn;
-	req.body = body;
 
 	atomic_fetch_add(&srv->in_flight, 1);
-	req.body_len = read_body(conn, ri, body, &req.body_too_large);
-	http_response_init(&res);
-	app_handle(srv->app, &req, &res);
-	/* While draining, ask keep-alive clients to go elsewhere. */
-	if (atomic_load(&srv->app->draining))
-		res.close = true;
-	send_response(conn, &res, !strcmp(method, "HEAD"));
+	serve(srv, conn, ri->local_uri_raw ? ri->local_uri_raw : ri->request_uri);
 	atomic_fetch_sub(&srv->in_flight, 1);
-	log_request(&req, &res, mono_ms() - t0, ri->remote_addr);
-	http_response_release(&res);
-	return res.status;
+	/* 1: we answered; a non-zero close keeps civetweb from answering again */
+	return 1;
 }
 
 /*
- * civetweb's own errors (malformed request line or headers, headers too
- * large, bad Content-Length...) as problems like ours.  A Content-Length
- * civetweb cannot parse (its 411) is malformed input: 400.
+ * civetweb's own errors (malformed request line or headers, head too
+ * large, bad Content-Length or Transfer-Encoding, HTTP/2 request line)
+ * as problems like ours, with a log line, and the connection closed.
  */
 static int on_http_error(struct mg_connection *conn, int status,
 			 const char *msg)
 {
 	server *srv = mg_get_user_data(mg_get_context(conn));
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	worker *w = mg_get_thread_pointer(conn);
+	conn_io io = { conn, NULL, 0 };
+	app_request r;
+	http_request req;
 	http_response res;
-	problem p = { status == 411 ? 400 : status,
-		      status == 413 || status == 431 ? "cart.payload_too_large"
-		      : status >= 500 ? "cart.internal_error" : "cart.invalid_request",
-		      msg && *msg ? msg : "the request could not be read", -1 };
+	char method[17];
+	const char *code = "cart.invalid_request";
+	const char *detail = msg && *msg ? msg : "the request could not be read";
 
+	fill_request(&req, &io, method, ri, ri->request_uri);
+	req.read = NULL;
 	http_response_init(&res);
-	if (cart_ids_uuid(srv->app->ids, res.request_id))
-		snprintf(res.request_id, sizeof(res.request_id), "unknown");
-	render_problem(&res, &p, NULL);
+	app_request_init(&r, srv->app, &req, &res);
+	if (ri->request_uri)
+		snprintf(r.path, sizeof(r.path), "%.*s", (int)strcspn(ri->request_uri, "?#"),
+			 ri->request_uri);
+	else
+		snprintf(r.path, sizeof(r.path), "urn:uuid:%s", res.request_id);
+	if (status == 411 || (status == 400 && mg_get_header(conn, "Transfer-Encoding"))) {
+		status = 400;
+		code = "cart.invalid_framing";
+		detail = "Content-Length must be one decimal number of bytes, and "
+			 "Transfer-Encoding is not accepted";
+	} else if (status == 413) {
+		status = 431;
+		code = "cart.headers_too_large";
+		detail = "the request line and headers exceed 16384 bytes";
+	} else if (status == 505) {
+		code = "cart.http_version_not_supported";
+		detail = "only HTTP/1.0 and HTTP/1.1 are served";
+	} else if (status >= 500) {
+		code = "cart.internal_error";
+	}
+	app_fail(&r, status, code, detail);
 	res.close = true;
 	send_response(conn, &res, false);
+	if (w)
+		w->errored = true;   /* the close that follows must not answer again */
+	app_pipeline_log(&srv->app->pipeline, &r);
 	http_response_release(&res);
 	return 0;
+}
+
+/*
+ * civetweb closes a connection without any answer when the target is "*"
+ * or an absolute URL naming another port (its "proxy" case).  Answer
+ * those here, through the same pipeline, before the socket closes.
+ */
+static void on_connection_close(const struct mg_connection *cconn)
+{
+	struct mg_connection *conn = (struct mg_connection *)cconn;
+	server *srv = mg_get_user_data(mg_get_context(conn));
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	worker *w = mg_get_thread_pointer(conn);
+	bool errored = !w || w->errored;
+
+	if (w)
+		w->errored = false;
+	/* A request we served has local_uri set; one civetweb refused, errored. */
+	if (errored || !srv || !ri->request_uri || ri->local_uri ||
+	    !ri->request_method || !ri->http_version)
+		return;
+	serve(srv, conn, ri->request_uri);
 }
 
 static int on_log_message(const struct mg_connection *conn, const char *msg)
@@ -176,19 +364,32 @@ static int on_log_message(const struct mg_connection *conn, const char *msg)
 	return 1;
 }
 
+static int install_kick_handler(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_kick;
+	sa.sa_flags = SA_RESTART;    /* restart read/write; poll still EINTRs */
+	sigemptyset(&sa.sa_mask);
+	return sigaction(KICK_SIGNAL, &sa, NULL);
+}
+
 int server_start(server **out, app_ctx *app, char *err, size_t err_len)
 {
 	const app_config *cfg = app->cfg;
-	char ports[96], threads[16], keepalive[16];
+	char ports[96], threads[16], keepalive[16], reqtimeout[16];
 	const char *options[] = {
 		"listening_ports", ports,
 		"num_threads", threads,
 		"tcp_nodelay", "1",
 		"enable_keep_alive", "yes",
 		"keep_alive_timeout_ms", keepalive,
-		"request_timeout_ms", "30000",
+		"request_timeout_ms", reqtimeout,
 		"decode_url", "no",
 		"listen_backlog", "1024",
+		"connection_queue", "256",
+		"enable_auth_domain_check", "no",
 		NULL
 	};
 	struct mg_callbacks cb;
@@ -198,22 +399,37 @@ int server_start(server **out, app_ctx *app, char *err, size_t err_len)
 	snprintf(ports, sizeof(ports), "%s:%d", cfg->listen_addr, cfg->port);
 	snprintf(threads, sizeof(threads), "%d", cfg->http_threads);
 	snprintf(keepalive, sizeof(keepalive), "%d", cfg->keep_alive_timeout_ms);
+	snprintf(reqtimeout, sizeof(reqtimeout), "%d", cfg->request_timeout_ms);
 	memset(&cb, 0, sizeof(cb));
 	cb.http_error = on_http_error;
 	cb.log_message = on_log_message;
+	cb.init_thread = on_init_thread;
+	cb.connection_close = on_connection_close;
 	s = calloc(1, sizeof(*s));
-	if (!s) {
+	if (s)
+		s->workers = calloc((size_t)cfg->http_threads, sizeof(*s->workers));
+	if (!s || !s->workers || install_kick_handler()) {
 		snprintf(err, err_len, "out of memory");
+		if (s)
+			free(s->workers);
+		free(s);
 		return -1;
 	}
+	s->nworkers = cfg->http_threads;
+	for (int i = 0; i < s->nworkers; i++)
+		pthread_mutex_init(&s->workers[i].lock, NULL);
 	s->app = app;
 	s->ctx = mg_start(&cb, s, options);
 	if (!s->ctx) {
 		snprintf(err, err_len, "cannot listen on %s (in use, or not allowed)", ports);
+		free(s->workers);
 		free(s);
 		return -1;
 	}
 	mg_set_request_handler(s->ctx, "/", on_request, s);
+	s->watchdog_started = pthread_create(&s->watchdog, NULL, watchdog_loop, s) == 0;
+	if (!s->watchdog_started)
+		log_write(LOG_ERROR, "cannot start the request-body watchdog", NULL);
 	*out = s;
 	return 0;
 }
@@ -231,5 +447,11 @@ void server_stop(server *s)
 		nanosleep(&ts, NULL);
 	}
 	mg_stop(s->ctx);
+	atomic_store(&s->stop, 1);
+	if (s->watchdog_started)
+		pthread_join(s->watchdog, NULL);
+	for (int i = 0; i < s->nworkers; i++)
+		pthread_mutex_destroy(&s->workers[i].lock);
+	free(s->workers);
 	free(s);
 }

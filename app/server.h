@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "http.h"
+#include "app.h"
 
 typedef struct server server;
 

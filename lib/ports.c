@@ -12,18 +12,23 @@
 const char *cart_strerror(int err)
 {
 	switch (err) {
-	case CART_OK: return "success";
-	case CART_EINVALID: return "invalid input";
-	case CART_ENOTFOUND: return "not found";
-	case CART_ECONFLICT: return "version conflict";
-	case CART_ENOMEM: return "out of memory";
-	case CART_EBACKEND: return "backend failure";
-	case CART_EPRECONDITION: return "precondition failed";
-	case CART_EIDEM_MISMATCH: return "idempotency key reused";
-	case CART_EIDEM_INFLIGHT: return "idempotent request in flight";
-	case CART_EUNAVAILABLE: return "dependency unavailable";
+#define X(name, value, str, msg, http, code, detail) \
+	case CART_##name: return msg;
+	CART_ERROR_MAP(X)
+#undef X
 	}
 	return "unknown error";
+}
+
+const char *cart_err_name(int err)
+{
+	switch (err) {
+#define X(name, value, str, msg, http, code, detail) \
+	case CART_##name: return str;
+	CART_ERROR_MAP(X)
+#undef X
+	}
+	return "unknown";
 }
 
 const char *cart_event_type_name(cart_event_type t)

@@ -28,7 +28,8 @@ int cart_relay_new(cart_relay **out, const cart_repo *repo,
 	cart_relay *r;
 
 	*out = NULL;
-	if (!repo || !repo->ops || !repo->ops->outbox_fetch || !pub || !pub->ops ||
+	if (!repo || !repo->ops || repo->ops->version < 1 ||
+	    !repo->ops->outbox_fetch || !pub || !pub->ops || pub->ops->version < 1 ||
 	    !clock || !clock->ops || batch < 1)
 		return CART_EINVALID;
 	r = calloc(1, sizeof(*r));

@@ -37,8 +37,9 @@ int cart_service_new(cart_service **out, const cart_service_config *cfg,
 	cart_service *svc;
 
 	*out = NULL;
-	if (!cfg || !repo || !repo->ops || !clock ||
-	    !clock->ops || !ids || !ids->ops || cfg->limits.max_item_quantity < 1 ||
+	if (!cfg || !repo || !repo->ops || repo->ops->version < 1 || !clock ||
+	    !clock->ops || clock->ops->version < 1 || !ids || !ids->ops ||
+	    ids->ops->version < 1 || cfg->limits.max_item_quantity < 1 ||
 	    cfg->limits.max_lines < 1 || cfg->limits.ttl_ms < 1 ||
 	    cfg->max_conflict_retries < 0)
 		return CART_EINVALID;
@@ -92,11 +93,21 @@ static int load_current(cart_service *svc, const char *user_id, int64_t now,
 	return CART_OK;
 }
 
-int cart_service_get(cart_service *svc, const char *user_id, cart **out)
+bool cart_call_may_access(const cart_call_ctx *call, const char *user_id)
+{
+	const cart_principal *p = call ? call->principal : NULL;
+
+	return !p || p->admin || (p->sub && user_id && !strcmp(p->sub, user_id));
+}
+
+int cart_service_get(cart_service *svc, const cart_call_ctx *call,
+		     const char *user_id, cart **out)
 {
 	*out = NULL;
 	if (!cart_id_valid(user_id))
 		return CART_EINVALID;
+	if (!cart_call_may_access(call, user_id))
+		return CART_EACCESS;
 	return load_current(svc, user_id, cart_clock_now(&svc->clock), out);
 }
 
@@ -443,6 +454,8 @@ int cart_service_execute(cart_service *svc, const cart_command *cmd,
 	out->current_version = -1;
 	if (!command_valid(cmd, &out->rule))
 		return out->err = CART_EINVALID;
+	if (!cart_call_may_access(cmd->call, cmd->user_id))
+		return out->err = CART_EACCESS;
 	if (cmd->idem_key) {
 		err = idem_begin(svc, cmd, out);
 		if (err != IDEM_PROCEED)

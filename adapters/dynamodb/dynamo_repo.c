@@ -1122,6 +1122,7 @@ static void dynamo_destroy(void *self)
 }
 
 static const cart_repo_ops dynamo_repo_ops = {
+	.version = CART_REPO_OPS_VERSION,
 	.load = dynamo_load,
 	.save = dynamo_save,
 	.idem_get = dynamo_idem_get,

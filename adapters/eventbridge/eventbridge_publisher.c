@@ -161,6 +161,7 @@ static void eb_destroy(void *self)
 }
 
 static const cart_publisher_ops eb_publisher_ops = {
+	.version = CART_PUBLISHER_OPS_VERSION,
 	.publish = eb_publish,
 	.destroy = eb_destroy,
 };

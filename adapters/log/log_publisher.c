@@ -57,6 +57,7 @@ static int log_publish(void *self, const cart_event *events, size_t n)
 }
 
 static const cart_publisher_ops log_publisher_ops = {
+	.version = CART_PUBLISHER_OPS_VERSION,
 	.publish = log_publish,
 };
 
@@ -73,6 +74,7 @@ static int noop_publish(void *self, const cart_event *events, size_t n)
 }
 
 static const cart_publisher_ops noop_publisher_ops = {
+	.version = CART_PUBLISHER_OPS_VERSION,
 	.publish = noop_publish,
 };
 

@@ -447,6 +447,7 @@ static void memory_destroy(void *self)
 }
 
 static const cart_repo_ops memory_repo_ops = {
+	.version = CART_REPO_OPS_VERSION,
 	.load = memory_load,
 	.save = memory_save,
 	.idem_get = memory_idem_get,

@@ -23,6 +23,7 @@ static void system_sleep_ms(void *self, int64_t ms)
 }
 
 static const cart_clock_ops system_clock_ops = {
+	.version = CART_CLOCK_OPS_VERSION,
 	.now_ms = system_now_ms,
 	.sleep_ms = system_sleep_ms,
 };
@@ -76,6 +77,7 @@ static uint64_t system_random(void *self, uint64_t bound)
 }
 
 static const cart_ids_ops system_ids_ops = {
+	.version = CART_IDS_OPS_VERSION,
 	.uuid = system_uuid,
 	.random = system_random,
 };

@@ -107,7 +107,7 @@ int main(void)
 	    add_item(svc, "alice", "sku-2", 1, 450, NULL) != CART_OK)
 		goto out;
 
-	err = cart_service_get(svc, "alice", &c);
+	err = cart_service_get(svc, NULL, "alice", &c);
 	if (err != CART_OK) {
 		fprintf(stderr, "get: %s\n", cart_strerror(err));
 		goto out;

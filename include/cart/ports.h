@@ -9,6 +9,11 @@
  * never looks inside self; only the adapter's constructor and the port's
  * destroy know it.  Every function here must be safe to call from many
  * threads at once.
+ *
+ * Versioned like libgit2's backends and SQLite's VFS: every ops table
+ * starts with `version` (set it to the CART_*_OPS_VERSION the adapter was
+ * written against); methods are only ever appended, and the core checks
+ * the version before it uses a slot newer than version 1.
  */
 
 #include <stddef.h>
@@ -19,7 +24,10 @@
 
 /* --- clock -------------------------------------------------------------- */
 
+#define CART_CLOCK_OPS_VERSION 1
+
 typedef struct cart_clock_ops {
+	int version;                              /* CART_CLOCK_OPS_VERSION */
 	int64_t (*now_ms)(void *self);            /* wall clock, ms since epoch */
 	void (*sleep_ms)(void *self, int64_t ms); /* backoff between retries */
 	void (*destroy)(void *self);              /* may be NULL */
@@ -36,7 +44,10 @@ void cart_clock_destroy(cart_clock *c);   /* accepts NULL / empty */
 
 /* --- ids ---------------------------------------------------------------- */
 
+#define CART_IDS_OPS_VERSION 1
+
 typedef struct cart_ids_ops {
+	int version;                              /* CART_IDS_OPS_VERSION */
 	/* Writes a fresh random UUID (36 chars + NUL). */
 	int (*uuid)(void *self, char out[CART_UUID_LEN + 1]);
 	/* A uniformly random integer in 0..bound-1 (bound > 0); for jitter. */
@@ -55,7 +66,10 @@ void cart_ids_destroy(cart_ids *ids);
 
 /* --- event publisher ---------------------------------------------------- */
 
+#define CART_PUBLISHER_OPS_VERSION 1
+
 typedef struct cart_publisher_ops {
+	int version;                              /* CART_PUBLISHER_OPS_VERSION */
 	/*
 	 * Publishes events in order.  Returns CART_OK once every event was
 	 * accepted, else an error and the caller may publish them again

@@ -80,7 +80,11 @@ typedef struct cart_write {
 	size_t event_count;
 } cart_write;
 
+/* See cart/ports.h on versions: methods are only ever appended. */
+#define CART_REPO_OPS_VERSION 1
+
 typedef struct cart_repo_ops {
+	int version;                  /* CART_REPO_OPS_VERSION */
 	/*
 	 * Loads the user's cart.  Caller owns *out (cart_free).  Every field
 	 * round-trips exactly; expires_at may be kept in whole seconds only

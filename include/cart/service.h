@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cart/call.h"
 #include "cart/cart.h"
 #include "cart/ports.h"
 #include "cart/repo.h"
@@ -44,10 +45,12 @@ void cart_service_free(cart_service *svc);  /* accepts NULL */
 /*
  * The user's current cart.  A user with no cart, or whose cart was cleared
  * or has expired, gets an empty cart with no id (its version is that of the
- * last write, 0 if none).  Caller owns *out.
- * CART_EINVALID (bad user id), CART_EBACKEND, CART_ENOMEM.
+ * last write, 0 if none).  Caller owns *out.  call may be NULL (trusted).
+ * CART_EINVALID (bad user id), CART_EACCESS (call's principal may not
+ * read this user's cart; nothing is read), CART_EBACKEND, CART_ENOMEM.
  */
-int cart_service_get(cart_service *svc, const char *user_id, cart **out);
+int cart_service_get(cart_service *svc, const cart_call_ctx *call,
+		     const char *user_id, cart **out);
 
 typedef enum cart_cmd_kind {
 	CART_CMD_ADD_ITEM = 1,
@@ -69,6 +72,7 @@ typedef int (*cart_render_fn)(void *ctx, const cart_result *res,
 
 typedef struct cart_command {
 	cart_cmd_kind kind;
+	const cart_call_ctx *call;      /* NULL: trusted caller */
 	const char *user_id;
 	const char *item_id;            /* SET_QUANTITY, REMOVE_ITEM */
 	int32_t quantity;               /* SET_QUANTITY; 0 removes */
@@ -103,7 +107,9 @@ struct cart_result {
  * version that is not current gives CART_EPRECONDITION and
  * out->current_version.  With idem_key: a stored outcome is replayed
  * (out->replayed), a different fingerprint gives CART_EIDEM_MISMATCH, a
- * first request still running gives CART_EIDEM_INFLIGHT.
+ * first request still running gives CART_EIDEM_INFLIGHT.  A principal
+ * (cmd->call) that may not act on the user's cart gets CART_EACCESS
+ * before anything is read or written, idempotency records included.
  */
 int cart_service_execute(cart_service *svc, const cart_command *cmd,
 			 cart_result *out);

@@ -73,7 +73,9 @@ static int64_t contract_now(void *self)
 	return 1767225600000LL;
 }
 
-static const cart_clock_ops contract_clock_ops = { contract_now, NULL, NULL };
+static const cart_clock_ops contract_clock_ops = {
+	CART_CLOCK_OPS_VERSION, contract_now, NULL, NULL
+};
 static const cart_clock contract_clock = { &contract_clock_ops, NULL };
 
 static int dynamo_factory(cart_repo *out, void *arg)

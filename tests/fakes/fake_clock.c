@@ -31,6 +31,7 @@ static void clock_destroy(void *self)
 }
 
 static const cart_clock_ops fake_clock_ops = {
+	.version = CART_CLOCK_OPS_VERSION,
 	.now_ms = clock_now,
 	.sleep_ms = clock_sleep,
 	.destroy = clock_destroy,

@@ -69,6 +69,7 @@ static void ids_destroy(void *self)
 }
 
 static const cart_ids_ops fake_ids_ops = {
+	.version = CART_IDS_OPS_VERSION,
 	.uuid = ids_uuid,
 	.random = ids_random,
 	.destroy = ids_destroy,

@@ -58,6 +58,7 @@ static void pub_destroy(void *self)
 }
 
 static const cart_publisher_ops fake_publisher_ops = {
+	.version = CART_PUBLISHER_OPS_VERSION,
 	.publish = pub_publish,
 	.destroy = pub_destroy,
 };

@@ -181,6 +181,7 @@ static void fr_destroy(void *self)
 }
 
 static const cart_repo_ops fault_repo_ops = {
+	.version = CART_REPO_OPS_VERSION,
 	.load = fr_load,
 	.save = fr_save,
 	.idem_get = fr_idem_get,

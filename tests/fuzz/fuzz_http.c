@@ -12,10 +12,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <strings.h>
 
 #include "cart/relay.h"
-#include "http.h"
+#include "app.h"
 #include "log.h"
 #include "log/log_publisher.h"
 #include "memory/memory_repo.h"
@@ -24,6 +25,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { F_METHOD, F_TARGET, F_IF_MATCH, F_IDEM, F_CTYPE, F_REQID, N_FIELDS };
+
+static char g_length[32];
 
 typedef struct fields {
 	char *v[N_FIELDS];
@@ -38,10 +41,33 @@ static const char *fuzz_header(void *ctx, const char *name)
 	else if (!strcasecmp(name, "Idempotency-Key")) v = f->v[F_IDEM];
 	else if (!strcasecmp(name, "Content-Type")) v = f->v[F_CTYPE];
 	else if (!strcasecmp(name, "X-Request-Id")) v = f->v[F_REQID];
+	else if (!strcasecmp(name, "Content-Length")) v = g_length;
 	return v && *v ? v : NULL;
 }
 
 static cart_relay *g_relay;
+
+typedef struct body_src {
+	const char *p;
+	size_t len, off;
+} body_src;
+
+/* Hands out the body in pieces of at most 7 bytes, like a slow peer. */
+static int fuzz_read(void *ctx, char *buf, size_t len, bool *timed_out)
+{
+	body_src *b = ctx;
+	size_t n = b->len - b->off;
+
+	(void)timed_out;
+	if (n > len)
+		n = len;
+	if (n > 7)
+		n = 7;
+	memcpy(buf, b->p + b->off, n);
+	b->off += n;
+	return (int)n;
+}
+
 
 static app_ctx *setup(void)
 {
@@ -66,10 +92,11 @@ static app_ctx *setup(void)
 	sc.limits.max_lines = 5;
 	cart_service_new(&svc, &sc, &repo, &clock, &ids);
 	cart_relay_new(&g_relay, &repo, &pub, &clock, 1000);
+	cfg.request_timeout_ms = 10000;
 	app.cfg = &cfg;
 	app.svc = svc;
-	app.repo = &repo;
 	app.ids = &ids;
+	app_pipeline_init_default(&app.pipeline, &app);
 	return &app;
 }
 
@@ -94,9 +121,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	req.target = f.v[F_TARGET];
 	req.header = fuzz_header;
 	req.header_ctx = &f;
-	req.body = body;
-	req.body_len = (size_t)(end - p);
-	req.body_too_large = req.body_len > HTTP_MAX_BODY;
+	body_src src = { body, (size_t)(end - p), 0 };
+	snprintf(g_length, sizeof(g_length), "%zu", src.len);
+	req.read = fuzz_read;
+	req.read_ctx = &src;
 
 	http_response_init(&res);
 	app_handle(app, &req, &res);

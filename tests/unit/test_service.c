@@ -220,7 +220,7 @@ static int clear(const char *user)
 static cart *get(const char *user)
 {
 	cart *c = NULL;
-	ck_assert_int_eq(cart_service_get(svc, user, &c), CART_OK);
+	ck_assert_int_eq(cart_service_get(svc, NULL, user, &c), CART_OK);
 	ck_assert_ptr_nonnull(c);
 	return c;
 }
@@ -312,8 +312,8 @@ END_TEST
 START_TEST(test_service_get_rejects_bad_user_id)
 {
 	cart *c = NULL;
-	ck_assert_int_eq(cart_service_get(svc, "bad user", &c), CART_EINVALID);
-	ck_assert_int_eq(cart_service_get(svc, "", &c), CART_EINVALID);
+	ck_assert_int_eq(cart_service_get(svc, NULL, "bad user", &c), CART_EINVALID);
+	ck_assert_int_eq(cart_service_get(svc, NULL, "", &c), CART_EINVALID);
 	cart_result res;
 	ck_assert_int_eq(add_o(&res, "a/b", "sku", 1, 10, "EUR", &NONE),
 			 CART_EINVALID);
@@ -1247,7 +1247,7 @@ START_TEST(test_service_backend_failure_propagates)
 	ck_assert_int_eq(add("u1", "a", 1, 10), CART_OK);
 	cart *c = NULL;
 	fault_repo_fail(faults, FAULT_LOAD, 1, CART_EBACKEND);
-	ck_assert_int_eq(cart_service_get(svc, "u1", &c), CART_EBACKEND);
+	ck_assert_int_eq(cart_service_get(svc, NULL, "u1", &c), CART_EBACKEND);
 	fault_repo_fail(faults, FAULT_LOAD, 1, CART_EBACKEND);
 	ck_assert_int_eq(add("u1", "a", 1, 10), CART_EBACKEND);
 	fault_repo_fail(faults, FAULT_LOAD, 1, CART_EBACKEND);
@@ -1278,7 +1278,7 @@ START_TEST(test_service_unavailable_passes_through)
 {
 	cart *c = NULL;
 	fault_repo_fail(faults, FAULT_LOAD, 1, CART_EUNAVAILABLE);
-	ck_assert_int_eq(cart_service_get(svc, "u1", &c), CART_EUNAVAILABLE);
+	ck_assert_int_eq(cart_service_get(svc, NULL, "u1", &c), CART_EUNAVAILABLE);
 	fault_repo_fail(faults, FAULT_LOAD, 1, CART_EUNAVAILABLE);
 	ck_assert_int_eq(add("u1", "a", 1, 10), CART_EUNAVAILABLE);
 	ck_assert_int_eq(add("u1", "a", 1, 10), CART_OK);
@@ -1291,6 +1291,97 @@ START_TEST(test_service_uuid_failure_propagates)
 	ck_assert_int_eq(add("u1", "a", 1, 10), CART_EBACKEND);
 	ck_assert_int_eq(stored_version("u1"), -1);
 	ck_assert_int_eq(add("u1", "a", 1, 10), CART_OK);
+}
+END_TEST
+
+/* --- authorization ------------------------------------------------------------ */
+
+static const cart_principal ALICE = { "alice", false };
+static const cart_principal ADMIN = { "ops-bot", true };
+
+/* An add as principal p; cart_result released. */
+static int add_as(const cart_principal *p, const char *user, const char *key)
+{
+	cart_call_ctx call = { "req-1", NULL, 0, p };
+	cart_item_spec spec = { "sku", 1, { 100, "EUR" }, NULL, NULL, 0 };
+	cart_command cmd = { .kind = CART_CMD_ADD_ITEM, .call = &call,
+			     .user_id = user, .item = &spec };
+	opts o = { -1, key, key ? "fp" : NULL };
+	cart_result res;
+	int rc = run(&cmd, &o, &res);
+
+	cart_result_release(&res);
+	return rc;
+}
+
+START_TEST(test_service_principal_acts_on_own_cart_only)
+{
+	cart_call_ctx call = { NULL, NULL, 0, &ALICE };
+	cart *c = NULL;
+
+	ck_assert_int_eq(add_as(&ALICE, "alice", NULL), CART_OK);
+	ck_assert_int_eq(add("bob", "a", 1, 10), CART_OK);
+	ck_assert_int_eq(add_as(&ALICE, "bob", NULL), CART_EACCESS);
+	ck_assert_int_eq(cart_service_get(svc, &call, "bob", &c), CART_EACCESS);
+	ck_assert_ptr_null(c);
+	/* Bob's cart is untouched: one line of quantity 1, version 1. */
+	c = get("bob");
+	ck_assert_int_eq(cart_version(c), 1);
+	ck_assert_int_eq(qty_of(c, "a"), 1);
+	cart_free(c);
+	ck_assert_int_eq(cart_service_get(svc, &call, "alice", &c), CART_OK);
+	ck_assert_int_eq(cart_version(c), 1);
+	cart_free(c);
+}
+END_TEST
+
+START_TEST(test_service_principal_denied_before_anything_is_stored)
+{
+	cart_idem *rec = NULL;
+
+	/* An unknown user's cart, with an idempotency key: nothing at all. */
+	ck_assert_int_eq(add_as(&ALICE, "carol", "k1"), CART_EACCESS);
+	ck_assert_int_eq(stored_version("carol"), -1);
+	ck_assert_int_eq(cart_repo_idem_get(&mem, "carol", "k1",
+					    fake_clock_now(fclk), &rec),
+			 CART_ENOTFOUND);
+	ck_assert_uint_eq(events(), 0);
+	/* The same key on her own cart is a first request, not a replay. */
+	ck_assert_int_eq(add_as(&ALICE, "alice", "k1"), CART_OK);
+	ck_assert_int_eq(version_of("alice"), 1);
+}
+END_TEST
+
+START_TEST(test_service_admin_acts_on_any_cart)
+{
+	cart_call_ctx call = { NULL, NULL, 0, &ADMIN };
+	cart *c = NULL;
+
+	ck_assert_int_eq(add_as(&ADMIN, "bob", NULL), CART_OK);
+	ck_assert_int_eq(cart_service_get(svc, &call, "bob", &c), CART_OK);
+	ck_assert_int_eq(cart_version(c), 1);
+	cart_free(c);
+}
+END_TEST
+
+START_TEST(test_service_no_principal_is_trusted)
+{
+	cart_call_ctx call = { "r", NULL, 0, NULL };
+	cart *c = NULL;
+
+	ck_assert(cart_call_may_access(NULL, "x"));
+	ck_assert(cart_call_may_access(&call, "x"));
+	ck_assert_int_eq(add_as(NULL, "dave", NULL), CART_OK);
+	ck_assert_int_eq(cart_service_get(svc, &call, "dave", &c), CART_OK);
+	cart_free(c);
+	/* A principal without a subject may act on nobody's cart. */
+	cart_principal anon = { NULL, false };
+	call.principal = &anon;
+	ck_assert(!cart_call_may_access(&call, "dave"));
+	/* Subjects compare exactly: no prefix, no case folding. */
+	ck_assert(!cart_call_may_access(&(cart_call_ctx){ .principal = &ALICE }, "alice2"));
+	ck_assert(!cart_call_may_access(&(cart_call_ctx){ .principal = &ALICE }, "Alice"));
+	ck_assert(!cart_call_may_access(&(cart_call_ctx){ .principal = &ALICE }, "alic"));
 }
 END_TEST
 
@@ -1363,6 +1454,14 @@ Suite *service_suite(void)
 	tcase_add_test(tc, test_service_idem_record_expires);
 	tcase_add_test(tc, test_service_idem_clear_replayed);
 	tcase_add_test(tc, test_service_idem_key_scoped_per_user);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("authorization");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_service_principal_acts_on_own_cart_only);
+	tcase_add_test(tc, test_service_principal_denied_before_anything_is_stored);
+	tcase_add_test(tc, test_service_admin_acts_on_any_cart);
+	tcase_add_test(tc, test_service_no_principal_is_trusted);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("failures");

@@ -1,0 +1,186 @@
+#ifndef APP_APP_H
+#define APP_APP_H
+
+/*
+ * The application context (what every request shares, read-only once the
+ * server runs) and the per-request context (what the stages of one request
+ * share: request id, route, principal, trace, timings, deadline).
+ */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cart/call.h"
+#include "cart/ports.h"
+#include "cart/service.h"
+#include "config.h"
+#include "http.h"
+
+/*
+ * Wakes the event relay after a commit, so events leave at once instead of
+ * at the next poll.  Signalling is cheap and never blocks a request.
+ */
+typedef struct relay_kick {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int pending;                 /* guarded by lock */
+} relay_kick;
+
+void relay_kick_signal(relay_kick *k);            /* accepts NULL */
+/* Sleeps up to ms, less if kicked; clears the kick. */
+void relay_kick_wait(relay_kick *k, int64_t ms);
+
+/*
+ * A readiness check, registered at wiring time.  Returns CART_OK when the
+ * dependency is usable; may append JSON members (each starting with a
+ * comma) to detail, e.g. ",\"circuitBreaker\":\"open\"".  Thread-safe.
+ */
+typedef int (*app_ready_fn)(void *self, buf *detail);
+
+typedef struct app_ready_check {
+	const char *name;
+	app_ready_fn check;
+	void *self;
+} app_ready_check;
+
+#define APP_MAX_READY_CHECKS 8
+
+typedef struct app_request app_request;
+
+/* A stage returns APP_NEXT to go on, or APP_DONE once it has answered. */
+enum { APP_NEXT = 0, APP_DONE = 1 };
+typedef int (*app_stage_fn)(app_request *r, void *self);
+
+/* nginx's phases, in the order they run (see pipeline.c). */
+typedef enum app_phase {
+	APP_PHASE_READ,        /* framing, the body */
+	APP_PHASE_ROUTE,       /* route, method, ids, OPTIONS */
+	APP_PHASE_PREACCESS,   /* who is calling (token), rate limits */
+	APP_PHASE_ACCESS,      /* may they call at all */
+	APP_PHASE_CONTENT,     /* the handler */
+	APP_PHASE_LOG,         /* after the response went out; always runs */
+	APP_PHASE_COUNT
+} app_phase;
+
+#define APP_MAX_STAGES 8
+
+typedef struct app_stage {
+	const char *name;
+	app_stage_fn fn;
+	void *self;
+} app_stage;
+
+typedef struct app_pipeline {
+	app_stage stages[APP_PHASE_COUNT][APP_MAX_STAGES];
+	size_t count[APP_PHASE_COUNT];
+} app_pipeline;
+
+/* Everything a request needs; shared read-only by all worker threads. */
+typedef struct app_ctx {
+	const app_config *cfg;
+	cart_service *svc;
+	const cart_ids *ids;
+	relay_kick *kick;            /* NULL when this process does not relay */
+	app_pipeline pipeline;
+	app_ready_check ready[APP_MAX_READY_CHECKS];
+	size_t ready_count;
+	atomic_int draining;         /* set once shutdown begins */
+} app_ctx;
+
+/* Registers a readiness check (wiring time only).  -1 when full. */
+int app_ready_add(app_ctx *app, const char *name, app_ready_fn check,
+		  void *self);
+
+/* Route ids; router.c has the table. */
+typedef enum app_route {
+	ROUTE_NONE,
+	ROUTE_HEALTH,
+	ROUTE_READY,
+	ROUTE_CART,
+	ROUTE_ITEMS,
+	ROUTE_ITEM,
+	ROUTE_ASTERISK,              /* the "*" target (OPTIONS *) */
+	ROUTE_COUNT
+} app_route;
+
+#define APP_SUB_MAX 255
+
+/* One request, from the first stage to the log; lives on the worker's stack. */
+struct app_request {
+	app_ctx *app;
+	const http_request *http;
+	http_response *res;
+	int64_t start_ns;            /* monotonic, for durations */
+	int64_t deadline_ms;         /* wall clock: the request must be done by */
+
+	/* READ */
+	int64_t content_length;      /* -1: none */
+	const char *body;            /* body_len bytes, not NUL-terminated */
+	size_t body_len;
+
+	/* ROUTE */
+	app_route route;
+	bool head;                   /* HEAD: answered as GET, without body */
+	char path[HTTP_MAX_PATH];    /* raw path, without query */
+	char user_id[CART_ID_MAX + 1];   /* percent-decoded; "" if invalid */
+	char item_id[CART_ID_MAX + 1];
+	bool ids_valid;
+
+	/* PREACCESS / ACCESS */
+	bool authenticated;
+	char sub[APP_SUB_MAX + 1];
+	cart_principal principal;
+	const char *auth_failure;    /* why a token was refused (log field) */
+	char rate_key[APP_SUB_MAX + 8];  /* "sub:..." or "ip:..." */
+
+	/* Trace context: X-Ray root, or "" when none (tracing issue). */
+	char trace_id[40];
+
+	/* What the use cases receive. */
+	cart_call_ctx call;
+
+	char body_buf[HTTP_MAX_BODY + 1];
+};
+
+/* Per-request start: request id, timings, the call context. */
+void app_request_init(app_request *r, app_ctx *app, const http_request *http,
+		      http_response *res);
+
+/* A header of the request, or NULL. */
+const char *app_header(const app_request *r, const char *name);
+
+/* Answers with a problem (instance: the request path). Returns APP_DONE. */
+int app_fail(app_request *r, int status, const char *code, const char *detail);
+
+/* --- the pipeline (pipeline.c) ------------------------------------------ */
+
+/* Adds a stage at the end of phase (wiring time only).  -1 when full. */
+int app_pipeline_add(app_pipeline *p, app_phase phase, const char *name,
+		     app_stage_fn fn, void *self);
+/* The standard stages: framing, body, route, content, access log. */
+int app_pipeline_init_default(app_pipeline *p, app_ctx *app);
+/*
+ * Runs READ..CONTENT until a stage answers; always leaves a response
+ * (404 if nothing answered, 500 if the response could not be built).
+ */
+void app_pipeline_run(const app_pipeline *p, app_request *r);
+/* Runs every LOG stage; call after the response went out. */
+void app_pipeline_log(const app_pipeline *p, app_request *r);
+
+/*
+ * The whole exchange in-process (tests and fuzzing): init, run, log.
+ * Thread-safe.
+ */
+void app_handle(app_ctx *app, const http_request *http, http_response *res);
+
+/* --- stages (one file each) --------------------------------------------- */
+
+int app_stage_framing(app_request *r, void *self);   /* framing.c */
+int app_stage_read_body(app_request *r, void *self); /* framing.c */
+int app_stage_route(app_request *r, void *self);     /* router.c */
+int app_stage_content(app_request *r, void *self);   /* handlers.c */
+int app_stage_access_log(app_request *r, void *self);/* access_log.c */
+
+#endif

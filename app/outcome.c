@@ -1,0 +1,171 @@
+/*
+ * Rendering of outcomes.  The same bytes go to the client and into the
+ * idempotency record that will replay them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cjson/cJSON.h"
+#include "log.h"
+#include "outcome.h"
+#include "preconditions.h"
+#include "render.h"
+
+void outcome_set_etag(http_response *res, int64_t version)
+{
+	char tag[32];
+
+	snprintf(tag, sizeof(tag), "\"%lld\"", (long long)version);
+	http_response_header(res, "ETag", tag);
+}
+
+void outcome_send_cart(app_request *r, int status, const cart *c)
+{
+	buf_reset(&r->res->body);
+	r->res->status = status;
+	r->res->content_type = "application/json";
+	render_cart(&r->res->body, c);
+}
+
+static void render_outcome(app_request *r, const cart_result *res,
+			   cart_cmd_kind kind)
+{
+	if (res->err == CART_OK && kind == CART_CMD_CLEAR) {
+		buf_reset(&r->res->body);
+		r->res->status = 204;
+		r->res->content_type = NULL;
+	} else if (res->err == CART_OK) {
+		outcome_send_cart(r, res->created ? 201 : 200, res->cart);
+	} else {
+		problem p = problem_for(res->err, res->rule);
+		p.current_version = res->err == CART_EPRECONDITION ?
+				    res->current_version : -1;
+		render_problem(r->res, &p, r->path);
+	}
+}
+
+typedef struct render_ctx {
+	app_request *r;
+	cart_cmd_kind kind;
+} render_ctx;
+
+/* cart_render_fn: the core asks for the bytes of a stored outcome. */
+static int render_for_record(void *ctx, const cart_result *res, int *status,
+			     char **body, size_t *body_len)
+{
+	render_ctx *rc = ctx;
+	http_response *out = rc->r->res;
+
+	render_outcome(rc->r, res, rc->kind);
+	*status = out->status;
+	if (out->body.failed)
+		return CART_ENOMEM;
+	*body = NULL;
+	*body_len = out->body.len;
+	if (*body_len && !(*body = malloc(*body_len)))
+		return CART_ENOMEM;
+	if (*body_len)
+		memcpy(*body, out->body.data, *body_len);
+	return CART_OK;
+}
+
+/* A stored outcome, sent again as it was, with the version as ETag. */
+static void send_replay(app_request *r, const cart_result *res)
+{
+	http_response *out = r->res;
+
+	buf_reset(&out->body);
+	buf_put(&out->body, res->body ? res->body : "", res->body_len);
+	out->status = res->status;
+	out->content_type = res->status == 204 ? NULL
+			    : res->status < 300 ? "application/json"
+						: "application/problem+json";
+	http_response_header(out, "Idempotent-Replayed", "true");
+	if (res->status < 300 && res->body_len) {
+		cJSON *doc = cJSON_ParseWithLength(res->body, res->body_len);
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, "version");
+		if (cJSON_IsNumber(v))
+			outcome_set_etag(out, (int64_t)v->valuedouble);
+		cJSON_Delete(doc);
+	}
+}
+
+/* 503 from a refusing dependency: come back when the breaker may let a
+ * probe through. */
+static void set_retry_after(app_request *r)
+{
+	char secs[16];
+
+	snprintf(secs, sizeof(secs), "%d", r->app->cfg->breaker_open_seconds);
+	http_response_header(r->res, "Retry-After", secs);
+}
+
+/* A failure of ours or of a dependency: the client sees 5xx, we log why. */
+static void log_backend_error(const app_request *r, int err)
+{
+	char fields[256];
+
+	snprintf(fields, sizeof(fields), ",\"request_id\":\"%s\",\"error\":\"%s\"",
+		 r->res->request_id, cart_err_name(err));
+	log_write(LOG_ERROR, "cart command failed", fields);
+}
+
+void outcome_read_failed(app_request *r, int err)
+{
+	problem p = problem_for(err, CART_RULE_NONE);
+
+	render_problem(r->res, &p, r->path);
+	if (err == CART_EUNAVAILABLE)
+		set_retry_after(r);
+	else if (err == CART_EBACKEND || err == CART_ENOMEM)
+		log_backend_error(r, err);
+}
+
+void outcome_execute(app_request *r, cart_command *cmd)
+{
+	const char *key = app_header(r, "Idempotency-Key");
+	const char *im = app_header(r, "If-Match");
+	render_ctx rctx = { r, cmd->kind };
+	char fp[65];
+	cart_result res;
+
+	if (!pre_parse_if_match(im, &cmd->if_match)) {
+		app_fail(r, 400, "cart.invalid_if_match",
+			 "If-Match must be a quoted version such as \"3\", or *");
+		return;
+	}
+	if (key && !pre_idem_key_valid(key)) {
+		app_fail(r, 400, "cart.invalid_idempotency_key",
+			 "Idempotency-Key must be 1-255 printable ASCII characters");
+		return;
+	}
+	if (key) {
+		if (!pre_fingerprint(r, fp)) {
+			app_fail(r, 500, "cart.internal_error", "could not hash the request");
+			return;
+		}
+		cmd->idem_key = key;
+		cmd->fingerprint = fp;
+		cmd->render = render_for_record;
+		cmd->render_ctx = &rctx;
+	}
+	cmd->call = &r->call;
+	cart_service_execute(r->app->svc, cmd, &res);
+	if (res.replayed)
+		send_replay(r, &res);
+	else if (res.body && res.err == CART_OK)
+		r->res->status = res.status;   /* already rendered into res */
+	else
+		render_outcome(r, &res, cmd->kind);
+	if (!res.replayed && res.err == CART_OK && res.cart &&
+	    cmd->kind != CART_CMD_CLEAR)
+		outcome_set_etag(r->res, cart_version(res.cart));
+	if (res.err == CART_OK && !res.replayed)
+		relay_kick_signal(r->app->kick);   /* its event is in the outbox */
+	if (res.err == CART_EUNAVAILABLE)
+		set_retry_after(r);
+	if (res.err == CART_EBACKEND || res.err == CART_ENOMEM)
+		log_backend_error(r, res.err);
+	cart_result_release(&res);
+}

@@ -1,0 +1,188 @@
+/*
+ * The request pipeline: nginx's phases as arrays of stages filled at
+ * wiring time.  READ, ROUTE, PREACCESS, ACCESS and CONTENT run in order
+ * until a stage answers; LOG always runs, after the response went out.
+ * Adding a cross-cutting step is one app_pipeline_add call in main.c.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "app.h"
+#include "render.h"
+
+int app_pipeline_add(app_pipeline *p, app_phase phase, const char *name,
+		     app_stage_fn fn, void *self)
+{
+	if (phase >= APP_PHASE_COUNT || !fn || p->count[phase] >= APP_MAX_STAGES)
+		return -1;
+	p->stages[phase][p->count[phase]++] = (app_stage){ name, fn, self };
+	return 0;
+}
+
+int app_pipeline_init_default(app_pipeline *p, app_ctx *app)
+{
+	memset(p, 0, sizeof(*p));
+	return app_pipeline_add(p, APP_PHASE_READ, "framing", app_stage_framing, app) |
+	       app_pipeline_add(p, APP_PHASE_READ, "body", app_stage_read_body, app) |
+	       app_pipeline_add(p, APP_PHASE_ROUTE, "route", app_stage_route, app) |
+	       app_pipeline_add(p, APP_PHASE_CONTENT, "content", app_stage_content, app) |
+	       app_pipeline_add(p, APP_PHASE_LOG, "access_log", app_stage_access_log, app);
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static bool request_id_valid(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!isalnum((unsigned char)s[n]) && !strchr("._:-", s[n]))
+			return false;
+	return n >= 1 && n <= CART_ID_MAX;
+}
+
+const char *app_header(const app_request *r, const char *name)
+{
+	const http_request *h = r->http;
+
+	return h->header ? h->header(h->header_ctx, name) : NULL;
+}
+
+void app_request_init(app_request *r, app_ctx *app, const http_request *http,
+		      http_response *res)
+{
+	const char *given;
+
+	/* The big buffers are filled before use; clear only the small state. */
+	memset(r, 0, offsetof(app_request, path));
+	r->path[0] = '\0';
+	r->user_id[0] = r->item_id[0] = '\0';
+	r->ids_valid = r->authenticated = false;
+	r->sub[0] = r->rate_key[0] = r->trace_id[0] = '\0';
+	r->auth_failure = NULL;
+	r->principal = (cart_principal){ NULL, false };
+	r->app = app;
+	r->http = http;
+	r->res = res;
+	r->start_ns = mono_ns();
+	r->content_length = -1;
+	r->deadline_ms = wall_ms() + (app->cfg ? app->cfg->request_timeout_ms : 10000);
+	given = app_header(r, "X-Request-Id");
+	if (given && request_id_valid(given))
+		snprintf(res->request_id, sizeof(res->request_id), "%s", given);
+	else if (cart_ids_uuid(app->ids, res->request_id))
+		snprintf(res->request_id, sizeof(res->request_id), "unknown");
+	r->call = (cart_call_ctx){ res->request_id, NULL, r->deadline_ms, NULL };
+}
+
+int app_fail(app_request *r, int status, const char *code, const char *detail)
+{
+	problem p = { status, code, detail, -1 };
+	const char *t = r->http->target;
+
+	/* Refused before routing: the instance is still the request's path. */
+	if (!r->path[0] && t && *t)
+		snprintf(r->path, sizeof(r->path), "%.*s", (int)strcspn(t, "?#"), t);
+	render_problem(r->res, &p, r->path[0] ? r->path : NULL);
+	return APP_DONE;
+}
+
+/* Runs one phase; APP_DONE as soon as a stage answered. */
+static int run_phase(const app_pipeline *p, app_phase ph, app_request *r)
+{
+	for (size_t i = 0; i < p->count[ph]; i++)
+		if (p->stages[ph][i].fn(r, p->stages[ph][i].self) == APP_DONE)
+			return APP_DONE;
+	return APP_NEXT;
+}
+
+void app_pipeline_run(const app_pipeline *p, app_request *r)
+{
+	int done = APP_NEXT;
+
+	for (int ph = APP_PHASE_READ; ph < APP_PHASE_LOG && done == APP_NEXT; ph++)
+		done = run_phase(p, (app_phase)ph, r);
+	if (done == APP_NEXT)
+		app_fail(r, 404, "cart.not_found", "no such resource");
+	if (r->res->body.failed) {
+		buf_release(&r->res->body);
+		buf_init(&r->res->body, HTTP_MAX_RESPONSE);
+		app_fail(r, 500, "cart.internal_error", "response could not be built");
+	}
+	/* Framing and body errors leave bytes we will not parse: close. */
+	if (r->res->status >= 400 && r->content_length > 0)
+		r->res->close = true;
+}
+
+void app_pipeline_log(const app_pipeline *p, app_request *r)
+{
+	run_phase(p, APP_PHASE_LOG, r);
+}
+
+void app_handle(app_ctx *app, const http_request *http, http_response *res)
+{
+	app_request *r = malloc(sizeof(*r));
+
+	if (!r) {
+		problem pr = { 503, "cart.unavailable", "out of memory", -1 };
+		render_problem(res, &pr, NULL);
+		return;
+	}
+	app_request_init(r, app, http, res);
+	app_pipeline_run(&app->pipeline, r);
+	app_pipeline_log(&app->pipeline, r);
+	free(r);
+}
+
+int app_ready_add(app_ctx *app, const char *name, app_ready_fn check, void *self)
+{
+	if (!check || app->ready_count >= APP_MAX_READY_CHECKS)
+		return -1;
+	app->ready[app->ready_count++] = (app_ready_check){ name, check, self };
+	return 0;
+}
+
+/* --- responses ------------------------------------------------------------ */
+
+void http_response_init(http_response *res)
+{
+	memset(res, 0, sizeof(*res));
+	buf_init(&res->body, HTTP_MAX_RESPONSE);
+	buf_init(&res->headers, 4096);
+	res->route = "unmatched";
+}
+
+void http_response_release(http_response *res)
+{
+	if (!res)
+		return;
+	buf_release(&res->body);
+	buf_release(&res->headers);
+}
+
+void http_response_header(http_response *res, const char *name,
+			  const char *value)
+{
+	buf_puts(&res->headers, name);
+	buf_puts(&res->headers, ": ");
+	buf_puts(&res->headers, value);
+	buf_puts(&res->headers, "\r\n");
+}
