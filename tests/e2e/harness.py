@@ -352,11 +352,204 @@ ENV_DEFAULTS = collections.OrderedDict([
 # cleared from the inherited environment (KEEP_ALIVE_TIMEOUT_MS is an extra
 # knob of this server, not part of the issue)
 ALL_VARS = set(ENV_DEFAULTS) | {
-    "KEEP_ALIVE_TIMEOUT_MS", "SHUTDOWN_DRAIN_SECONDS", "DYNAMODB_TIMEOUT_MS",
+    "KEEP_ALIVE_TIMEOUT_MS", "REQUEST_TIMEOUT_MS", "SHUTDOWN_DRAIN_SECONDS", "DYNAMODB_TIMEOUT_MS",
     "DYNAMODB_CONNECT_TIMEOUT_MS", "AWS_MAX_ATTEMPTS", "EVENTS_RELAY_ENABLED",
     "EVENTBRIDGE_ENDPOINT", "EVENTBRIDGE_SOURCE", "CIRCUIT_BREAKER_FAILURE_RATE",
     "CIRCUIT_BREAKER_MIN_CALLS", "CIRCUIT_BREAKER_WINDOW_SECONDS",
     "CIRCUIT_BREAKER_OPEN_SECONDS", "CIRCUIT_BREAKER_HALF_OPEN_PROBES"}
+
+
+# -- raw HTTP/1.1 over a socket ---------------------------------------------
+#
+# For framing tests http.client is too forgiving (and too helpful): these
+# helpers send exact bytes and parse every response the server writes back.
+
+class RawResult:
+    """What one raw exchange produced.
+
+    responses: Response tuples (.raw is the body bytes) in arrival order;
+    closed: the server ended the connection (EOF or reset) before the
+    deadline; reset: it was a reset; trailing: bytes after the last complete
+    response that do not parse as the start of another (e.g. a body after a
+    HEAD response); error: why parsing stopped, if it did; elapsed: seconds
+    from the first send to the end of reading (EOF time when closed)."""
+
+    def __init__(self):
+        self.responses = []
+        self.closed = False
+        self.reset = False
+        self.trailing = b""
+        self.error = None
+        self.elapsed = None
+        self.data = b""
+
+    def __repr__(self):
+        return ("RawResult(%d responses %s, closed=%s, reset=%s, "
+                "trailing=%r, error=%s, elapsed=%s)"
+                % (len(self.responses),
+                   [(r.status, r.headers, r.raw[:300]) for r in self.responses],
+                   self.closed, self.reset, self.trailing[:200], self.error,
+                   None if self.elapsed is None else "%.2fs" % self.elapsed))
+
+
+_BODYLESS = (204, 304)
+
+
+def parse_raw_responses(data, methods=(), eof=False):
+    """Parses HTTP/1.1 responses from data.
+
+    methods[i] is the method of the i-th request (a HEAD response has no
+    body); missing entries count as GET.  Returns (responses, rest, error):
+    rest is what follows the last complete response; error is a string when
+    rest can never become a valid response (garbage), else None."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            start = data[pos:pos + 9]
+            if not (b"HTTP/1.1 ".startswith(start) or
+                    b"HTTP/1.0 ".startswith(start) or
+                    re.match(rb"HTTP/1\.[01] ", start)):
+                return out, data[pos:], "not a status line"
+            return out, data[pos:], ("truncated head" if eof else None)
+        head = data[pos:end].decode("latin-1")
+        lines = head.split("\r\n")
+        m = re.match(r"^HTTP/1\.([01]) (\d{3})(?: (.*))?$", lines[0])
+        if not m:
+            return out, data[pos:], "bad status line %r" % lines[0][:80]
+        status = int(m.group(2))
+        headers = {}
+        for line in lines[1:]:
+            if ":" not in line:
+                return out, data[pos:], "bad header line %r" % line[:80]
+            k, v = line.split(":", 1)
+            k = k.strip().lower()
+            v = v.strip()
+            headers[k] = headers[k] + ", " + v if k in headers else v
+        i = len(out)
+        method = methods[i] if i < len(methods) else "GET"
+        bstart = end + 4
+        if method == "HEAD" or status in _BODYLESS or 100 <= status < 200:
+            body = b""
+            nxt = bstart
+        elif "transfer-encoding" in headers:
+            # chunked (our server never sends it; civetweb might)
+            body = b""
+            p = bstart
+            while True:
+                le = data.find(b"\r\n", p)
+                if le < 0:
+                    return out, data[pos:], ("truncated chunked body"
+                                             if eof else None)
+                try:
+                    size = int(data[p:le].split(b";")[0], 16)
+                except ValueError:
+                    return out, data[pos:], "bad chunk size"
+                if size == 0:
+                    te = data.find(b"\r\n\r\n", le)
+                    if data[le:le + 4] == b"\r\n\r\n":
+                        te = le
+                    if te < 0:
+                        return out, data[pos:], None
+                    nxt = te + 4
+                    break
+                if len(data) < le + 2 + size + 2:
+                    return out, data[pos:], ("truncated chunk" if eof else None)
+                body += data[le + 2:le + 2 + size]
+                p = le + 2 + size + 2
+        elif "content-length" in headers:
+            try:
+                n = int(headers["content-length"])
+            except ValueError:
+                return out, data[pos:], "bad Content-Length %r" % \
+                    headers["content-length"]
+            if len(data) - bstart < n:
+                return out, data[pos:], ("truncated body" if eof else None)
+            body = data[bstart:bstart + n]
+            nxt = bstart + n
+        else:
+            # delimited by the close
+            if not eof:
+                return out, data[pos:], None
+            body = data[bstart:]
+            nxt = len(data)
+        parsed = body
+        json_error = None
+        if body and "json" in headers.get("content-type", ""):
+            try:
+                parsed = parse_json(body)
+            except ValueError as e:
+                json_error = str(e)
+        r = Response(status, headers, parsed)
+        r.raw = body
+        r.json_error = json_error
+        out.append(r)
+        pos = nxt
+    return out, b"", None
+
+
+def raw_exchange(port, data, methods=(), timeout=3.0, expect=None, grace=0.3,
+                 half_close=False, segments=None, sock=None):
+    """Sends raw bytes and reads every response until EOF or timeout.
+
+    data: bytes, sent at once (or segments: a list of bytes and float
+    pauses, sent in order).  half_close: shutdown(SHUT_WR) after sending.
+    Reading stops at EOF/reset, at timeout seconds after the last send, or
+    grace seconds after `expect` complete responses have arrived (so a
+    keep-alive exchange does not wait the whole timeout; bytes arriving
+    within the grace still count).  sock: an already connected socket to
+    use (it is NOT closed); otherwise a fresh connection is made and closed.
+    """
+    own = sock is None
+    if own:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    res = RawResult()
+    buf = b""
+    t0 = time.monotonic()
+    try:
+        try:
+            for part in (segments if segments is not None else [data]):
+                if isinstance(part, (int, float)):
+                    time.sleep(part)
+                    continue
+                sock.sendall(part)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            res.error = "send failed: %r" % e
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            resp, rest, err = parse_raw_responses(buf, methods)
+            if err:
+                break
+            if expect is not None and len(resp) >= expect:
+                deadline = min(deadline, now + grace)
+                expect = None
+            if now >= deadline:
+                break
+            sock.settimeout(max(0.01, deadline - now))
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                res.closed = res.reset = True
+                break
+            if not chunk:
+                res.closed = True
+                break
+            buf += chunk
+        res.elapsed = time.monotonic() - t0
+    finally:
+        if own:
+            sock.close()
+    res.data = buf
+    res.responses, res.trailing, err = parse_raw_responses(buf, methods,
+                                                           eof=res.closed)
+    res.error = res.error or err
+    return res
 
 
 class ServerTestCase(unittest.TestCase):
