@@ -45,6 +45,9 @@ typedef struct worker {
 	atomic_int state;            /* READ_*; changed under lock */
 	int64_t deadline_ns;         /* guarded by lock */
 	bool errored;                /* owner thread only: civetweb's error was answered */
+	bool discarding;             /* owner thread only: kicks cut civetweb's discard */
+	int64_t wait_start_ns;       /* owner thread only: began waiting for headers */
+	bool served;                 /* owner thread only: the connection had a request */
 } worker;
 
 struct server {
@@ -216,6 +219,31 @@ static void send_response(struct mg_connection *conn, const http_response *res,
 	buf_release(&out);
 }
 
+/*
+ * Makes civetweb close the connection after this response.  civetweb 1.15
+ * has no call for that: it keeps a connection alive unless the request's
+ * own Connection header says otherwise, so we set that header in its
+ * parsed request (a public struct) to "close".  If the table is full (the
+ * request was refused for its 64 header lines), the last entry gives way.
+ */
+static void force_close(struct mg_connection *conn)
+{
+	struct mg_request_info *ri = (struct mg_request_info *)mg_get_request_info(conn);
+	int i;
+
+	for (i = 0; i < ri->num_headers; i++)
+		if (!strcasecmp(ri->http_headers[i].name, "Connection"))
+			break;
+	if (i == ri->num_headers) {
+		if (i == HTTP_MAX_HEADERS)
+			i--;
+		else
+			ri->num_headers++;
+	}
+	ri->http_headers[i].name = "Connection";
+	ri->http_headers[i].value = "close";
+}
+
 /* Method names are tokens; anything odd is logged as '?'. */
 static void copy_method(char out[17], const char *m)
 {
@@ -241,8 +269,13 @@ static void fill_request(http_request *req, conn_io *io, char method[17],
 	req->read_ctx = io;
 }
 
-/* Runs the pipeline for one request and answers it. */
-static void serve(server *srv, struct mg_connection *conn, const char *target)
+/*
+ * Runs the pipeline for one request and answers it.  closing: called while
+ * civetweb closes the connection (see on_connection_close): no body is
+ * read and nothing is left to discard.
+ */
+static void serve(server *srv, struct mg_connection *conn, const char *target,
+		  bool closing)
 {
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	worker *w = mg_get_thread_pointer(conn);
@@ -253,6 +286,8 @@ static void serve(server *srv, struct mg_connection *conn, const char *target)
 	app_request request, *r = &request;
 
 	fill_request(&req, &io, method, ri, target);
+	if (closing)
+		req.read = NULL;
 	http_response_init(&res);
 	app_request_init(r, srv->app, &req, &res);
 	io.deadline_ns = r->start_ns + (int64_t)srv->app->cfg->request_timeout_ms * 1000000LL;
@@ -261,6 +296,23 @@ static void serve(server *srv, struct mg_connection *conn, const char *target)
 	if (atomic_load(&srv->app->draining))
 		res.close = true;
 	send_response(conn, &res, r->head);
+	if (w) {
+		w->wait_start_ns = mono_ns();
+		w->served = true;
+	}
+	if (res.close)
+		force_close(conn);
+	/*
+	 * civetweb reads and discards the rest of a body we did not read
+	 * (mg_read, as long as bytes come); a connection we close anyway
+	 * must not hold the worker for that, so the watchdog cuts it short
+	 * at once (read_end runs in on_connection_close).
+	 */
+	if (!closing && res.close && w && (ri->content_length > (long long)r->body_len ||
+			       mg_get_header(conn, "Transfer-Encoding"))) {
+		read_begin(w, 0);
+		w->discarding = true;
+	}
 	app_pipeline_log(&srv->app->pipeline, r);
 	http_response_release(&res);
 }
@@ -271,10 +323,40 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 
 	atomic_fetch_add(&srv->in_flight, 1);
-	serve(srv, conn, ri->local_uri_raw ? ri->local_uri_raw : ri->request_uri);
+	serve(srv, conn, ri->local_uri_raw ? ri->local_uri_raw : ri->request_uri,
+	      false);
 	atomic_fetch_sub(&srv->in_flight, 1);
 	/* 1: we answered; a non-zero close keeps civetweb from answering again */
 	return 1;
+}
+
+/*
+ * civetweb says "Malformed message" both for bytes that are not a request
+ * head and for a head that did not end in time; only the clock tells them
+ * apart (its limit is KEEP_ALIVE_TIMEOUT_MS after a request on the same
+ * connection, REQUEST_TIMEOUT_MS before).
+ */
+static bool headers_timed_out(const server *srv, const worker *w)
+{
+	const app_config *cfg = srv->app->cfg;
+	int64_t limit_ms;
+
+	if (!w || !w->wait_start_ns)
+		return false;
+	limit_ms = w->served ? cfg->keep_alive_timeout_ms : cfg->request_timeout_ms;
+	return mono_ns() - w->wait_start_ns >= (limit_ms * 9 / 10) * 1000000LL;
+}
+
+static int on_init_connection(const struct mg_connection *conn, void **data)
+{
+	worker *w = mg_get_thread_pointer(conn);
+
+	(void)data;
+	if (w) {
+		w->wait_start_ns = mono_ns();
+		w->served = false;
+	}
+	return 0;
 }
 
 /*
@@ -310,6 +392,12 @@ static int on_http_error(struct mg_connection *conn, int status,
 		code = "cart.invalid_framing";
 		detail = "Content-Length must be one decimal number of bytes, and "
 			 "Transfer-Encoding is not accepted";
+	} else if (status == 400 && msg && !strcmp(msg, "Malformed message") &&
+		   headers_timed_out(srv, w)) {
+		/* civetweb's words for "headers incomplete when the time ran out" */
+		status = 408;
+		code = "cart.request_timeout";
+		detail = "the request headers did not arrive within the request timeout";
 	} else if (status == 413) {
 		status = 431;
 		code = "cart.headers_too_large";
@@ -343,13 +431,17 @@ static void on_connection_close(const struct mg_connection *cconn)
 	worker *w = mg_get_thread_pointer(conn);
 	bool errored = !w || w->errored;
 
+	if (w && w->discarding) {
+		read_end(w);
+		w->discarding = false;
+	}
 	if (w)
 		w->errored = false;
 	/* A request we served has local_uri set; one civetweb refused, errored. */
 	if (errored || !srv || !ri->request_uri || ri->local_uri ||
 	    !ri->request_method || !ri->http_version)
 		return;
-	serve(srv, conn, ri->request_uri);
+	serve(srv, conn, ri->request_uri, true);
 }
 
 static int on_log_message(const struct mg_connection *conn, const char *msg)
@@ -405,6 +497,7 @@ int server_start(server **out, app_ctx *app, char *err, size_t err_len)
 	cb.log_message = on_log_message;
 	cb.init_thread = on_init_thread;
 	cb.connection_close = on_connection_close;
+	cb.init_connection = on_init_connection;
 	s = calloc(1, sizeof(*s));
 	if (s)
 		s->workers = calloc((size_t)cfg->http_threads, sizeof(*s->workers));
