@@ -17,8 +17,6 @@
 #include "cart/error.h"
 #include "jwt/jwt_internal.h"
 
-#define JSON_MAX_DEPTH 16     /* real headers and claims nest 2 or 3 deep */
-#define JSON_MAX_MEMBERS 64   /* top-level members of header or payload */
 #define KID_MAX 255
 
 enum key_source { SOURCE_STATIC, SOURCE_FILE, SOURCE_URL };
@@ -402,107 +400,6 @@ void cart_jwt_verifier_stats(cart_jwt_verifier *v, cart_jwt_stats *out)
 	pthread_mutex_unlock(&v->lock);
 }
 
-/* --- the compact serialization ------------------------------------------- */
-
-typedef struct jws_parts {
-	const char *seg[3];
-	size_t len[3];
-} jws_parts;
-
-static int split_compact(jws_parts *p, const char *token, size_t len)
-{
-	const char *dot1 = memchr(token, '.', len);
-	const char *dot2, *rest;
-
-	if (!dot1)
-		return -1;
-	rest = dot1 + 1;
-	dot2 = memchr(rest, '.', len - (size_t)(rest - token));
-	if (!dot2 || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)))
-		return -1;
-	p->seg[0] = token;
-	p->len[0] = (size_t)(dot1 - token);
-	p->seg[1] = rest;
-	p->len[1] = (size_t)(dot2 - rest);
-	p->seg[2] = dot2 + 1;
-	p->len[2] = len - (size_t)(dot2 + 1 - token);
-	return 0;
-}
-
-/*
- * Nesting depth of JSON text outside strings.  Bounding it up front keeps
- * cJSON's recursion shallow whatever the token holds.
- */
-static bool depth_ok(const char *s, size_t n, int max)
-{
-	bool in_str = false, esc = false;
-	int depth = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (in_str) {
-			if (esc)
-				esc = false;
-			else if (c == '\\')
-				esc = true;
-			else if (c == '"')
-				in_str = false;
-		} else if (c == '"') {
-			in_str = true;
-		} else if (c == '{' || c == '[') {
-			if (++depth > max)
-				return false;
-		} else if (c == '}' || c == ']') {
-			depth--;
-		}
-	}
-	return true;
-}
-
-static bool unique_members(const cJSON *obj)
-{
-	int n = 0;
-
-	for (const cJSON *a = obj->child; a; a = a->next) {
-		if (++n > JSON_MAX_MEMBERS)
-			return false;
-		for (const cJSON *b = obj->child; b != a; b = b->next)
-			if (!strcmp(a->string, b->string))
-				return false;
-	}
-	return true;
-}
-
-/*
- * Decodes one base64url segment into buf (NUL-terminated) and parses it
- * as exactly one JSON object with unique member names.  A NUL, raw or as
- * \u0000, is refused: cJSON would cut the string there.
- */
-static cJSON *decode_object(const char *seg, size_t len, char *buf)
-{
-	const char *end = NULL;
-	size_t n;
-	cJSON *j;
-
-	if (jwt_b64url_decode((uint8_t *)buf, &n, seg, len) || n == 0)
-		return NULL;
-	buf[n] = '\0';
-	if (memchr(buf, '\0', n) || strstr(buf, "\\u0000") ||
-	    !depth_ok(buf, n, JSON_MAX_DEPTH))
-		return NULL;
-	j = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
-	if (!j)
-		return NULL;
-	while (end && end < buf + n && strchr(" \t\r\n", *end))
-		end++;
-	if (end != buf + n || !cJSON_IsObject(j) || !unique_members(j)) {
-		cJSON_Delete(j);
-		return NULL;
-	}
-	return j;
-}
-
 /* --- header and key ------------------------------------------------------ */
 
 typedef struct jws_header {
@@ -607,7 +504,7 @@ static int verify_parts(cart_jwt_verifier *v, const jws_parts *p,
 	cJSON *j;
 	int rc;
 
-	j = decode_object(p->seg[0], p->len[0], buf);
+	j = jwt_decode_object(p->seg[0], p->len[0], buf);
 	if (!j)
 		return CART_JWT_MALFORMED;
 	rc = read_header(&h, j, v->allowed);
@@ -616,7 +513,7 @@ static int verify_parts(cart_jwt_verifier *v, const jws_parts *p,
 		rc = check_signature(v, &h, p, (uint8_t *)buf);
 	if (rc != CART_JWT_OK)
 		return rc;
-	j = decode_object(p->seg[1], p->len[1], buf);
+	j = jwt_decode_object(p->seg[1], p->len[1], buf);
 	if (!j)
 		return CART_JWT_MALFORMED;
 	rc = jwt_check_claims(j, &v->rules, cart_clock_now(v->clock), out);
@@ -633,7 +530,7 @@ int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 	memset(out, 0, sizeof(*out));
 	if (len > CART_JWT_MAX_TOKEN)
 		return CART_JWT_TOO_LARGE;
-	if (!token || split_compact(&p, token, len))
+	if (!token || jwt_split_compact(&p, token, len))
 		return CART_JWT_MALFORMED;
 	/* All three spelled right before any key is looked up (or fetched). */
 	for (int i = 0; i < 3; i++)

@@ -30,6 +30,28 @@ size_t jwt_b64url_decoded_len(size_t n);
  */
 int jwt_b64url_decode(uint8_t *out, size_t *out_len, const char *in, size_t n);
 
+/* --- the compact serialization (jws.c) ---------------------------------- */
+
+typedef struct jws_parts {
+	const char *seg[3];     /* header, payload, signature: base64url */
+	size_t len[3];
+} jws_parts;
+
+/* Splits token[0..len) at its dots; -1 unless there are exactly two. */
+int jwt_split_compact(jws_parts *p, const char *token, size_t len);
+
+struct cJSON;
+
+/*
+ * Decodes one base64url segment into buf (at least
+ * jwt_b64url_decoded_len(len) + 1 bytes; left NUL-terminated) and parses
+ * it as exactly one JSON object (surrounding whitespace allowed) with
+ * unique member names, nesting at most 16 deep and no NUL (raw or
+ * \u0000: cJSON would cut a string there).  NULL if not; the caller frees
+ * the result with cJSON_Delete().
+ */
+struct cJSON *jwt_decode_object(const char *seg, size_t len, char *buf);
+
 /* --- algorithms and keys (jwks.c) ---------------------------------------- */
 
 typedef enum jwt_alg {
@@ -113,8 +135,6 @@ int jwt_url_fetch(char **out, size_t *out_len, const char *url,
 int jwt_url_allowed(const char *url);
 
 /* --- claims (claims.c) -------------------------------------------------- */
-
-struct cJSON;
 
 typedef struct jwt_claim_rules {
 	int64_t leeway_ms;
