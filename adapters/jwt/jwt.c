@@ -234,12 +234,15 @@ static int load_keys(const cart_jwt_verifier *v, const jwt_file_stamp *last,
 	return rc;
 }
 
-/* Under v->lock: may this thread refresh now?  If so it is marked as the
- * fetcher and must call run_refresh(). */
+/*
+ * Under v->lock: may this thread refresh now?  If so it is marked as the
+ * fetcher and must call run_refresh().  A wall clock that stepped back
+ * restarts the window instead of stopping refreshes until it catches up.
+ */
 static bool claim_refresh(cart_jwt_verifier *v, int64_t now)
 {
 	if (v->source == SOURCE_STATIC || v->fetching ||
-	    now - v->last_attempt_ms < v->min_refresh_ms)
+	    (now >= v->last_attempt_ms && now - v->last_attempt_ms < v->min_refresh_ms))
 		return false;
 	v->fetching = true;
 	v->last_attempt_ms = now;
@@ -289,7 +292,8 @@ static jwt_keyset *current_keys(cart_jwt_verifier *v)
 	bool refresh;
 
 	pthread_mutex_lock(&v->lock);
-	refresh = v->max_age_ms > 0 && now - v->loaded_ms >= v->max_age_ms &&
+	refresh = v->max_age_ms > 0 &&
+		  (now - v->loaded_ms >= v->max_age_ms || now < v->loaded_ms) &&
 		  claim_refresh(v, now);
 	pthread_mutex_unlock(&v->lock);
 	if (refresh)

@@ -1097,6 +1097,26 @@ START_TEST(test_jwt_unknown_kid_refetch_is_rate_limited)
 }
 END_TEST
 
+START_TEST(test_jwt_clock_stepping_back_does_not_stop_refreshes)
+{
+	char doc[4096];
+
+	usual_jwks(doc, sizeof(doc));
+	url_verifier(doc);
+	fake_clock_set(fclk, T0 - 3600 * 1000);
+	ts_sign(tok, sizeof(tok), "{\"alg\":\"RS256\",\"kid\":\"rsa-9\"}", claims(""),
+		TS_RS256, ts_rsa2048(), NULL, 0);
+	ck_assert_int_eq(verify(), CART_JWT_UNKNOWN_KID);
+	ck_assert_int_eq(jwks_server_requests(srv), 2);
+	/* The window restarts from the new time. */
+	ck_assert_int_eq(verify(), CART_JWT_UNKNOWN_KID);
+	ck_assert_int_eq(jwks_server_requests(srv), 2);
+	fake_clock_advance(fclk, 60000);
+	ck_assert_int_eq(verify(), CART_JWT_UNKNOWN_KID);
+	ck_assert_int_eq(jwks_server_requests(srv), 3);
+}
+END_TEST
+
 /* The set the server hands out after rotation: only "ec-2". */
 static void rotated_jwks(char *out, size_t cap)
 {
@@ -1364,6 +1384,7 @@ Suite *jwt_suite(void)
 	tcase_add_test(tc, test_jwt_url_fetch_failure_fails_new);
 	tcase_add_test(tc, test_jwt_url_document_size_limit);
 	tcase_add_test(tc, test_jwt_unknown_kid_refetch_is_rate_limited);
+	tcase_add_test(tc, test_jwt_clock_stepping_back_does_not_stop_refreshes);
 	tcase_add_test(tc, test_jwt_rotation_by_url);
 	tcase_add_test(tc, test_jwt_rotation_by_file);
 	tcase_add_test(tc, test_jwt_max_age_refresh_keeps_stale_keys_on_failure);
