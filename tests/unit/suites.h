@@ -11,5 +11,6 @@ Suite *ports_suite(void);
 Suite *fakes_suite(void);
 Suite *resilience_suite(void);
 Suite *pipeline_suite(void);
+Suite *jwt_suite(void);
 
 #endif
