@@ -10,5 +10,6 @@ Suite *memory_repo_contract_suite(void);
 Suite *ports_suite(void);
 Suite *fakes_suite(void);
 Suite *resilience_suite(void);
+Suite *limiter_suite(void);
 
 #endif
