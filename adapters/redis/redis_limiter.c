@@ -364,12 +364,12 @@ static bool run_script(const struct redis_limiter *r, struct conn *c,
 		if (!ok)
 			fail_with(f, true, "EVALSHA",
 				  rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-		/* The script failed on this key (e.g. WRONGTYPE: something else
-		 * wrote it); the connection is in step and stays open.  Other
-		 * errors (READONLY after a failover, LOADING, ...) reconnect. */
+		/* WRONGTYPE: something else wrote this key.  The connection is
+		 * in step and the store is fine, so it stays open.  Any other
+		 * error (READONLY after a failover, LOADING, OOM...) reconnects.
+		 * Redis 6 wraps it in "ERR Error running script", 7 does not. */
 		f->keep_conn = !ok && rep->type == REDIS_REPLY_ERROR &&
-			       (strncmp(rep->str, "ERR", 3) == 0 ||
-				strncmp(rep->str, "WRONGTYPE", 9) == 0);
+			       strstr(rep->str, "WRONGTYPE") != NULL;
 		freeReplyObject(rep);
 		return ok;
 	}
