@@ -22,7 +22,7 @@ SAN     ?=
 LIB_CPPFLAGS := -Iinclude -Ilib
 AD_CPPFLAGS  := -Iinclude -Iadapters
 APP_CPPFLAGS := -Iinclude -Iadapters -Iapp
-APP_LIBS     := -lcivetweb -lcjson -lcurl -lcrypto -ldl -lpthread -lm
+APP_LIBS     := -lcivetweb -lcjson -lcurl -lcrypto -lhiredis -ldl -lpthread -lm
 
 LIB_SRC  := $(wildcard lib/*.c)
 AD_SRC   := $(wildcard adapters/*/*.c)
@@ -30,12 +30,15 @@ APP_SRC  := $(filter-out app/main.c,$(wildcard app/*.c))
 UT_SRC   := $(wildcard tests/unit/*.c) $(wildcard tests/fakes/*.c)
 # The DynamoDB binary runs the same repository contract (test_repo_contract.c).
 DT_SRC   := $(wildcard tests/dynamo/*.c) tests/unit/test_repo_contract.c
+# The Redis limiter against real redis-server processes.
+RT_SRC   := $(wildcard tests/redis/*.c) tests/fakes/fake_clock.c
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
 AD_OBJ   := $(AD_SRC:%.c=$(O)/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(O)/%.o)
 UT_OBJ   := $(UT_SRC:%.c=$(O)/%.o)
 DT_OBJ   := $(DT_SRC:%.c=$(O)/%.o)
+RT_OBJ   := $(RT_SRC:%.c=$(O)/%.o)
 
 LIBCART  := $(O)/libcart.a
 LIBAD    := $(O)/libcart-adapters.a
@@ -43,6 +46,9 @@ LIBAPP   := $(O)/libcart-app.a
 BIN      := bin/cart-service
 UNIT     := $(O)/tests/unit-tests
 DYNAMO_T := $(O)/tests/dynamo-tests
+REDIS_T  := $(O)/tests/redis-tests
+# Starts a throwaway redis-server, runs the command, stops it by PID.
+REDIS_RUN := tests/redis/run.sh
 # Starts dynalite behind the SigV4-verifying proxy, runs the command, stops both.
 STACK    := /usr/bin/python3 tests/aws/stack.py run --
 # Compares the actions seen on the wire with an IAM policy file.
@@ -52,7 +58,7 @@ EXAMPLE  := $(O)/example
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-.PHONY: all run check test unit e2e dynamo valgrind coverage fuzz fuzz-build bench \
+.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench \
         bootstrap clean layering example
 
 all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
@@ -93,6 +99,10 @@ $(DYNAMO_T): $(DT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(APP_LIBS)
 
+$(REDIS_T): $(RT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(APP_LIBS)
+
 # The example a C developer would write: libcart + the memory adapter only.
 $(EXAMPLE): docs/example/example.c $(LIBAD) $(LIBCART)
 	$(CC) $(AD_CPPFLAGS) $(CFLAGS) -o $@ $< $(LIBAD) $(LIBCART) -lpthread
@@ -108,8 +118,8 @@ run:
 # Everything the README promises, from a fresh machine.
 check:
 	@tools/bootstrap.sh check
-	@$(MAKE) --no-print-directory all $(UNIT) $(DYNAMO_T)
-	@$(MAKE) --no-print-directory layering unit valgrind e2e dynamo
+	@$(MAKE) --no-print-directory all $(UNIT) $(DYNAMO_T) $(REDIS_T)
+	@$(MAKE) --no-print-directory layering unit valgrind e2e dynamo redis
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-10}
 	@echo "make check: all green"
 
@@ -148,6 +158,12 @@ dynamo: $(DYNAMO_T) $(BIN)
 	  $(IAM) --policy docs/iam/runtime-policy.json --exact'
 	/usr/bin/python3 -m unittest discover -s tests/e2e_aws -p 'test_*.py'
 
+# The Redis rate limiter against redis-server: natively (the timing
+# assertions of Redis down or paused mean most there), then under valgrind.
+redis: $(REDIS_T)
+	$(REDIS_RUN) $(REDIS_T)
+	$(REDIS_RUN) env CK_FORK=no $(VALGRIND) $(REDIS_T)
+
 example: $(EXAMPLE)
 	$(EXAMPLE)
 
@@ -155,9 +171,10 @@ coverage:
 	@tools/bootstrap.sh check
 	$(MAKE) --no-print-directory O=build/cov OPT="-O0 -g" SAN="--coverage" \
 	  BIN=build/cov/bin/cart-service build/cov/bin/cart-service build/cov/tests/unit-tests \
-	  build/cov/tests/dynamo-tests
+	  build/cov/tests/dynamo-tests build/cov/tests/redis-tests
 	lcov --quiet --zerocounters --directory build/cov
 	build/cov/tests/unit-tests
+	$(REDIS_RUN) build/cov/tests/redis-tests
 	CART_SERVICE_BIN=build/cov/bin/cart-service /usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py'
 	CART_CONTRACT_LOOPS=5 $(STACK) build/cov/tests/dynamo-tests
 	$(STACK) sh -c 'DYNAMODB_TABLE=cart-e2e build/cov/bin/cart-service migrate && \

@@ -7,14 +7,16 @@ set -eu
 profile=${1:-check}
 cd "$(dirname "$0")/.."
 
-# Needed to build and run the service.
-RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-openssl-dev libssl-dev curl ca-certificates"
+# Needed to build and run the service (libhiredis-dev: the Redis rate
+# limiter; it pulls the runtime library libhiredis0.14).
+RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-openssl-dev libssl-dev libhiredis-dev curl ca-certificates"
 # Needed by the test suites: unit (check), memory checking, coverage,
 # end-to-end (Debian's /usr/bin/python3), fuzzing (clang's libFuzzer), and
 # the AWS stand-ins: botocore verifies every SigV4 signature independently,
-# the AWS CLI reads what the service wrote. dynalite (DynamoDB) comes from
-# npm, pinned in tests/aws/package-lock.json.
-CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore python3-jsonschema awscli"
+# the AWS CLI reads what the service wrote, redis-server (with redis-cli)
+# for the Redis limiter's tests. dynalite (DynamoDB) comes from npm, pinned
+# in tests/aws/package-lock.json.
+CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore python3-jsonschema awscli redis-server"
 # Nice to have while developing: load generation and debugging.
 DEV_PKGS="wrk gdb"
 

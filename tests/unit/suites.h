@@ -12,5 +12,6 @@ Suite *fakes_suite(void);
 Suite *resilience_suite(void);
 Suite *pipeline_suite(void);
 Suite *jwt_suite(void);
+Suite *limiter_suite(void);
 
 #endif

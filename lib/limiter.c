@@ -1,0 +1,500 @@
+/*
+ * The rate limiter port's wrappers and the bounded in-memory GCRA limiter.
+ *
+ * Time is counted in "units" of 1/rate ms since the limiter was made:
+ * now_u = (now_ms - epoch_ms) * rate.  One emission interval T is then
+ * exactly 1000 units for every rate, so TAT arithmetic is integer and
+ * exact (3/s is T = 333.33.. ms, which no whole number of ms or us is).
+ *
+ * Each shard holds a chained hash table over a slot array that grows up
+ * to the shard's cap, and a binary min-heap of its slots ordered by TAT:
+ * the heap's top is the first entry to drop (TAT <= now) or evict (oldest
+ * TAT).  TAT only ever grows, so an update is one sift-down.
+ */
+#include <assert.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "cart/error.h"
+#include "cart/limiter.h"
+
+/* --- the port ----------------------------------------------------------- */
+
+int cart_limiter_take(const cart_limiter *l, const char *key, size_t key_len,
+		      cart_limit_decision *out)
+{
+	assert(l && l->ops && out && (key || key_len == 0));
+	memset(out, 0, sizeof(*out));
+	if (key_len > CART_LIMITER_KEY_MAX)
+		return CART_EINVALID;
+	return l->ops->take(l->self, key, key_len, out);
+}
+
+void cart_limiter_get_stats(const cart_limiter *l, cart_limiter_stats *out)
+{
+	assert(l && l->ops && out);
+	memset(out, 0, sizeof(*out));
+	if (l->ops->version >= 1 && l->ops->stats)
+		l->ops->stats(l->self, out);
+}
+
+void cart_limiter_destroy(cart_limiter *l)
+{
+	if (l && l->ops && l->ops->destroy)
+		l->ops->destroy(l->self);
+	if (l)
+		l->ops = NULL;
+}
+
+bool cart_limit_policy_valid(const cart_limit_policy *p)
+{
+	return p && p->rate_per_sec >= 1 &&
+	       p->rate_per_sec <= CART_LIMIT_RATE_MAX && p->burst >= 1 &&
+	       p->burst <= CART_LIMIT_BURST_MAX;
+}
+
+void cart_limit_decision_fail(cart_limit_decision *out,
+			      const cart_limit_policy *p, bool allow)
+{
+	assert(out && p);
+	memset(out, 0, sizeof(*out));
+	out->degraded = true;
+	out->limit = p->burst;
+	if (allow) {
+		out->allowed = true;
+		out->remaining = p->burst - 1;
+		out->reset_ms = (1000 + p->rate_per_sec - 1) / p->rate_per_sec;
+	} else {
+		/* No store to ask: a second keeps retrying clients from
+		 * hammering while it recovers. */
+		out->retry_after_ms = 1000;
+		out->reset_ms = 1000;
+	}
+}
+
+/* --- keyed hash (SipHash-2-4) ------------------------------------------- */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void sip_round(uint64_t v[4])
+{
+	v[0] += v[1]; v[1] = ROTL(v[1], 13); v[1] ^= v[0]; v[0] = ROTL(v[0], 32);
+	v[2] += v[3]; v[3] = ROTL(v[3], 16); v[3] ^= v[2];
+	v[0] += v[3]; v[3] = ROTL(v[3], 21); v[3] ^= v[0];
+	v[2] += v[1]; v[1] = ROTL(v[1], 17); v[1] ^= v[2]; v[2] = ROTL(v[2], 32);
+}
+
+static uint64_t load_le64(const unsigned char *p)
+{
+	uint64_t x = 0;
+	for (int i = 7; i >= 0; i--)
+		x = (x << 8) | p[i];
+	return x;
+}
+
+static uint64_t siphash(const uint64_t k[2], const char *data, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)data;
+	uint64_t v[4] = { k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL,
+			  k[0] ^ 0x6c7967656e657261ULL, k[1] ^ 0x7465646279746573ULL };
+	size_t whole = len & ~(size_t)7;
+
+	for (size_t i = 0; i < whole; i += 8) {
+		uint64_t m = load_le64(p + i);
+		v[3] ^= m;
+		sip_round(v);
+		sip_round(v);
+		v[0] ^= m;
+	}
+	uint64_t b = (uint64_t)len << 56;
+	for (size_t i = 0; i < (len & 7); i++)
+		b |= (uint64_t)p[whole + i] << (8 * i);
+	v[3] ^= b;
+	sip_round(v);
+	sip_round(v);
+	v[0] ^= b;
+	v[2] ^= 0xff;
+	for (int i = 0; i < 4; i++)
+		sip_round(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* --- the in-memory limiter ---------------------------------------------- */
+
+#define SHARDS_MAX 64
+#define NO_SLOT UINT32_MAX
+#define T_UNITS 1000     /* the emission interval, in units */
+#define MIN_SLOTS 8
+
+struct slot {
+	uint64_t hash;
+	int64_t tat;             /* units; meaningful while key != NULL */
+	char *key;               /* key_len bytes (malloc'd, 1 if empty); NULL: free */
+	uint32_t next;           /* hash chain, or the free list */
+	uint32_t heap_pos;       /* index of this slot in heap[] */
+	uint16_t key_len;
+};
+
+struct shard {
+	pthread_mutex_t lock;    /* guards every field below */
+	int64_t now;             /* latest time seen, units; never decreases */
+	uint32_t cap;            /* most entries this shard may hold */
+	uint32_t used;           /* entries held = heap size */
+	uint32_t nslots;         /* slots allocated, <= cap */
+	uint32_t free_head;
+	uint32_t mask;           /* buckets - 1 (power of two) */
+	uint32_t *buckets;       /* chain heads */
+	struct slot *slots;
+	uint32_t *heap;          /* slot indices, min-heap by tat */
+	uint64_t allowed, limited, store_errors, evictions;
+} __attribute__((aligned(64)));
+
+struct memory_limiter {
+	cart_limit_policy policy;  /* immutable after _new */
+	const cart_clock *clock;   /* borrowed */
+	int64_t epoch_ms;          /* unit 0 */
+	int64_t max_ms;            /* largest now_ms - epoch_ms kept exact */
+	uint64_t seed[2];          /* SipHash key */
+	uint32_t nshards;
+	struct shard *shards;      /* nshards */
+};
+
+/* ceil(u / rate) for u >= 0: units to whole ms, never early. */
+static int64_t units_to_ms(const struct memory_limiter *m, int64_t u)
+{
+	return u <= 0 ? 0 : (u + m->policy.rate_per_sec - 1) / m->policy.rate_per_sec;
+}
+
+static void heap_swap(struct shard *s, uint32_t i, uint32_t j)
+{
+	uint32_t a = s->heap[i], b = s->heap[j];
+	s->heap[i] = b;
+	s->heap[j] = a;
+	s->slots[b].heap_pos = i;
+	s->slots[a].heap_pos = j;
+}
+
+static int64_t heap_tat(const struct shard *s, uint32_t i)
+{
+	return s->slots[s->heap[i]].tat;
+}
+
+static void sift_up(struct shard *s, uint32_t i)
+{
+	while (i > 0 && heap_tat(s, (i - 1) / 2) > heap_tat(s, i)) {
+		heap_swap(s, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void sift_down(struct shard *s, uint32_t i)
+{
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, min = i;
+		if (l < s->used && heap_tat(s, l) < heap_tat(s, min))
+			min = l;
+		if (r < s->used && heap_tat(s, r) < heap_tat(s, min))
+			min = r;
+		if (min == i)
+			return;
+		heap_swap(s, i, min);
+		i = min;
+	}
+}
+
+static uint32_t bucket_of(const struct shard *s, uint64_t hash)
+{
+	return (uint32_t)hash & s->mask;
+}
+
+static uint32_t find(const struct shard *s, uint64_t hash, const char *key,
+		     size_t len)
+{
+	for (uint32_t i = s->buckets[bucket_of(s, hash)]; i != NO_SLOT;
+	     i = s->slots[i].next) {
+		const struct slot *e = &s->slots[i];
+		if (e->hash == hash && e->key_len == len &&
+		    (len == 0 || memcmp(e->key, key, len) == 0))
+			return i;
+	}
+	return NO_SLOT;
+}
+
+/* Unlinks the heap's top entry from its chain and frees its slot. */
+static void remove_top(struct shard *s)
+{
+	uint32_t i = s->heap[0];
+	struct slot *e = &s->slots[i];
+	uint32_t *link = &s->buckets[bucket_of(s, e->hash)];
+
+	while (*link != i)
+		link = &s->slots[*link].next;
+	*link = e->next;
+	free(e->key);
+	e->key = NULL;
+	e->next = s->free_head;
+	s->free_head = i;
+	s->used--;
+	if (s->used > 0) {
+		heap_swap(s, 0, s->used);
+		sift_down(s, 0);
+	}
+}
+
+/* Room for one more entry: drop what is idle, else evict the oldest TAT. */
+static void make_room(struct shard *s, int64_t now)
+{
+	while (s->used > 0 && heap_tat(s, 0) <= now)
+		remove_top(s);
+	if (s->used == s->cap) {
+		remove_top(s);
+		s->evictions++;
+	}
+}
+
+/* Adds free slots, doubling up to cap.  false if out of memory. */
+static bool grow(struct shard *s)
+{
+	uint32_t n = s->nslots ? s->nslots : MIN_SLOTS / 2;
+	n = n > s->cap / 2 ? s->cap : n * 2;
+	struct slot *slots = realloc(s->slots, n * sizeof(*slots));
+	if (!slots)
+		return false;
+	s->slots = slots;
+	uint32_t *heap = realloc(s->heap, n * sizeof(*heap));
+	if (!heap)
+		return false;
+	s->heap = heap;
+	for (uint32_t i = n; i-- > s->nslots;) {
+		slots[i] = (struct slot){ .next = s->free_head };
+		s->free_head = i;
+	}
+	s->nslots = n;
+	return true;
+}
+
+/* Stores a new entry with the given TAT.  false if out of memory. */
+static bool insert(struct shard *s, uint64_t hash, const char *key,
+		   size_t len, int64_t tat, int64_t now)
+{
+	if (s->used == s->cap)
+		make_room(s, now);
+	if (s->free_head == NO_SLOT && !grow(s))
+		return false;
+	char *copy = malloc(len ? len : 1);
+	if (!copy)
+		return false;
+	if (len)
+		memcpy(copy, key, len);
+	uint32_t i = s->free_head;
+	struct slot *e = &s->slots[i];
+	uint32_t b = bucket_of(s, hash);
+	s->free_head = e->next;
+	*e = (struct slot){ .hash = hash, .tat = tat, .key = copy,
+			    .next = s->buckets[b], .heap_pos = s->used,
+			    .key_len = (uint16_t)len };
+	s->buckets[b] = i;
+	s->heap[s->used++] = i;
+	sift_up(s, e->heap_pos);
+	return true;
+}
+
+/* The clock in units, never going back within a shard.  Caller locks. */
+static int64_t shard_now(const struct memory_limiter *m, struct shard *s)
+{
+	int64_t d = cart_clock_now(m->clock) - m->epoch_ms;
+	if (d > m->max_ms)
+		d = m->max_ms;
+	else if (d < -m->max_ms)
+		d = -m->max_ms;
+	int64_t now = d * m->policy.rate_per_sec;
+	if (now > s->now)
+		s->now = now;
+	return s->now;
+}
+
+/*
+ * GCRA for one key in a locked shard.  Returns false only when a new
+ * entry could not be allocated (nothing is stored then).
+ */
+static bool gcra(const struct memory_limiter *m, struct shard *s,
+		 uint64_t hash, const char *key, size_t len,
+		 cart_limit_decision *out)
+{
+	const int64_t burst_u = m->policy.burst * T_UNITS;
+	int64_t now = shard_now(m, s);
+	uint32_t i = find(s, hash, key, len);
+	int64_t tat = i != NO_SLOT && s->slots[i].tat > now ? s->slots[i].tat : now;
+	int64_t allow_at = tat + T_UNITS - burst_u;
+
+	out->limit = m->policy.burst;
+	if (now < allow_at) {
+		out->allowed = false;
+		out->remaining = 0;
+		out->retry_after_ms = units_to_ms(m, allow_at - now);
+		out->reset_ms = units_to_ms(m, tat - now);
+		return true;
+	}
+	int64_t new_tat = tat + T_UNITS;
+	if (i != NO_SLOT) {
+		s->slots[i].tat = new_tat;
+		sift_down(s, s->slots[i].heap_pos);
+	} else if (!insert(s, hash, key, len, new_tat, now)) {
+		return false;
+	}
+	out->allowed = true;
+	out->remaining = (now - (new_tat - burst_u)) / T_UNITS;
+	out->reset_ms = units_to_ms(m, new_tat - now);
+	out->retry_after_ms = 0;
+	return true;
+}
+
+static int memory_limiter_take(void *self, const char *key, size_t key_len,
+			       cart_limit_decision *out)
+{
+	struct memory_limiter *m = self;
+
+	memset(out, 0, sizeof(*out));
+	if (key_len > CART_LIMITER_KEY_MAX)
+		return CART_EINVALID;
+	uint64_t hash = siphash(m->seed, key, key_len);
+	struct shard *s = &m->shards[(hash >> 32) % m->nshards];
+	pthread_mutex_lock(&s->lock);
+	bool ok = gcra(m, s, hash, key, key_len, out);
+	if (!ok)
+		s->store_errors++;
+	if (!ok || out->allowed)
+		s->allowed++;
+	else
+		s->limited++;
+	pthread_mutex_unlock(&s->lock);
+	if (!ok) {
+		cart_limit_decision_fail(out, &m->policy, true);
+		return CART_EBACKEND;
+	}
+	return CART_OK;
+}
+
+static void memory_limiter_stats(void *self, cart_limiter_stats *out)
+{
+	struct memory_limiter *m = self;
+
+	memset(out, 0, sizeof(*out));
+	for (uint32_t i = 0; i < m->nshards; i++) {
+		struct shard *s = &m->shards[i];
+		pthread_mutex_lock(&s->lock);
+		out->allowed += s->allowed;
+		out->limited += s->limited;
+		out->store_errors += s->store_errors;
+		out->evictions += s->evictions;
+		out->keys += s->used;
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+static void shard_release(struct shard *s)
+{
+	for (uint32_t i = 0; i < s->used; i++)
+		free(s->slots[s->heap[i]].key);
+	free(s->slots);
+	free(s->heap);
+	free(s->buckets);
+	pthread_mutex_destroy(&s->lock);
+}
+
+static void memory_limiter_destroy(void *self)
+{
+	struct memory_limiter *m = self;
+
+	if (!m)
+		return;
+	for (uint32_t i = 0; i < m->nshards; i++)
+		shard_release(&m->shards[i]);
+	free(m->shards);
+	free(m);
+}
+
+static const cart_limiter_ops memory_limiter_ops = {
+	.version = CART_LIMITER_OPS_VERSION,
+	.take = memory_limiter_take,
+	.destroy = memory_limiter_destroy,
+	.stats = memory_limiter_stats,
+};
+
+static int shard_init(struct shard *s, uint32_t cap)
+{
+	uint32_t nbuckets = 1;
+
+	while (nbuckets < cap)
+		nbuckets *= 2;
+	s->cap = cap;
+	s->mask = nbuckets - 1;
+	s->free_head = NO_SLOT;
+	s->buckets = malloc(nbuckets * sizeof(*s->buckets));
+	if (!s->buckets)
+		return CART_ENOMEM;
+	memset(s->buckets, 0xff, nbuckets * sizeof(*s->buckets));  /* NO_SLOT */
+	if (pthread_mutex_init(&s->lock, NULL) != 0) {
+		free(s->buckets);
+		s->buckets = NULL;
+		return CART_ENOMEM;
+	}
+	return CART_OK;
+}
+
+/*
+ * The hash key.  Not a decision input, only where keys are stored, so it
+ * may come from the kernel rather than a port; if getrandom has nothing
+ * yet, addresses (ASLR) and the clock still vary it between processes.
+ */
+static void seed_hash(struct memory_limiter *m)
+{
+	if (getrandom(m->seed, sizeof(m->seed), GRND_NONBLOCK) ==
+	    (ssize_t)sizeof(m->seed))
+		return;
+	m->seed[0] = (uint64_t)(uintptr_t)m ^ (uint64_t)m->epoch_ms;
+	m->seed[1] = (uint64_t)(uintptr_t)&m ^ 0x9e3779b97f4a7c15ULL;
+}
+
+int cart_memory_limiter_new(cart_limiter *out, const cart_limit_policy *p,
+			    size_t max_keys, const cart_clock *clock)
+{
+	assert(out && p && clock);
+	out->ops = NULL;
+	out->self = NULL;
+	if (!cart_limit_policy_valid(p) || max_keys == 0 ||
+	    max_keys > (size_t)INT32_MAX)
+		return CART_EINVALID;
+	struct memory_limiter *m = calloc(1, sizeof(*m));
+	if (!m)
+		return CART_ENOMEM;
+	m->policy = *p;
+	m->clock = clock;
+	m->epoch_ms = cart_clock_now(clock);
+	/* TATs run up to burst * T ahead of now; keep all of it in int64. */
+	m->max_ms = (INT64_MAX / 4) / p->rate_per_sec;
+	seed_hash(m);
+	m->nshards = max_keys < SHARDS_MAX ? (uint32_t)max_keys : SHARDS_MAX;
+	m->shards = aligned_alloc(64, m->nshards * sizeof(*m->shards));
+	if (!m->shards) {
+		free(m);
+		return CART_ENOMEM;
+	}
+	memset(m->shards, 0, m->nshards * sizeof(*m->shards));
+	/* Caps add up to max_keys exactly. */
+	for (uint32_t i = 0; i < m->nshards; i++) {
+		uint32_t cap = (uint32_t)(max_keys / m->nshards) +
+			       (i < max_keys % m->nshards ? 1 : 0);
+		if (shard_init(&m->shards[i], cap) != CART_OK) {
+			m->nshards = i;
+			memory_limiter_destroy(m);
+			return CART_ENOMEM;
+		}
+	}
+	out->ops = &memory_limiter_ops;
+	out->self = m;
+	return CART_OK;
+}
