@@ -30,6 +30,8 @@ typedef struct var {
 #define NOSET 0
 
 #define ID_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+/* RFC 3986 characters minus quotes and backslashes: safe to log as is. */
+#define URL_CHARS ID_CHARS "-._~:/?#[]@!$&()*+,;=%"
 static const var vars[] = {
 	{ "APP_PORT", "8080", V_INT, F(port), 1, 65535, NULL, NOSET,
 	  "HTTP port (plain HTTP; TLS ends at the load balancer)" },
@@ -54,7 +56,45 @@ static const var vars[] = {
 	{ "AWS_XRAY_ENABLED", "false", V_BOOL, F(xray_enabled), 0, 0, NULL, NOSET,
 	  "X-Ray tracing" },
 	{ "RATE_LIMIT_RPS", "100", V_INT, F(rate_limit_rps), 0, 1000000, NULL, SET(set_rate_limit),
-	  "requests per second per client (0 disables)" },
+	  "requests per second per caller (token sub, else client IP) on /v1 routes; 0 disables" },
+	{ "RATE_LIMIT_BURST", "0", V_INT, F(rate_limit_burst), 0, 10000000, NULL, NOSET,
+	  "requests a caller may send at once (0: 2 x RATE_LIMIT_RPS)" },
+	{ "RATE_LIMIT_STORE", "memory", V_ENUM, F(rate_limit_store), 0, 0, "memory|redis", NOSET,
+	  "memory (per process) or redis (one limit across every task, REDIS_URL)" },
+	{ "RATE_LIMIT_MAX_KEYS", "100000", V_INT, F(rate_limit_max_keys), 64, 100000000, NULL, NOSET,
+	  "memory store: most callers tracked at once (least constrained evicted first)" },
+	{ "RATE_LIMIT_ON_STORE_FAILURE", "allow", V_ENUM, F(rate_limit_on_failure), 0, 0, "allow|deny", NOSET,
+	  "redis store: when Redis is down or slow, allow (and count) or deny (429)" },
+	{ "REDIS_URL", "", V_STR, F(redis_url), 0, 0, URL_CHARS, NOSET,
+	  "redis://[[user]:password@]host[:port][/db] for RATE_LIMIT_STORE=redis" },
+	{ "REDIS_TIMEOUT_MS", "5", V_INT, F(redis_timeout_ms), 1, 10000, NULL, NOSET,
+	  "redis store: per-request command timeout (connect: 10x, at least 50)" },
+	{ "TRUSTED_PROXIES", "", V_STR, F(trusted_proxies), 0, 0, "0123456789./, ", NOSET,
+	  "comma-separated IPv4 CIDRs whose X-Forwarded-For is believed (the load balancer's subnets)" },
+	{ "AUTH_ENABLED", NULL, V_BOOL, F(auth_enabled), 0, 0, NULL, SET(set_auth),
+	  "require a JWT bearer token on /v1 routes (default: false in dev/test, true otherwise)" },
+	{ "JWT_JWKS_FILE", "", V_STR, F(jwt_jwks_file), 0, 0, ID_CHARS "-._/", NOSET,
+	  "JWKS document with the token signing keys (or JWT_JWKS_URL)" },
+	{ "JWT_JWKS_URL", "", V_STR, F(jwt_jwks_url), 0, 0, URL_CHARS, NOSET,
+	  "https URL of the JWKS, e.g. https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json" },
+	{ "JWT_ISSUER", "", V_STR, F(jwt_issuer), 0, 0, URL_CHARS, NOSET,
+	  "required iss, e.g. https://cognito-idp.<region>.amazonaws.com/<pool>" },
+	{ "JWT_AUDIENCE", "", V_STR, F(jwt_audience), 0, 0, URL_CHARS, NOSET,
+	  "required aud (string or array member); or JWT_CLIENT_ID" },
+	{ "JWT_CLIENT_ID", "", V_STR, F(jwt_client_id), 0, 0, ID_CHARS "-._", NOSET,
+	  "Cognito app client id: access tokens without aud carry client_id instead" },
+	{ "JWT_ALGORITHMS", "RS256,ES256", V_STR, F(jwt_algorithms), 1, 0, "RSE256, ", NOSET,
+	  "accepted signature algorithms: RS256, ES256 or both (none and HMAC are always refused)" },
+	{ "JWT_LEEWAY_SECONDS", "30", V_INT, F(jwt_leeway_seconds), 0, 60, NULL, NOSET,
+	  "clock skew allowed for exp, nbf and iat" },
+	{ "JWT_JWKS_MIN_REFRESH_SECONDS", "30", V_INT, F(jwt_jwks_min_refresh_seconds), 1, 86400, NULL, NOSET,
+	  "an unknown kid refetches the JWKS at most once per this (key rotation without restart)" },
+	{ "JWT_JWKS_MAX_AGE_SECONDS", "3600", V_INT, F(jwt_jwks_max_age_seconds), 0, 604800, NULL, NOSET,
+	  "keys older than this are refetched (0: only on an unknown kid)" },
+	{ "JWT_JWKS_TIMEOUT_MS", "2000", V_INT, F(jwt_jwks_timeout_ms), 1, 60000, NULL, NOSET,
+	  "JWKS fetch timeout" },
+	{ "JWT_ADMIN_SCOPE", "cart:admin", V_STR, F(jwt_admin_scope), 1, 0, ID_CHARS "-._:/", NOSET,
+	  "a token whose scope or cognito:groups holds this may act on every cart" },
 	{ "CIRCUIT_BREAKER_ENABLED", "true", V_BOOL, F(circuit_breaker_enabled), 0, 0, NULL, SET(set_breaker),
 	  "circuit breaker around remote dependencies" },
 	{ "CIRCUIT_BREAKER_FAILURE_RATE", "50", V_INT, F(breaker_failure_rate), 1, 100, NULL, NOSET,
@@ -190,6 +230,11 @@ static void apply_env_defaults(app_config *cfg)
 	if (!cfg->set_publisher)
 		strcpy(cfg->events_publisher,
 		       dev ? "log" : cfg->eventbridge_enabled ? "eventbridge" : "none");
+	if (!cfg->set_auth)
+		cfg->auth_enabled = !dev;
+	if (!cfg->rate_limit_burst)
+		cfg->rate_limit_burst = cfg->rate_limit_rps > 5000000 ? 10000000 :
+					2 * cfg->rate_limit_rps;
 }
 
 int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
@@ -220,24 +265,61 @@ int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 	return 0;
 }
 
+/* Settings that are valid one by one but not together. */
+static int check_combinations(const app_config *cfg, char *err, size_t err_len)
+{
+	bool file = cfg->jwt_jwks_file[0], url = cfg->jwt_jwks_url[0];
+
+	if (cfg->rate_limit_rps > 0 && !strcmp(cfg->rate_limit_store, "redis") &&
+	    strncmp(cfg->redis_url, "redis://", 8)) {
+		snprintf(err, err_len, "RATE_LIMIT_STORE=redis needs REDIS_URL=redis://host:port");
+		return -1;
+	}
+	if (cfg->rate_limit_rps > 0 && cfg->rate_limit_burst < 1) {
+		snprintf(err, err_len, "invalid RATE_LIMIT_BURST: must be at least 1");
+		return -1;
+	}
+	if (!cfg->auth_enabled)
+		return 0;
+	if (!file && !url) {
+		snprintf(err, err_len,
+			 "AUTH_ENABLED is on (ENV_NAME=%s) but no keys are configured: set "
+			 "JWT_JWKS_URL or JWT_JWKS_FILE (and JWT_ISSUER), or set "
+			 "AUTH_ENABLED=false explicitly", cfg->env_name);
+		return -1;
+	}
+	if (file && url) {
+		snprintf(err, err_len, "set JWT_JWKS_FILE or JWT_JWKS_URL, not both");
+		return -1;
+	}
+	if (!cfg->jwt_issuer[0]) {
+		snprintf(err, err_len, "AUTH_ENABLED needs JWT_ISSUER (the iss tokens must carry)");
+		return -1;
+	}
+	if (!cfg->jwt_audience[0] && !cfg->jwt_client_id[0]) {
+		snprintf(err, err_len, "AUTH_ENABLED needs JWT_AUDIENCE or JWT_CLIENT_ID");
+		return -1;
+	}
+	return 0;
+}
+
 int config_check_features(const app_config *cfg, char *err, size_t err_len,
 			  char *warn, size_t warn_len)
 {
-	const char *missing = NULL;
+	bool dev = !strcmp(cfg->env_name, "dev") || !strcmp(cfg->env_name, "test");
 
 	*warn = '\0';
-	if (cfg->xray_enabled)
-		missing = "AWS_XRAY_ENABLED=true";
-	else if (cfg->set_rate_limit && cfg->rate_limit_rps > 0)
-		missing = "RATE_LIMIT_RPS";
-	if (missing) {
+	if (cfg->xray_enabled) {
 		snprintf(err, err_len,
-			 "%s: this build does not provide that feature yet; "
-			 "unset it (or switch it off) to start", missing);
+			 "AWS_XRAY_ENABLED=true: this build does not provide that feature "
+			 "yet; unset it (or switch it off) to start");
 		return -1;
 	}
-	snprintf(warn, warn_len, "%s",
-		 cfg->rate_limit_rps > 0 ? "rate limiting (RATE_LIMIT_RPS)" : "");
+	if (check_combinations(cfg, err, err_len))
+		return -1;
+	if (!dev && !cfg->auth_enabled)
+		snprintf(warn, warn_len, "AUTH_ENABLED=false outside dev/test: "
+			 "every caller may read and change every cart");
 	return 0;
 }
 
@@ -294,8 +376,17 @@ size_t config_to_json(const app_config *cfg, char *buf, size_t cap)
 				    log_level_name(*(const log_level *)base), true);
 			break;
 		default:
-			/* Strings here are validated ids or URLs; none is a secret. */
-			at = put_kv(buf, cap, at, v->name, base, true);
+			/* Strings are validated to characters that need no
+			 * escaping; a password in REDIS_URL is never logged. */
+			if (v->offset == offsetof(app_config, redis_url) &&
+			    strchr(base, '@')) {
+				char red[sizeof(cfg->redis_url) + 16];
+				snprintf(red, sizeof(red), "redis://***@%s",
+					 strrchr(base, '@') + 1);
+				at = put_kv(buf, cap, at, v->name, red, true);
+			} else {
+				at = put_kv(buf, cap, at, v->name, base, true);
+			}
 		}
 	}
 	return at;

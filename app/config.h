@@ -31,6 +31,25 @@ typedef struct app_config {
 	int aws_max_attempts;
 	bool xray_enabled;
 	int rate_limit_rps;
+	int rate_limit_burst;
+	char rate_limit_store[16];   /* memory | redis */
+	int rate_limit_max_keys;
+	char rate_limit_on_failure[8];   /* allow | deny */
+	char redis_url[256];
+	int redis_timeout_ms;
+	char trusted_proxies[512];
+	bool auth_enabled;
+	char jwt_jwks_file[256];
+	char jwt_jwks_url[512];
+	char jwt_issuer[256];
+	char jwt_audience[256];
+	char jwt_client_id[128];
+	char jwt_algorithms[32];
+	int jwt_leeway_seconds;
+	int jwt_jwks_min_refresh_seconds;
+	int jwt_jwks_max_age_seconds;
+	int jwt_jwks_timeout_ms;
+	char jwt_admin_scope[128];
 	bool circuit_breaker_enabled;
 	int breaker_failure_rate;
 	int breaker_min_calls;
@@ -54,6 +73,7 @@ typedef struct app_config {
 	int request_timeout_ms;
 	/* Which variables were set explicitly (for "feature not in this build"). */
 	bool set_rate_limit;
+	bool set_auth;
 	bool set_breaker;
 	bool set_storage;
 	bool set_publisher;

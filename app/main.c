@@ -20,9 +20,11 @@
 #include "dynamodb/dynamo_repo.h"
 #include "eventbridge/eventbridge_publisher.h"
 #include "app.h"
+#include "auth.h"
 #include "log.h"
 #include "log/log_publisher.h"
 #include "memory/memory_repo.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "system/system.h"
 
@@ -41,6 +43,8 @@ typedef struct wiring {
 	cart_aws_client *events;
 	cart_service *svc;
 	cart_relay *relay;
+	app_auth *auth;              /* NULL unless AUTH_ENABLED */
+	app_ratelimit *ratelimit;    /* NULL if RATE_LIMIT_RPS=0 */
 } wiring;
 
 static const char *env(const char *name)
@@ -179,6 +183,8 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 
 static void unwire(wiring *w)
 {
+	app_auth_free(w->auth);
+	app_ratelimit_free(w->ratelimit);
 	cart_relay_free(w->relay);
 	cart_service_free(w->svc);
 	cart_repo_destroy(&w->repo);
@@ -190,16 +196,17 @@ static void unwire(wiring *w)
 	cart_clock_destroy(&w->clock);
 }
 
-static void log_start(const app_config *cfg, const char *unprovided)
+static void log_start(const app_config *cfg, const char *warn)
 {
-	char fields[4096];
+	char fields[8192];
 	size_t n = (size_t)snprintf(fields, sizeof(fields), ",\"config\":{");
 
 	n += config_to_json(cfg, fields + n, sizeof(fields) - n);
-	if (n + 256 < sizeof(fields))
-		snprintf(fields + n, sizeof(fields) - n,
-			 "},\"not_provided_by_this_build\":\"%s\"", unprovided);
-	log_write(LOG_INFO, "starting cart-service", fields);
+	if (n + 2 < sizeof(fields))
+		snprintf(fields + n, sizeof(fields) - n, "}");
+	log_write(LOG_INFO, "starting cart-service", n + 2 < sizeof(fields) ? fields : NULL);
+	if (*warn)
+		log_write(LOG_WARN, warn, NULL);
 }
 
 /* --- the request path ---------------------------------------------------- */
@@ -219,18 +226,38 @@ static int ready_repo(void *self, buf *detail)
 	return cart_repo_ping(&w->repo);
 }
 
-/* The stages and checks of this process: one line each. */
+/*
+ * The stages and checks of this process: one line each.  Authentication
+ * comes before the rate limiter, so a caller is limited by its verified
+ * sub (a token cannot be forged to spend someone else's budget); callers
+ * with no or a bad token are limited by address, and refused in ACCESS.
+ * -1 with err: a setting is unusable (exit 2).
+ */
 static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 {
+	app_pipeline *p = &app->pipeline;
+
 	app->cfg = &g_cfg;
 	app->svc = w->svc;
 	app->ids = &w->ids;
 	app->kick = g_cfg.events_relay_enabled ? &g_kick : NULL;
-	if (app_pipeline_init_default(&app->pipeline, app) ||
+	if (app_pipeline_init_default(p, app) ||
 	    app_ready_add(app, "repository", ready_repo, w)) {
 		snprintf(err, err_len, "cannot build the request pipeline");
 		return -1;
 	}
+	if (g_cfg.auth_enabled &&
+	    (app_auth_new(&w->auth, &g_cfg, &w->clock, err, err_len) ||
+	     app_pipeline_add(p, APP_PHASE_PREACCESS, "authenticate",
+			      app_stage_authenticate, w->auth) ||
+	     app_pipeline_add(p, APP_PHASE_ACCESS, "require_auth",
+			      app_stage_require_auth, w->auth)))
+		return -1;
+	if (g_cfg.rate_limit_rps > 0 &&
+	    (app_ratelimit_new(&w->ratelimit, &g_cfg, &w->clock, err, err_len) ||
+	     app_pipeline_add(p, APP_PHASE_PREACCESS, "ratelimit",
+			      app_stage_ratelimit, w->ratelimit)))
+		return -1;
 	return 0;
 }
 
@@ -471,7 +498,7 @@ int main(int argc, char **argv)
 	if (wire_app(&g_app, &w, err, sizeof(err))) {
 		fprintf(stderr, "cart-service: %s\n", err);
 		unwire(&w);
-		return 1;
+		return 2;
 	}
 	log_start(&g_cfg, warn);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {

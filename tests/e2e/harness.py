@@ -166,6 +166,9 @@ class Server:
             "LISTEN_ADDR": "127.0.0.1",
             "APP_PORT": str(self.port),
             "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
+            # Functional suites send bursts from one address; the rate
+            # limiter has its own suites (test_ratelimit.py).
+            "RATE_LIMIT_RPS": "0",
         })
         env.update(backend)
         env.update(self.env_overrides)
@@ -356,7 +359,13 @@ ALL_VARS = set(ENV_DEFAULTS) | {
     "DYNAMODB_CONNECT_TIMEOUT_MS", "AWS_MAX_ATTEMPTS", "EVENTS_RELAY_ENABLED",
     "EVENTBRIDGE_ENDPOINT", "EVENTBRIDGE_SOURCE", "CIRCUIT_BREAKER_FAILURE_RATE",
     "CIRCUIT_BREAKER_MIN_CALLS", "CIRCUIT_BREAKER_WINDOW_SECONDS",
-    "CIRCUIT_BREAKER_OPEN_SECONDS", "CIRCUIT_BREAKER_HALF_OPEN_PROBES"}
+    "CIRCUIT_BREAKER_OPEN_SECONDS", "CIRCUIT_BREAKER_HALF_OPEN_PROBES",
+    "RATE_LIMIT_BURST", "RATE_LIMIT_STORE", "RATE_LIMIT_MAX_KEYS",
+    "RATE_LIMIT_ON_STORE_FAILURE", "REDIS_URL", "REDIS_TIMEOUT_MS",
+    "TRUSTED_PROXIES", "AUTH_ENABLED", "JWT_JWKS_FILE", "JWT_JWKS_URL",
+    "JWT_ISSUER", "JWT_AUDIENCE", "JWT_CLIENT_ID", "JWT_ALGORITHMS",
+    "JWT_LEEWAY_SECONDS", "JWT_JWKS_MIN_REFRESH_SECONDS",
+    "JWT_JWKS_MAX_AGE_SECONDS", "JWT_JWKS_TIMEOUT_MS", "JWT_ADMIN_SCOPE"}
 
 
 # -- raw HTTP/1.1 over a socket ---------------------------------------------

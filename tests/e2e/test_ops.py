@@ -306,6 +306,16 @@ class CommandLineTest(unittest.TestCase):
             ("CIRCUIT_BREAKER_HALF_OPEN_PROBES", "0"),
             ("EVENTS_RELAY_ENABLED", "sometimes"),
             ("EVENTBRIDGE_SOURCE", "has space"), ("DYNAMODB_TABLE", "t"),
+            # added with the edge: timeouts, rate limits, authentication
+            ("REQUEST_TIMEOUT_MS", "50"), ("REQUEST_TIMEOUT_MS", "10s"),
+            ("RATE_LIMIT_BURST", "-1"), ("RATE_LIMIT_STORE", "memcached"),
+            ("RATE_LIMIT_MAX_KEYS", "10"), ("RATE_LIMIT_ON_STORE_FAILURE", "maybe"),
+            ("REDIS_URL", 'redis://a"b'), ("REDIS_TIMEOUT_MS", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8;rm"), ("AUTH_ENABLED", "perhaps"),
+            ("JWT_JWKS_FILE", "/tmp/a b.json"), ("JWT_JWKS_URL", "http://x/\"y"),
+            ("JWT_ALGORITHMS", "HS256"), ("JWT_LEEWAY_SECONDS", "61"),
+            ("JWT_JWKS_MIN_REFRESH_SECONDS", "0"), ("JWT_JWKS_TIMEOUT_MS", "0"),
+            ("JWT_ADMIN_SCOPE", ""),
         )
         for var, val in cases:
             with self.subTest(var=var, val=val):
@@ -317,8 +327,7 @@ class CommandLineTest(unittest.TestCase):
                 self.assertTrue(named, "no line names %s:\n%s" % (var, out))
 
     def test_features_not_in_this_build_stop_the_start(self):
-        for env, var in (({"AWS_XRAY_ENABLED": "true"}, "AWS_XRAY_ENABLED"),
-                         ({"RATE_LIMIT_RPS": "50"}, "RATE_LIMIT_RPS")):
+        for env, var in (({"AWS_XRAY_ENABLED": "true"}, "AWS_XRAY_ENABLED"),):
             with self.subTest(env=env):
                 p = run_binary([], env)
                 out = (p.stdout + p.stderr).decode("utf-8", "replace")

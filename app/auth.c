@@ -1,0 +1,109 @@
+/* Bearer-token authentication stages (see auth.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth.h"
+#include "jwt/jwt.h"
+
+struct app_auth {
+	cart_jwt_verifier *verifier;
+};
+
+int app_auth_new(app_auth **out, const app_config *cfg, const cart_clock *clock,
+		 char *err, size_t err_len)
+{
+	cart_jwt_config jc = {
+		.algorithms = cfg->jwt_algorithms,
+		.jwks_file = cfg->jwt_jwks_file[0] ? cfg->jwt_jwks_file : NULL,
+		.jwks_url = cfg->jwt_jwks_url[0] ? cfg->jwt_jwks_url : NULL,
+		.min_refresh_seconds = cfg->jwt_jwks_min_refresh_seconds,
+		.max_age_seconds = cfg->jwt_jwks_max_age_seconds,
+		.fetch_timeout_ms = cfg->jwt_jwks_timeout_ms,
+		.leeway_seconds = cfg->jwt_leeway_seconds,
+		.issuer = cfg->jwt_issuer,
+		.audience = cfg->jwt_audience[0] ? cfg->jwt_audience : NULL,
+		.client_id = cfg->jwt_client_id[0] ? cfg->jwt_client_id : NULL,
+		.admin_scope = cfg->jwt_admin_scope,
+	};
+	app_auth *a = calloc(1, sizeof(*a));
+
+	*out = NULL;
+	if (!a) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	if (cart_jwt_verifier_new(&a->verifier, &jc, clock, err, err_len)) {
+		free(a);
+		return -1;
+	}
+	*out = a;
+	return 0;
+}
+
+void app_auth_free(app_auth *a)
+{
+	if (!a)
+		return;
+	cart_jwt_verifier_free(a->verifier);
+	free(a);
+}
+
+static bool needs_token(const app_request *r)
+{
+	return r->route == ROUTE_CART || r->route == ROUTE_ITEMS ||
+	       r->route == ROUTE_ITEM;
+}
+
+int app_stage_authenticate(app_request *r, void *self)
+{
+	app_auth *a = self;
+	const char *h = app_header(r, "Authorization");
+	cart_jwt_principal p;
+	size_t len;
+	int st;
+
+	if (!needs_token(r))
+		return APP_NEXT;
+	if (!h || strncasecmp(h, "Bearer ", 7)) {
+		r->auth_failure = "missing";
+		return APP_NEXT;
+	}
+	h += 7;
+	while (*h == ' ')
+		h++;
+	len = strlen(h);
+	st = cart_jwt_verify(a->verifier, h, len, &p);
+	if (st != CART_JWT_OK) {
+		r->auth_failure = cart_jwt_status_name(st);
+		return APP_NEXT;
+	}
+	snprintf(r->sub, sizeof(r->sub), "%s", p.sub);
+	r->principal = (cart_principal){ r->sub, p.admin };
+	r->call.principal = &r->principal;
+	r->authenticated = true;
+	return APP_NEXT;
+}
+
+int app_stage_require_auth(app_request *r, void *self)
+{
+	char challenge[160];
+
+	(void)self;
+	if (!needs_token(r) || r->authenticated)
+		return APP_NEXT;
+	if (!r->auth_failure || !strcmp(r->auth_failure, "missing")) {
+		r->auth_failure = "missing";
+		http_response_header(r->res, "WWW-Authenticate", "Bearer realm=\"cart-service\"");
+		return app_fail(r, 401, "cart.unauthorized",
+				"this resource needs an Authorization: Bearer token");
+	}
+	/* The reason is a fixed snake_case name, safe inside the quotes. */
+	snprintf(challenge, sizeof(challenge),
+		 "Bearer realm=\"cart-service\", error=\"invalid_token\", "
+		 "error_description=\"%s\"", r->auth_failure);
+	http_response_header(r->res, "WWW-Authenticate", challenge);
+	return app_fail(r, 401, "cart.invalid_token",
+			"the bearer token is not valid (see WWW-Authenticate)");
+}

@@ -1,0 +1,227 @@
+/* The rate-limit stage (see ratelimit.h). */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "ratelimit.h"
+#include "redis/redis_limiter.h"
+
+#define MAX_PROXIES 32
+
+typedef struct cidr {
+	uint32_t net, mask;      /* host byte order */
+} cidr;
+
+struct app_ratelimit {
+	cart_limiter limiter;
+	cart_limit_policy policy;
+	int window_s;            /* RateLimit-Policy w: burst / rate, rounded up */
+	cidr proxies[MAX_PROXIES];
+	int nproxies;
+};
+
+static bool parse_ipv4(const char *s, size_t n, uint32_t *out)
+{
+	char tmp[16];
+	struct in_addr a;
+
+	if (n == 0 || n >= sizeof(tmp))
+		return false;
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	if (inet_pton(AF_INET, tmp, &a) != 1)
+		return false;
+	*out = ntohl(a.s_addr);
+	return true;
+}
+
+/* "10.0.0.0/8, 192.168.1.7" into rl->proxies; -1 on a bad entry. */
+static int parse_proxies(app_ratelimit *rl, const char *list)
+{
+	const char *p = list;
+
+	while (*p) {
+		size_t n, addr_len;
+		const char *slash;
+		uint32_t ip;
+		long bits = 32;
+
+		p += strspn(p, " ,");
+		n = strcspn(p, ",");
+		while (n && p[n - 1] == ' ')
+			n--;
+		if (!n)
+			break;
+		slash = memchr(p, '/', n);
+		addr_len = slash ? (size_t)(slash - p) : n;
+		if (slash) {
+			char *end;
+			bits = strtol(slash + 1, &end, 10);
+			if (end != p + n || bits < 0 || bits > 32 || end == slash + 1)
+				return -1;
+		}
+		if (!parse_ipv4(p, addr_len, &ip) || rl->nproxies == MAX_PROXIES)
+			return -1;
+		rl->proxies[rl->nproxies].mask = bits ? 0xffffffffu << (32 - bits) : 0;
+		rl->proxies[rl->nproxies].net = ip & rl->proxies[rl->nproxies].mask;
+		rl->nproxies++;
+		p += n;
+	}
+	return 0;
+}
+
+static bool trusted(const app_ratelimit *rl, const char *s, size_t n)
+{
+	uint32_t ip;
+
+	if (!rl->nproxies || !parse_ipv4(s, n, &ip))
+		return false;
+	for (int i = 0; i < rl->nproxies; i++)
+		if ((ip & rl->proxies[i].mask) == rl->proxies[i].net)
+			return true;
+	return false;
+}
+
+void app_ratelimit_client_ip(const app_ratelimit *rl, const char *peer,
+			     const char *xff, char *out, size_t out_len)
+{
+	const char *end;
+
+	snprintf(out, out_len, "%s", peer ? peer : "");
+	if (!xff || !peer || !trusted(rl, peer, strlen(peer)))
+		return;
+	/* Right to left: each hop appends the address it saw. */
+	end = xff + strlen(xff);
+	while (end > xff) {
+		const char *start = end;
+		size_t n;
+
+		while (start > xff && start[-1] != ',')
+			start--;
+		n = (size_t)(end - start);
+		while (n && *start == ' ')
+			start++, n--;
+		while (n && start[n - 1] == ' ')
+			n--;
+		if (n)
+			snprintf(out, out_len, "%.*s", (int)n, start);
+		if (!n || !trusted(rl, start, n))
+			return;      /* the first address no proxy of ours vouches for */
+		end = start > xff ? start - 1 : xff;
+		while (end > xff && end[-1] == ' ')
+			end--;
+		if (start == xff)
+			return;
+	}
+}
+
+static void redis_log(void *ctx, int level, const char *msg, const char *fields)
+{
+	(void)ctx;
+	log_write(level >= 2 ? LOG_WARN : LOG_INFO, msg, fields);
+}
+
+int app_ratelimit_new(app_ratelimit **out, const app_config *cfg,
+		      const cart_clock *clock, char *err, size_t err_len)
+{
+	app_ratelimit *rl = calloc(1, sizeof(*rl));
+	int rc;
+
+	*out = NULL;
+	if (!rl) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	rl->policy.rate_per_sec = cfg->rate_limit_rps;
+	rl->policy.burst = cfg->rate_limit_burst;
+	rl->window_s = (int)((rl->policy.burst + rl->policy.rate_per_sec - 1) /
+			     rl->policy.rate_per_sec);
+	if (parse_proxies(rl, cfg->trusted_proxies)) {
+		snprintf(err, err_len, "invalid TRUSTED_PROXIES=\"%.100s\": expected "
+			 "comma-separated IPv4 addresses or CIDRs (at most %d)",
+			 cfg->trusted_proxies, MAX_PROXIES);
+		free(rl);
+		return -1;
+	}
+	if (!strcmp(cfg->rate_limit_store, "redis")) {
+		cart_redis_limiter_config rc_cfg;
+
+		cart_redis_limiter_config_init(&rc_cfg);
+		rc_cfg.url = cfg->redis_url;
+		rc_cfg.policy = rl->policy;
+		rc_cfg.command_timeout_ms = cfg->redis_timeout_ms;
+		rc_cfg.connect_timeout_ms = cfg->redis_timeout_ms * 10 > 50 ?
+					    cfg->redis_timeout_ms * 10 : 50;
+		rc_cfg.on_failure = strcmp(cfg->rate_limit_on_failure, "deny") ?
+				    CART_LIMIT_FAIL_ALLOW : CART_LIMIT_FAIL_DENY;
+		rc_cfg.log = redis_log;
+		rc = cart_redis_limiter_new(&rl->limiter, &rc_cfg, err, err_len);
+	} else {
+		rc = cart_memory_limiter_new(&rl->limiter, &rl->policy,
+					     (size_t)cfg->rate_limit_max_keys, clock);
+		if (rc)
+			snprintf(err, err_len, "invalid RATE_LIMIT_RPS/RATE_LIMIT_BURST "
+				 "(%d/%d)", cfg->rate_limit_rps, cfg->rate_limit_burst);
+	}
+	if (rc) {
+		free(rl);
+		return -1;
+	}
+	*out = rl;
+	return 0;
+}
+
+void app_ratelimit_free(app_ratelimit *rl)
+{
+	if (!rl)
+		return;
+	cart_limiter_destroy(&rl->limiter);
+	free(rl);
+}
+
+void app_ratelimit_stats(const app_ratelimit *rl, cart_limiter_stats *out)
+{
+	cart_limiter_get_stats(&rl->limiter, out);
+}
+
+static int64_t ceil_s(int64_t ms)
+{
+	return (ms + 999) / 1000;
+}
+
+int app_stage_ratelimit(app_request *r, void *self)
+{
+	app_ratelimit *rl = self;
+	cart_limit_decision d;
+	char ip[64], hv[96];
+	int n;
+
+	if (r->route != ROUTE_CART && r->route != ROUTE_ITEMS && r->route != ROUTE_ITEM)
+		return APP_NEXT;
+	if (r->authenticated) {
+		n = snprintf(r->rate_key, sizeof(r->rate_key), "sub:%s", r->sub);
+	} else {
+		app_ratelimit_client_ip(rl, r->http->remote_addr,
+					app_header(r, "X-Forwarded-For"), ip, sizeof(ip));
+		n = snprintf(r->rate_key, sizeof(r->rate_key), "ip:%s", ip);
+	}
+	cart_limiter_take(&rl->limiter, r->rate_key, (size_t)n, &d);
+	snprintf(hv, sizeof(hv), "\"default\";q=%lld;w=%d", (long long)rl->policy.burst,
+		 rl->window_s);
+	http_response_header(r->res, "RateLimit-Policy", hv);
+	snprintf(hv, sizeof(hv), "\"default\";r=%lld;t=%lld", (long long)d.remaining,
+		 (long long)ceil_s(d.reset_ms));
+	http_response_header(r->res, "RateLimit", hv);
+	if (d.allowed)
+		return APP_NEXT;
+	snprintf(hv, sizeof(hv), "%lld", (long long)(ceil_s(d.retry_after_ms) > 0 ?
+						     ceil_s(d.retry_after_ms) : 1));
+	http_response_header(r->res, "Retry-After", hv);
+	if (d.degraded)
+		return app_fail(r, 503, "cart.unavailable",
+				"the rate limiter's store is unavailable; retry later");
+	return app_fail(r, 429, "cart.rate_limited",
+			"too many requests from this caller; retry after Retry-After seconds");
+}
