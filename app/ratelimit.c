@@ -184,6 +184,18 @@ void app_ratelimit_stats(const app_ratelimit *rl, cart_limiter_stats *out)
 	cart_limiter_get_stats(&rl->limiter, out);
 }
 
+void app_ratelimit_stats_json(void *self, buf *out)
+{
+	cart_limiter_stats st;
+
+	app_ratelimit_stats(self, &st);
+	buf_printf(out, ",\"allowed\":%llu,\"limited\":%llu,\"store_errors\":%llu,"
+		   "\"evictions\":%llu,\"keys\":%llu",
+		   (unsigned long long)st.allowed, (unsigned long long)st.limited,
+		   (unsigned long long)st.store_errors,
+		   (unsigned long long)st.evictions, (unsigned long long)st.keys);
+}
+
 static int64_t ceil_s(int64_t ms)
 {
 	return (ms + 999) / 1000;

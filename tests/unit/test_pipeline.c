@@ -540,6 +540,57 @@ START_TEST(test_pipeline_rate_limit_answers_429_with_fields)
 }
 END_TEST
 
+/* --- readiness and stats lists ---------------------------------------------------- */
+
+static int ready_ok(void *self, buf *detail)
+{
+	buf_puts(detail, ",\"backend\":\"memory\"");
+	return CART_OK;
+}
+
+static int ready_down(void *self, buf *detail)
+{
+	return CART_EUNAVAILABLE;
+}
+
+static void stats_two(void *self, buf *out)
+{
+	buf_puts(out, ",\"a\":1,\"b\":2");
+}
+
+static void stats_none(void *self, buf *out)
+{
+}
+
+START_TEST(test_pipeline_ready_and_stats_are_lists)
+{
+	fake_req f = { 0 };
+	buf b;
+
+	ck_assert_int_eq(app_ready_add(&app, "repository", ready_ok, NULL), 0);
+	run(&f, "GET", "/ready");
+	ck_assert_int_eq(res.status, 200);
+	ck_assert_str_eq(res.body.data,
+			 "{\"status\":\"ok\",\"checks\":[{\"name\":\"repository\",\"status\":\"ok\","
+			 "\"backend\":\"memory\"},{\"name\":\"shutdown\",\"status\":\"ok\"}]}");
+	ck_assert_int_eq(app_ready_add(&app, "redis", ready_down, NULL), 0);
+	run(&f, "HEAD", "/ready");
+	ck_assert_int_eq(res.status, 503);
+	ck_assert_ptr_nonnull(strstr(res.body.data,
+		"{\"name\":\"redis\",\"status\":\"fail\",\"error\":\"dependency unavailable\"}"));
+	while (app.ready_count < APP_MAX_READY_CHECKS)
+		app_ready_add(&app, "x", ready_ok, NULL);
+	ck_assert_int_eq(app_ready_add(&app, "x", ready_ok, NULL), -1);
+
+	ck_assert_int_eq(app_stats_add(&app, "svc", stats_two, NULL), 0);
+	ck_assert_int_eq(app_stats_add(&app, "empty", stats_none, NULL), 0);
+	buf_init(&b, 1024);
+	app_stats_write(&app, &b);
+	ck_assert_str_eq(b.data, ",\"svc\":{\"a\":1,\"b\":2},\"empty\":{}");
+	buf_release(&b);
+}
+END_TEST
+
 Suite *pipeline_suite(void)
 {
 	Suite *s = suite_create("pipeline");
@@ -559,6 +610,7 @@ Suite *pipeline_suite(void)
 	tcase_add_test(tc, test_pipeline_error_table_is_complete);
 	tcase_add_test(tc, test_pipeline_client_ip_trusts_only_listed_proxies);
 	tcase_add_test(tc, test_pipeline_rate_limit_answers_429_with_fields);
+	tcase_add_test(tc, test_pipeline_ready_and_stats_are_lists);
 	suite_add_tcase(s, tc);
 	return s;
 }
