@@ -47,6 +47,21 @@ typedef struct app_ready_check {
 
 #define APP_MAX_READY_CHECKS 8
 
+/*
+ * A stats source, registered at wiring time: appends its counters as JSON
+ * members, each starting with a comma (",\"backlog\":3").  Thread-safe.
+ * Read by the periodic stats log line (and the metrics endpoint later).
+ */
+typedef void (*app_stats_fn)(void *self, buf *out);
+
+typedef struct app_stats_source {
+	const char *name;
+	app_stats_fn fn;
+	void *self;
+} app_stats_source;
+
+#define APP_MAX_STATS 8
+
 typedef struct app_request app_request;
 
 /* A stage returns APP_NEXT to go on, or APP_DONE once it has answered. */
@@ -86,12 +101,19 @@ typedef struct app_ctx {
 	app_pipeline pipeline;
 	app_ready_check ready[APP_MAX_READY_CHECKS];
 	size_t ready_count;
+	app_stats_source stats[APP_MAX_STATS];
+	size_t stats_count;
 	atomic_int draining;         /* set once shutdown begins */
 } app_ctx;
 
 /* Registers a readiness check (wiring time only).  -1 when full. */
 int app_ready_add(app_ctx *app, const char *name, app_ready_fn check,
 		  void *self);
+
+/* Registers a stats source (wiring time only).  -1 when full. */
+int app_stats_add(app_ctx *app, const char *name, app_stats_fn fn, void *self);
+/* Every source as members ",\"name\":{...}". */
+void app_stats_write(const app_ctx *app, buf *out);
 
 /* Route ids; router.c has the table. */
 typedef enum app_route {

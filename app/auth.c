@@ -107,3 +107,19 @@ int app_stage_require_auth(app_request *r, void *self)
 	return app_fail(r, 401, "cart.invalid_token",
 			"the bearer token is not valid (see WWW-Authenticate)");
 }
+
+void app_auth_stats(void *self, buf *out)
+{
+	app_auth *a = self;
+	cart_jwt_stats st;
+
+	cart_jwt_verifier_stats(a->verifier, &st);
+	buf_printf(out, ",\"jwks_keys\":%d,\"jwks_refreshes\":%llu,"
+		   "\"jwks_refresh_failures\":%llu", st.keys,
+		   (unsigned long long)st.refreshes,
+		   (unsigned long long)st.refresh_failures);
+	if (st.last_error[0]) {
+		buf_puts(out, ",\"jwks_last_error\":");
+		buf_json_str(out, st.last_error);
+	}
+}

@@ -26,6 +26,9 @@ int app_auth_new(app_auth **out, const app_config *cfg, const cart_clock *clock,
 		 char *err, size_t err_len);
 void app_auth_free(app_auth *a);   /* accepts NULL */
 
+/* app_stats_fn: key refreshes, failures, keys held, last refresh error. */
+void app_auth_stats(void *self, buf *out);
+
 int app_stage_authenticate(app_request *r, void *self);   /* self: app_auth */
 int app_stage_require_auth(app_request *r, void *self);   /* self: app_auth */
 

@@ -64,7 +64,7 @@ static const var vars[] = {
 	{ "RATE_LIMIT_MAX_KEYS", "100000", V_INT, F(rate_limit_max_keys), 64, 100000000, NULL, NOSET,
 	  "memory store: most callers tracked at once (least constrained evicted first)" },
 	{ "RATE_LIMIT_ON_STORE_FAILURE", "allow", V_ENUM, F(rate_limit_on_failure), 0, 0, "allow|deny", NOSET,
-	  "redis store: when Redis is down or slow, allow (and count) or deny (429)" },
+	  "redis store: when Redis is down or slow, allow (and count) or deny (503 with Retry-After)" },
 	{ "REDIS_URL", "", V_STR, F(redis_url), 0, 0, URL_CHARS, NOSET,
 	  "redis://[[user]:password@]host[:port][/db] for RATE_LIMIT_STORE=redis" },
 	{ "REDIS_TIMEOUT_MS", "5", V_INT, F(redis_timeout_ms), 1, 10000, NULL, NOSET,

@@ -31,6 +31,7 @@
 /* Process-wide state, set up before any thread starts (STYLE.md, 7). */
 static app_config g_cfg;
 static app_ctx g_app;
+static time_t g_started;
 static relay_kick g_kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
 
 typedef struct wiring {
@@ -226,6 +227,50 @@ static int ready_repo(void *self, buf *detail)
 	return cart_repo_ping(&w->repo);
 }
 
+static void stats_service(void *self, buf *out)
+{
+	cart_service_stats st;
+
+	cart_service_stats_get(self, &st);
+	buf_printf(out, ",\"commits\":%llu,\"conflict_retries\":%llu",
+		   (unsigned long long)st.commits, (unsigned long long)st.conflicts);
+}
+
+static void stats_relay(void *self, buf *out)
+{
+	cart_relay_stats st;
+
+	cart_relay_stats_get(self, &st);
+	buf_printf(out, ",\"backlog\":%zu,\"oldest_age_ms\":%lld,\"published\":%llu,"
+		   "\"publish_failures\":%llu", st.backlog, (long long)st.oldest_age_ms,
+		   (unsigned long long)st.published,
+		   (unsigned long long)st.publish_failures);
+}
+
+static void stats_breaker(void *self, buf *out)
+{
+	buf_puts(out, ",\"state\":");
+	buf_json_str(out, cart_breaker_state_name(cart_aws_client_breaker_state(self)));
+}
+
+/* Counters of the parts this process has; one line each. */
+static int wire_stats(app_ctx *app, wiring *w)
+{
+	int rc = app_stats_add(app, "service", stats_service, w->svc);
+
+	if (g_cfg.events_relay_enabled)
+		rc |= app_stats_add(app, "relay", stats_relay, w->relay);
+	if (w->dynamo)
+		rc |= app_stats_add(app, "dynamodb_breaker", stats_breaker, w->dynamo);
+	if (w->events)
+		rc |= app_stats_add(app, "eventbridge_breaker", stats_breaker, w->events);
+	if (w->auth)
+		rc |= app_stats_add(app, "auth", app_auth_stats, w->auth);
+	if (w->ratelimit)
+		rc |= app_stats_add(app, "ratelimit", app_ratelimit_stats_json, w->ratelimit);
+	return rc;
+}
+
 /*
  * The stages and checks of this process: one line each.  Authentication
  * comes before the rate limiter, so a caller is limited by its verified
@@ -258,6 +303,10 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 	     app_pipeline_add(p, APP_PHASE_PREACCESS, "ratelimit",
 			      app_stage_ratelimit, w->ratelimit)))
 		return -1;
+	if (wire_stats(app, w)) {
+		snprintf(err, err_len, "too many stats sources");
+		return -1;
+	}
 	return 0;
 }
 
@@ -403,13 +452,37 @@ static int stop_within(server *srv, int timeout_s)
 	return done;
 }
 
+#define STATS_LOG_SECONDS 60
+
+/* One info line with every registered stats source. */
+static void log_stats(const app_ctx *app)
+{
+	buf b;
+
+	if (!log_enabled(LOG_INFO))
+		return;
+	buf_init(&b, 16384);
+	buf_puts(&b, ",\"stats\":{\"uptime_s\":");
+	buf_json_i64(&b, (int64_t)(time(NULL) - g_started));
+	app_stats_write(app, &b);
+	buf_puts(&b, "}");
+	log_write(LOG_INFO, "stats", b.failed ? NULL : b.data);
+	buf_release(&b);
+}
+
+/* The main thread's job while serving: signals, and the stats line. */
 static int wait_for_signal(const sigset_t *set)
 {
-	int sig = 0;
+	struct timespec every = { STATS_LOG_SECONDS, 0 };
 
-	while (sigwait(set, &sig) != 0)
-		;
-	return sig;
+	for (;;) {
+		int sig = sigtimedwait(set, NULL, &every);
+
+		if (sig > 0)
+			return sig;
+		if (errno == EAGAIN)
+			log_stats(&g_app);
+	}
 }
 
 static void drain(const app_config *cfg, int sig)
@@ -500,6 +573,7 @@ int main(int argc, char **argv)
 		unwire(&w);
 		return 2;
 	}
+	g_started = time(NULL);
 	log_start(&g_cfg, warn);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {
 		fprintf(stderr, "cart-service: %s\n", err);

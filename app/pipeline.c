@@ -160,6 +160,31 @@ int app_ready_add(app_ctx *app, const char *name, app_ready_fn check, void *self
 	return 0;
 }
 
+int app_stats_add(app_ctx *app, const char *name, app_stats_fn fn, void *self)
+{
+	if (!fn || app->stats_count >= APP_MAX_STATS)
+		return -1;
+	app->stats[app->stats_count++] = (app_stats_source){ name, fn, self };
+	return 0;
+}
+
+void app_stats_write(const app_ctx *app, buf *out)
+{
+	for (size_t i = 0; i < app->stats_count; i++) {
+		size_t at;
+
+		buf_puts(out, ",");
+		buf_json_str(out, app->stats[i].name);
+		buf_puts(out, ":{");
+		at = out->len;
+		app->stats[i].fn(app->stats[i].self, out);
+		/* members start with a comma; the object's first must not */
+		if (out->len > at && !out->failed && out->data[at] == ',')
+			memmove(out->data + at, out->data + at + 1, out->len - at), out->len--;
+		buf_puts(out, "}");
+	}
+}
+
 /* --- responses ------------------------------------------------------------ */
 
 void http_response_init(http_response *res)

@@ -92,28 +92,26 @@ void app_ratelimit_client_ip(const app_ratelimit *rl, const char *peer,
 	snprintf(out, out_len, "%s", peer ? peer : "");
 	if (!xff || !peer || !trusted(rl, peer, strlen(peer)))
 		return;
-	/* Right to left: each hop appends the address it saw. */
+	/* Right to left: each hop appended the address it saw. */
 	end = xff + strlen(xff);
-	while (end > xff) {
-		const char *start = end;
+	for (;;) {
+		const char *seg = end, *s;
 		size_t n;
 
-		while (start > xff && start[-1] != ',')
-			start--;
-		n = (size_t)(end - start);
-		while (n && *start == ' ')
-			start++, n--;
-		while (n && start[n - 1] == ' ')
+		while (seg > xff && seg[-1] != ',')
+			seg--;
+		s = seg;
+		n = (size_t)(end - seg);
+		while (n && *s == ' ')
+			s++, n--;
+		while (n && s[n - 1] == ' ')
 			n--;
 		if (n)
-			snprintf(out, out_len, "%.*s", (int)n, start);
-		if (!n || !trusted(rl, start, n))
-			return;      /* the first address no proxy of ours vouches for */
-		end = start > xff ? start - 1 : xff;
-		while (end > xff && end[-1] == ' ')
-			end--;
-		if (start == xff)
+			snprintf(out, out_len, "%.*s", (int)n, s);
+		/* the first address no proxy of ours vouches for, or the leftmost */
+		if (!n || !trusted(rl, s, n) || seg == xff)
 			return;
+		end = seg - 1;   /* the comma */
 	}
 }
 
@@ -184,6 +182,18 @@ void app_ratelimit_free(app_ratelimit *rl)
 void app_ratelimit_stats(const app_ratelimit *rl, cart_limiter_stats *out)
 {
 	cart_limiter_get_stats(&rl->limiter, out);
+}
+
+void app_ratelimit_stats_json(void *self, buf *out)
+{
+	cart_limiter_stats st;
+
+	app_ratelimit_stats(self, &st);
+	buf_printf(out, ",\"allowed\":%llu,\"limited\":%llu,\"store_errors\":%llu,"
+		   "\"evictions\":%llu,\"keys\":%llu",
+		   (unsigned long long)st.allowed, (unsigned long long)st.limited,
+		   (unsigned long long)st.store_errors,
+		   (unsigned long long)st.evictions, (unsigned long long)st.keys);
 }
 
 static int64_t ceil_s(int64_t ms)

@@ -24,6 +24,8 @@ void app_ratelimit_free(app_ratelimit *rl);   /* accepts NULL */
 
 /* The limiter's counters (for logs and metrics). */
 void app_ratelimit_stats(const app_ratelimit *rl, cart_limiter_stats *out);
+/* app_stats_fn over the same counters. */
+void app_ratelimit_stats_json(void *self, buf *out);
 
 /*
  * The address to limit: the peer, or -- when the peer is a trusted proxy

@@ -16,7 +16,7 @@ RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-opens
 # the AWS CLI reads what the service wrote, redis-server (with redis-cli)
 # for the Redis limiter's tests. dynalite (DynamoDB) comes from npm, pinned
 # in tests/aws/package-lock.json.
-CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore python3-jsonschema awscli redis-server"
+CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore python3-jsonschema python3-cryptography awscli redis-server"
 # Nice to have while developing: load generation and debugging.
 DEV_PKGS="wrk gdb"
 

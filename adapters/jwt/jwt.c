@@ -42,6 +42,12 @@ struct cart_jwt_verifier {
 	uint64_t refreshes;
 	uint64_t refresh_failures;
 	char last_error[160];
+
+	/* The verified-token cache, keyed to the current set's generation. */
+	jwt_token_cache *cache;
+	EVP_MD *sha256;              /* fetched once: no name lookup per token */
+	_Atomic uint64_t keys_gen;   /* bumped whenever a set is installed */
+	_Atomic int64_t fresh_until_ms;  /* past it, verify fully (max-age refresh) */
 };
 
 static const char *const status_names[] = {
@@ -184,6 +190,9 @@ static cart_jwt_verifier *verifier_alloc(const cart_jwt_config *cfg,
 		v->location = dup_or_null(v->source == SOURCE_URL ? cfg->jwks_url
 					  : cfg->jwks_file, &oom);
 	}
+	if (!oom && (jwt_token_cache_new(&v->cache, JWT_TOKEN_CACHE_ENTRIES) ||
+		     !(v->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL))))
+		oom = true;
 	if (oom) {
 		cart_jwt_verifier_free(v);
 		*rc = CART_ENOMEM;
@@ -198,6 +207,8 @@ void cart_jwt_verifier_free(cart_jwt_verifier *v)
 	if (!v)
 		return;
 	jwt_keyset_unref(v->keys);
+	jwt_token_cache_free(v->cache);
+	EVP_MD_free(v->sha256);
 	free(v->location);
 	free((char *)v->rules.issuer);
 	free((char *)v->rules.audience);
@@ -209,6 +220,15 @@ void cart_jwt_verifier_free(cart_jwt_verifier *v)
 }
 
 /* --- loading and refreshing keys ----------------------------------------- */
+
+/* Under v->lock, after keys were (re)loaded: how long cached tokens count. */
+static void note_loaded(cart_jwt_verifier *v, bool new_set)
+{
+	if (new_set)
+		atomic_fetch_add(&v->keys_gen, 1);
+	atomic_store(&v->fresh_until_ms, v->max_age_ms > 0 ?
+		     v->loaded_ms + v->max_age_ms : INT64_MAX);
+}
 
 /*
  * Reads the key source without any lock.  0 with a new set in *out, 1 if
@@ -272,6 +292,7 @@ static void run_refresh(cart_jwt_verifier *v)
 	}
 	if (rc >= 0) {
 		v->loaded_ms = cart_clock_now(v->clock);
+		note_loaded(v, rc == 0);
 	} else {
 		v->refresh_failures++;
 		snprintf(v->last_error, sizeof(v->last_error), "%s", err);
@@ -343,6 +364,7 @@ static int install_first(cart_jwt_verifier *v, jwt_keyset *ks)
 	v->keys = ks;
 	v->loaded_ms = cart_clock_now(v->clock);
 	v->last_attempt_ms = v->loaded_ms;
+	note_loaded(v, true);
 	return CART_OK;
 }
 
@@ -528,13 +550,26 @@ static int verify_parts(cart_jwt_verifier *v, const jws_parts *p,
 int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 		    cart_jwt_principal *out)
 {
+	uint8_t digest[32];
+	bool hashed;
+	uint64_t gen;
+	int64_t now;
 	jws_parts p;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (len > CART_JWT_MAX_TOKEN)
 		return CART_JWT_TOO_LARGE;
-	if (!token || jwt_split_compact(&p, token, len))
+	if (!token)
+		return CART_JWT_MALFORMED;
+	/* The same bytes verified against the current keys: done. */
+	gen = atomic_load(&v->keys_gen);
+	now = cart_clock_now(v->clock);
+	hashed = EVP_Digest(token, len, digest, NULL, v->sha256, NULL) == 1;
+	if (hashed && now < atomic_load(&v->fresh_until_ms) &&
+	    jwt_token_cache_get(v->cache, digest, gen, now, out))
+		return CART_JWT_OK;
+	if (jwt_split_compact(&p, token, len))
 		return CART_JWT_MALFORMED;
 	/* All three spelled right before any key is looked up (or fetched). */
 	for (int i = 0; i < 3; i++)
@@ -543,5 +578,8 @@ int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 	rc = verify_parts(v, &p, out);
 	if (rc != CART_JWT_OK)
 		memset(out, 0, sizeof(*out));
+	else if (hashed)
+		jwt_token_cache_put(v->cache, digest, gen,
+				    out->exp_ms + v->rules.leeway_ms, out);
 	return rc;
 }

@@ -162,4 +162,28 @@ int jwt_verifier_new_static(cart_jwt_verifier **out, const cart_jwt_config *cfg,
 			    const cart_clock *clock, const char *jwks,
 			    size_t len, char *err, size_t err_len);
 
+/* --- verified-token cache (token_cache.c) ------------------------------- */
+
+/*
+ * Remembers tokens that verified, by the SHA-256 of their bytes, so a
+ * client sending the same token again costs a hash and a lookup instead
+ * of a signature check (RS256 verify is ~20 us, ES256 ~55 us; a cached GET
+ * is ~10 us).  An entry is used only while the key set it was verified
+ * against is current (gen) and before valid_until_ms (exp + leeway), so
+ * rotation and expiry behave exactly as without it.  Fixed size (direct
+ * mapped, the newest entry wins a slot), sharded locks; thread-safe.
+ */
+typedef struct jwt_token_cache jwt_token_cache;
+
+#define JWT_TOKEN_CACHE_ENTRIES 4096
+
+int jwt_token_cache_new(jwt_token_cache **out, size_t entries);
+void jwt_token_cache_free(jwt_token_cache *c);   /* accepts NULL */
+/* true and *out filled on a hit. */
+bool jwt_token_cache_get(jwt_token_cache *c, const uint8_t digest[32],
+			 uint64_t gen, int64_t now_ms, cart_jwt_principal *out);
+void jwt_token_cache_put(jwt_token_cache *c, const uint8_t digest[32],
+			 uint64_t gen, int64_t valid_until_ms,
+			 const cart_jwt_principal *p);
+
 #endif

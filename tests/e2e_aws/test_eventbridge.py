@@ -649,7 +649,10 @@ class EventBridgeConfigTests(EventBridgeCase):
             self.one_event_through(EVENTBRIDGE_ENDPOINT=None, AWS_ENDPOINT_URL=ep)
 
     def test_eventbridge_is_the_default_outside_dev(self):
-        self.one_event_through(EVENTS_PUBLISHER=None, ENV_NAME="staging")
+        # Outside dev authentication is on by default; this test is about
+        # the publisher, so it switches auth off explicitly.
+        self.one_event_through(EVENTS_PUBLISHER=None, ENV_NAME="staging",
+                               AUTH_ENABLED="false")
 
 
 if __name__ == "__main__":

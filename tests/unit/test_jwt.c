@@ -1265,6 +1265,63 @@ typedef struct worker {
 	int rounds;
 } worker;
 
+/* --- the verified-token cache ------------------------------------------ */
+
+START_TEST(test_jwt_cache_keeps_expiry)
+{
+	char p[512];
+
+	usual_verifier();
+	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"u\","
+		 "\"exp\":%lld,\"scope\":\"cart:admin\"}", NOW_S + 5);
+	ck_assert_int_eq(rs256(p), CART_JWT_OK);
+	ck_assert_int_eq(verify(), CART_JWT_OK);          /* the same bytes again */
+	ck_assert_str_eq(who.sub, "u");
+	ck_assert(who.admin);
+	ck_assert_int_eq(who.exp_ms, (NOW_S + 5) * 1000);
+	fake_clock_advance(fclk, 4999);
+	ck_assert_int_eq(verify(), CART_JWT_OK);
+	fake_clock_advance(fclk, 1);
+	ck_assert_int_eq(verify(), CART_JWT_EXPIRED);     /* exp is the first invalid instant */
+	ck_assert_str_eq(who.sub, "");
+}
+END_TEST
+
+START_TEST(test_jwt_cache_forgets_tokens_of_rotated_keys)
+{
+	char doc[4096], old[CART_JWT_MAX_TOKEN + 4096];
+
+	usual_jwks(doc, sizeof(doc));
+	url_verifier(doc);
+	ck_assert_int_eq(rs256(claims("")), CART_JWT_OK);
+	ck_assert_int_eq(verify(), CART_JWT_OK);
+	snprintf(old, sizeof(old), "%s", tok);
+	/* The RSA key is withdrawn; the next unknown kid installs the new set. */
+	rotated_jwks(doc, sizeof(doc));
+	jwks_server_set(srv, 200, doc);
+	fake_clock_advance(fclk, 60000);
+	sign_ec2();
+	ck_assert_int_eq(verify(), CART_JWT_OK);
+	snprintf(tok, sizeof(tok), "%s", old);
+	ck_assert_int_eq(verify(), CART_JWT_UNKNOWN_KID);
+}
+END_TEST
+
+START_TEST(test_jwt_cache_is_per_token_bytes)
+{
+	size_t n;
+
+	usual_verifier();
+	ck_assert_int_eq(rs256(claims("")), CART_JWT_OK);
+	n = strlen(tok);
+	/* One byte of the signature changed: verified afresh, and refused. */
+	tok[n - 2] = tok[n - 2] == 'A' ? 'B' : 'A';
+	ck_assert_int_eq(verify(), CART_JWT_BAD_SIGNATURE);
+	/* A prefix of a cached token is not that token. */
+	ck_assert_int_eq(cart_jwt_verify(ver, tok, n - 1, &who), CART_JWT_MALFORMED);
+}
+END_TEST
+
 static void *verify_loop(void *arg)
 {
 	worker *w = arg;
@@ -1390,6 +1447,12 @@ Suite *jwt_suite(void)
 	tcase_add_test(tc, test_jwt_max_age_refresh_keeps_stale_keys_on_failure);
 	tcase_add_test(tc, test_jwt_jku_x5u_jwk_never_fetched_or_used);
 	tcase_add_test(tc, test_jwt_threads_verify_while_keys_refresh);
+	suite_add_tcase(s, tc);
+
+	tc = tcase("cache");
+	tcase_add_test(tc, test_jwt_cache_keeps_expiry);
+	tcase_add_test(tc, test_jwt_cache_forgets_tokens_of_rotated_keys);
+	tcase_add_test(tc, test_jwt_cache_is_per_token_bytes);
 	suite_add_tcase(s, tc);
 	return s;
 }

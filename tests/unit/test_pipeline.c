@@ -13,6 +13,7 @@
 #include "cart/relay.h"
 #include "log.h"
 #include "memory/memory_repo.h"
+#include "ratelimit.h"
 #include "render.h"
 #include "system/system.h"
 #include "unit/suites.h"
@@ -460,6 +461,136 @@ START_TEST(test_pipeline_error_table_is_complete)
 }
 END_TEST
 
+/* --- the rate limiter's view of the caller -------------------------------------- */
+
+static app_ratelimit *new_limiter(const char *proxies, int rps, int burst)
+{
+	app_ratelimit *rl = NULL;
+	char err[256];
+
+	cfg.rate_limit_rps = rps;
+	cfg.rate_limit_burst = burst;
+	cfg.rate_limit_max_keys = 1000;
+	strcpy(cfg.rate_limit_store, "memory");
+	snprintf(cfg.trusted_proxies, sizeof(cfg.trusted_proxies), "%s", proxies);
+	if (app_ratelimit_new(&rl, &cfg, &clk, err, sizeof(err)))
+		return NULL;
+	return rl;
+}
+
+START_TEST(test_pipeline_client_ip_trusts_only_listed_proxies)
+{
+	app_ratelimit *rl = new_limiter("10.0.0.0/8, 192.168.1.7", 10, 20);
+	char ip[64];
+
+	ck_assert_ptr_nonnull(rl);
+	/* An untrusted peer's X-Forwarded-For is ignored. */
+	app_ratelimit_client_ip(rl, "203.0.113.9", "1.1.1.1", ip, sizeof(ip));
+	ck_assert_str_eq(ip, "203.0.113.9");
+	/* From a trusted proxy: the rightmost address it did not add itself. */
+	app_ratelimit_client_ip(rl, "10.1.2.3", "6.6.6.6, 198.51.100.4", ip, sizeof(ip));
+	ck_assert_str_eq(ip, "198.51.100.4");
+	app_ratelimit_client_ip(rl, "10.1.2.3", "6.6.6.6,198.51.100.4, 10.9.9.9 ,192.168.1.7",
+				ip, sizeof(ip));
+	ck_assert_str_eq(ip, "198.51.100.4");
+	/* Only proxies in the chain: the leftmost is the best we know. */
+	app_ratelimit_client_ip(rl, "10.1.2.3", "10.2.2.2, 10.3.3.3", ip, sizeof(ip));
+	ck_assert_str_eq(ip, "10.2.2.2");
+	/* No header from a proxy: the proxy itself. */
+	app_ratelimit_client_ip(rl, "10.1.2.3", NULL, ip, sizeof(ip));
+	ck_assert_str_eq(ip, "10.1.2.3");
+	/* 192.168.1.7 is a /32: its neighbour is not trusted. */
+	app_ratelimit_client_ip(rl, "192.168.1.8", "1.1.1.1", ip, sizeof(ip));
+	ck_assert_str_eq(ip, "192.168.1.8");
+	/* Garbage on the right stops the walk (it is then the key). */
+	app_ratelimit_client_ip(rl, "10.1.2.3", "1.1.1.1, not-an-ip", ip, sizeof(ip));
+	ck_assert_str_eq(ip, "not-an-ip");
+	app_ratelimit_free(rl);
+	ck_assert_ptr_null(new_limiter("10.0.0.0/33", 10, 20));
+	ck_assert_ptr_null(new_limiter("10.0.0/8", 10, 20));
+	ck_assert_ptr_null(new_limiter("10.0.0.0/", 10, 20));
+	app_ratelimit_free(NULL);
+}
+END_TEST
+
+START_TEST(test_pipeline_rate_limit_answers_429_with_fields)
+{
+	app_ratelimit *rl = new_limiter("", 1, 2);
+	fake_req f = { 0 };
+
+	ck_assert_ptr_nonnull(rl);
+	app_pipeline_add(&app.pipeline, APP_PHASE_PREACCESS, "ratelimit",
+			 app_stage_ratelimit, rl);
+	run(&f, "GET", "/v1/cart/u7");
+	ck_assert_int_eq(res.status, 200);
+	ck_assert(has_header("RateLimit-Policy: \"default\";q=2;w=2\r\n"));
+	ck_assert(has_header("RateLimit: \"default\";r=1;"));
+	run(&f, "GET", "/v1/cart/u7");
+	ck_assert_int_eq(res.status, 200);
+	run(&f, "GET", "/v1/cart/u7");
+	ck_assert_int_eq(res.status, 429);
+	ck_assert_str_eq(code_of(), "cart.rate_limited");
+	ck_assert(has_header("Retry-After: 1\r\n"));
+	ck_assert(has_header("RateLimit: \"default\";r=0;"));
+	/* Health checks are never limited. */
+	run(&f, "GET", "/health");
+	ck_assert_int_eq(res.status, 200);
+	ck_assert(!has_header("RateLimit"));
+	app_ratelimit_free(rl);
+}
+END_TEST
+
+/* --- readiness and stats lists ---------------------------------------------------- */
+
+static int ready_ok(void *self, buf *detail)
+{
+	buf_puts(detail, ",\"backend\":\"memory\"");
+	return CART_OK;
+}
+
+static int ready_down(void *self, buf *detail)
+{
+	return CART_EUNAVAILABLE;
+}
+
+static void stats_two(void *self, buf *out)
+{
+	buf_puts(out, ",\"a\":1,\"b\":2");
+}
+
+static void stats_none(void *self, buf *out)
+{
+}
+
+START_TEST(test_pipeline_ready_and_stats_are_lists)
+{
+	fake_req f = { 0 };
+	buf b;
+
+	ck_assert_int_eq(app_ready_add(&app, "repository", ready_ok, NULL), 0);
+	run(&f, "GET", "/ready");
+	ck_assert_int_eq(res.status, 200);
+	ck_assert_str_eq(res.body.data,
+			 "{\"status\":\"ok\",\"checks\":[{\"name\":\"repository\",\"status\":\"ok\","
+			 "\"backend\":\"memory\"},{\"name\":\"shutdown\",\"status\":\"ok\"}]}");
+	ck_assert_int_eq(app_ready_add(&app, "redis", ready_down, NULL), 0);
+	run(&f, "HEAD", "/ready");
+	ck_assert_int_eq(res.status, 503);
+	ck_assert_ptr_nonnull(strstr(res.body.data,
+		"{\"name\":\"redis\",\"status\":\"fail\",\"error\":\"dependency unavailable\"}"));
+	while (app.ready_count < APP_MAX_READY_CHECKS)
+		app_ready_add(&app, "x", ready_ok, NULL);
+	ck_assert_int_eq(app_ready_add(&app, "x", ready_ok, NULL), -1);
+
+	ck_assert_int_eq(app_stats_add(&app, "svc", stats_two, NULL), 0);
+	ck_assert_int_eq(app_stats_add(&app, "empty", stats_none, NULL), 0);
+	buf_init(&b, 1024);
+	app_stats_write(&app, &b);
+	ck_assert_str_eq(b.data, ",\"svc\":{\"a\":1,\"b\":2},\"empty\":{}");
+	buf_release(&b);
+}
+END_TEST
+
 Suite *pipeline_suite(void)
 {
 	Suite *s = suite_create("pipeline");
@@ -477,6 +608,9 @@ Suite *pipeline_suite(void)
 	tcase_add_test(tc, test_pipeline_absolute_form_and_long_paths);
 	tcase_add_test(tc, test_pipeline_principal_sees_only_own_cart);
 	tcase_add_test(tc, test_pipeline_error_table_is_complete);
+	tcase_add_test(tc, test_pipeline_client_ip_trusts_only_listed_proxies);
+	tcase_add_test(tc, test_pipeline_rate_limit_answers_429_with_fields);
+	tcase_add_test(tc, test_pipeline_ready_and_stats_are_lists);
 	suite_add_tcase(s, tc);
 	return s;
 }
