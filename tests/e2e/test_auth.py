@@ -165,8 +165,9 @@ class AuthConfigTest(unittest.TestCase):
         srv = harness.Server(env={"ENV_NAME": "prod", "STORAGE_BACKEND": "memory",
                                   "EVENTS_PUBLISHER": "log",
                                   "AUTH_ENABLED": "false",
-                                  "RATE_LIMIT_RPS": "0"}).start()
+                                  "RATE_LIMIT_RPS": "0"})
         self.addCleanup(srv.cleanup)
+        srv.start()
         try:
             r = srv.request("GET", "/v1/cart/" + new_user())
             self.assertEqual(r.status, 200, r)
@@ -181,8 +182,9 @@ class AuthConfigTest(unittest.TestCase):
         for env_name in ("dev", "test"):
             with self.subTest(env_name=env_name):
                 srv = harness.Server(env={"ENV_NAME": env_name,
-                                          "RATE_LIMIT_RPS": "0"}).start()
+                                          "RATE_LIMIT_RPS": "0"})
                 self.addCleanup(srv.cleanup)
+                srv.start()
                 try:
                     r = srv.request("GET", "/v1/cart/" + new_user())
                 finally:
@@ -193,8 +195,9 @@ class AuthConfigTest(unittest.TestCase):
         env = auth_env(self.jwks, ENV_NAME="prod", STORAGE_BACKEND="memory",
                        EVENTS_PUBLISHER="log")
         del env["AUTH_ENABLED"]     # on by default in prod
-        srv = harness.Server(env=env).start()
+        srv = harness.Server(env=env)
         self.addCleanup(srv.cleanup)
+        srv.start()
         try:
             u = new_user()
             r1 = srv.request("GET", "/v1/cart/" + u)
@@ -244,6 +247,15 @@ class AuthConfigTest(unittest.TestCase):
                     self.assertEqual(len(lines), 1, err)
                     self.assertTrue("JWT_AUDIENCE" in lines[0] or
                                     "JWT_CLIENT_ID" in lines[0], err)
+
+    def test_jwks_url_must_be_https_or_loopback(self):
+        # plain http to a host that is not loopback is refused at start
+        # (192.0.2.1 is TEST-NET-1: a fetch would hang, not succeed)
+        for url in ("http://192.0.2.1/pool/.well-known/jwks.json",
+                    "ftp://127.0.0.1/jwks.json"):
+            with self.subTest(url=url):
+                self.assertExit2Naming(auth_env(jwks_url=url),
+                                       ("JWT_JWKS_URL",))
 
     def test_unusable_jwks_file_stops_the_start(self):
         # Not in the contract's exit-2 list (the file exists as a setting
@@ -624,6 +636,79 @@ class AuthTest(AuthAssertions, harness.ServerTestCase):
         self.assertEqual((c["version"], len(c["items"])), (1, 1), c)
         c = self.admin_cart(alice)
         self.assertEqual((c["version"], c["items"][0]["quantity"]), (1, 1), c)
+
+
+class CustomSettingsTest(AuthAssertions, harness.ServerTestCase):
+    """JWT_ALGORITHMS=ES256, JWT_ADMIN_SCOPE and JWT_LEEWAY_SECONDS=0."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rsa = jwt_util.RsaKey("cs-rsa")
+        cls.ec = jwt_util.EcKey("cs-ec")
+        # the RSA key is published too, but RS256 is not allowed
+        cls.jwks = jwt_util.write_jwks_file(cls.rsa, cls.ec)
+        cls.server_env = auth_env(cls.jwks, JWT_ALGORITHMS="ES256",
+                                  JWT_ADMIN_SCOPE="shop-admins",
+                                  JWT_LEEWAY_SECONDS="0")
+        try:
+            super().setUpClass()
+        except BaseException:
+            os.unlink(cls.jwks)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            os.unlink(cls.jwks)
+
+    def admin_token(self):
+        return sign(claims("ops", **{"cognito:groups": ["shop-admins"]}),
+                    self.ec)
+
+    def test_only_the_configured_algorithm(self):
+        u = new_user()
+        r = self.req("GET", "/v1/cart/" + u, sign(claims(u), self.ec))
+        self.assertEqual(r.status, 200, r)
+        rid = "cs-" + uuid.uuid4().hex
+        r = self.req("POST", "/v1/cart/%s/items" % u, sign(claims(u), self.rsa),
+                     ITEM, rid=rid)
+        self.assertInvalidToken(r, {"alg_refused", "unknown_kid"}, rid)
+        self.assertNothingStored(u)
+
+    def test_zero_leeway(self):
+        u = new_user()
+        now = int(time.time())
+        rid = "cs-" + uuid.uuid4().hex
+        r = self.req("GET", "/v1/cart/" + u,
+                     sign(claims(u, exp=now - 5, iat=now - 60), self.ec),
+                     rid=rid)
+        self.assertInvalidToken(r, {"expired"}, rid)
+        rid = "cs-" + uuid.uuid4().hex
+        r = self.req("GET", "/v1/cart/" + u,
+                     sign(claims(u, nbf=now + 5), self.ec), rid=rid)
+        self.assertInvalidToken(r, {"not_yet_valid"}, rid)
+
+    def test_configured_admin_scope(self):
+        bob = new_user("bob")
+        r = self.req("POST", "/v1/cart/%s/items" % bob,
+                     sign(claims(bob), self.ec), ITEM)
+        self.assertEqual(r.status, 201, r)
+        for extra in ({"scope": "shop-admins"},
+                      {"cognito:groups": ["shop-admins"]}):
+            with self.subTest(extra=extra):
+                r = self.req("GET", "/v1/cart/" + bob,
+                             sign(claims("ops", **extra), self.ec))
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(len(r.body["items"]), 1, r)
+        # the default name means nothing once another is configured
+        for extra in ({"scope": "cart:admin"},
+                      {"cognito:groups": ["cart:admin"]}):
+            with self.subTest(extra=extra):
+                r = self.req("GET", "/v1/cart/" + bob,
+                             sign(claims("ops", **extra), self.ec))
+                self.assertProblem(r, 404, "cart.not_found")
 
 
 # -- JWKS from a URL: rotation and refetch rate ------------------------------
