@@ -539,10 +539,12 @@ void server_stop(server *s)
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	mg_stop(s->ctx);
+	/* The watchdog signals worker threads by id: stop it before
+	 * mg_stop joins them (no request reads a body any more). */
 	atomic_store(&s->stop, 1);
 	if (s->watchdog_started)
 		pthread_join(s->watchdog, NULL);
+	mg_stop(s->ctx);
 	for (int i = 0; i < s->nworkers; i++)
 		pthread_mutex_destroy(&s->workers[i].lock);
 	free(s->workers);
