@@ -396,6 +396,22 @@ class AuthTest(AuthAssertions, harness.ServerTestCase):
         self.assertEqual(r.status, 200, "nbf 10 s ahead, within leeway: %r"
                          % (r,))
 
+    def test_a_token_accepted_once_still_expires(self):
+        # The verifier may cache verified tokens; the cache must not outlive
+        # exp + leeway (default 30 s).
+        now = int(time.time())
+        u = new_user()
+        tok = self.token(u, exp=now - 27, iat=now - 600)
+        r = self.req("GET", "/v1/cart/" + u, tok)
+        self.assertEqual(r.status, 200, r)
+        r = self.req("GET", "/v1/cart/" + u, tok)
+        self.assertEqual(r.status, 200, r)
+        time.sleep(max(0.0, now + 3.2 - time.time()))
+        rid = self.rid()
+        r = self.req("POST", "/v1/cart/%s/items" % u, tok, ITEM, rid=rid)
+        self.assertInvalidToken(r, {"expired"}, rid)
+        self.assertNothingStored(u)
+
     # -- invalid tokens --------------------------------------------------------
 
     def invalid_cases(self):
