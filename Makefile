@@ -140,6 +140,7 @@ valgrind: $(UNIT)
 
 e2e: $(BIN)
 	/usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v
+	/usr/bin/python3 -m unittest discover -s tests/edge -p 'test_*.py' -v
 
 # The DynamoDB adapter against dynalite, every request signature-checked:
 # the stand-ins' own tests, the repository contract and adapter tests (under
@@ -176,6 +177,7 @@ coverage:
 	build/cov/tests/unit-tests
 	$(REDIS_RUN) build/cov/tests/redis-tests
 	CART_SERVICE_BIN=build/cov/bin/cart-service /usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py'
+	CART_SERVICE_BIN=build/cov/bin/cart-service /usr/bin/python3 -m unittest discover -s tests/edge -p 'test_*.py'
 	CART_CONTRACT_LOOPS=5 $(STACK) build/cov/tests/dynamo-tests
 	$(STACK) sh -c 'DYNAMODB_TABLE=cart-e2e build/cov/bin/cart-service migrate && \
 	  CART_SERVICE_BIN=build/cov/bin/cart-service E2E_BACKEND=dynamodb \

@@ -28,13 +28,18 @@ int app_auth_new(app_auth **out, const app_config *cfg, const cart_clock *clock,
 		.admin_scope = cfg->jwt_admin_scope,
 	};
 	app_auth *a = calloc(1, sizeof(*a));
+	char why[256] = "";
 
 	*out = NULL;
 	if (!a) {
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
-	if (cart_jwt_verifier_new(&a->verifier, &jc, clock, err, err_len)) {
+	if (cart_jwt_verifier_new(&a->verifier, &jc, clock, why, sizeof(why))) {
+		/* The adapter does not know our variable names; say which. */
+		snprintf(err, err_len, "authentication settings (%s, JWT_ISSUER, "
+			 "JWT_ALGORITHMS, JWT_JWKS_*): %s",
+			 jc.jwks_url ? "JWT_JWKS_URL" : "JWT_JWKS_FILE", why);
 		free(a);
 		return -1;
 	}

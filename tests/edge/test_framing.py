@@ -21,7 +21,9 @@ import sys
 import uuid
 
 # runnable as `python3 -m unittest tests/e2e/test_framing.py` from the root
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The edge suites share the end-to-end harness (tests/e2e/harness.py).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.join(os.path.dirname(_HERE), "e2e")]
 import harness  # noqa: E402
 from harness import new_user  # noqa: E402
 

@@ -28,7 +28,9 @@ import time
 import unittest
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The edge suites share the end-to-end harness (tests/e2e/harness.py).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.join(os.path.dirname(_HERE), "e2e")]
 import harness  # noqa: E402
 import jwt_util  # noqa: E402
 from harness import new_user  # noqa: E402
