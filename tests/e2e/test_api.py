@@ -413,6 +413,38 @@ class ApiTest(CartShape, harness.ServerTestCase):
         self.assertTrue(r.header("content-type").startswith("application/json"))
 
 
+class PatchSameQuantityTest(CartShape, harness.ServerTestCase):
+    # The log publisher's lines are the events this test reads.
+    server_env = {"EVENTS_PUBLISHER": "log"}
+
+    def user_events(self, user):
+        return [rec["event"] for rec in self.server.log_lines()
+                if isinstance(rec, dict) and rec.get("msg") == "event"
+                and rec["event"]["userId"] == user]
+
+    def test_patch_to_same_quantity_changes_nothing(self):
+        u = new_user()
+        c1 = self.assertCart(self.add(u, "a", 2, 300), u, 1, 201)
+        time.sleep(0.01)
+        r = self.request("PATCH", "/v1/cart/%s/items/a" % u, {"quantity": 2})
+        c = self.assertCart(r, u, 1)      # 200, ETag "1": no version bump
+        self.assertEqual(c, c1)           # not even updatedAt moves
+        self.assertEqual(self.get_cart(u), c1)
+        # A real change right after gets version 2 and the only other event.
+        self.assertCart(self.request("PATCH", "/v1/cart/%s/items/a" % u,
+                                     {"quantity": 5}), u, 2)
+        self.assertIsNotNone(self.server.wait_log(
+            lambda rec: rec.get("msg") == "event" and
+            rec["event"]["userId"] == u and rec["event"]["cartVersion"] == 2),
+            self.server.logs())
+        evs = self.user_events(u)
+        self.assertEqual([(e["eventType"], e["cartVersion"]) for e in evs],
+                         [("CartItemAdded", 1),
+                          ("CartItemQuantityChanged", 2)], evs)
+        self.assertEqual((evs[1]["quantityBefore"], evs[1]["quantityAfter"]),
+                         (2, 5), evs)
+
+
 class TtlConfigTest(CartShape, harness.ServerTestCase):
     server_env = {"CART_TTL_DAYS": "1"}
 
