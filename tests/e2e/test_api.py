@@ -1,6 +1,8 @@
 """Every route's happy path and the exact shape of what it returns."""
 
 import datetime
+import os
+import re
 import time
 import unittest
 
@@ -447,6 +449,23 @@ class PatchSameQuantityTest(CartShape, harness.ServerTestCase):
 
 class TtlConfigTest(CartShape, harness.ServerTestCase):
     server_env = {"CART_TTL_DAYS": "1"}
+
+    def test_expires_at_is_whole_seconds_in_api_and_spec(self):
+        # Stores expire in whole seconds (DynamoDB's TTL attribute is epoch
+        # seconds), so expiresAt keeps the RFC 3339 shape with .000 always.
+        u = new_user()
+        for r in (self.add(u, "a", 1, 1), self.request("GET", "/v1/cart/" + u)):
+            self.assertRegex(r.body["expiresAt"],
+                             r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$", r)
+        with open(os.path.join(harness.REPO_ROOT, "docs", "swagger.yaml")) as f:
+            spec = f.read()
+        examples = re.findall(r"expiresAt: '([^']*)'", spec)
+        self.assertTrue(examples)
+        for e in examples:
+            self.assertTrue(e.endswith(".000Z"), "spec example expiresAt " + e)
+        prop = spec[spec.index("        expiresAt:\n"):]
+        prop = prop[:prop.index("    CartItem:")]
+        self.assertIn("whole seconds", prop)
 
     def test_cart_ttl_days_drives_expires_at(self):
         u = new_user()
