@@ -120,7 +120,8 @@ static int wire_publisher(wiring *w, const app_config *cfg, char *err,
 	char endpoint[512];
 
 	if (!strcmp(cfg->events_publisher, "log"))
-		return cart_log_publisher_new(&w->pub, STDOUT_FILENO) ? -1 : 0;
+		return cart_log_publisher_new(&w->pub, STDOUT_FILENO,
+					      cfg->log_level <= LOG_INFO) ? -1 : 0;
 	if (!strcmp(cfg->events_publisher, "none"))
 		return cart_noop_publisher_new(&w->pub) ? -1 : 0;
 	cart_aws_endpoint(endpoint, sizeof(endpoint), env, "EVENTBRIDGE_ENDPOINT",

@@ -175,6 +175,11 @@ static int apply_change(cart_service *svc, const cart_command *cmd, attempt *a,
 		return CART_ENOTFOUND;
 	before = cart_item_quantity(it);
 	price = cart_item_unit_price(it);
+	if (q == before && q <= svc->cfg.limits.max_item_quantity) {
+		/* Nothing changes, so nothing is written: no version, no
+		 * event (docs/events/README.md), like a clear of no cart. */
+		return CART_OK;
+	}
 	if (cmd->kind == CART_CMD_REMOVE_ITEM)
 		err = cart_remove_item(a->cart, cmd->item_id);
 	else

@@ -61,8 +61,10 @@ static const cart_publisher_ops log_publisher_ops = {
 	.publish = log_publish,
 };
 
-int cart_log_publisher_new(cart_publisher *out, int fd)
+int cart_log_publisher_new(cart_publisher *out, int fd, bool enabled)
 {
+	if (!enabled)
+		return cart_noop_publisher_new(out);   /* below the log level */
 	out->ops = &log_publisher_ops;
 	out->self = (void *)(intptr_t)fd;
 	return CART_OK;

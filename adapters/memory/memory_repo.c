@@ -42,17 +42,36 @@ struct memory_repo {
 	struct shard shards[SHARDS];
 };
 
+/*
+ * FNV-1a, then murmur3's fmix64: FNV alone barely mixes the last byte into
+ * the high bits, so user-1..user-N filled only 16 of the 64 shards.
+ */
 static uint64_t hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
 	return h;
+}
+
+static size_t shard_index(uint64_t h)
+{
+	return (size_t)((h >> 32) % SHARDS);
 }
 
 static struct shard *shard_of(struct memory_repo *repo, uint64_t h)
 {
-	return &repo->shards[(h >> 32) % SHARDS];
+	return &repo->shards[shard_index(h)];
+}
+
+size_t cart_memory_repo_shard_of(const char *user_id)
+{
+	return shard_index(hash_str(user_id));
 }
 
 /* Caller holds s->lock. */

@@ -8,6 +8,8 @@
  * Nothing survives the process.
  */
 
+#include <stddef.h>
+
 #include "cart/repo.h"
 
 /*
@@ -15,5 +17,11 @@
  * cart_repo_destroy(out).  CART_ENOMEM.
  */
 int cart_memory_repo_new(cart_repo *out);
+
+/*
+ * For tests: the shard (0..63) that holds user_id's records.  Pure, so
+ * safe from any thread.
+ */
+size_t cart_memory_repo_shard_of(const char *user_id);
 
 #endif

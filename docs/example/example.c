@@ -93,7 +93,7 @@ int main(void)
 		fprintf(stderr, "memory repo: out of memory\n");
 		goto out;
 	}
-	if (cart_log_publisher_new(&pub, 1) != CART_OK) {
+	if (cart_log_publisher_new(&pub, 1, true) != CART_OK) {
 		fprintf(stderr, "log publisher failed\n");
 		goto out;
 	}

@@ -1,6 +1,8 @@
 """Every route's happy path and the exact shape of what it returns."""
 
 import datetime
+import os
+import re
 import time
 import unittest
 
@@ -413,8 +415,57 @@ class ApiTest(CartShape, harness.ServerTestCase):
         self.assertTrue(r.header("content-type").startswith("application/json"))
 
 
+class PatchSameQuantityTest(CartShape, harness.ServerTestCase):
+    # The log publisher's lines are the events this test reads.
+    server_env = {"EVENTS_PUBLISHER": "log"}
+
+    def user_events(self, user):
+        return [rec["event"] for rec in self.server.log_lines()
+                if isinstance(rec, dict) and rec.get("msg") == "event"
+                and rec["event"]["userId"] == user]
+
+    def test_patch_to_same_quantity_changes_nothing(self):
+        u = new_user()
+        c1 = self.assertCart(self.add(u, "a", 2, 300), u, 1, 201)
+        time.sleep(0.01)
+        r = self.request("PATCH", "/v1/cart/%s/items/a" % u, {"quantity": 2})
+        c = self.assertCart(r, u, 1)      # 200, ETag "1": no version bump
+        self.assertEqual(c, c1)           # not even updatedAt moves
+        self.assertEqual(self.get_cart(u), c1)
+        # A real change right after gets version 2 and the only other event.
+        self.assertCart(self.request("PATCH", "/v1/cart/%s/items/a" % u,
+                                     {"quantity": 5}), u, 2)
+        self.assertIsNotNone(self.server.wait_log(
+            lambda rec: rec.get("msg") == "event" and
+            rec["event"]["userId"] == u and rec["event"]["cartVersion"] == 2),
+            self.server.logs())
+        evs = self.user_events(u)
+        self.assertEqual([(e["eventType"], e["cartVersion"]) for e in evs],
+                         [("CartItemAdded", 1),
+                          ("CartItemQuantityChanged", 2)], evs)
+        self.assertEqual((evs[1]["quantityBefore"], evs[1]["quantityAfter"]),
+                         (2, 5), evs)
+
+
 class TtlConfigTest(CartShape, harness.ServerTestCase):
     server_env = {"CART_TTL_DAYS": "1"}
+
+    def test_expires_at_is_whole_seconds_in_api_and_spec(self):
+        # Stores expire in whole seconds (DynamoDB's TTL attribute is epoch
+        # seconds), so expiresAt keeps the RFC 3339 shape with .000 always.
+        u = new_user()
+        for r in (self.add(u, "a", 1, 1), self.request("GET", "/v1/cart/" + u)):
+            self.assertRegex(r.body["expiresAt"],
+                             r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$", r)
+        with open(os.path.join(harness.REPO_ROOT, "docs", "swagger.yaml")) as f:
+            spec = f.read()
+        examples = re.findall(r"expiresAt: '([^']*)'", spec)
+        self.assertTrue(examples)
+        for e in examples:
+            self.assertTrue(e.endswith(".000Z"), "spec example expiresAt " + e)
+        prop = spec[spec.index("        expiresAt:\n"):]
+        prop = prop[:prop.index("    CartItem:")]
+        self.assertIn("whole seconds", prop)
 
     def test_cart_ttl_days_drives_expires_at(self):
         u = new_user()

@@ -240,6 +240,23 @@ class LogLevelErrorTest(harness.ServerTestCase):
             if isinstance(rec, dict):
                 self.assertEqual(rec.get("level"), "error", rec)
 
+    def test_event_lines_suppressed(self):
+        # The log publisher's event lines are info lines: below the
+        # level they are not printed (README, "Logs"; docs/events).
+        u = new_user()
+        for item in ("a", "b", "a"):
+            r = self.add(u, item)
+            self.assertIn(r.status, (200, 201), r)
+        r = self.request("PATCH", "/v1/cart/%s/items/a" % u, {"quantity": 5})
+        self.assertEqual(r.status, 200, r)
+        time.sleep(0.5)     # the relay publishes shortly after the response
+        out = self.server.stdout()
+        self.assertNotIn(u, out)
+        self.assertNotIn('"level":"info"', out)
+        for rec in self.server.log_lines():
+            self.assertIsInstance(rec, dict, rec)
+            self.assertEqual(rec.get("level"), "error", rec)
+
 
 class LogLevelWarnTest(harness.ServerTestCase):
     server_env = {"LOG_LEVEL": "warn"}

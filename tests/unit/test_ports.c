@@ -197,7 +197,7 @@ START_TEST(test_log_publisher_writes_one_line_per_event)
 	int fds[2];
 	ck_assert_int_eq(pipe(fds), 0);
 	cart_publisher pub;
-	ck_assert_int_eq(cart_log_publisher_new(&pub, fds[1]), CART_OK);
+	ck_assert_int_eq(cart_log_publisher_new(&pub, fds[1], true), CART_OK);
 	cart_event ev[2] = { sample_event(), sample_event() };
 	ev[1].type = CART_EVENT_CLEARED;
 	ev[1].item_id[0] = '\0';
@@ -226,6 +226,23 @@ START_TEST(test_log_publisher_writes_one_line_per_event)
 	*nl = '\0';
 	ck_assert_msg(second[0] == '{' && nl[-1] == '}', "line 2: %s", second);
 	ck_assert_ptr_null(strstr(second, "CartItemAdded"));
+}
+END_TEST
+
+/* LOG_LEVEL above info: event lines are not printed, yet count as sent. */
+START_TEST(test_log_publisher_disabled_writes_nothing)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	cart_publisher pub;
+	ck_assert_int_eq(cart_log_publisher_new(&pub, fds[1], false), CART_OK);
+	cart_event ev = sample_event();
+	ck_assert_int_eq(cart_publisher_publish(&pub, &ev, 1), CART_OK);
+	cart_publisher_destroy(&pub);
+	close(fds[1]);
+	char buf[64];
+	ck_assert_int_eq(read(fds[0], buf, sizeof(buf)), 0);
+	close(fds[0]);
 }
 END_TEST
 
@@ -389,6 +406,7 @@ Suite *ports_suite(void)
 
 	tc = tcase_create("publishers");
 	tcase_add_test(tc, test_log_publisher_writes_one_line_per_event);
+	tcase_add_test(tc, test_log_publisher_disabled_writes_nothing);
 	tcase_add_test(tc, test_log_event_to_json_reports_needed_length);
 	tcase_add_test(tc, test_noop_publisher_accepts_everything);
 	suite_add_tcase(s, tc);

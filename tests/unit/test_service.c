@@ -498,6 +498,57 @@ START_TEST(test_service_set_quantity_updates_and_zero_removes)
 }
 END_TEST
 
+static void assert_record(const char *user, const char *key, int status,
+			  const char *body, size_t len);
+
+/* Docs/events: a PATCH to the quantity the line already has is a no-op. */
+START_TEST(test_service_set_same_quantity_writes_nothing)
+{
+	ck_assert_int_eq(add("u1", "a", 3, 10), CART_OK);
+	size_t ev = events();
+	size_t saves = fault_repo_calls(faults, FAULT_SAVE);
+	cart *before = get("u1");
+	fake_clock_advance(fclk, 1000);
+	cart_result res;
+	ck_assert_int_eq(set_o(&res, "u1", "a", 3, &NONE), CART_OK);
+	ck_assert_ptr_nonnull(res.cart);
+	ck_assert(!res.created && !res.cleared);
+	ck_assert_int_eq(qty_of(res.cart, "a"), 3);
+	ck_assert_int_eq(cart_version(res.cart), 1);
+	ck_assert_int_eq(cart_updated_at(res.cart), cart_updated_at(before));
+	ck_assert_int_eq(cart_expires_at(res.cart), cart_expires_at(before));
+	cart_result_release(&res);
+	cart_free(before);
+	ck_assert_uint_eq(fault_repo_calls(faults, FAULT_SAVE), saves);
+	ck_assert_int_eq(stored_version("u1"), 1);
+	ck_assert_uint_eq(events(), ev);
+
+	/* With a key the outcome is recorded and replayed, like a 404 is. */
+	opts o = { -1, "key-same", "PATCH /v1/cart/u1/items/a {3}" };
+	ck_assert_int_eq(set_o(&res, "u1", "a", 3, &o), CART_OK);
+	ck_assert(!res.replayed);
+	ck_assert_int_eq(res.status, 200);
+	char body[128];
+	size_t len = res.body_len;
+	ck_assert_uint_lt(len, sizeof(body));
+	memcpy(body, res.body, len);
+	cart_result_release(&res);
+	assert_record("u1", "key-same", 200, body, len);
+	ck_assert_int_eq(set_o(&res, "u1", "a", 3, &o), CART_OK);
+	ck_assert(res.replayed);
+	ck_assert_uint_eq(res.body_len, len);
+	ck_assert_mem_eq(res.body, body, len);
+	cart_result_release(&res);
+	ck_assert_int_eq(stored_version("u1"), 1);
+	ck_assert_uint_eq(events(), ev);
+
+	/* A stale If-Match is still refused, even when nothing would change. */
+	opts stale = { 0, NULL, NULL };
+	ck_assert_int_eq(set_o(&res, "u1", "a", 3, &stale), CART_EPRECONDITION);
+	cart_result_release(&res);
+}
+END_TEST
+
 /* --- If-Match ------------------------------------------------------------------ */
 
 START_TEST(test_service_if_match_stale_is_precondition)
@@ -1404,6 +1455,7 @@ Suite *service_suite(void)
 	tcase_add_test(tc, test_service_add_rejected_for_new_user_stores_nothing);
 	tcase_add_test(tc, test_service_set_and_remove_unknown_item_not_found);
 	tcase_add_test(tc, test_service_set_quantity_updates_and_zero_removes);
+	tcase_add_test(tc, test_service_set_same_quantity_writes_nothing);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("if_match");
