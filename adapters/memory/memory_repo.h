@@ -15,9 +15,9 @@
  * memory").  A client retries the key of the request it is waiting for,
  * so a handful of keys per user are ever retried; 256 live records is far
  * above that.  Bytes count what is kept per record (the deflated body, the
- * key, the fingerprint and the bookkeeping): 1 MiB holds well over a
- * hundred deflated answers of a 99-line cart (59 KB of JSON each), and caps
- * a user's records at about 1 MiB instead of growing without limit.  At
+ * key, the fingerprint and the bookkeeping): a 59 KB answer of a 99-line
+ * cart deflates to 4-7 KB, so 1 MiB holds 150-250 of them, about where the
+ * count bound binds, and a user's records stay near 1 MiB at worst.  At
  * either bound the oldest COMPLETE records are forgotten first; PENDING
  * claims are never evicted, so when claims alone fill a bound a new record
  * is refused with CART_EUNAVAILABLE until their leases end.
