@@ -20,7 +20,7 @@ struct user_rec {
 	struct user_rec *next;
 	uint64_t hash;
 	cart *cart;               /* NULL until the first cart write */
-	struct idem_table idem;   /* this user's idempotency records */
+	struct idem_table *idem;  /* idempotency records; NULL until the first */
 	cart_event *outbox;       /* pending events, oldest first */
 	size_t n_outbox;
 	char user_id[];
@@ -119,14 +119,23 @@ static int64_t stored_version(const struct user_rec *r)
 static struct idem_entry *idem_live(struct shard *s, struct user_rec *r,
 				    const char *key, int64_t now)
 {
-	struct idem_entry *e = r ? memory_idem_find(&r->idem, key, &s->idem_steps)
-				 : NULL;
+	struct idem_entry *e = r && r->idem ?
+		memory_idem_find(r->idem, key, &s->idem_steps) : NULL;
 
 	if (e && e->expires_at <= now) {
-		memory_idem_drop(&r->idem, e, &s->idem_steps);
+		memory_idem_drop(r->idem, e, &s->idem_steps);
 		e = NULL;
 	}
 	return e;
+}
+
+/* Stores e in the user's table, made on first use; see memory_idem_put. */
+static int idem_put(struct shard *s, struct user_rec *r, struct idem_entry *e)
+{
+	if (!r->idem)
+		r->idem = calloc(1, sizeof(*r->idem));
+	return r->idem ? memory_idem_put(r->idem, e, &s->idem_steps)
+		       : CART_ENOMEM;
 }
 
 /* --- the port ----------------------------------------------------------- */
@@ -183,8 +192,7 @@ static int memory_save(void *self, const cart_write *w)
 		err = CART_ECONFLICT;
 	} else if ((err = outbox_reserve(r, w->event_count)) == CART_OK) {
 		/* The record goes first: if it cannot be stored, nothing is. */
-		err = idem ? memory_idem_put(&r->idem, idem, &s->idem_steps)
-			   : CART_OK;
+		err = idem ? idem_put(s, r, idem) : CART_OK;
 		if (!err) {
 			idem = NULL;
 			cart_free(r->cart);
@@ -232,13 +240,14 @@ static int claim_locked(struct shard *s, struct user_rec *r,
 {
 	int err;
 
-	memory_idem_prune(&r->idem, now, false, &s->idem_steps);
+	if (r->idem)
+		memory_idem_prune(r->idem, now, false, &s->idem_steps);
 	if (idem_live(s, r, e->key, now))
 		return CART_ECONFLICT;
-	err = memory_idem_put(&r->idem, e, &s->idem_steps);
+	err = idem_put(s, r, e);
 	if (err == CART_EUNAVAILABLE) {
-		memory_idem_prune(&r->idem, now, true, &s->idem_steps);
-		err = memory_idem_put(&r->idem, e, &s->idem_steps);
+		memory_idem_prune(r->idem, now, true, &s->idem_steps);
+		err = idem_put(s, r, e);
 	}
 	return err;
 }
@@ -276,7 +285,7 @@ static int memory_idem_complete(void *self, const char *user_id,
 		return err;
 	pthread_mutex_lock(&s->lock);
 	r = find_or_add(s, user_id, h);
-	err = r ? memory_idem_put(&r->idem, e, &s->idem_steps) : CART_ENOMEM;
+	err = r ? idem_put(s, r, e) : CART_ENOMEM;
 	pthread_mutex_unlock(&s->lock);
 	if (err)
 		memory_idem_entry_free(e);
@@ -293,10 +302,10 @@ static int memory_idem_release(void *self, const char *user_id,
 
 	pthread_mutex_lock(&s->lock);
 	r = find(s, user_id, h);
-	e = r ? memory_idem_find(&r->idem, key, &s->idem_steps) : NULL;
+	e = r && r->idem ? memory_idem_find(r->idem, key, &s->idem_steps) : NULL;
 	if (e && e->state == CART_IDEM_PENDING &&
 	    strcmp(e->fingerprint, fingerprint) == 0)
-		memory_idem_drop(&r->idem, e, &s->idem_steps);
+		memory_idem_drop(r->idem, e, &s->idem_steps);
 	pthread_mutex_unlock(&s->lock);
 	return CART_OK;
 }
@@ -398,7 +407,9 @@ static void memory_destroy(void *self)
 			struct user_rec *r = s->buckets[b], *next;
 			for (; r; r = next) {
 				next = r->next;
-				memory_idem_clear(&r->idem);
+				if (r->idem)
+					memory_idem_clear(r->idem);
+				free(r->idem);
 				cart_free(r->cart);
 				free(r->outbox);
 				free(r);
