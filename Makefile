@@ -22,7 +22,7 @@ SAN     ?=
 LIB_CPPFLAGS := -Iinclude -Ilib
 AD_CPPFLAGS  := -Iinclude -Iadapters
 APP_CPPFLAGS := -Iinclude -Iadapters -Iapp
-APP_LIBS     := -lcivetweb -lcjson -lcurl -lcrypto -lhiredis -ldl -lpthread -lm
+APP_LIBS     := -lcivetweb -lcjson -lcurl -lcrypto -lhiredis -lz -ldl -lpthread -lm
 
 LIB_SRC  := $(wildcard lib/*.c)
 AD_SRC   := $(wildcard adapters/*/*.c)
@@ -105,7 +105,7 @@ $(REDIS_T): $(RT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
 
 # The example a C developer would write: libcart + the memory adapter only.
 $(EXAMPLE): docs/example/example.c $(LIBAD) $(LIBCART)
-	$(CC) $(AD_CPPFLAGS) $(CFLAGS) -o $@ $< $(LIBAD) $(LIBCART) -lpthread
+	$(CC) $(AD_CPPFLAGS) $(CFLAGS) -o $@ $< $(LIBAD) $(LIBCART) -lz -lpthread
 
 bootstrap:
 	@tools/bootstrap.sh check

@@ -11,20 +11,16 @@
 #include <string.h>
 
 #include "memory/memory_repo.h"
+#include "memory/memory_repo_internal.h"
 
 #define SHARDS 64
 #define INITIAL_BUCKETS 16
-
-struct idem_node {
-	struct idem_node *next;
-	cart_idem *rec;
-};
 
 struct user_rec {
 	struct user_rec *next;
 	uint64_t hash;
 	cart *cart;               /* NULL until the first cart write */
-	struct idem_node *idem;   /* this user's idempotency records */
+	struct idem_table *idem;  /* idempotency records; NULL until the first */
 	cart_event *outbox;       /* pending events, oldest first */
 	size_t n_outbox;
 	char user_id[];
@@ -36,6 +32,7 @@ struct shard {
 	size_t n_buckets;
 	size_t n_users;
 	size_t n_pending;         /* events in all outboxes of this shard */
+	size_t idem_steps;        /* see cart_memory_repo_idem_steps */
 };
 
 struct memory_repo {
@@ -135,56 +132,29 @@ static int64_t stored_version(const struct user_rec *r)
 	return r && r->cart ? cart_version(r->cart) : 0;
 }
 
-/* --- idempotency records (caller holds the shard lock) ------------------ */
+/* --- idempotency records (memory_idem.c; caller holds the shard lock) -- */
 
-static bool idem_live(const cart_idem *rec, int64_t now)
+/* The live entry of key, or NULL; an expired one met on the way is dropped. */
+static struct idem_entry *idem_live(struct shard *s, struct user_rec *r,
+				    const char *key, int64_t now)
 {
-	return rec->expires_at > now;
-}
+	struct idem_entry *e = r && r->idem ?
+		memory_idem_find(r->idem, key, &s->idem_steps) : NULL;
 
-/* Drops records that are no longer live: expired outcomes, ended leases. */
-static void idem_prune(struct user_rec *r, int64_t now)
-{
-	struct idem_node **pp = &r->idem;
-
-	while (*pp) {
-		struct idem_node *n = *pp;
-		if (!idem_live(n->rec, now)) {
-			*pp = n->next;
-			cart_idem_free(n->rec);
-			free(n);
-		} else {
-			pp = &n->next;
-		}
+	if (e && e->expires_at <= now) {
+		memory_idem_drop(r->idem, e, &s->idem_steps);
+		e = NULL;
 	}
+	return e;
 }
 
-static struct idem_node *idem_find(struct user_rec *r, const char *key)
+/* Stores e in the user's table, made on first use; see memory_idem_put. */
+static int idem_put(struct shard *s, struct user_rec *r, struct idem_entry *e)
 {
-	struct idem_node *n = r ? r->idem : NULL;
-	for (; n; n = n->next)
-		if (strcmp(n->rec->key, key) == 0)
-			return n;
-	return NULL;
-}
-
-/* Stores rec (taking ownership) in place of any record of the same key. */
-static int idem_store(struct user_rec *r, cart_idem *rec)
-{
-	struct idem_node *n = idem_find(r, rec->key);
-
-	if (n) {
-		cart_idem_free(n->rec);
-		n->rec = rec;
-		return CART_OK;
-	}
-	n = malloc(sizeof(*n));
-	if (!n)
-		return CART_ENOMEM;
-	n->rec = rec;
-	n->next = r->idem;
-	r->idem = n;
-	return CART_OK;
+	if (!r->idem)
+		r->idem = calloc(1, sizeof(*r->idem));
+	return r->idem ? memory_idem_put(r->idem, e, &s->idem_steps)
+		       : CART_ENOMEM;
 }
 
 /* --- the port ----------------------------------------------------------- */
@@ -222,16 +192,16 @@ static int memory_save(void *self, const cart_write *w)
 {
 	uint64_t h = hash_str(w->user_id);
 	struct shard *s = shard_of(self, h);
-	cart_idem *idem = NULL;
+	struct idem_entry *idem = NULL;
 	struct user_rec *r;
 	cart *copy;
 	int err;
 
 	if (cart_clone(&copy, w->cart))
 		return CART_ENOMEM;
-	if (w->idem && cart_idem_clone(&idem, w->idem)) {
+	if (w->idem && (err = memory_idem_entry_new(&idem, w->idem))) {
 		cart_free(copy);
-		return CART_ENOMEM;
+		return err;
 	}
 	pthread_mutex_lock(&s->lock);
 	r = find_or_add(s, w->user_id, h);
@@ -241,7 +211,7 @@ static int memory_save(void *self, const cart_write *w)
 		err = CART_ECONFLICT;
 	} else if ((err = outbox_reserve(r, w->event_count)) == CART_OK) {
 		/* The record goes first: if it cannot be stored, nothing is. */
-		err = idem ? idem_store(r, idem) : CART_OK;
+		err = idem ? idem_put(s, r, idem) : CART_OK;
 		if (!err) {
 			idem = NULL;
 			cart_free(r->cart);
@@ -254,23 +224,50 @@ static int memory_save(void *self, const cart_write *w)
 	}
 	pthread_mutex_unlock(&s->lock);
 	cart_free(copy);
-	cart_idem_free(idem);
+	memory_idem_entry_free(idem);
 	return err;
 }
 
+/* The lock covers the lookup and a copy of the stored bytes; inflating does not. */
 static int memory_idem_get(void *self, const char *user_id, const char *key,
 			   int64_t now_ms, cart_idem **out)
 {
 	uint64_t h = hash_str(user_id);
 	struct shard *s = shard_of(self, h);
-	struct idem_node *n;
+	struct idem_entry *e, *copy = NULL;
 	int err = CART_ENOTFOUND;
 
+	*out = NULL;
 	pthread_mutex_lock(&s->lock);
-	n = idem_find(find(s, user_id, h), key);
-	if (n && idem_live(n->rec, now_ms))
-		err = cart_idem_clone(out, n->rec);
+	e = idem_live(s, find(s, user_id, h), key, now_ms);
+	if (e)
+		err = memory_idem_entry_copy(&copy, e);
 	pthread_mutex_unlock(&s->lock);
+	if (!err)
+		err = memory_idem_entry_unpack(out, copy);
+	memory_idem_entry_free(copy);
+	return err;
+}
+
+/*
+ * Stores e for the user unless the key has a live record.  At a bound
+ * filled by PENDING claims alone, expired claims anywhere are dropped
+ * before giving up.  Caller holds the lock; takes e on success.
+ */
+static int claim_locked(struct shard *s, struct user_rec *r,
+			struct idem_entry *e, int64_t now)
+{
+	int err;
+
+	if (r->idem)
+		memory_idem_prune(r->idem, now, false, &s->idem_steps);
+	if (idem_live(s, r, e->key, now))
+		return CART_ECONFLICT;
+	err = idem_put(s, r, e);
+	if (err == CART_EUNAVAILABLE) {
+		memory_idem_prune(r->idem, now, true, &s->idem_steps);
+		err = idem_put(s, r, e);
+	}
 	return err;
 }
 
@@ -280,26 +277,17 @@ static int memory_idem_claim(void *self, const char *user_id,
 	uint64_t h = hash_str(user_id);
 	struct shard *s = shard_of(self, h);
 	struct user_rec *r;
-	struct idem_node *n;
-	cart_idem *copy;
-	int err;
+	struct idem_entry *e;
+	int err = memory_idem_entry_new(&e, rec);
 
-	if (cart_idem_clone(&copy, rec))
-		return CART_ENOMEM;
+	if (err)
+		return err;
 	pthread_mutex_lock(&s->lock);
 	r = find_or_add(s, user_id, h);
-	if (!r) {
-		err = CART_ENOMEM;
-	} else {
-		idem_prune(r, now_ms);
-		n = idem_find(r, rec->key);
-		if (n)   /* pruning left only live records */
-			err = CART_ECONFLICT;
-		else if ((err = idem_store(r, copy)) == CART_OK)
-			copy = NULL;
-	}
+	err = r ? claim_locked(s, r, e, now_ms) : CART_ENOMEM;
 	pthread_mutex_unlock(&s->lock);
-	cart_idem_free(copy);
+	if (err)
+		memory_idem_entry_free(e);
 	return err;
 }
 
@@ -309,18 +297,17 @@ static int memory_idem_complete(void *self, const char *user_id,
 	uint64_t h = hash_str(user_id);
 	struct shard *s = shard_of(self, h);
 	struct user_rec *r;
-	cart_idem *copy;
-	int err;
+	struct idem_entry *e;
+	int err = memory_idem_entry_new(&e, rec);
 
-	if (cart_idem_clone(&copy, rec))
-		return CART_ENOMEM;
+	if (err)
+		return err;
 	pthread_mutex_lock(&s->lock);
 	r = find_or_add(s, user_id, h);
-	err = r ? idem_store(r, copy) : CART_ENOMEM;
-	if (!err)
-		copy = NULL;
+	err = r ? idem_put(s, r, e) : CART_ENOMEM;
 	pthread_mutex_unlock(&s->lock);
-	cart_idem_free(copy);
+	if (err)
+		memory_idem_entry_free(e);
 	return err;
 }
 
@@ -330,23 +317,14 @@ static int memory_idem_release(void *self, const char *user_id,
 	uint64_t h = hash_str(user_id);
 	struct shard *s = shard_of(self, h);
 	struct user_rec *r;
-	struct idem_node **pp;
+	struct idem_entry *e;
 
 	pthread_mutex_lock(&s->lock);
 	r = find(s, user_id, h);
-	for (pp = r ? &r->idem : NULL; pp && *pp; pp = &(*pp)->next) {
-		cart_idem *rec = (*pp)->rec;
-		if (strcmp(rec->key, key) == 0) {
-			if (rec->state == CART_IDEM_PENDING &&
-			    strcmp(rec->fingerprint, fingerprint) == 0) {
-				struct idem_node *n = *pp;
-				*pp = n->next;
-				cart_idem_free(n->rec);
-				free(n);
-			}
-			break;
-		}
-	}
+	e = r && r->idem ? memory_idem_find(r->idem, key, &s->idem_steps) : NULL;
+	if (e && e->state == CART_IDEM_PENDING &&
+	    strcmp(e->fingerprint, fingerprint) == 0)
+		memory_idem_drop(r->idem, e, &s->idem_steps);
 	pthread_mutex_unlock(&s->lock);
 	return CART_OK;
 }
@@ -448,12 +426,9 @@ static void memory_destroy(void *self)
 			struct user_rec *r = s->buckets[b], *next;
 			for (; r; r = next) {
 				next = r->next;
-				while (r->idem) {
-					struct idem_node *n = r->idem;
-					r->idem = n->next;
-					cart_idem_free(n->rec);
-					free(n);
-				}
+				if (r->idem)
+					memory_idem_clear(r->idem);
+				free(r->idem);
 				cart_free(r->cart);
 				free(r->outbox);
 				free(r);
@@ -502,4 +477,25 @@ int cart_memory_repo_new(cart_repo *out)
 	out->ops = &memory_repo_ops;
 	out->self = repo;
 	return CART_OK;
+}
+
+size_t cart_memory_repo_idem_steps(const cart_repo *r)
+{
+	struct memory_repo *repo = r->self;
+	size_t sum = 0;
+
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *s = &repo->shards[i];
+		pthread_mutex_lock(&s->lock);
+		sum += s->idem_steps;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return sum;
+}
+
+size_t cart_memory_repo_shard(const cart_repo *r, const char *user_id)
+{
+	struct memory_repo *repo = r->self;
+
+	return (size_t)(shard_of(repo, hash_str(user_id)) - repo->shards);
 }

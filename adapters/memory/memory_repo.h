@@ -13,6 +13,21 @@
 #include "cart/repo.h"
 
 /*
+ * Bounds on one user's idempotency records (issue 8; ADR 3, "Bounds in
+ * memory").  A client retries the key of the request it is waiting for,
+ * so a handful of keys per user are ever retried; 256 live records is far
+ * above that.  Bytes count what is kept per record (the deflated body, the
+ * key, the fingerprint and the bookkeeping): a 59 KB answer of a 99-line
+ * cart deflates to 4-7 KB, so 1 MiB holds 150-250 of them, about where the
+ * count bound binds, and a user's records stay near 1 MiB at worst.  At
+ * either bound the oldest COMPLETE records are forgotten first; PENDING
+ * claims are never evicted, so when claims alone fill a bound a new record
+ * is refused with CART_EUNAVAILABLE until their leases end.
+ */
+#define CART_MEMORY_IDEM_MAX 256
+#define CART_MEMORY_IDEM_BYTES (1024 * 1024)
+
+/*
  * Fills *out with a new, empty repository.  Release it with
  * cart_repo_destroy(out).  CART_ENOMEM.
  */

@@ -12,6 +12,7 @@ int main(void)
 	srunner_add_suite(sr, ports_suite());
 	srunner_add_suite(sr, fakes_suite());
 	srunner_add_suite(sr, memory_repo_contract_suite());
+	srunner_add_suite(sr, memory_idem_suite());
 	srunner_add_suite(sr, service_suite());
 	srunner_add_suite(sr, resilience_suite());
 	srunner_add_suite(sr, pipeline_suite());

@@ -7,6 +7,7 @@
 Suite *cart_suite(void);
 Suite *service_suite(void);
 Suite *memory_repo_contract_suite(void);
+Suite *memory_idem_suite(void);
 Suite *ports_suite(void);
 Suite *fakes_suite(void);
 Suite *resilience_suite(void);
