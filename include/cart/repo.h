@@ -126,6 +126,10 @@ typedef struct cart_repo_ops {
 	 * (outcomes that wrote nothing, such as a 404).
 	 * release: deletes the key's record if it is PENDING with this
 	 * fingerprint (its outcome is not to be kept).
+	 * An adapter may bound a user's records (count and bytes) and evict
+	 * its oldest COMPLETE records to make room; it never evicts a PENDING
+	 * claim, so when claims alone fill the bound, claim, complete and a
+	 * save carrying a record return CART_EUNAVAILABLE and change nothing.
 	 */
 	int (*idem_get)(void *self, const char *user_id, const char *key,
 			int64_t now_ms, cart_idem **out);
