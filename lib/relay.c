@@ -91,3 +91,8 @@ void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out)
 	out->backlog = atomic_load(&m->backlog);
 	out->oldest_age_ms = atomic_load(&m->oldest_age_ms);
 }
+
+int cart_relay_set_concurrency(cart_relay *r, int n)
+{
+	return n >= 1 && n <= 64 ? CART_OK : CART_EINVALID;
+}

@@ -45,6 +45,8 @@ void cart_relay_free(cart_relay *r);   /* accepts NULL */
  */
 int cart_relay_run_once(cart_relay *r);
 
+int cart_relay_set_concurrency(cart_relay *r, int n);
+
 /* Counters; safe to read from any thread. */
 void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out);
 
