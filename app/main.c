@@ -174,9 +174,17 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 		snprintf(err, err_len, "cannot create the cart service");
 		return -1;
 	}
-	if (cart_relay_new(&w->relay, &w->repo, &w->pub, &w->clock, 100)) {
+	/* a pass fetches enough for a few full calls per call in flight */
+	if (cart_relay_new(&w->relay, &w->repo, &w->pub, &w->clock,
+			   (size_t)cfg->events_relay_concurrency *
+				   CART_RELAY_CALL_MAX * 4 + 60)) {
 		snprintf(err, err_len, "the %s repository has no event outbox",
 			 cfg->storage_backend);
+		return -1;
+	}
+	if (cfg->events_relay_enabled &&
+	    cart_relay_set_concurrency(w->relay, cfg->events_relay_concurrency)) {
+		snprintf(err, err_len, "cannot start the event relay's threads");
 		return -1;
 	}
 	return 0;
