@@ -23,6 +23,7 @@ static fake_publisher *fpub;
 static cart_clock clk;
 static fake_clock *fclk;
 static cart_relay *relay;
+static int64_t base_ms = T0;    /* occurred_at of a cart's version 0 */
 
 static void start(int v1)
 {
@@ -45,6 +46,7 @@ static void setup_v1(void)
 
 static void teardown(void)
 {
+	base_ms = T0;
 	cart_relay_free(relay);
 	relay = NULL;
 	cart_repo_destroy(&mem);
@@ -70,7 +72,7 @@ static void commit_events(int u, int k)
 		ev.type = CART_EVENT_ITEM_ADDED;
 		snprintf(ev.event_id, sizeof(ev.event_id),
 			 "00000000-0000-4000-8000-%06d%06d", u, v);
-		ev.occurred_at = T0 + v;
+		ev.occurred_at = base_ms + v;
 		snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
 		snprintf(ev.cart_id, sizeof(ev.cart_id),
 			 "10000000-0000-4000-8000-%012d", u);
@@ -173,6 +175,26 @@ START_TEST(test_relay_splits_a_long_backlog_in_order)
 	check_user_order(0, 25);
 	check_user_order(1, 3);
 	ck_assert_uint_eq(pending(), 0);
+}
+END_TEST
+
+/* The memory store hands out the oldest backlogs first, not table order. */
+START_TEST(test_relay_fetch_takes_the_oldest_carts_first)
+{
+	cart_outbox box;
+
+	for (int u = 0; u < 30; u++) {
+		base_ms = T0 + (30 - u) * 1000;   /* user-0029 has the oldest */
+		commit_events(u, 2);
+	}
+	ck_assert_int_eq(cart_repo_outbox_fetch(&mem, 5, &box), CART_OK);
+	ck_assert_uint_eq(box.backlog, 60);
+	ck_assert_int_eq(box.oldest_at, T0 + 1000 + 1);
+	ck_assert_uint_eq(box.n_batches, 3);
+	ck_assert_str_eq(box.batches[0].user_id, "user-0029");
+	ck_assert_str_eq(box.batches[1].user_id, "user-0028");
+	ck_assert_str_eq(box.batches[2].user_id, "user-0027");
+	cart_outbox_release(&box);
 }
 END_TEST
 
@@ -280,6 +302,7 @@ Suite *relay_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_relay_packs_many_carts_into_one_call);
 	tcase_add_test(tc, test_relay_splits_a_long_backlog_in_order);
+	tcase_add_test(tc, test_relay_fetch_takes_the_oldest_carts_first);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");
