@@ -6,6 +6,7 @@
 #   make coverage   lcov report of lib/, adapters/ and app/ in build/coverage
 #   make fuzz       run each fuzz target for FUZZ_SECONDS (libFuzzer, clang)
 #   make bench      throughput/latency/memory measurements (see tools/bench)
+#   make bench-events  event relay throughput and delay under sustained adds
 
 CC      ?= cc
 O       ?= build
@@ -58,7 +59,7 @@ EXAMPLE  := $(O)/example
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench \
+.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events \
         bootstrap clean layering example
 
 all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
@@ -212,6 +213,11 @@ fuzz: $(FUZZ_BIN)
 
 bench: $(BIN)
 	tools/bench.sh
+
+# Adds for 20 s; events/s, event delay, 503s and RSS with the EventBridge
+# publisher (PutEvents stand-in at 20 ms) and the log publisher.
+bench-events: $(BIN)
+	tools/bench/events.sh
 
 clean:
 	rm -rf build bin

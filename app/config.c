@@ -115,6 +115,8 @@ static const var vars[] = {
 	  "Source of the EventBridge entries" },
 	{ "EVENTS_RELAY_ENABLED", "true", V_BOOL, F(events_relay_enabled), 0, 0, NULL, NOSET,
 	  "publish the event outbox from this process (false: another task relays)" },
+	{ "EVENTS_RELAY_CONCURRENCY", "4", V_INT, F(events_relay_concurrency), 1, 64, NULL, NOSET,
+	  "event publisher calls in flight at once (each carries up to 10 events of several carts)" },
 	{ "EVENTBRIDGE_BUS_NAME", "default", V_STR, F(eventbridge_bus_name), 1, 0, ID_CHARS "-_./:", NOSET,
 	  "EventBridge bus name or ARN" },
 	{ "STORAGE_BACKEND", NULL, V_ENUM, F(storage_backend), 0, 0, "memory|dynamodb", SET(set_storage),

@@ -175,9 +175,21 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 		snprintf(err, err_len, "cannot create the cart service");
 		return -1;
 	}
-	if (cart_relay_new(&w->relay, &w->repo, &w->pub, &w->clock, 100)) {
+	/*
+	 * A pass fetches whole backlogs (up to CART_OUTBOX_MAX each): enough
+	 * for two carts per call in flight even when every backlog is full,
+	 * so all calls have carts to carry until the pass's tail.
+	 */
+	if (cart_relay_new(&w->relay, &w->repo, &w->pub, &w->clock,
+			   (size_t)cfg->events_relay_concurrency *
+				   CART_OUTBOX_MAX * 2)) {
 		snprintf(err, err_len, "the %s repository has no event outbox",
 			 cfg->storage_backend);
+		return -1;
+	}
+	if (cfg->events_relay_enabled &&
+	    cart_relay_set_concurrency(w->relay, cfg->events_relay_concurrency)) {
+		snprintf(err, err_len, "cannot start the event relay's threads");
 		return -1;
 	}
 	return 0;

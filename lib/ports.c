@@ -88,6 +88,21 @@ int cart_publisher_publish(const cart_publisher *p, const cart_event *ev,
 	return n ? p->ops->publish(p->self, ev, n) : CART_OK;
 }
 
+int cart_publisher_publish_each(const cart_publisher *p, const cart_event *ev,
+				size_t n, bool *ok)
+{
+	int rc;
+
+	if (!n)
+		return CART_OK;
+	if (p->ops->version >= 2 && p->ops->publish_each)
+		return p->ops->publish_each(p->self, ev, n, ok);
+	rc = p->ops->publish(p->self, ev, n);
+	for (size_t i = 0; i < n; i++)
+		ok[i] = rc == CART_OK;
+	return rc;
+}
+
 void cart_publisher_destroy(cart_publisher *p)
 {
 	if (p && p->ops && p->ops->destroy)

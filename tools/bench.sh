@@ -83,3 +83,7 @@ s=$(awk '/Requests\/sec/ {print $2}' "$O/bench/service.txt")
 i=$(awk '/Requests\/sec/ {print $2}' "$O/bench/service-info.txt")
 echo "== service/ceiling = $(awk -v s="$s" -v c="$c" 'BEGIN { printf "%.2f", s / c }')" \
 	"(with request logs: $(awk -v s="$i" -v c="$c" 'BEGIN { printf "%.2f", s / c }'))"
+
+# The event relay under sustained adds (issue 8): tools/bench/events.sh
+# (alone: make bench-events).
+tools/bench/events.sh

@@ -103,12 +103,22 @@ static int put_events(eb_publisher *p, const cart_event *events,
 	return CART_OK;
 }
 
+/* Marks the entries of a answered call: accepted unless listed failed. */
+static void mark_ok(bool *ok, const size_t *idx, size_t n,
+		    const size_t *failed, size_t n_failed)
+{
+	for (size_t k = 0; k < n; k++)
+		ok[idx[k]] = true;
+	for (size_t k = 0; k < n_failed; k++)
+		ok[failed[k]] = false;
+}
+
 /*
- * One round over pending[0..*n): what fails stays in pending.  still has
- * room for *n indexes.
+ * One round over pending[0..*n): what fails stays in pending, what is
+ * accepted is marked in ok.  still has room for *n indexes.
  */
 static int send_round(eb_publisher *p, const cart_event *events,
-		      size_t *pending, size_t *n, size_t *still)
+		      size_t *pending, size_t *n, size_t *still, bool *ok)
 {
 	size_t n_still = 0, at = 0;
 
@@ -127,6 +137,7 @@ static int send_round(eb_publisher *p, const cart_event *events,
 				&n_failed);
 		if (rc)
 			return rc;
+		mark_ok(ok, pending + at, batch, still + n_still, n_failed);
 		n_still += n_failed;
 		at += batch;
 	}
@@ -135,24 +146,43 @@ static int send_round(eb_publisher *p, const cart_event *events,
 	return CART_OK;
 }
 
-static int eb_publish(void *self, const cart_event *events, size_t n)
+/*
+ * ok[i]: events[i] was accepted, in whichever round.  A whole-call failure
+ * ends the publish; entries of earlier calls keep their ok.
+ */
+static int eb_publish_each(void *self, const cart_event *events, size_t n,
+			   bool *ok)
 {
 	eb_publisher *p = self;
 	size_t *pending = malloc(2 * (n ? n : 1) * sizeof(*pending));
 	int rc = CART_OK;
 
+	for (size_t i = 0; i < n; i++)
+		ok[i] = false;
 	if (!pending)
 		return CART_ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		pending[i] = i;
 	for (int round = 0; n && round < p->max_attempts && !rc; round++) {
-		rc = send_round(p, events, pending, &n, pending + n);
+		rc = send_round(p, events, pending, &n, pending + n, ok);
 		if (!rc && n)
 			cart_aws_logf(p->log, 2, "eventbridge entries failed, resending them",
 				      ",\"failed\":%zu,\"round\":%d", n, round + 1);
 	}
 	free(pending);
 	return rc ? rc : n ? CART_EBACKEND : CART_OK;
+}
+
+static int eb_publish(void *self, const cart_event *events, size_t n)
+{
+	bool *ok = malloc((n ? n : 1) * sizeof(*ok));
+	int rc;
+
+	if (!ok)
+		return CART_ENOMEM;
+	rc = eb_publish_each(self, events, n, ok);
+	free(ok);
+	return rc;
 }
 
 static void eb_destroy(void *self)
@@ -164,6 +194,7 @@ static const cart_publisher_ops eb_publisher_ops = {
 	.version = CART_PUBLISHER_OPS_VERSION,
 	.publish = eb_publish,
 	.destroy = eb_destroy,
+	.publish_each = eb_publish_each,
 };
 
 int cart_eventbridge_publisher_new(cart_publisher *out,

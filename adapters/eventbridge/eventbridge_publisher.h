@@ -8,7 +8,9 @@
  * call.  Entries that come back failed (FailedEntryCount) are resent
  * alone, up to max_attempts rounds; whole-call failures are the AWS
  * client's to retry (standard mode, breaker).  publish succeeds only when
- * every event was accepted, so the relay keeps the rest pending.
+ * every event was accepted, so the relay keeps the rest pending;
+ * publish_each (port version 2) also says which entries were accepted, so
+ * the relay acks each cart's accepted prefix.
  *
  * Thread-safe.  The client (service "events",
  * application/x-amz-json-1.1) and log are borrowed.

@@ -1,11 +1,13 @@
 /*
  * Log and no-op event publishers.  The log publisher writes one JSON line
- * per event with a single write(2), so concurrent lines never interleave.
+ * per event, all lines of a call with a single write(2), so concurrent
+ * calls never interleave.
  * Every string in an event is an id (a restricted alphabet) or a fixed
  * name, so no JSON escaping is needed.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -29,36 +31,68 @@ static int write_all(int fd, const char *p, size_t len)
 	return CART_OK;
 }
 
-static int log_publish(void *self, const cart_event *events, size_t n)
+#define LINE_MAX_BYTES 1024   /* an event document is well under 1 KB */
+
+/* Appends events[i]'s line at out; returns its length, 0 if too long. */
+static size_t format_line(char *out, const cart_event *ev)
+{
+	char at[64];
+	size_t len;
+	int pre;
+
+	cart_rfc3339(at, sizeof(at), ev->occurred_at);
+	pre = snprintf(out, LINE_MAX_BYTES,
+		       "{\"time\":\"%s\",\"level\":\"info\",\"msg\":\"event\","
+		       "\"event\":", at);
+	len = cart_event_to_json(out + pre, LINE_MAX_BYTES - (size_t)pre - 2, ev);
+	if (len >= LINE_MAX_BYTES - (size_t)pre - 2)
+		return 0;
+	len += (size_t)pre;
+	out[len++] = '}';
+	out[len++] = '\n';
+	return len;
+}
+
+/*
+ * All lines of the call in one buffer and one write(2): a relay call is
+ * one system call, not one per event.  A failed or short write fails every
+ * entry (they are written again; delivery is at least once).
+ */
+static int log_publish_each(void *self, const cart_event *events, size_t n,
+			    bool *ok)
 {
 	int fd = (int)(intptr_t)self;
+	char *buf = malloc((n ? n : 1) * LINE_MAX_BYTES);
+	size_t len = 0;
+	int rc = CART_OK;
 
-	for (size_t i = 0; i < n; i++) {
-		char line[1024];
-		char at[64];
-		size_t len;
-		int pre;
-
-		cart_rfc3339(at, sizeof(at), events[i].occurred_at);
-		pre = snprintf(line, sizeof(line),
-			       "{\"time\":\"%s\",\"level\":\"info\",\"msg\":\"event\","
-			       "\"event\":", at);
-		len = cart_event_to_json(line + pre, sizeof(line) - (size_t)pre - 2,
-					 &events[i]);
-		if (len >= sizeof(line) - (size_t)pre - 2)
-			return CART_EBACKEND;
-		len += (size_t)pre;
-		line[len++] = '}';
-		line[len++] = '\n';
-		if (write_all(fd, line, len))
-			return CART_EBACKEND;
+	for (size_t i = 0; ok && i < n; i++)
+		ok[i] = false;
+	if (!buf)
+		return CART_ENOMEM;
+	for (size_t i = 0; i < n && !rc; i++) {
+		size_t l = format_line(buf + len, &events[i]);
+		if (!l)
+			rc = CART_EBACKEND;
+		len += l;
 	}
-	return CART_OK;
+	if (!rc)
+		rc = write_all(fd, buf, len);
+	free(buf);
+	for (size_t i = 0; ok && !rc && i < n; i++)
+		ok[i] = true;
+	return rc;
+}
+
+static int log_publish(void *self, const cart_event *events, size_t n)
+{
+	return log_publish_each(self, events, n, NULL);
 }
 
 static const cart_publisher_ops log_publisher_ops = {
 	.version = CART_PUBLISHER_OPS_VERSION,
 	.publish = log_publish,
+	.publish_each = log_publish_each,
 };
 
 int cart_log_publisher_new(cart_publisher *out, int fd, bool enabled)
@@ -75,9 +109,18 @@ static int noop_publish(void *self, const cart_event *events, size_t n)
 	return CART_OK;
 }
 
+static int noop_publish_each(void *self, const cart_event *events, size_t n,
+			     bool *ok)
+{
+	for (size_t i = 0; i < n; i++)
+		ok[i] = true;
+	return CART_OK;
+}
+
 static const cart_publisher_ops noop_publisher_ops = {
 	.version = CART_PUBLISHER_OPS_VERSION,
 	.publish = noop_publish,
+	.publish_each = noop_publish_each,
 };
 
 int cart_noop_publisher_new(cart_publisher *out)

@@ -4,8 +4,8 @@
 /*
  * Event publishers that need no infrastructure:
  *  - log: one JSON line per event on the given file descriptor (stdout in
- *    the service), each written with a single write(2), so lines from many
- *    threads never interleave;
+ *    the service), the lines of one call written with a single write(2),
+ *    so lines from many threads never interleave;
  *  - noop: accepts and drops everything.
  */
 

@@ -358,12 +358,28 @@ static void note_oldest(cart_outbox *out, const struct user_rec *r)
 		out->oldest_at = r->outbox[0].occurred_at;
 }
 
-static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
+/* A user with pending events, as seen by the first sweep of a fetch. */
+struct pending_user {
+	int64_t oldest_at;
+	char user_id[CART_ID_MAX + 1];
+};
+
+static int by_oldest(const void *a, const void *b)
 {
-	struct memory_repo *repo = self;
-	size_t taken = 0;
+	const struct pending_user *x = a, *y = b;
+
+	return (x->oldest_at > y->oldest_at) - (x->oldest_at < y->oldest_at);
+}
+
+/* Lists every user with pending events; fills out's backlog and oldest_at. */
+static int list_pending(struct memory_repo *repo, cart_outbox *out,
+			struct pending_user **list, size_t *n)
+{
+	size_t cap = 0;
 	int err = CART_OK;
 
+	*list = NULL;
+	*n = 0;
 	for (int i = 0; i < SHARDS && !err; i++) {
 		struct shard *s = &repo->shards[i];
 		pthread_mutex_lock(&s->lock);
@@ -371,15 +387,55 @@ static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 			for (struct user_rec *r = s->buckets[b]; r && !err; r = r->next) {
 				if (!r->n_outbox)
 					continue;
-				note_oldest(out, r);
-				if (taken < max_events) {
-					err = outbox_take(out, r);
-					taken += r->n_outbox;
+				if (*n == cap) {
+					size_t c = cap ? cap * 2 : 64;
+					struct pending_user *g = realloc(*list, c * sizeof(*g));
+					if (!g) {
+						err = CART_ENOMEM;
+						break;
+					}
+					*list = g;
+					cap = c;
 				}
+				note_oldest(out, r);
+				(*list)[*n].oldest_at = r->outbox[0].occurred_at;
+				strcpy((*list)[(*n)++].user_id, r->user_id);
 			}
 		}
 		pthread_mutex_unlock(&s->lock);
 	}
+	return err;
+}
+
+/*
+ * Two sweeps: list the users with pending events, then take the backlogs
+ * of those whose oldest event is oldest, up to max_events.  Scanning in
+ * table order instead would serve the same carts on every pass and starve
+ * the rest while the first ones keep writing.
+ */
+static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
+{
+	struct memory_repo *repo = self;
+	struct pending_user *list;
+	size_t n, taken = 0;
+	int err = list_pending(repo, out, &list, &n);
+
+	if (!err)
+		qsort(list, n, sizeof(*list), by_oldest);
+	for (size_t i = 0; i < n && taken < max_events && !err; i++) {
+		uint64_t h = hash_str(list[i].user_id);
+		struct shard *s = shard_of(repo, h);
+		struct user_rec *r;
+
+		pthread_mutex_lock(&s->lock);
+		r = find(s, list[i].user_id, h);
+		if (r && r->n_outbox) {
+			err = outbox_take(out, r);
+			taken += r->n_outbox;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	free(list);
 	if (err)
 		cart_outbox_release(out);
 	return err;

@@ -16,6 +16,7 @@
  * the version before it uses a slot newer than version 1.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,7 +67,7 @@ void cart_ids_destroy(cart_ids *ids);
 
 /* --- event publisher ---------------------------------------------------- */
 
-#define CART_PUBLISHER_OPS_VERSION 1
+#define CART_PUBLISHER_OPS_VERSION 2
 
 typedef struct cart_publisher_ops {
 	int version;                              /* CART_PUBLISHER_OPS_VERSION */
@@ -77,6 +78,15 @@ typedef struct cart_publisher_ops {
 	 */
 	int (*publish)(void *self, const cart_event *events, size_t n);
 	void (*destroy)(void *self);
+	/*
+	 * Version 2.  Publishes events (which may belong to several users,
+	 * each user's in cart_version order) and reports each entry: ok[i]
+	 * is true once events[i] was accepted.  Returns CART_OK when every
+	 * entry was, else an error (ok[] still tells which were).  The
+	 * caller resends what failed (at least once).
+	 */
+	int (*publish_each)(void *self, const cart_event *events, size_t n,
+			    bool *ok);
 } cart_publisher_ops;
 
 typedef struct cart_publisher {
@@ -86,6 +96,12 @@ typedef struct cart_publisher {
 
 int cart_publisher_publish(const cart_publisher *p, const cart_event *ev,
 			   size_t n);
+/*
+ * publish_each, or for a version-1 adapter publish with every ok[i] set
+ * to whether the whole call succeeded.  ok has room for n.
+ */
+int cart_publisher_publish_each(const cart_publisher *p, const cart_event *ev,
+				size_t n, bool *ok);
 void cart_publisher_destroy(cart_publisher *p);
 
 #endif

@@ -9,10 +9,18 @@
  * least once and survives crashes and publisher outages; per user the
  * order is cart_version order.
  *
+ * A pass packs the events of many users into each publisher call (at
+ * most CART_RELAY_CALL_MAX entries, the PutEvents bound; an event's
+ * document is under 1 KB, so a call also stays far below 256 KB) and
+ * keeps up to `concurrency` calls in flight.  A user's events are in at
+ * most one call at a time and in cart_version order inside it; what a
+ * call accepted is acked per user, up to that user's first refused entry
+ * (publishers of port version 1 accept or refuse whole calls).
+ *
  * A relay is driven by one thread at a time (cart_relay_run_once in a
- * loop); several processes may relay the same store: the ack is
- * conditional, and consumers deduplicate by event id or
- * (cartId, cartVersion).
+ * loop; the relay's own pool threads help within a pass); several
+ * processes may relay the same store: the ack is conditional, and
+ * consumers deduplicate by event id or (cartId, cartVersion).
  */
 
 #include <stddef.h>
@@ -20,6 +28,8 @@
 
 #include "cart/ports.h"
 #include "cart/repo.h"
+
+#define CART_RELAY_CALL_MAX 10   /* entries per publisher call */
 
 typedef struct cart_relay cart_relay;
 
@@ -38,12 +48,21 @@ int cart_relay_new(cart_relay **out, const cart_repo *repo,
 void cart_relay_free(cart_relay *r);   /* accepts NULL */
 
 /*
- * One pass: fetch pending events, publish each user's in order, ack what
- * was accepted.  Returns the number of events published (>= 0), or a
- * cart_err if the outbox could not be read.  A user whose events the
- * publisher refused is left pending for the next pass.
+ * One pass: fetch pending events (about `batch`, whole users), publish
+ * them in calls that mix users, ack what was accepted; returns once no
+ * call is in flight.  Returns the number of events accepted (>= 0), or a
+ * cart_err if the outbox could not be read.  A user's refused entry and
+ * everything after it stay pending for the next pass.
  */
 int cart_relay_run_once(cart_relay *r);
+
+/*
+ * Most publisher calls in flight during a pass, 1..64 (default 1: the
+ * calling thread alone); starts n - 1 pool threads, stopped by
+ * cart_relay_free.  CART_EINVALID out of range, CART_ENOMEM if threads
+ * could not start (those that did are used).  Not while a pass runs.
+ */
+int cart_relay_set_concurrency(cart_relay *r, int n);
 
 /* Counters; safe to read from any thread. */
 void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out);

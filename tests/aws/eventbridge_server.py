@@ -44,9 +44,18 @@ Accepted entries are stored in order. Control API (unsigned JSON):
                                  "rejected": {type: n}, "faults_served",
                                  "batch_sizes": [...], "max_batch_entries",
                                  "max_batch_bytes", "last_rejection"}
+    GET  /__control/latency  -> {"events", "first_ms", "last_ms", "p50_ms",
+                                 "p99_ms", "max_ms"}: receipt time (epoch ms,
+                                 "receivedMs" in each event) minus the
+                                 detail's occurredAt, over accepted events
     GET  /__control/health
 
+delay_ms (--delay-ms): every PutEvents call is answered that long after
+it arrived (entries are stored on arrival), like a remote bus's latency.
+
 CLI:  /usr/bin/python3 tests/aws/eventbridge_server.py [--port N] [--bus NAME]...
+      [--delay-ms MS] [--no-keep]   (--no-keep: count events, keep none;
+      for long benchmarks)
 """
 
 import argparse
@@ -103,6 +112,16 @@ def entry_size(entry):
 def _iso_ms(epoch):
     dt = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (dt.microsecond // 1000)
+
+
+def _occurred_ms(detail):
+    """occurredAt of an event document (RFC 3339, ms, UTC) in epoch ms."""
+    at = detail.get("occurredAt") if isinstance(detail, dict) else None
+    try:
+        t = datetime.datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except (TypeError, ValueError):
+        return None
+    return int(t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
 
 
 def _lookup(record, dotted):
@@ -195,6 +214,7 @@ def entry_error(entry, buses):
 class EventBridgeState:
     def __init__(self, buses=None):
         self.lock = threading.Lock()
+        self.keep = True
         self.buses = set(buses) if buses else None
         self.faults = []
         self._clear()
@@ -208,6 +228,8 @@ class EventBridgeState:
         self.faults_served = 0
         self.fault_log = []
         self.batch_sizes = []
+        self.delays = []
+        self.first_ms = self.last_ms = None
         self.max_batch_bytes = 0
         self.last_rejection = None
 
@@ -291,10 +313,24 @@ class EventBridgeState:
                 "last_rejection": self.last_rejection,
             }
 
+    def latency(self):
+        with self.lock:
+            d = sorted(self.delays)
+            first, last = self.first_ms, self.last_ms
+
+        def pct(p):
+            return d[min(len(d) - 1, int(len(d) * p))] if d else None
+        return {"events": len(d), "first_ms": first, "last_ms": last,
+                "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+                "max_ms": d[-1] if d else None}
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "eventbridge-standin"
+    # headers and body go out in two writes: without TCP_NODELAY the body
+    # waits for the client's delayed ACK, tens of ms on every call
+    disable_nagle_algorithm = True
     sys_version = ""
     timeout = 120
 
@@ -401,6 +437,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             owner.stop_event.wait(float(fault.get("seconds", fault.get("hang_seconds", 10))))
             if then != "respond":
                 return self._drop()
+        if owner.delay_ms:
+            time.sleep(owner.delay_ms / 1000.0)
         self._send(200, response)
 
     def _apply(self, entries, total, call):
@@ -438,8 +476,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     state.entries_failed += 1
                     continue
                 rec["eventId"] = str(uuid.uuid4())
-                state.events.append(rec)
+                rec["receivedMs"] = int(now * 1000)
+                if state.keep:
+                    state.events.append(rec)
                 state.entries_accepted += 1
+                state.first_ms = state.first_ms or rec["receivedMs"]
+                state.last_ms = rec["receivedMs"]
+                at = _occurred_ms(rec["detail"])
+                if at is not None:
+                    state.delays.append(rec["receivedMs"] - at)
                 result.append({"EventId": rec["eventId"]})
         return {"FailedEntryCount": len(per_entry), "Entries": result}, records
 
@@ -457,6 +502,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 with state.lock:
                     events = [dict(e) for e in state.events]
                 return self._send(200, {"events": events}, "application/json")
+            if path == "latency" and method == "GET":
+                return self._send(200, state.latency(), "application/json")
             if path == "stats" and method == "GET":
                 return self._send(200, state.stats(), "application/json")
             if path == "faults" and method == "GET":
@@ -489,9 +536,12 @@ class EventBridgeServer(BackgroundServer):
 
     thread_name = "eventbridge-server"
 
-    def __init__(self, host="127.0.0.1", port=0, buses=None, verbose=False):
+    def __init__(self, host="127.0.0.1", port=0, buses=None, verbose=False,
+                 delay_ms=0, keep=True):
         self.verbose = verbose
+        self.delay_ms = delay_ms
         self.state = EventBridgeState(buses)
+        self.state.keep = keep
         self.stop_event = threading.Event()
         self._server = _Server((host, port), self)
         self.host, self.port = self._server.server_address[:2]
@@ -525,8 +575,13 @@ def main(argv=None):
     ap.add_argument("--bus", action="append", default=[],
                     help="accept only these bus names (default: any)")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--delay-ms", type=int, default=0,
+                    help="answer each PutEvents call this late")
+    ap.add_argument("--no-keep", action="store_true",
+                    help="count and time events, keep none (benchmarks)")
     args = ap.parse_args(argv)
-    srv = EventBridgeServer(args.host, args.port, args.bus or None, args.verbose)
+    srv = EventBridgeServer(args.host, args.port, args.bus or None, args.verbose,
+                            args.delay_ms, not args.no_keep)
     print("eventbridge_server listening at %s (unsigned; put sigv4_proxy.py "
           "--service events in front)" % srv.url, flush=True)
     try:

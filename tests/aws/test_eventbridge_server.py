@@ -62,6 +62,28 @@ class EntrySizeTest(unittest.TestCase):
         self.assertEqual(eventbridge_server.entry_size(dict(e, Time=1700000000)), base + 14)
 
 
+class DelayAndLatencyTest(unittest.TestCase):
+    """--delay-ms answers late; /__control/latency times occurredAt -> receipt."""
+
+    def test_delay_and_latency(self):
+        srv = eventbridge_server.EventBridgeServer(delay_ms=150, keep=False).start()
+        try:
+            now = time.time()
+            at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 2))
+            detail = {"occurredAt": "%s.%03dZ" % (at, int(now * 1000) % 1000)}
+            t0 = time.monotonic()
+            status, body = raw_post(srv.url, {"Entries": [entry(detail)] * 3}, sign=False)
+            self.assertEqual(status, 200, body)
+            self.assertGreaterEqual(time.monotonic() - t0, 0.15)
+            lat = srv.state.latency()
+            self.assertEqual(lat["events"], 3)
+            self.assertTrue(1900 <= lat["p50_ms"] <= 3000, lat)
+            self.assertEqual(srv.events(), [])        # keep=False: counted only
+            self.assertEqual(srv.stats()["entries_accepted"], 3)
+        finally:
+            srv.stop()
+
+
 class EventBridgeServerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

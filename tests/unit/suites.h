@@ -14,5 +14,6 @@ Suite *resilience_suite(void);
 Suite *pipeline_suite(void);
 Suite *jwt_suite(void);
 Suite *limiter_suite(void);
+Suite *relay_suite(void);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cart/ports.h"
@@ -246,6 +247,93 @@ START_TEST(test_log_publisher_disabled_writes_nothing)
 }
 END_TEST
 
+/* A SOCK_SEQPACKET socket keeps write boundaries: one recv, one write. */
+START_TEST(test_log_publisher_writes_a_call_with_one_write)
+{
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	cart_publisher pub;
+	ck_assert_int_eq(cart_log_publisher_new(&pub, sv[1], true), CART_OK);
+	cart_event ev[10];
+	bool ok[10] = { false };
+	for (int i = 0; i < 10; i++) {
+		ev[i] = sample_event();
+		ev[i].cart_version = i + 1;
+	}
+	ck_assert_int_eq(cart_publisher_publish_each(&pub, ev, 10, ok), CART_OK);
+	for (int i = 0; i < 10; i++)
+		ck_assert(ok[i]);
+	static char buf[16384];
+	ssize_t n = recv(sv[0], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	int lines = 0;
+	for (char *p = buf; (p = strchr(p, '\n')); p++)
+		lines++;
+	ck_assert_int_eq(lines, 10);
+	ck_assert_int_lt(recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	cart_publisher_destroy(&pub);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
+START_TEST(test_log_publisher_failed_write_fails_every_entry)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	close(fds[0]);
+	close(fds[1]);
+	cart_publisher pub;
+	ck_assert_int_eq(cart_log_publisher_new(&pub, fds[1], true), CART_OK);
+	cart_event ev[2] = { sample_event(), sample_event() };
+	bool ok[2] = { true, true };
+	ck_assert_int_eq(cart_publisher_publish_each(&pub, ev, 2, ok), CART_EBACKEND);
+	ck_assert(!ok[0] && !ok[1]);
+	cart_publisher_destroy(&pub);
+}
+END_TEST
+
+START_TEST(test_publisher_version1_publish_each_is_all_or_nothing)
+{
+	cart_publisher pub;
+	fake_publisher *fp;
+	ck_assert_int_eq(fake_publisher_new_v1(&pub, &fp), 0);
+	ck_assert_int_eq(pub.ops->version, 1);
+	cart_event ev[3] = { sample_event(), sample_event(), sample_event() };
+	for (int i = 0; i < 3; i++)
+		ev[i].cart_version = i + 1;
+	bool ok[3] = { false };
+	ck_assert_int_eq(cart_publisher_publish_each(&pub, ev, 3, ok), CART_OK);
+	ck_assert(ok[0] && ok[1] && ok[2]);
+	fake_publisher_fail_entry(fp, ev[1].user_id, 2);
+	ck_assert_int_eq(cart_publisher_publish_each(&pub, ev, 3, ok), CART_EBACKEND);
+	ck_assert(!ok[0] && !ok[1] && !ok[2]);
+	ck_assert_uint_eq(fake_publisher_count(fp), 3);
+	cart_publisher_destroy(&pub);
+}
+END_TEST
+
+START_TEST(test_fake_publisher_reports_each_entry)
+{
+	cart_publisher pub;
+	fake_publisher *fp;
+	ck_assert_int_eq(fake_publisher_new(&pub, &fp), 0);
+	ck_assert_int_eq(pub.ops->version, CART_PUBLISHER_OPS_VERSION);
+	cart_event ev[3] = { sample_event(), sample_event(), sample_event() };
+	for (int i = 0; i < 3; i++)
+		ev[i].cart_version = i + 1;
+	bool ok[3] = { false };
+	fake_publisher_fail_entry(fp, ev[1].user_id, 2);
+	ck_assert_int_eq(cart_publisher_publish_each(&pub, ev, 3, ok), CART_EBACKEND);
+	ck_assert(ok[0] && !ok[1] && ok[2]);
+	ck_assert_uint_eq(fake_publisher_count(fp), 2);
+	ck_assert_uint_eq(fake_publisher_call_entries(fp, 0), 3);
+	ck_assert_uint_eq(fake_publisher_call_users(fp, 0), 1);
+	cart_publisher_destroy(&pub);
+}
+END_TEST
+
 START_TEST(test_log_event_to_json_reports_needed_length)
 {
 	cart_event ev = sample_event();
@@ -272,6 +360,9 @@ START_TEST(test_noop_publisher_accepts_everything)
 	cart_event ev = sample_event();
 	ck_assert_int_eq(cart_publisher_publish(&pub, &ev, 1), CART_OK);
 	ck_assert_int_eq(cart_publisher_publish(&pub, &ev, 0), CART_OK);
+	bool ok = false;
+	ck_assert_int_eq(cart_publisher_publish_each(&pub, &ev, 1, &ok), CART_OK);
+	ck_assert(ok);
 	cart_publisher_destroy(&pub);
 }
 END_TEST
@@ -408,6 +499,10 @@ Suite *ports_suite(void)
 	tcase_add_test(tc, test_log_publisher_writes_one_line_per_event);
 	tcase_add_test(tc, test_log_publisher_disabled_writes_nothing);
 	tcase_add_test(tc, test_log_event_to_json_reports_needed_length);
+	tcase_add_test(tc, test_log_publisher_writes_a_call_with_one_write);
+	tcase_add_test(tc, test_log_publisher_failed_write_fails_every_entry);
+	tcase_add_test(tc, test_publisher_version1_publish_each_is_all_or_nothing);
+	tcase_add_test(tc, test_fake_publisher_reports_each_entry);
 	tcase_add_test(tc, test_noop_publisher_accepts_everything);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,327 @@
+/*
+ * The outbox relay over the memory repository and the recording fake
+ * publisher: how events of many carts are packed into publisher calls,
+ * how many calls are in flight, and that each cart's events stay in
+ * cart_version order and are acknowledged only as far as they went out.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cart/relay.h"
+#include "fakes/fake_clock.h"
+#include "fakes/fake_publisher.h"
+#include "memory/memory_repo.h"
+#include "unit/suites.h"
+
+#define T0 1767225600000LL
+#define CALL_MAX 10             /* PutEvents: entries per call */
+
+static cart_repo mem;
+static cart_publisher pub;
+static fake_publisher *fpub;
+static cart_clock clk;
+static fake_clock *fclk;
+static cart_relay *relay;
+static int64_t base_ms = T0;    /* occurred_at of a cart's version 0 */
+
+static void start(int v1)
+{
+	ck_assert_int_eq(cart_memory_repo_new(&mem), CART_OK);
+	ck_assert_int_eq(v1 ? fake_publisher_new_v1(&pub, &fpub)
+			    : fake_publisher_new(&pub, &fpub), 0);
+	ck_assert_int_eq(fake_clock_new(&clk, &fclk, T0), 0);
+	ck_assert_int_eq(cart_relay_new(&relay, &mem, &pub, &clk, 1000), CART_OK);
+}
+
+static void setup(void)
+{
+	start(0);
+}
+
+static void setup_v1(void)
+{
+	start(1);
+}
+
+static void teardown(void)
+{
+	base_ms = T0;
+	cart_relay_free(relay);
+	relay = NULL;
+	cart_repo_destroy(&mem);
+	cart_publisher_destroy(&pub);
+	cart_clock_destroy(&clk);
+}
+
+static void user_name(char *out, size_t cap, int u)
+{
+	snprintf(out, cap, "user-%04d", u);
+}
+
+/* Commits versions 1..k of user u's cart, one event each. */
+static void commit_events(int u, int k)
+{
+	char user[32];
+
+	user_name(user, sizeof(user), u);
+	for (int v = 1; v <= k; v++) {
+		cart *c = NULL;
+		cart_event ev;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = CART_EVENT_ITEM_ADDED;
+		snprintf(ev.event_id, sizeof(ev.event_id),
+			 "00000000-0000-4000-8000-%06d%06d", u, v);
+		ev.occurred_at = base_ms + v;
+		snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
+		snprintf(ev.cart_id, sizeof(ev.cart_id),
+			 "10000000-0000-4000-8000-%012d", u);
+		ev.cart_version = v;
+		snprintf(ev.item_id, sizeof(ev.item_id), "sku-%d", v);
+		ev.quantity_after = 1;
+		ev.unit_price.amount = 100;
+		snprintf(ev.unit_price.currency, sizeof(ev.unit_price.currency), "EUR");
+		ck_assert_int_eq(cart_new(&c, user), CART_OK);
+		ck_assert_int_eq(cart_restore_meta(c, ev.cart_id, v, T0, T0 + v,
+						   T0 + 1000000), CART_OK);
+		cart_write w = { .user_id = user, .expected_version = v - 1,
+				 .cart = c, .events = &ev, .event_count = 1 };
+		ck_assert_int_eq(cart_repo_save(&mem, &w), CART_OK);
+		cart_free(c);
+	}
+}
+
+static size_t drain(void)
+{
+	size_t total = 0;
+	int n;
+
+	while ((n = cart_relay_run_once(relay)) > 0)
+		total += (size_t)n;
+	ck_assert_int_ge(n, 0);
+	return total;
+}
+
+static size_t pending(void)
+{
+	cart_outbox box;
+	size_t n;
+
+	ck_assert_int_eq(cart_repo_outbox_fetch(&mem, 100000, &box), CART_OK);
+	n = box.backlog;
+	cart_outbox_release(&box);
+	return n;
+}
+
+/* Every call within the PutEvents bound; returns the most users in one. */
+static size_t check_calls(void)
+{
+	size_t most = 0;
+
+	for (size_t i = 0; i < fake_publisher_calls(fpub); i++) {
+		ck_assert_uint_ge(fake_publisher_call_entries(fpub, i), 1);
+		ck_assert_uint_le(fake_publisher_call_entries(fpub, i), CALL_MAX);
+		if (fake_publisher_call_users(fpub, i) > most)
+			most = fake_publisher_call_users(fpub, i);
+	}
+	return most;
+}
+
+/* User u's accepted events come in cart_version order 1..k, once each. */
+static void check_user_order(int u, int k)
+{
+	char user[32];
+	int64_t next = 1;
+
+	user_name(user, sizeof(user), u);
+	for (size_t i = 0; i < fake_publisher_count(fpub); i++) {
+		cart_event ev = fake_publisher_event(fpub, i);
+		if (strcmp(ev.user_id, user))
+			continue;
+		ck_assert_int_eq(ev.cart_version, next);
+		next++;
+	}
+	ck_assert_int_eq(next, k + 1);
+}
+
+static void check_order(int users, int k)
+{
+	for (int u = 0; u < users; u++)
+		check_user_order(u, k);
+}
+
+/* --- packing ----------------------------------------------------------- */
+
+START_TEST(test_relay_packs_many_carts_into_one_call)
+{
+	for (int u = 0; u < 50; u++)
+		commit_events(u, 1);
+	ck_assert_int_eq(cart_relay_run_once(relay), 50);
+	/* one user per call would take 50 calls */
+	ck_assert_uint_eq(fake_publisher_calls(fpub), 50 / CALL_MAX);
+	ck_assert_uint_eq(check_calls(), CALL_MAX);
+	ck_assert_uint_eq(pending(), 0);
+	check_order(50, 1);
+}
+END_TEST
+
+START_TEST(test_relay_splits_a_long_backlog_in_order)
+{
+	commit_events(0, 25);
+	commit_events(1, 3);
+	ck_assert_uint_eq(drain(), 28);
+	ck_assert_uint_eq(fake_publisher_calls(fpub), 3);
+	check_calls();
+	check_user_order(0, 25);
+	check_user_order(1, 3);
+	ck_assert_uint_eq(pending(), 0);
+}
+END_TEST
+
+/* The memory store hands out the oldest backlogs first, not table order. */
+START_TEST(test_relay_fetch_takes_the_oldest_carts_first)
+{
+	cart_outbox box;
+
+	for (int u = 0; u < 30; u++) {
+		base_ms = T0 + (30 - u) * 1000;   /* user-0029 has the oldest */
+		commit_events(u, 2);
+	}
+	ck_assert_int_eq(cart_repo_outbox_fetch(&mem, 5, &box), CART_OK);
+	ck_assert_uint_eq(box.backlog, 60);
+	ck_assert_int_eq(box.oldest_at, T0 + 1000 + 1);
+	ck_assert_uint_eq(box.n_batches, 3);
+	ck_assert_str_eq(box.batches[0].user_id, "user-0029");
+	ck_assert_str_eq(box.batches[1].user_id, "user-0028");
+	ck_assert_str_eq(box.batches[2].user_id, "user-0027");
+	cart_outbox_release(&box);
+}
+END_TEST
+
+/* --- concurrency ------------------------------------------------------- */
+
+START_TEST(test_relay_keeps_calls_in_flight_up_to_concurrency)
+{
+	ck_assert_int_eq(cart_relay_set_concurrency(relay, 4), CART_OK);
+	fake_publisher_set_delay_ms(fpub, 20);
+	for (int u = 0; u < 200; u++)
+		commit_events(u, 1);
+	ck_assert_uint_eq(drain(), 200);
+	ck_assert_uint_eq(fake_publisher_calls(fpub), 200 / CALL_MAX);
+	ck_assert_uint_le(fake_publisher_max_in_flight(fpub), 4);
+	ck_assert_uint_ge(fake_publisher_max_in_flight(fpub), 2);
+	ck_assert_uint_eq(pending(), 0);
+}
+END_TEST
+
+START_TEST(test_relay_never_splits_a_cart_across_concurrent_calls)
+{
+	ck_assert_int_eq(cart_relay_set_concurrency(relay, 8), CART_OK);
+	fake_publisher_set_delay_ms(fpub, 2);
+	for (int u = 0; u < 20; u++)
+		commit_events(u, 1 + u % 7 * 6);   /* 1 .. 37 events */
+	drain();
+	ck_assert_uint_eq(fake_publisher_overlaps(fpub), 0);
+	check_calls();
+	for (int u = 0; u < 20; u++)
+		check_user_order(u, 1 + u % 7 * 6);
+	ck_assert_uint_eq(pending(), 0);
+}
+END_TEST
+
+START_TEST(test_relay_concurrency_range)
+{
+	ck_assert_int_eq(cart_relay_set_concurrency(relay, 0), CART_EINVALID);
+	ck_assert_int_eq(cart_relay_set_concurrency(relay, 65), CART_EINVALID);
+	ck_assert_int_eq(cart_relay_set_concurrency(relay, 64), CART_OK);
+	ck_assert_int_eq(cart_relay_set_concurrency(relay, 1), CART_OK);
+}
+END_TEST
+
+/* --- failures ---------------------------------------------------------- */
+
+START_TEST(test_relay_acks_only_the_published_prefix)
+{
+	cart_relay_stats st;
+
+	commit_events(0, 5);
+	commit_events(1, 2);
+	fake_publisher_fail_entry(fpub, "user-0000", 3);
+	ck_assert_int_eq(cart_relay_run_once(relay), 2 + 2);
+	/* v3 failed: it and v4, v5 stay pending although v4, v5 went out */
+	ck_assert_uint_eq(pending(), 3);
+	cart_relay_stats_get(relay, &st);
+	ck_assert_uint_eq(st.publish_failures, 1);
+	ck_assert_int_eq(cart_relay_run_once(relay), 3);
+	ck_assert_uint_eq(pending(), 0);
+	/* accepted: v1 v2 v4 v5 (and user-0001), then v3 v4 v5 again */
+	int64_t want[] = { 1, 2, 4, 5, 3, 4, 5 };
+	size_t k = 0;
+	for (size_t i = 0; i < fake_publisher_count(fpub); i++) {
+		cart_event ev = fake_publisher_event(fpub, i);
+		if (!strcmp(ev.user_id, "user-0000"))
+			ck_assert_int_eq(ev.cart_version, want[k++]);
+	}
+	ck_assert_uint_eq(k, 7);
+}
+END_TEST
+
+START_TEST(test_relay_version1_publisher_is_all_or_nothing)
+{
+	commit_events(0, 2);
+	commit_events(1, 2);
+	fake_publisher_fail_entry(fpub, "user-0001", 2);
+	ck_assert_int_eq(cart_relay_run_once(relay), 0);
+	ck_assert_uint_eq(pending(), 4);
+	ck_assert_uint_eq(drain(), 4);
+	ck_assert_uint_eq(pending(), 0);
+	check_order(2, 2);
+}
+END_TEST
+
+START_TEST(test_relay_whole_call_failure_keeps_everything)
+{
+	ck_assert_int_eq(cart_relay_set_concurrency(relay, 3), CART_OK);
+	for (int u = 0; u < 30; u++)
+		commit_events(u, 2);
+	fake_publisher_fail(fpub, -1, CART_EUNAVAILABLE);
+	ck_assert_int_eq(cart_relay_run_once(relay), 0);
+	ck_assert_uint_eq(pending(), 60);
+	fake_publisher_fail(fpub, 0, 0);
+	ck_assert_uint_eq(drain(), 60);
+	check_order(30, 2);
+}
+END_TEST
+
+Suite *relay_suite(void)
+{
+	Suite *s = suite_create("relay");
+	TCase *tc;
+
+	tc = tcase_create("packing");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_relay_packs_many_carts_into_one_call);
+	tcase_add_test(tc, test_relay_splits_a_long_backlog_in_order);
+	tcase_add_test(tc, test_relay_fetch_takes_the_oldest_carts_first);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("concurrency");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_relay_keeps_calls_in_flight_up_to_concurrency);
+	tcase_add_test(tc, test_relay_never_splits_a_cart_across_concurrent_calls);
+	tcase_add_test(tc, test_relay_concurrency_range);
+	tcase_add_test(tc, test_relay_whole_call_failure_keeps_everything);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("failures");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_relay_acks_only_the_published_prefix);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("version1");
+	tcase_add_checked_fixture(tc, setup_v1, teardown);
+	tcase_add_test(tc, test_relay_version1_publisher_is_all_or_nothing);
+	suite_add_tcase(s, tc);
+	return s;
+}
