@@ -14,6 +14,7 @@
 
 #include "cart/call.h"
 #include "cart/ports.h"
+#include "cart/relay.h"
 #include "cart/service.h"
 #include "config.h"
 #include "http.h"
@@ -34,9 +35,13 @@ void relay_kick_wait(relay_kick *k, int64_t ms);
 
 /*
  * A readiness check, registered at wiring time.  Returns CART_OK when the
- * dependency is usable; may append JSON members (each starting with a
- * comma) to detail, e.g. ",\"circuitBreaker\":\"open\"".  Thread-safe.
+ * dependency is usable, APP_READY_DEGRADED when it works but is under
+ * strain (reported as "degraded", /ready stays 200), or a cart_err when
+ * it is not usable (/ready 503); may append JSON members (each starting
+ * with a comma) to detail, e.g. ",\"circuitBreaker\":\"open\"".
+ * Thread-safe.
  */
+#define APP_READY_DEGRADED 1
 typedef int (*app_ready_fn)(void *self, buf *detail);
 
 typedef struct app_ready_check {
@@ -98,6 +103,7 @@ typedef struct app_ctx {
 	cart_service *svc;
 	const cart_ids *ids;
 	relay_kick *kick;            /* NULL when this process does not relay */
+	const cart_relay *relay;     /* NULL when this process does not relay */
 	app_pipeline pipeline;
 	app_ready_check ready[APP_MAX_READY_CHECKS];
 	size_t ready_count;

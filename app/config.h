@@ -58,6 +58,7 @@ typedef struct app_config {
 	int breaker_half_open_probes;
 	bool eventbridge_enabled;
 	bool events_relay_enabled;
+	int events_backlog_max_mb;
 	int events_relay_concurrency;
 	char eventbridge_bus_name[256];
 	char eventbridge_endpoint[512];

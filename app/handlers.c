@@ -35,7 +35,7 @@ static void handle_ready(app_request *r)
 		err[i] = app->ready[i].check(app->ready[i].self, &d);
 		if (d.failed)
 			detail[i][0] = '\0';
-		ok = ok && err[i] == CART_OK;
+		ok = ok && (err[i] == CART_OK || err[i] == APP_READY_DEGRADED);
 	}
 	r->res->status = ok ? 200 : 503;
 	r->res->content_type = "application/json";
@@ -44,9 +44,11 @@ static void handle_ready(app_request *r)
 	for (size_t i = 0; i < app->ready_count; i++) {
 		buf_puts(b, "{\"name\":");
 		buf_json_str(b, app->ready[i].name);
-		buf_puts(b, err[i] == CART_OK ? ",\"status\":\"ok\"" : ",\"status\":\"fail\"");
+		buf_puts(b, err[i] == CART_OK ? ",\"status\":\"ok\"" :
+			    err[i] == APP_READY_DEGRADED ? ",\"status\":\"degraded\"" :
+							   ",\"status\":\"fail\"");
 		buf_puts(b, detail[i]);
-		if (err[i] != CART_OK) {
+		if (err[i] < 0) {
 			buf_puts(b, ",\"error\":");
 			buf_json_str(b, cart_strerror(err[i]));
 		}

@@ -141,8 +141,11 @@ static int wire_repo(wiring *w, const app_config *cfg, char *err, size_t err_len
 	cart_dynamo_config dc = { cfg->dynamodb_table, 5000 };
 
 	if (!strcmp(cfg->storage_backend, "memory")) {
-		if (cart_memory_repo_new(&w->repo) == CART_OK)
+		if (cart_memory_repo_new(&w->repo) == CART_OK) {
+			cart_memory_repo_limit_outbox(&w->repo,
+				(size_t)cfg->events_backlog_max_mb * 1024 * 1024);
 			return 0;
+		}
 		snprintf(err, err_len, "cannot create the memory repository");
 		return -1;
 	}
@@ -255,15 +258,40 @@ static void stats_relay(void *self, buf *out)
 
 	cart_relay_stats_get(self, &st);
 	buf_printf(out, ",\"backlog\":%zu,\"oldest_age_ms\":%lld,\"published\":%llu,"
-		   "\"publish_failures\":%llu", st.backlog, (long long)st.oldest_age_ms,
-		   (unsigned long long)st.published,
-		   (unsigned long long)st.publish_failures);
+		   "\"publish_failures\":%llu,\"delivered_per_s\":%llu", st.backlog,
+		   (long long)st.oldest_age_ms, (unsigned long long)st.published,
+		   (unsigned long long)st.publish_failures,
+		   (unsigned long long)st.delivered_per_s);
 }
 
 static void stats_breaker(void *self, buf *out)
 {
 	buf_puts(out, ",\"state\":");
 	buf_json_str(out, cart_breaker_state_name(cart_aws_client_breaker_state(self)));
+}
+
+/*
+ * The event outbox as this process sees it: degraded (still ready) when
+ * the oldest pending event is over a minute old, or, on the memory store,
+ * when the backlog is past 80 % of EVENTS_BACKLOG_MAX_MB -- writes then
+ * start to get 503 cart.events_backlog.
+ */
+static int ready_events(void *self, buf *detail)
+{
+	cart_relay_stats st;
+	size_t bound = (size_t)g_cfg.events_backlog_max_mb * 1024 * 1024 /
+		       sizeof(cart_event);
+	bool memory = !strcmp(g_cfg.storage_backend, "memory");
+
+	cart_relay_stats_get(self, &st);
+	buf_printf(detail, ",\"backlog\":%zu,\"oldestAgeMs\":%lld,"
+		   "\"deliveredPerSecond\":%llu", st.backlog,
+		   (long long)st.oldest_age_ms, (unsigned long long)st.delivered_per_s);
+	if (memory)
+		buf_printf(detail, ",\"bound\":%zu", bound);
+	if (st.oldest_age_ms > 60000 || (memory && st.backlog * 5 >= bound * 4))
+		return APP_READY_DEGRADED;
+	return CART_OK;
 }
 
 /* Counters of the parts this process has; one line each. */
@@ -299,8 +327,10 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 	app->svc = w->svc;
 	app->ids = &w->ids;
 	app->kick = g_cfg.events_relay_enabled ? &g_kick : NULL;
+	app->relay = g_cfg.events_relay_enabled ? w->relay : NULL;
 	if (app_pipeline_init_default(p, app) ||
-	    app_ready_add(app, "repository", ready_repo, w)) {
+	    app_ready_add(app, "repository", ready_repo, w) ||
+	    (app->relay && app_ready_add(app, "events", ready_events, w->relay))) {
 		snprintf(err, err_len, "cannot build the request pipeline");
 		return -1;
 	}

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cart/relay.h"
 #include "cjson/cJSON.h"
 #include "log.h"
 #include "outcome.h"
@@ -101,6 +102,28 @@ static void set_retry_after(app_request *r)
 	http_response_header(r->res, "Retry-After", secs);
 }
 
+/*
+ * 503 cart.events_backlog: come back when the relay has had time to drain
+ * what is pending at its measured rate (1..60 s; 60 when nothing drains,
+ * e.g. the bus is down or this process does not relay).
+ */
+static void set_backlog_retry_after(app_request *r)
+{
+	cart_relay_stats st = { 0 };
+	int64_t secs = 60;
+	char v[16];
+
+	if (r->app->relay) {
+		cart_relay_stats_get(r->app->relay, &st);
+		if (st.delivered_per_s)
+			secs = (int64_t)((st.backlog + st.delivered_per_s - 1) /
+					 st.delivered_per_s);
+	}
+	secs = secs < 1 ? 1 : secs > 60 ? 60 : secs;
+	snprintf(v, sizeof(v), "%lld", (long long)secs);
+	http_response_header(r->res, "Retry-After", v);
+}
+
 /* A failure of ours or of a dependency: the client sees 5xx, we log why. */
 static void log_backend_error(const app_request *r, int err)
 {
@@ -165,6 +188,8 @@ void outcome_execute(app_request *r, cart_command *cmd)
 		relay_kick_signal(r->app->kick);   /* its event is in the outbox */
 	if (res.err == CART_EUNAVAILABLE)
 		set_retry_after(r);
+	if (res.err == CART_EBACKLOG)
+		set_backlog_retry_after(r);
 	if (res.err == CART_EBACKEND || res.err == CART_ENOMEM)
 		log_backend_error(r, res.err);
 	cart_result_release(&res);

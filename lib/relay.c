@@ -48,6 +48,9 @@ struct cart_relay {
 	atomic_uint_fast64_t ack_conflicts;
 	atomic_size_t backlog;
 	atomic_int_fast64_t oldest_age_ms;
+	atomic_uint_fast64_t delivered_per_s;  /* over the last window */
+	int64_t window_start_ms;      /* relay thread only */
+	uint64_t window_published;    /* relay thread only: published then */
 
 	pthread_mutex_t lock;         /* guards the fields below */
 	pthread_cond_t work;          /* a pass started or users became ready */
@@ -280,6 +283,24 @@ static size_t pass_run(cart_relay *r, relay_pass *p)
 	return p->sent;
 }
 
+/* Delivery rate over windows of at least a second (relay thread only). */
+static void measure_rate(cart_relay *r)
+{
+	int64_t now = cart_clock_now(&r->clock);
+	uint64_t published = atomic_load(&r->published);
+
+	if (!r->window_start_ms) {
+		r->window_start_ms = now;
+		r->window_published = published;
+	} else if (now - r->window_start_ms >= 1000) {
+		atomic_store(&r->delivered_per_s,
+			     (published - r->window_published) * 1000 /
+			     (uint64_t)(now - r->window_start_ms));
+		r->window_start_ms = now;
+		r->window_published = published;
+	}
+}
+
 int cart_relay_run_once(cart_relay *r)
 {
 	cart_outbox box;
@@ -298,6 +319,7 @@ int cart_relay_run_once(cart_relay *r)
 	free(pass.next);
 	free(pass.ready);
 	cart_outbox_release(&box);
+	measure_rate(r);
 	return err ? err : (int)sent;
 }
 
@@ -310,4 +332,5 @@ void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out)
 	out->ack_conflicts = atomic_load(&m->ack_conflicts);
 	out->backlog = atomic_load(&m->backlog);
 	out->oldest_age_ms = atomic_load(&m->oldest_age_ms);
+	out->delivered_per_s = atomic_load(&m->delivered_per_s);
 }

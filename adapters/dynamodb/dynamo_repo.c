@@ -656,8 +656,8 @@ static int why_refused(dynamo_repo *r, const cart_write *w)
 	get_n(item, "version", &v);
 	rc = v == w->expected_version &&
 	     (size_t)cJSON_GetArraySize(ob) + w->event_count > CART_OUTBOX_MAX
-		     ? CART_EUNAVAILABLE : CART_ECONFLICT;
-	if (rc == CART_EUNAVAILABLE)
+		     ? CART_EBACKLOG : CART_ECONFLICT;
+	if (rc == CART_EBACKLOG)
 		cart_aws_logf(r->log, 2, "event outbox full: write refused",
 			      ",\"user_id\":\"%s\"", w->user_id);
 	cJSON_Delete(res.resp);

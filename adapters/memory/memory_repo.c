@@ -6,6 +6,7 @@
  * only the lookup and the pointer swap.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,8 @@ struct shard {
 
 struct memory_repo {
 	struct shard shards[SHARDS];
+	size_t max_pending;           /* events in all outboxes; 0: no bound */
+	atomic_size_t pending;        /* events in all outboxes (sum of n_pending) */
 };
 
 /*
@@ -174,13 +177,20 @@ static int memory_load(void *self, const char *user_id, cart **out)
 	return err;
 }
 
-/* Makes room for n more outbox events; nothing changes on failure. */
-static int outbox_reserve(struct user_rec *r, size_t n)
+/*
+ * Makes room for n more outbox events; nothing changes on failure.  The
+ * process bound is read without the other shards' locks, so concurrent
+ * writes may pass it by at most one write each.
+ */
+static int outbox_reserve(struct memory_repo *repo, struct user_rec *r, size_t n)
 {
 	cart_event *grown;
 
 	if (r->n_outbox + n > CART_OUTBOX_MAX)
-		return CART_EUNAVAILABLE;
+		return CART_EBACKLOG;
+	if (repo->max_pending && n &&
+	    atomic_load(&repo->pending) + n > repo->max_pending)
+		return CART_EBACKLOG;
 	grown = realloc(r->outbox, (r->n_outbox + n) * sizeof(*grown));
 	if (!grown && r->n_outbox + n)
 		return CART_ENOMEM;
@@ -209,7 +219,7 @@ static int memory_save(void *self, const cart_write *w)
 		err = CART_ENOMEM;
 	} else if (stored_version(r) != w->expected_version) {
 		err = CART_ECONFLICT;
-	} else if ((err = outbox_reserve(r, w->event_count)) == CART_OK) {
+	} else if ((err = outbox_reserve(self, r, w->event_count)) == CART_OK) {
 		/* The record goes first: if it cannot be stored, nothing is. */
 		err = idem ? idem_put(s, r, idem) : CART_OK;
 		if (!err) {
@@ -220,6 +230,8 @@ static int memory_save(void *self, const cart_write *w)
 			for (size_t i = 0; i < w->event_count; i++)
 				r->outbox[r->n_outbox++] = w->events[i];
 			s->n_pending += w->event_count;
+			atomic_fetch_add(&((struct memory_repo *)self)->pending,
+					 w->event_count);
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -460,6 +472,7 @@ static int memory_outbox_ack(void *self, const char *user_id,
 		memmove(r->outbox, r->outbox + n, (r->n_outbox - n) * sizeof(*r->outbox));
 		r->n_outbox -= n;
 		s->n_pending -= n;
+		atomic_fetch_sub(&((struct memory_repo *)self)->pending, n);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return err;
@@ -533,6 +546,15 @@ int cart_memory_repo_new(cart_repo *out)
 	out->ops = &memory_repo_ops;
 	out->self = repo;
 	return CART_OK;
+}
+
+void cart_memory_repo_limit_outbox(cart_repo *r, size_t max_bytes)
+{
+	struct memory_repo *repo = r->self;
+
+	repo->max_pending = max_bytes / sizeof(cart_event);
+	if (max_bytes && !repo->max_pending)
+		repo->max_pending = 1;
 }
 
 size_t cart_memory_repo_idem_steps(const cart_repo *r)

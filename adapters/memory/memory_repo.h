@@ -39,4 +39,13 @@ int cart_memory_repo_new(cart_repo *out);
  */
 size_t cart_memory_repo_shard_of(const char *user_id);
 
+/*
+ * Bounds the events waiting in all outboxes of this repository together
+ * (what the process holds for the relay) to max_bytes (0: no bound, the
+ * default); each pending event counts sizeof(cart_event).  At the bound a
+ * save with events gets CART_EBACKLOG, like a cart at CART_OUTBOX_MAX.
+ * Call once, before the repository is shared.
+ */
+void cart_memory_repo_limit_outbox(cart_repo *r, size_t max_bytes);
+
 #endif

@@ -42,7 +42,11 @@
 	X(EUNAVAILABLE, -9, "unavailable", "dependency unavailable", 503,      \
 	  "cart.unavailable", "a dependency is unavailable; retry later")      \
 	X(EACCESS, -10, "access_denied", "not this principal's cart", 404,     \
-	  "cart.not_found", "no such cart")
+	  "cart.not_found", "no such cart")                                    \
+	X(EBACKLOG, -11, "events_backlog", "too many events waiting", 503,     \
+	  "cart.events_backlog",                                               \
+	  "too many of this cart's (or this server's) events are waiting to "  \
+	  "be published; retry after Retry-After")
 
 typedef enum cart_err {
 #define CART_ERR_ENUM(name, value, str, msg, http, code, detail) \

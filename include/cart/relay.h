@@ -39,6 +39,8 @@ typedef struct cart_relay_stats {
 	uint64_t ack_conflicts;   /* acks that found the outbox changed */
 	size_t backlog;           /* pending events at the last fetch */
 	int64_t oldest_age_ms;    /* age of the oldest pending event, 0 if none */
+	uint64_t delivered_per_s; /* events published per second, measured over
+				   * the last window of >= 1 s of relay passes */
 } cart_relay_stats;
 
 /* Ports are borrowed; batch is the most events fetched per pass. */

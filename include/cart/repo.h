@@ -21,7 +21,7 @@
 #define CART_IDEM_KEY_MAX 255
 /*
  * Most events a user may have waiting in the outbox.  At the bound a save
- * is refused with CART_EUNAVAILABLE (the client gets 503 and retries) until
+ * is refused with CART_EBACKLOG (the client gets 503 and retries) until
  * the relay has published: events are never dropped, and a publisher that
  * is down stops writes instead of growing the store without limit.
  */
@@ -98,8 +98,9 @@ typedef struct cart_repo_ops {
 	 * equals w->expected_version, together with w->idem (replacing a
 	 * pending claim of the same key) and w->events, all or nothing.
 	 * CART_ECONFLICT and nothing is written otherwise.  CART_EINVALID
-	 * if the store refuses the cart as too large, CART_EUNAVAILABLE if the
-	 * user already has CART_OUTBOX_MAX events pending.  The events join
+	 * if the store refuses the cart as too large, CART_EBACKLOG if the
+	 * user already has CART_OUTBOX_MAX events pending (or the adapter's
+	 * own bound on all pending events is reached).  The events join
 	 * the user's outbox (pending, in order) until outbox_ack.
 	 */
 	int (*save)(void *self, const cart_write *w);

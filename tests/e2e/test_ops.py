@@ -334,6 +334,7 @@ class CommandLineTest(unittest.TestCase):
             ("JWT_ALGORITHMS", "HS256"), ("JWT_LEEWAY_SECONDS", "61"),
             ("JWT_JWKS_MIN_REFRESH_SECONDS", "0"), ("JWT_JWKS_TIMEOUT_MS", "0"),
             ("JWT_ADMIN_SCOPE", ""),
+            ("EVENTS_BACKLOG_MAX_MB", "0"), ("EVENTS_BACKLOG_MAX_MB", "lots"),
         )
         for var, val in cases:
             with self.subTest(var=var, val=val):

@@ -1,6 +1,7 @@
 /* The repository contract, run against the in-memory adapter. */
 #include <check.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "memory/memory_repo.h"
 #include "unit/repo_contract.h"
@@ -31,6 +32,54 @@ START_TEST(test_memory_repo_shards_spread_sequential_ids)
 }
 END_TEST
 
+/* One write of version v with one event for user; returns the save's code. */
+static int save_one_event(const cart_repo *r, const char *user, int64_t v, int n)
+{
+	cart_event ev;
+	cart *c = NULL;
+	int rc;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = CART_EVENT_CLEARED;
+	snprintf(ev.event_id, sizeof(ev.event_id), "00000000-0000-4000-8000-%012d", n);
+	snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
+	ev.cart_version = v;
+	ck_assert_int_eq(cart_new(&c, user), CART_OK);
+	ck_assert_int_eq(cart_restore_meta(c, NULL, v, 0, 0, 0), CART_OK);
+	cart_write w = { .user_id = user, .expected_version = v - 1, .cart = c,
+			 .events = &ev, .event_count = 1 };
+	rc = cart_repo_save(r, &w);
+	cart_free(c);
+	return rc;
+}
+
+/* EVENTS_BACKLOG_MAX_MB: all carts' pending events together are bounded. */
+START_TEST(test_memory_repo_outbox_process_bound)
+{
+	cart_repo r;
+	cart_outbox o;
+
+	ck_assert_int_eq(cart_memory_repo_new(&r), CART_OK);
+	cart_memory_repo_limit_outbox(&r, 3 * sizeof(cart_event));
+	ck_assert_int_eq(save_one_event(&r, "a", 1, 1), CART_OK);
+	ck_assert_int_eq(save_one_event(&r, "b", 1, 2), CART_OK);
+	ck_assert_int_eq(save_one_event(&r, "c", 1, 3), CART_OK);
+	/* A fourth cart's event would pass the bound: refused, nothing kept. */
+	ck_assert_int_eq(save_one_event(&r, "d", 1, 4), CART_EBACKLOG);
+	cart *c = NULL;
+	ck_assert_int_eq(cart_repo_load(&r, "d", &c), CART_ENOTFOUND);
+	/* Publishing one frees one place. */
+	ck_assert_int_eq(cart_repo_outbox_fetch(&r, 100, &o), CART_OK);
+	ck_assert_uint_eq(o.backlog, 3);
+	ck_assert_int_eq(cart_repo_outbox_ack(&r, o.batches[0].user_id,
+					      o.batches[0].events, 1), CART_OK);
+	cart_outbox_release(&o);
+	ck_assert_int_eq(save_one_event(&r, "d", 1, 4), CART_OK);
+	ck_assert_int_eq(save_one_event(&r, "e", 1, 5), CART_EBACKLOG);
+	cart_repo_destroy(&r);
+}
+END_TEST
+
 Suite *memory_repo_contract_suite(void)
 {
 	Suite *s = repo_contract_suite("repo_contract_memory", memory_factory,
@@ -38,6 +87,7 @@ Suite *memory_repo_contract_suite(void)
 	TCase *tc = tcase_create("shards");
 
 	tcase_add_test(tc, test_memory_repo_shards_spread_sequential_ids);
+	tcase_add_test(tc, test_memory_repo_outbox_process_bound);
 	suite_add_tcase(s, tc);
 	return s;
 }

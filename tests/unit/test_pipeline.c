@@ -553,6 +553,12 @@ static int ready_down(void *self, buf *detail)
 	return CART_EUNAVAILABLE;
 }
 
+static int ready_strained(void *self, buf *detail)
+{
+	buf_puts(detail, ",\"backlog\":9");
+	return APP_READY_DEGRADED;
+}
+
 static void stats_two(void *self, buf *out)
 {
 	buf_puts(out, ",\"a\":1,\"b\":2");
@@ -573,6 +579,11 @@ START_TEST(test_pipeline_ready_and_stats_are_lists)
 	ck_assert_str_eq(res.body.data,
 			 "{\"status\":\"ok\",\"checks\":[{\"name\":\"repository\",\"status\":\"ok\","
 			 "\"backend\":\"memory\"},{\"name\":\"shutdown\",\"status\":\"ok\"}]}");
+	ck_assert_int_eq(app_ready_add(&app, "events", ready_strained, NULL), 0);
+	run(&f, "GET", "/ready");
+	ck_assert_int_eq(res.status, 200);   /* degraded is still ready */
+	ck_assert_ptr_nonnull(strstr(res.body.data,
+		"{\"name\":\"events\",\"status\":\"degraded\",\"backlog\":9}"));
 	ck_assert_int_eq(app_ready_add(&app, "redis", ready_down, NULL), 0);
 	run(&f, "HEAD", "/ready");
 	ck_assert_int_eq(res.status, 503);

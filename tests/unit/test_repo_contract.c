@@ -960,7 +960,7 @@ START_TEST(test_repo_outbox_bound_refuses_writes)
 		ck_assert_int_eq(save_with_events(r, "u1", v, (int)v * 4, 4), CART_OK);
 	}
 	/* CART_OUTBOX_MAX events wait: the next write is refused, not lost */
-	ck_assert_int_eq(save_with_events(r, "u1", v + 1, 9000, 1), CART_EUNAVAILABLE);
+	ck_assert_int_eq(save_with_events(r, "u1", v + 1, 9000, 1), CART_EBACKLOG);
 	assert_version(r, "u1", v);
 	ck_assert_int_eq(cart_repo_outbox_fetch(r, 1000, &o), CART_OK);
 	const cart_outbox_batch *b = batch_of(&o, "u1");
