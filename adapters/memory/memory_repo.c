@@ -432,7 +432,7 @@ static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 	size_t n, taken = 0;
 	int err = list_pending(repo, out, &list, &n);
 
-	if (!err)
+	if (!err && n > 1)   /* list is NULL when nothing is pending */
 		qsort(list, n, sizeof(*list), by_oldest);
 	for (size_t i = 0; i < n && taken < max_events && !err; i++) {
 		uint64_t h = hash_str(list[i].user_id);
