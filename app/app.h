@@ -182,6 +182,15 @@ const char *app_header(const app_request *r, const char *name);
 /* Answers with a problem (instance: the request path). Returns APP_DONE. */
 int app_fail(app_request *r, int status, const char *code, const char *detail);
 
+/* Monotonic nanoseconds, for durations and deadlines (pipeline.c). */
+int64_t app_mono_ns(void);
+
+/* The /v1 cart routes: the ones that need a token and are rate limited. */
+static inline bool app_route_is_cart(app_route route)
+{
+	return route == ROUTE_CART || route == ROUTE_ITEMS || route == ROUTE_ITEM;
+}
+
 /* --- the pipeline (pipeline.c) ------------------------------------------ */
 
 /* Adds a stage at the end of phase (wiring time only).  -1 when full. */

@@ -55,12 +55,6 @@ void app_auth_free(app_auth *a)
 	free(a);
 }
 
-static bool needs_token(const app_request *r)
-{
-	return r->route == ROUTE_CART || r->route == ROUTE_ITEMS ||
-	       r->route == ROUTE_ITEM;
-}
-
 int app_stage_authenticate(app_request *r, void *self)
 {
 	app_auth *a = self;
@@ -69,7 +63,7 @@ int app_stage_authenticate(app_request *r, void *self)
 	size_t len;
 	int st;
 
-	if (!needs_token(r))
+	if (!app_route_is_cart(r->route))
 		return APP_NEXT;
 	if (!h || strncasecmp(h, "Bearer ", 7)) {
 		r->auth_failure = "missing";
@@ -96,7 +90,7 @@ int app_stage_require_auth(app_request *r, void *self)
 	char challenge[160];
 
 	(void)self;
-	if (!needs_token(r) || r->authenticated)
+	if (!app_route_is_cart(r->route) || r->authenticated)
 		return APP_NEXT;
 	if (!r->auth_failure || !strcmp(r->auth_failure, "missing")) {
 		r->auth_failure = "missing";

@@ -33,7 +33,7 @@ int app_pipeline_init_default(app_pipeline *p, app_ctx *app)
 	       app_pipeline_add(p, APP_PHASE_LOG, "access_log", app_stage_access_log, app);
 }
 
-static int64_t mono_ns(void)
+int64_t app_mono_ns(void)
 {
 	struct timespec ts;
 
@@ -82,7 +82,7 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	r->app = app;
 	r->http = http;
 	r->res = res;
-	r->start_ns = mono_ns();
+	r->start_ns = app_mono_ns();
 	r->content_length = -1;
 	r->deadline_ms = wall_ms() + (app->cfg ? app->cfg->request_timeout_ms : 10000);
 	given = app_header(r, "X-Request-Id");

@@ -208,7 +208,7 @@ int app_stage_ratelimit(app_request *r, void *self)
 	char ip[64], hv[96];
 	int n;
 
-	if (r->route != ROUTE_CART && r->route != ROUTE_ITEMS && r->route != ROUTE_ITEM)
+	if (!app_route_is_cart(r->route))
 		return APP_NEXT;
 	if (r->authenticated) {
 		n = snprintf(r->rate_key, sizeof(r->rate_key), "sub:%s", r->sub);

@@ -62,14 +62,6 @@ struct server {
 	bool watchdog_started;
 };
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* --- the body-read watchdog ---------------------------------------------- */
 
 static void on_kick(int sig)
@@ -83,7 +75,7 @@ static void *watchdog_loop(void *arg)
 	struct timespec period = { 0, WATCHDOG_PERIOD_MS * 1000000L };
 
 	while (!atomic_load(&s->stop)) {
-		int64_t now = mono_ns();
+		int64_t now = app_mono_ns();
 
 		for (int i = 0; i < s->nworkers; i++) {
 			worker *w = &s->workers[i];
@@ -181,7 +173,7 @@ static int conn_read(void *ctx, char *dst, size_t len, bool *timed_out)
 	conn_io *io = ctx;
 	int n;
 
-	if (mono_ns() >= io->deadline_ns) {
+	if (app_mono_ns() >= io->deadline_ns) {
 		*timed_out = true;
 		return -1;
 	}
@@ -189,7 +181,7 @@ static int conn_read(void *ctx, char *dst, size_t len, bool *timed_out)
 		return mg_read(io->conn, dst, len);
 	read_begin(io->w, io->deadline_ns);
 	n = mg_read(io->conn, dst, len);
-	if (read_end(io->w) || mono_ns() >= io->deadline_ns)
+	if (read_end(io->w) || app_mono_ns() >= io->deadline_ns)
 		*timed_out = true;
 	return n;
 }
@@ -297,23 +289,24 @@ static void serve(server *srv, struct mg_connection *conn, const char *target,
 		res.close = true;
 	send_response(conn, &res, r->head);
 	if (w) {
-		w->wait_start_ns = mono_ns();
+		w->wait_start_ns = app_mono_ns();
 		w->served = true;
 	}
 	if (res.close)
 		force_close(conn);
+	app_pipeline_log(&srv->app->pipeline, r);
 	/*
 	 * civetweb reads and discards the rest of a body we did not read
 	 * (mg_read, as long as bytes come); a connection we close anyway
 	 * must not hold the worker for that, so the watchdog cuts it short
-	 * at once (read_end runs in on_connection_close).
+	 * at once (read_end runs in on_connection_close).  Last, so the
+	 * signal is unblocked only for that discard.
 	 */
 	if (!closing && res.close && w && (ri->content_length > (long long)r->body_len ||
 			       mg_get_header(conn, "Transfer-Encoding"))) {
 		read_begin(w, 0);
 		w->discarding = true;
 	}
-	app_pipeline_log(&srv->app->pipeline, r);
 	http_response_release(&res);
 }
 
@@ -344,7 +337,7 @@ static bool headers_timed_out(const server *srv, const worker *w)
 	if (!w || !w->wait_start_ns)
 		return false;
 	limit_ms = w->served ? cfg->keep_alive_timeout_ms : cfg->request_timeout_ms;
-	return mono_ns() - w->wait_start_ns >= (limit_ms * 9 / 10) * 1000000LL;
+	return app_mono_ns() - w->wait_start_ns >= (limit_ms * 9 / 10) * 1000000LL;
 }
 
 static int on_init_connection(const struct mg_connection *conn, void **data)
@@ -353,7 +346,7 @@ static int on_init_connection(const struct mg_connection *conn, void **data)
 
 	(void)data;
 	if (w) {
-		w->wait_start_ns = mono_ns();
+		w->wait_start_ns = app_mono_ns();
 		w->served = false;
 	}
 	return 0;

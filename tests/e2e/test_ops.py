@@ -345,6 +345,19 @@ class CommandLineTest(unittest.TestCase):
                 named = [l for l in out.splitlines() if var in l]
                 self.assertTrue(named, "no line names %s:\n%s" % (var, out))
 
+    def test_settings_that_do_not_fit_together_stop_the_start(self):
+        """Valid one by one, unusable together: exit 2 with one line naming
+        the variable (the rate limiter is on by default here)."""
+        for env, var in (({"RATE_LIMIT_STORE": "redis"}, "REDIS_URL"),
+                         ({"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES"),
+                         ({"TRUSTED_PROXIES": "10.0.0/8"}, "TRUSTED_PROXIES")):
+            with self.subTest(env=env):
+                p = run_binary([], env)
+                out = (p.stdout + p.stderr).decode("utf-8", "replace")
+                self.assertEqual(p.returncode, 2, "%s: exit %s\n%s"
+                                 % (env, p.returncode, out))
+                self.assertIn(var, out)
+
     def test_features_not_in_this_build_stop_the_start(self):
         for env, var in (({"AWS_XRAY_ENABLED": "true"}, "AWS_XRAY_ENABLED"),):
             with self.subTest(env=env):
