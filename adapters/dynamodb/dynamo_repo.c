@@ -12,15 +12,20 @@
  *                    all absent while the user has no cart (cleared)
  *   Line attribute names are one letter and line times are offsets, so a
  *   typical 10-line cart stays under 1 KB: one write unit per mutation.
- *   "idem#<key>" M   {fp S, st S, status N, exp N (ms), body B?}
  *   outbox L of M    pending events, oldest first: {id S, ty N, at N,
  *                    v N, c S, i S?, qb N, qa N, p N, cur S?, n N}
  *   obPending S      "1" while the outbox is not empty: the key of the
  *                    sparse index "outbox" the relay queries
  *
- * Writes are UpdateItem so that a claim (one idem# attribute) and a cart
- * save (the cart attributes) never overwrite each other; the cart save is
- * conditional on version.
+ *   PK "CART#<userID>", SK "IDEM#<key>": one idempotency record
+ *   fp S, st S ("PENDING" | "COMPLETE"), status N, exp N (ms), tok S? (a
+ *   claim's own mark), body B? (the response body, zlib-compressed when
+ *   z N is present: z is the raw length), expiresAt N (epoch s, the TTL)
+ *
+ * A cart save is one UpdateItem conditional on version; a save that also
+ * stores an idempotency record is one TransactWriteItems (the cart update
+ * and the record's Put), so the record commits with the cart or not at all
+ * and never grows the cart item.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -30,12 +35,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "dynamodb/dynamo_codec.h"
 #include "dynamodb/dynamo_repo.h"
 
 #define TARGET "DynamoDB_20120810."
-#define IDEM_PREFIX "idem#"
+#define IDEM_SK "IDEM#"
+#define IDEM_ZMIN 512        /* bodies from this size on are compressed */
 
 typedef struct dynamo_repo {
 	char table[256];
@@ -78,6 +85,19 @@ static cJSON *key_of(const char *user_id)
 	return k;
 }
 
+/* The key of the user's idempotency record for key. */
+static cJSON *idem_key_of(const char *user_id, const char *key)
+{
+	char pk[CART_ID_MAX + 8], sk[CART_IDEM_KEY_MAX + 8];
+	cJSON *k = cJSON_CreateObject();
+
+	snprintf(pk, sizeof(pk), "CART#%s", user_id);
+	snprintf(sk, sizeof(sk), IDEM_SK "%s", key);
+	cJSON_AddItemToObject(k, "PK", av_s(pk));
+	cJSON_AddItemToObject(k, "SK", av_s(sk));
+	return k;
+}
+
 static const char *get_s(const cJSON *item, const char *name)
 {
 	const cJSON *a = cJSON_GetObjectItemCaseSensitive(item, name);
@@ -101,6 +121,13 @@ static int get_n(const cJSON *item, const char *name, int64_t *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+/* A plain JSON string member (not an attribute value), or NULL. */
+static const char *get_s_plain(const cJSON *obj, const char *name)
+{
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(obj, name);
+	return cJSON_IsString(s) ? s->valuestring : NULL;
 }
 
 static cJSON *av_b(const char *data, size_t len)
@@ -203,6 +230,35 @@ static void add_capacity(dynamo_repo *r, const cJSON *resp, bool write)
 				 (uint64_t)(u->valuedouble * 10 + 0.5));
 }
 
+/*
+ * A canceled transaction: CART_ECONFLICT if a condition failed or another
+ * transaction held an item (the caller reloads and decides again),
+ * CART_EINVALID if an item was too large, else CART_EBACKEND.
+ */
+static int why_canceled(const cart_aws_response *ar)
+{
+	cJSON *body = cJSON_ParseWithLength(ar->body ? ar->body : "", ar->body_len);
+	const cJSON *reasons = cJSON_GetObjectItemCaseSensitive(body, "CancellationReasons");
+	const cJSON *reason;
+	int rc = CART_EBACKEND;
+
+	cJSON_ArrayForEach(reason, reasons) {
+		const char *code = get_s_plain(reason, "Code");
+		const char *msg = get_s_plain(reason, "Message");
+
+		if (!code || !strcmp(code, "None"))
+			continue;
+		if (!strcmp(code, "ConditionalCheckFailed") ||
+		    !strcmp(code, "TransactionConflict"))
+			rc = CART_ECONFLICT;
+		else if (!strcmp(code, "ValidationError") && msg && strstr(msg, "size") &&
+			 rc != CART_ECONFLICT)
+			rc = CART_EINVALID;
+	}
+	cJSON_Delete(body);
+	return rc;
+}
+
 typedef struct call_result {
 	cJSON *resp;             /* parsed 200 body, owned */
 	bool ambiguous;
@@ -223,7 +279,8 @@ static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
 	int rc;
 
 	memset(res, 0, sizeof(*res));
-	cJSON_AddStringToObject(req, "TableName", r->table);
+	if (strcmp(op, "TransactWriteItems"))   /* its items name the table */
+		cJSON_AddStringToObject(req, "TableName", r->table);
 	cJSON_AddStringToObject(req, "ReturnConsumedCapacity", "TOTAL");
 	body = cJSON_PrintUnformatted(req);
 	cJSON_Delete(req);
@@ -244,6 +301,8 @@ static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
 	} else if (rc == CART_OK) {
 		if (!strcmp(ar.error_type, "ConditionalCheckFailedException"))
 			rc = CART_ECONFLICT;
+		else if (!strcmp(ar.error_type, "TransactionCanceledException"))
+			rc = why_canceled(&ar);
 		else if (!strcmp(ar.error_type, "ValidationException") &&
 			 strstr(ar.message, "size"))
 			rc = CART_EINVALID;
@@ -450,27 +509,44 @@ static cJSON *encode_line(const cart_item *it, int64_t created)
 	return av;
 }
 
-/* tok: the claim's own mark (see dynamo_idem_claim), or NULL. */
-static cJSON *encode_idem(const cart_idem *rec, const char *tok)
+/*
+ * The item of an idempotency record (NULL if out of memory).  tok: the
+ * claim's own mark (see dynamo_idem_claim), or NULL.  Bodies of IDEM_ZMIN
+ * bytes or more are stored compressed: a cart response is JSON with
+ * repeated names, so a record stays a fraction of the cart it describes.
+ */
+static cJSON *encode_idem(const char *user_id, const cart_idem *rec,
+			  const char *tok)
 {
-	cJSON *m = cJSON_CreateObject(), *av = cJSON_CreateObject();
+	cJSON *item = idem_key_of(user_id, rec->key);
 
 	if (tok)
-		cJSON_AddItemToObject(m, "tok", av_s(tok));
-	cJSON_AddItemToObject(m, "fp", av_s(rec->fingerprint));
-	cJSON_AddItemToObject(m, "st", av_s(rec->state == CART_IDEM_PENDING ? "PENDING"
-									    : "COMPLETE"));
-	cJSON_AddItemToObject(m, "status", av_n(rec->status));
-	cJSON_AddItemToObject(m, "exp", av_n(rec->expires_at));
-	if (rec->body_len)
-		cJSON_AddItemToObject(m, "body", av_b(rec->body, rec->body_len));
-	cJSON_AddItemToObject(av, "M", m);
-	return av;
-}
+		cJSON_AddItemToObject(item, "tok", av_s(tok));
+	cJSON_AddItemToObject(item, "fp", av_s(rec->fingerprint));
+	cJSON_AddItemToObject(item, "st", av_s(rec->state == CART_IDEM_PENDING
+						       ? "PENDING" : "COMPLETE"));
+	cJSON_AddItemToObject(item, "status", av_n(rec->status));
+	cJSON_AddItemToObject(item, "exp", av_n(rec->expires_at));
+	cJSON_AddItemToObject(item, "expiresAt", av_n(rec->expires_at / 1000 + 1));
+	if (rec->body_len >= IDEM_ZMIN) {
+		uLongf zlen = compressBound(rec->body_len);
+		Bytef *z = malloc(zlen);
+		cJSON *b;
 
-static void idem_attr_name(char *out, size_t cap, const char *key)
-{
-	snprintf(out, cap, IDEM_PREFIX "%s", key);
+		if (!z || compress2(z, &zlen, (const Bytef *)rec->body, rec->body_len,
+				    Z_DEFAULT_COMPRESSION) != Z_OK ||
+		    !(b = av_b((const char *)z, zlen))) {
+			free(z);
+			cJSON_Delete(item);
+			return NULL;
+		}
+		free(z);
+		cJSON_AddItemToObject(item, "body", b);
+		cJSON_AddItemToObject(item, "z", av_n((int64_t)rec->body_len));
+	} else if (rec->body_len) {
+		cJSON_AddItemToObject(item, "body", av_b(rec->body, rec->body_len));
+	}
+	return item;
 }
 
 /* "SET a = :x, b = :y" / "REMOVE a, b" clauses, built as the cart says. */
@@ -741,6 +817,40 @@ static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 }
 
 /* Removes the first n (<= ACK_CHUNK) events if they are these ids. */
+/*
+ * The common case, in one write: the events are the whole outbox, so the
+ * outbox and the index key go together.  CART_ECONFLICT if the outbox is
+ * not exactly these events (more arrived, or another relay acked).
+ */
+static int ack_all(dynamo_repo *r, const char *user_id, const cart_event *ev,
+		   size_t n)
+{
+	char cond[40 * ACK_CHUNK + 64] = "", ob[16], p[16], id[16], vb[16], update[48];
+	cJSON *req = cJSON_CreateObject();
+	call_result res;
+	expr e;
+	int rc;
+
+	expr_init(&e);
+	expr_name(&e, "outbox", ob);
+	expr_name(&e, "obPending", p);
+	expr_name(&e, "id", id);
+	snprintf(update, sizeof(update), "REMOVE %s, %s", ob, p);
+	snprintf(cond, sizeof(cond), "size(%s) = %s", ob,
+		 expr_value(&e, av_n((int64_t)n), vb));
+	for (size_t i = 0; i < n; i++)
+		snprintf(cond + strlen(cond), sizeof(cond) - strlen(cond),
+			 " AND %s[%zu].%s = %s", ob, i, id,
+			 expr_value(&e, av_s(ev[i].event_id), vb));
+	cJSON_AddItemToObject(req, "Key", key_of(user_id));
+	cJSON_AddStringToObject(req, "UpdateExpression", update);
+	cJSON_AddStringToObject(req, "ConditionExpression", cond);
+	expr_attach(&e, req);
+	rc = call(r, "UpdateItem", req, &res, true);
+	cJSON_Delete(res.resp);
+	return rc;
+}
+
 static int ack_chunk(dynamo_repo *r, const char *user_id, const cart_event *ev,
 		     size_t n, bool *drained)
 {
@@ -811,6 +921,12 @@ static int dynamo_outbox_ack(void *self, const char *user_id,
 	bool drained = false;
 	int rc = CART_OK;
 
+	/* Usually the relay fetched the user's whole outbox and nothing came
+	 * since: one write.  Otherwise remove the prefix (and, if that left
+	 * nothing, the index key) as before. */
+	if (n <= ACK_CHUNK && (rc = ack_all(self, user_id, events, n)) != CART_ECONFLICT)
+		return rc;
+	rc = CART_OK;
 	for (size_t at = 0; at < n && !rc; at += ACK_CHUNK)
 		rc = ack_chunk(self, user_id, events + at,
 			       n - at < ACK_CHUNK ? n - at : ACK_CHUNK, &drained);
@@ -820,78 +936,20 @@ static int dynamo_outbox_ack(void *self, const char *user_id,
 }
 
 /*
- * Removes the idempotency records of old_item that are past their
- * expiry, each only if it is still the record we saw.  Housekeeping after
- * a save (at most one extra write, and only when something expired), so
- * that records of long-lived carts do not pile up in the item.
+ * The cart's UpdateItem (conditional on version, appending the events to
+ * the outbox) as a request object without TableName.  NULL if out of
+ * memory.
  */
-static void prune_expired(dynamo_repo *r, const char *user_id,
-			  const cJSON *old_item, const char *skip_key)
+static cJSON *cart_update(const cart_write *w, const char *write_id)
 {
-	int64_t now = cart_clock_now(r->clock);
-	cJSON *req = cJSON_CreateObject();
-	char update[1024] = "", cond[2048] = "";
-	const cJSON *a;
-	call_result res;
-	int n = 0;
-	expr e;
-
-	expr_init(&e);
-	cJSON_ArrayForEach(a, old_item) {
-		const cJSON *m = cJSON_GetObjectItemCaseSensitive(a, "M");
-		char nb[16], vb[16], fb[16], part[64];
-		const char *np;
-		int64_t exp;
-
-		if (strncmp(a->string, IDEM_PREFIX, strlen(IDEM_PREFIX)) ||
-		    (skip_key && !strcmp(a->string + strlen(IDEM_PREFIX), skip_key)) ||
-		    get_n(m, "exp", &exp) || exp > now || n == 16)
-			continue;
-		np = expr_name(&e, a->string, nb);
-		clause_add(update, sizeof(update), "REMOVE ", np);
-		snprintf(part, sizeof(part), "%s.%s = %s", np, expr_name(&e, "exp", fb),
-			 expr_value(&e, av_n(exp), vb));
-		snprintf(cond + strlen(cond), sizeof(cond) - strlen(cond), "%s%s",
-			 n ? " AND " : "", part);
-		n++;
-	}
-	if (!n) {
-		expr_attach(&e, req);
-		cJSON_Delete(req);
-		return;
-	}
-	cJSON_AddItemToObject(req, "Key", key_of(user_id));
-	cJSON_AddStringToObject(req, "UpdateExpression", update);
-	cJSON_AddStringToObject(req, "ConditionExpression", cond);
-	expr_attach(&e, req);
-	if (call(r, "UpdateItem", req, &res, true) == CART_OK)
-		cart_aws_logf(r->log, 0, "expired idempotency records removed",
-			      ",\"count\":%d", n);
-	cJSON_Delete(res.resp);
-}
-
-static int dynamo_save(void *self, const cart_write *w)
-{
-	dynamo_repo *r = self;
-	char write_id[CART_UUID_LEN + 1], nb[16], vb[16], cond[256], idem[300];
+	char nb[16], vb[16], cond[256];
 	cJSON *req = cJSON_CreateObject();
 	clauses cl = { "", "" };
-	call_result res;
 	char *update;
 	expr e;
-	int rc;
 
-	if (cart_ids_uuid(r->ids, write_id)) {
-		cJSON_Delete(req);
-		return CART_EBACKEND;
-	}
-	write_id[18] = '\0';   /* 64 random bits are plenty to tell writes apart */
 	expr_init(&e);
 	encode_cart(&e, &cl, w->cart, write_id);
-	if (w->idem) {
-		idem_attr_name(idem, sizeof(idem), w->idem->key);
-		set_attr(&e, &cl, idem, encode_idem(w->idem, NULL));
-	}
 	if (w->expected_version == 0)
 		snprintf(cond, sizeof(cond), "attribute_not_exists(%s)",
 			 expr_name(&e, "version", nb));
@@ -904,20 +962,66 @@ static int dynamo_save(void *self, const cart_write *w)
 	if (!update) {
 		expr_attach(&e, req);
 		cJSON_Delete(req);
-		return CART_ENOMEM;
+		return NULL;
 	}
 	sprintf(update, "%s%s%s", cl.set, cl.remove[0] ? " " : "", cl.remove);
 	cJSON_AddItemToObject(req, "Key", key_of(w->user_id));
 	cJSON_AddStringToObject(req, "UpdateExpression", update);
 	cJSON_AddStringToObject(req, "ConditionExpression", cond);
-	cJSON_AddStringToObject(req, "ReturnValues", "ALL_OLD");
 	free(update);
 	expr_attach(&e, req);
-	rc = call(r, "UpdateItem", req, &res, true);
-	if (rc == CART_OK)
-		prune_expired(r, w->user_id,
-			      cJSON_GetObjectItemCaseSensitive(res.resp, "Attributes"),
-			      w->idem ? w->idem->key : NULL);
+	return req;
+}
+
+/*
+ * The cart update and the record's Put in one transaction.  The write id
+ * is also the ClientRequestToken, so the client's own retry of a call
+ * whose answer was lost is answered without applying it twice.
+ */
+static cJSON *save_with_record(dynamo_repo *r, const cart_write *w,
+			       cJSON *update, const char *write_id)
+{
+	cJSON *req = cJSON_CreateObject(), *items = cJSON_CreateArray();
+	cJSON *put = cJSON_CreateObject(), *upd = cJSON_CreateObject();
+	cJSON *item = encode_idem(w->user_id, w->idem, NULL);
+
+	if (!item) {
+		cJSON_Delete(req);
+		cJSON_Delete(items);
+		cJSON_Delete(put);
+		cJSON_Delete(upd);
+		cJSON_Delete(update);
+		return NULL;
+	}
+	cJSON_AddStringToObject(update, "TableName", r->table);
+	cJSON_AddItemToObject(upd, "Update", update);
+	cJSON_AddItemToArray(items, upd);
+	cJSON_AddStringToObject(put, "TableName", r->table);
+	cJSON_AddItemToObject(put, "Item", item);
+	cJSON_AddItemToArray(items, cJSON_CreateObject());
+	cJSON_AddItemToObject(cJSON_GetArrayItem(items, 1), "Put", put);
+	cJSON_AddItemToObject(req, "TransactItems", items);
+	cJSON_AddStringToObject(req, "ClientRequestToken", write_id);
+	return req;
+}
+
+static int dynamo_save(void *self, const cart_write *w)
+{
+	dynamo_repo *r = self;
+	char write_id[CART_UUID_LEN + 1];
+	call_result res;
+	cJSON *req;
+	int rc;
+
+	if (cart_ids_uuid(r->ids, write_id))
+		return CART_EBACKEND;
+	write_id[18] = '\0';   /* 64 random bits are plenty to tell writes apart */
+	req = cart_update(w, write_id);
+	if (req && w->idem)
+		req = save_with_record(r, w, req, write_id);
+	if (!req)
+		return CART_ENOMEM;
+	rc = call(r, w->idem ? "TransactWriteItems" : "UpdateItem", req, &res, true);
 	cJSON_Delete(res.resp);
 	/* A retried write whose first attempt may have landed fails its own
 	 * condition; the writeId tells whether it was ours. */
@@ -931,14 +1035,17 @@ static int dynamo_save(void *self, const cart_write *w)
 
 /* --- the port: idempotency records -------------------------------------- */
 
-static int decode_idem(const cJSON *av, const char *key, cart_idem **out)
+static int decode_idem(const cJSON *item, const char *key, cart_idem **out)
 {
-	const cJSON *m = cJSON_GetObjectItemCaseSensitive(av, "M");
-	const char *fp = get_s(m, "fp"), *st = get_s(m, "st");
-	int64_t status, exp;
+	const char *fp = get_s(item, "fp"), *st = get_s(item, "st");
+	int64_t status, exp, raw = -1;
 	cart_idem *rec;
+	char *z = NULL;
+	size_t zlen;
 
-	if (!fp || !st || get_n(m, "status", &status) || get_n(m, "exp", &exp))
+	if (!fp || !st || get_n(item, "status", &status) || get_n(item, "exp", &exp) ||
+	    (cJSON_GetObjectItemCaseSensitive(item, "z") &&
+	     (get_n(item, "z", &raw) || raw < 1 || raw > 16 << 20)))
 		return CART_EBACKEND;
 	rec = calloc(1, sizeof(*rec));
 	if (!rec)
@@ -948,29 +1055,61 @@ static int decode_idem(const cJSON *av, const char *key, cart_idem **out)
 	rec->state = !strcmp(st, "PENDING") ? CART_IDEM_PENDING : CART_IDEM_COMPLETE;
 	rec->status = (int)status;
 	rec->expires_at = exp;
-	if (!rec->key || !rec->fingerprint ||
-	    get_b(m, "body", &rec->body, &rec->body_len)) {
-		cart_idem_free(rec);
-		return CART_EBACKEND;
+	if (!rec->key || !rec->fingerprint)
+		goto fail;
+	if (raw < 0) {
+		if (get_b(item, "body", &rec->body, &rec->body_len))
+			goto fail;
+		*out = rec;
+		return CART_OK;
 	}
+	if (get_b(item, "body", &z, &zlen) || !(rec->body = malloc((size_t)raw)))
+		goto fail;
+	{
+		uLongf len = (uLongf)raw;
+		if (uncompress((Bytef *)rec->body, &len, (const Bytef *)z, zlen) != Z_OK ||
+		    len != (uLongf)raw)
+			goto fail;
+		rec->body_len = len;
+	}
+	free(z);
 	*out = rec;
 	return CART_OK;
+fail:
+	free(z);
+	cart_idem_free(rec);
+	return CART_EBACKEND;
+}
+
+/* A consistent GetItem of the key's record: *resp (caller deletes) and
+ * *item, borrowed from it, NULL if there is no record. */
+static int idem_read(dynamo_repo *r, const char *user_id, const char *key,
+		     cJSON **resp, const cJSON **item)
+{
+	cJSON *req = cJSON_CreateObject();
+	call_result res;
+	int rc;
+
+	cJSON_AddItemToObject(req, "Key", idem_key_of(user_id, key));
+	cJSON_AddTrueToObject(req, "ConsistentRead");
+	rc = call(r, "GetItem", req, &res, false);
+	*resp = res.resp;
+	*item = rc ? NULL : cJSON_GetObjectItemCaseSensitive(res.resp, "Item");
+	return rc;
 }
 
 static int dynamo_idem_get(void *self, const char *user_id, const char *key,
 			   int64_t now_ms, cart_idem **out)
 {
 	dynamo_repo *r = self;
-	char name[300];
-	const cJSON *av;
+	const cJSON *item;
 	cJSON *resp;
 	int rc;
 
-	idem_attr_name(name, sizeof(name), key);
-	rc = get_attr(r, user_id, name, &resp, &av);
+	rc = idem_read(r, user_id, key, &resp, &item);
 	if (!rc)
-		rc = av ? decode_idem(av, key, out) : CART_ENOTFOUND;
-	if (rc == CART_EBACKEND && av)
+		rc = item ? decode_idem(item, key, out) : CART_ENOTFOUND;
+	if (rc == CART_EBACKEND && item)
 		bad_item(r, user_id, "unreadable idempotency record");
 	if (rc == CART_OK && (*out)->expires_at <= now_ms) {
 		cart_idem_free(*out);
@@ -981,108 +1120,97 @@ static int dynamo_idem_get(void *self, const char *user_id, const char *key,
 	return rc;
 }
 
-typedef enum idem_cond {
-	COND_NONE,
-	COND_NOT_LIVE,        /* absent, or its exp has passed (v1: now) */
-	COND_PENDING_OWN,     /* PENDING with this fingerprint (v1: fp) */
-} idem_cond;
-
-/* One UpdateItem on a record attribute: SET rec, or REMOVE when NULL. */
-static int idem_update(dynamo_repo *r, const char *user_id, const char *key,
-		       const cart_idem *rec, const char *tok, idem_cond kind,
-		       cJSON *v1, bool *ambiguous)
-{
-	cJSON *req = cJSON_CreateObject();
-	char name[300], nb[16], fb[16], sb[16], vb[16], v1b[16], stb[16];
-	char update[64], cond[160];
-	const char *np;
-	call_result res;
-	expr e;
-	int rc;
-
-	idem_attr_name(name, sizeof(name), key);
-	expr_init(&e);
-	np = expr_name(&e, name, nb);
-	if (rec)
-		snprintf(update, sizeof(update), "SET %s = %s", np,
-			 expr_value(&e, encode_idem(rec, tok), vb));
-	else
-		snprintf(update, sizeof(update), "REMOVE %s", np);
-	cJSON_AddItemToObject(req, "Key", key_of(user_id));
-	cJSON_AddStringToObject(req, "UpdateExpression", update);
-	if (kind == COND_NOT_LIVE) {
-		snprintf(cond, sizeof(cond), "attribute_not_exists(%s) OR %s.%s <= %s",
-			 np, np, expr_name(&e, "exp", fb), expr_value(&e, v1, v1b));
-		cJSON_AddStringToObject(req, "ConditionExpression", cond);
-	} else if (kind == COND_PENDING_OWN) {
-		const char *st = expr_name(&e, "st", sb);
-		const char *pending = expr_value(&e, av_s("PENDING"), stb);
-		snprintf(cond, sizeof(cond), "%s.%s = %s AND %s.%s = %s", np, st,
-			 pending, np, expr_name(&e, "fp", fb), expr_value(&e, v1, v1b));
-		cJSON_AddStringToObject(req, "ConditionExpression", cond);
-	}
-	expr_attach(&e, req);
-	rc = call(r, "UpdateItem", req, &res, true);
-	if (ambiguous)
-		*ambiguous = res.ambiguous;
-	cJSON_Delete(res.resp);
-	return rc;
-}
-
 /* Is the key's stored record the claim marked tok? */
 static bool claim_landed(dynamo_repo *r, const char *user_id, const char *key,
 			 const char *tok)
 {
-	char name[300];
-	const cJSON *av;
+	const cJSON *item;
 	const char *got;
 	cJSON *resp;
 	bool landed;
 
-	idem_attr_name(name, sizeof(name), key);
-	if (get_attr(r, user_id, name, &resp, &av))
+	if (idem_read(r, user_id, key, &resp, &item))
 		return false;
-	got = get_s(cJSON_GetObjectItemCaseSensitive(av, "M"), "tok");
+	got = get_s(item, "tok");
 	landed = got && !strcmp(got, tok);
 	cJSON_Delete(resp);
 	return landed;
 }
 
 /*
- * A claim carries a fresh token: if the first attempt timed out after it
- * was applied, the retry fails its own condition, and the token tells
- * that the claim is ours (else the key would look in flight for a whole
- * lease).
+ * A claim is a PutItem of a PENDING record if the key has none that is
+ * live.  It carries a fresh token: if the first attempt timed out after it
+ * was applied, the retry fails its own condition, and the token tells that
+ * the claim is ours (else the key would look in flight for a whole lease).
  */
 static int dynamo_idem_claim(void *self, const char *user_id,
 			     const cart_idem *rec, int64_t now_ms)
 {
 	dynamo_repo *r = self;
-	char tok[CART_UUID_LEN + 1];
-	bool ambiguous = false;
+	char tok[CART_UUID_LEN + 1], pb[16], eb[16], vb[16], cond[96];
+	cJSON *req, *item;
+	call_result res;
+	expr e;
 	int rc;
 
 	if (cart_ids_uuid(r->ids, tok))
 		return CART_EBACKEND;
-	rc = idem_update(r, user_id, rec->key, rec, tok, COND_NOT_LIVE,
-			 av_n(now_ms), &ambiguous);
-	if (rc == CART_ECONFLICT && ambiguous &&
+	if (!(item = encode_idem(user_id, rec, tok)))
+		return CART_ENOMEM;
+	req = cJSON_CreateObject();
+	expr_init(&e);
+	snprintf(cond, sizeof(cond), "attribute_not_exists(%s) OR %s <= %s",
+		 expr_name(&e, "PK", pb), expr_name(&e, "exp", eb),
+		 expr_value(&e, av_n(now_ms), vb));
+	cJSON_AddItemToObject(req, "Item", item);
+	cJSON_AddStringToObject(req, "ConditionExpression", cond);
+	expr_attach(&e, req);
+	rc = call(r, "PutItem", req, &res, true);
+	cJSON_Delete(res.resp);
+	if (rc == CART_ECONFLICT && res.ambiguous &&
 	    claim_landed(r, user_id, rec->key, tok))
 		rc = CART_OK;
 	return rc;
 }
 
+/* An outcome that wrote nothing to the cart: the record alone. */
 static int dynamo_idem_complete(void *self, const char *user_id,
 				const cart_idem *rec)
 {
-	return idem_update(self, user_id, rec->key, rec, NULL, COND_NONE, NULL, NULL);
+	dynamo_repo *r = self;
+	cJSON *req, *item = encode_idem(user_id, rec, NULL);
+	call_result res;
+	int rc;
+
+	if (!item)
+		return CART_ENOMEM;
+	req = cJSON_CreateObject();
+	cJSON_AddItemToObject(req, "Item", item);
+	rc = call(r, "PutItem", req, &res, true);
+	cJSON_Delete(res.resp);
+	return rc;
 }
 
+/* Deletes the key's record if it is still our PENDING claim. */
 static int dynamo_idem_release(void *self, const char *user_id,
 			       const char *key, const char *fingerprint)
 {
-	int rc = idem_update(self, user_id, key, NULL, NULL, COND_PENDING_OWN,
-			     av_s(fingerprint), NULL);
+	dynamo_repo *r = self;
+	char sb[16], pb[16], fb[16], vb[16], cond[96];
+	cJSON *req = cJSON_CreateObject();
+	call_result res;
+	expr e;
+	int rc;
+
+	expr_init(&e);
+	snprintf(cond, sizeof(cond), "%s = %s AND %s = %s", expr_name(&e, "st", sb),
+		 expr_value(&e, av_s("PENDING"), pb), expr_name(&e, "fp", fb),
+		 expr_value(&e, av_s(fingerprint), vb));
+	cJSON_AddItemToObject(req, "Key", idem_key_of(user_id, key));
+	cJSON_AddStringToObject(req, "ConditionExpression", cond);
+	expr_attach(&e, req);
+	rc = call(r, "DeleteItem", req, &res, true);
+	cJSON_Delete(res.resp);
 	return rc == CART_ECONFLICT ? CART_OK : rc;  /* not ours, or gone */
 }
 

@@ -32,8 +32,15 @@ def used_actions(control):
     with urllib.request.urlopen(control + "/__control/stats", timeout=5) as r:
         stats = json.load(r)
     actions = set()
+    # IAM has no TransactWriteItems action: a transaction needs the
+    # item-level action of each of its items (ddb_transact counts them)
+    for op, count in stats.get("transactions", {}).get("actions", {}).items():
+        if count:
+            actions.add("dynamodb:%s" % op)
     for target, count in stats.get("targets", {}).items():
         prefix, _, op = target.partition(".")
+        if op == "TransactWriteItems" and prefix == "DynamoDB_20120810":
+            continue
         if count and prefix in SERVICES:
             actions.add("%s:%s" % (SERVICES[prefix], op))
         elif count:

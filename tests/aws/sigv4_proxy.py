@@ -50,6 +50,7 @@ from botocore.credentials import Credentials
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from standin import BackgroundServer, TrackingServer  # noqa: E402
+import ddb_transact  # noqa: E402
 
 SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -596,7 +597,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             proxy.stop_event.wait(float(fault.get("hang_seconds", 10)))
             if fault.get("then", "close") != "forward":
                 return self._drop()
-        response = self._forward(body, target)
+        if (target or "").endswith(".TransactWriteItems") and proxy.service == "dynamodb":
+            response = self._transact(body, target)
+        else:
+            with proxy.upstream_lock:
+                response = self._forward(body, target)
         if response is None:
             return None
         if kind == "timeout_after_forward":
@@ -605,9 +610,43 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         status, headers, resp_body = response
         return self._send(status, resp_body, headers)
 
-    def _forward(self, body, target):
+    def _transact(self, body, target):
+        """TransactWriteItems, which dynalite lacks: see ddb_transact."""
         proxy = self.server.proxy
-        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
+        prefix = target[:-len("TransactWriteItems")]
+
+        def send(op, req):
+            headers = [(k, prefix + op if k.lower() == "x-amz-target" else v)
+                       for k, v in self.headers.items()]
+            got = self._forward(json.dumps(req).encode(), prefix + op, headers)
+            if got is None:
+                raise ddb_transact.TransactError("InternalServerError",
+                                                 "sigv4_proxy: upstream unavailable")
+            status, _, resp_body = got
+            return status, json.loads(resp_body or b"{}")
+
+        try:
+            req = json.loads(body)
+            if not isinstance(req, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            self._send_aws_error(400, "com.amazon.coral.service#SerializationException",
+                                 "Start of structure or map found where not expected.")
+            return None
+        with proxy.upstream_lock:
+            try:
+                out = proxy.transactor.run(req, send)
+            except ddb_transact.TransactError as err:
+                status = 500 if err.aws_type == "InternalServerError" else 400
+                return status, [("Content-Type", "application/x-amz-json-1.0")], \
+                    json.dumps(err.body()).encode()
+        return 200, [("Content-Type", "application/x-amz-json-1.0")], json.dumps(out).encode()
+
+    def _forward(self, body, target, headers=None):
+        proxy = self.server.proxy
+        if headers is None:
+            headers = self.headers.items()
+        headers = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
         for attempt in (0, 1):
             conn = getattr(self, "_upstream", None)
             reused = conn is not None
@@ -672,7 +711,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         method = self.command
         try:
             if path == "stats" and method == "GET":
-                return self._send_json(200, state.stats())
+                out = state.stats()
+                with proxy.upstream_lock:
+                    out["transactions"] = dict(proxy.transactor.stats)
+                return self._send_json(200, out)
             if path == "health":
                 return self._send_json(200, {"ok": True})
             if path == "faults" and method == "GET":
@@ -685,6 +727,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._send_json(200, {"queued": len(specs)})
             if path == "reset" and method == "POST":
                 state.reset()
+                with proxy.upstream_lock:
+                    proxy.transactor.reset()
                 return self._send_json(200, {"ok": True})
             if path == "credentials" and method == "GET":
                 return self._send_json(200, {"credentials": state.verifier.store.list()})
@@ -737,6 +781,11 @@ class SigV4Proxy(BackgroundServer):
         self.store = CredentialStore(credentials)
         self.verifier = SigV4Verifier(self.store, region, service, max_skew, clock)
         self.state = ProxyState(self.verifier)
+        self.service = service
+        # every forwarded request holds it: a transaction applied item by
+        # item (ddb_transact) is never seen half done
+        self.upstream_lock = threading.RLock()
+        self.transactor = ddb_transact.Transactor(clock)
         self.stop_event = threading.Event()
         self._server = _Server((host, port), self)
         self.host, self.port = self._server.server_address[:2]

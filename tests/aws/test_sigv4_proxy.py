@@ -35,6 +35,7 @@ from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError  # noqa: E402
 
+import ddb_transact  # noqa: E402
 import sigv4_proxy  # noqa: E402
 from sigv4_proxy import AuthError, CredentialStore, SigV4Verifier  # noqa: E402
 import stack as aws_stack  # noqa: E402
@@ -692,3 +693,85 @@ class EventsServiceScopeTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TransactWriteItemsTest(unittest.TestCase):
+    """TransactWriteItems (dynalite has none): tests/aws/ddb_transact.py."""
+
+    stack = None
+    setUpClass = classmethod(StackTest.setUpClass.__func__)
+    tearDownClass = classmethod(StackTest.tearDownClass.__func__)
+    setUp = StackTest.setUp
+    client = StackTest.client
+    put = StackTest.put
+    assertClientError = StackTest.assertClientError
+
+    def key(self, user, sk="CART"):
+        return {"PK": {"S": "CART#" + user}, "SK": {"S": sk}}
+
+    def item(self, c, user, sk="CART"):
+        return c.get_item(TableName="carts", Key=self.key(user, sk),
+                          ConsistentRead=True).get("Item")
+
+    def txn(self, c, items, **kw):
+        return c.transact_write_items(TransactItems=items, **kw)
+
+    def update(self, user, cond=None, sk="CART"):
+        u = {"TableName": "carts", "Key": self.key(user, sk),
+             "UpdateExpression": "ADD n :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}
+        if cond:
+            u["ConditionExpression"] = cond
+        return {"Update": u}
+
+    def test_all_items_commit_together_and_capacity_is_doubled(self):
+        c = self.client()
+        out = self.txn(c, [self.update("t1"),
+                           {"Put": {"TableName": "carts",
+                                    "Item": dict(self.key("t1", "IDEM#k"), b={"B": b"\x00\x01"}),
+                                    "ConditionExpression": "attribute_not_exists(PK)"}}],
+                       ReturnConsumedCapacity="TOTAL")
+        self.assertEqual(self.item(c, "t1")["n"], {"N": "1"})
+        self.assertEqual(self.item(c, "t1", "IDEM#k")["b"], {"B": b"\x00\x01"})
+        self.assertEqual(out["ConsumedCapacity"][0]["CapacityUnits"], 4.0, out)
+        st = self.stack.stats()
+        self.assertEqual(st["targets"].get("DynamoDB_20120810.TransactWriteItems"), 1, st)
+        self.assertEqual(st["transactions"]["committed"], 1, st)
+
+    def test_a_failed_condition_cancels_every_item_and_restores_old_images(self):
+        c = self.client()
+        self.put(c, "t2", 7)
+        self.put(c, "t2b", 1)
+        err = self.assertClientError(
+            lambda: self.txn(c, [self.update("t2"),
+                                 {"Delete": {"TableName": "carts", "Key": self.key("t2b")}},
+                                 self.update("t3", cond="attribute_exists(PK)")]),
+            "TransactionCanceledException")
+        reasons = [r["Code"] for r in err.response["CancellationReasons"]]
+        self.assertEqual(reasons, ["None", "None", "ConditionalCheckFailed"])
+        self.assertEqual(self.item(c, "t2")["n"], {"N": "7"})        # update undone
+        self.assertEqual(self.item(c, "t2b")["n"], {"N": "1"})       # delete undone
+        self.assertIsNone(self.item(c, "t3"))                         # never created
+        self.assertEqual(self.stack.stats()["transactions"]["canceled"], 1)
+
+    def test_client_request_token_makes_a_retry_idempotent(self):
+        c = self.client()
+        items = [self.update("t4")]
+        self.txn(c, items, ClientRequestToken="tok-1")
+        self.txn(c, items, ClientRequestToken="tok-1")
+        self.assertEqual(self.item(c, "t4")["n"], {"N": "1"})
+        self.assertClientError(lambda: self.txn(c, [self.update("t5")],
+                                                ClientRequestToken="tok-1"),
+                               "IdempotentParameterMismatchException")
+        self.assertIsNone(self.item(c, "t5"))
+
+    def test_refuses_two_operations_on_one_item_and_malformed_requests(self):
+        c = self.client()
+        self.assertClientError(lambda: self.txn(c, [self.update("t6"), self.update("t6")]),
+                               "ValidationException")
+        self.assertIsNone(self.item(c, "t6"))
+        with self.assertRaises(ddb_transact.TransactError) as ctx:
+            ddb_transact.validate({"TransactItems": [{"Put": {"Item": {}}}]})
+        self.assertIn("TableName", ctx.exception.message)
+        with self.assertRaises(ddb_transact.TransactError):
+            ddb_transact.validate({"TransactItems": [
+                {"Put": {"TableName": "carts", "Item": {"PK": {"B": "not base64!"}}}}]})

@@ -163,21 +163,67 @@ static cart_idem record(const char *key, int64_t exp)
 	return r;
 }
 
-START_TEST(test_dynamo_save_prunes_expired_records)
+static int save_keyed(const char *user, int64_t expected, const cart *c,
+		      const cart_idem *rec)
+{
+	cart_write w = { user, expected, c, rec, NULL, 0 };
+	return cart_repo_save(&repo, &w);
+}
+
+/*
+ * Records are items of their own, written in one transaction with the
+ * cart: 40 records of 64 KB bodies leave the cart item (and so the cost
+ * of a plain write) as it was, bodies round-trip exactly through their
+ * compression, and a save refused for its version stores no record.
+ */
+START_TEST(test_dynamo_records_never_grow_the_cart_item)
 {
 	int64_t now = cart_clock_now(&g_env.clock);
-	cart_idem old = record("old", now - 1000), live = record("live", now + 60000);
-	cart *c = cart_with_lines("u-prune", 1);
+	size_t len = 64 * 1024;
+	char *body = malloc(len), key[16];
+	cart *c = cart_with_lines("u-records", 10);
+	cart_dynamo_stats a, b;
 	cart_idem *got = NULL;
+	uint64_t plain;
 
-	ck_assert_int_eq(cart_repo_idem_complete(&repo, "u-prune", &old), CART_OK);
-	ck_assert_int_eq(cart_repo_idem_complete(&repo, "u-prune", &live), CART_OK);
-	ck_assert_int_eq(save("u-prune", 0, c), CART_OK);
-	/* asked as of time 0, a record still in the item would be returned */
-	ck_assert_int_eq(cart_repo_idem_get(&repo, "u-prune", "old", 0, &got),
-			 CART_ENOTFOUND);
-	ck_assert_int_eq(cart_repo_idem_get(&repo, "u-prune", "live", 0, &got), CART_OK);
+	ck_assert_ptr_nonnull(body);
+	for (size_t i = 0; i < len; i++)   /* JSON-like, not all one byte */
+		body[i] = "{\"itemId\":\"sku-0123\",\"quantity\":7}, "[i % 37] + (i / 4096) % 3;
+	cart_dynamo_repo_stats(&repo, &a);
+	ck_assert_int_eq(save("u-records", 0, c), CART_OK);
+	cart_dynamo_repo_stats(&repo, &b);
+	plain = b.write_units_x10 - a.write_units_x10;
+	for (int i = 0; i < 40; i++) {
+		cart_idem rec = record(key, now + 60000);
+		snprintf(key, sizeof(key), "key-%d", i);
+		rec.body = body;
+		rec.body_len = len;
+		cart_touch(c, 1767225601000LL + i + 1, 86400000);
+		ck_assert_int_eq(save_keyed("u-records", cart_version(c) - 1, c, &rec),
+				 CART_OK);
+	}
+	cart_dynamo_repo_stats(&repo, &a);
+	cart_touch(c, 1767225700000LL, 86400000);
+	ck_assert_int_eq(save("u-records", cart_version(c) - 1, c), CART_OK);
+	cart_dynamo_repo_stats(&repo, &b);
+	ck_assert_uint_eq(b.write_units_x10 - a.write_units_x10, plain);
+	ck_assert_int_eq(cart_repo_idem_get(&repo, "u-records", "key-0", now, &got),
+			 CART_OK);
+	ck_assert_uint_eq(got->body_len, len);
+	ck_assert(memcmp(got->body, body, len) == 0);
 	cart_idem_free(got);
+	got = NULL;
+	{
+		cart_idem rec = record("lost", now + 60000);
+		cart *stale = cart_with_lines("u-records", 1);   /* version 1 */
+
+		cart_touch(stale, 1767225800000LL, 86400000);
+		ck_assert_int_eq(save_keyed("u-records", 1, stale, &rec), CART_ECONFLICT);
+		cart_free(stale);
+		ck_assert_int_eq(cart_repo_idem_get(&repo, "u-records", "lost", now, &got),
+				 CART_ENOTFOUND);
+	}
+	free(body);
 	cart_free(c);
 }
 END_TEST
@@ -240,7 +286,7 @@ Suite *dynamo_adapter_suite(void)
 	tcase_add_test(tc, test_dynamo_bad_items_are_backend_errors);
 	tcase_add_test(tc, test_dynamo_item_without_version_is_no_cart);
 	tcase_add_test(tc, test_dynamo_ping_is_cached);
-	tcase_add_test(tc, test_dynamo_save_prunes_expired_records);
+	tcase_add_test(tc, test_dynamo_records_never_grow_the_cart_item);
 	tcase_add_test(tc, test_dynamo_oversized_cart_is_invalid_and_not_stored);
 	suite_add_tcase(s, tc);
 	return s;

@@ -59,8 +59,10 @@ class UnknownOutcomeTests(AwsServiceTestCase):
     def test_idempotency_key_after_unknown_outcome_of_the_save(self):
         u = self.user("uo")
         key = "uo-save-" + u
-        # UpdateItem #1 is the idempotency claim, #2 the cart save: fault #2.
-        self.stack.fault("timeout_after_forward", count=1, target="UpdateItem", skip=1,
+        # PutItem is the idempotency claim, TransactWriteItems the cart save
+        # with its record: fault the save.  The retry carries the same
+        # ClientRequestToken, so it is answered without applying twice.
+        self.stack.fault("timeout_after_forward", count=1, target="TransactWriteItems",
                          hang_seconds=1.5)
         r1 = self.add(u, "sku-k", 1, 700, headers={"Idempotency-Key": key})
         self.assertEqual(r1.status, 201, "%r\n%s" % (r1, self.dump()))
@@ -74,17 +76,19 @@ class UnknownOutcomeTests(AwsServiceTestCase):
         self.assertEqual(r2.header("idempotent-replayed"), "true", r2)
         self.assertEqual(r2.body, r1.body)
         self.assertEqual(self.attempts("UpdateItem"), 0, self.dump())
+        self.assertEqual(self.attempts("TransactWriteItems"), 0, self.dump())
+        self.assertEqual(self.attempts("PutItem"), 0, self.dump())
         c, line = self.cart_line(u, "sku-k")
         self.assertEqual((c["version"], line["quantity"]), (1, 1), c)
 
     def test_idempotency_key_after_unknown_outcome_of_the_claim(self):
-        # The claim of the key (the first UpdateItem) is applied but not
+        # The claim of the key (a PutItem) is applied but not
         # answered.  The retried claim fails its own condition ("record
         # absent"); the request must still complete once, and a repeat with
         # the same key must be a replay -- not "in flight" for the 60 s lease.
         u = self.user("uo")
         key = "uo-claim-" + u
-        self.stack.fault("timeout_after_forward", count=1, target="UpdateItem",
+        self.stack.fault("timeout_after_forward", count=1, target="PutItem",
                          hang_seconds=1.5)
         r1 = self.add(u, "sku-c", 1, 700, headers={"Idempotency-Key": key})
         self.assertEqual(r1.status, 201,
