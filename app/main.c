@@ -138,7 +138,7 @@ static int wire_publisher(wiring *w, const app_config *cfg, char *err,
 
 static int wire_repo(wiring *w, const app_config *cfg, char *err, size_t err_len)
 {
-	cart_dynamo_config dc = { cfg->dynamodb_table, 5000 };
+	cart_dynamo_config dc = { .table = cfg->dynamodb_table, .ready_cache_ms = 5000 };
 
 	if (!strcmp(cfg->storage_backend, "memory")) {
 		if (cart_memory_repo_new(&w->repo) == CART_OK) {

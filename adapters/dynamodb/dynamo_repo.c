@@ -43,10 +43,12 @@
 #define TARGET "DynamoDB_20120810."
 #define IDEM_SK "IDEM#"
 #define IDEM_ZMIN 512        /* bodies from this size on are compressed */
+#define IDEM_MAX_DEFAULT 256 /* records kept per user (cart_dynamo_config) */
 
 typedef struct dynamo_repo {
 	char table[256];
 	int64_t ready_cache_ms;
+	int64_t idem_max;            /* records per user before a sweep */
 	cart_aws_client *client;
 	const cart_clock *clock;
 	const cart_ids *ids;
@@ -220,14 +222,18 @@ static void expr_attach(expr *e, cJSON *req)
 
 /* --- calls -------------------------------------------------------------- */
 
+/* ConsumedCapacity: one object, or a list of them (batch, transaction). */
 static void add_capacity(dynamo_repo *r, const cJSON *resp, bool write)
 {
 	const cJSON *cc = cJSON_GetObjectItemCaseSensitive(resp, "ConsumedCapacity");
-	const cJSON *u = cJSON_GetObjectItemCaseSensitive(cc, "CapacityUnits");
+	const cJSON *one = cJSON_IsArray(cc) ? cc->child : cc;
 
-	if (cJSON_IsNumber(u))
-		atomic_fetch_add(write ? &r->wcu_x10 : &r->rcu_x10,
-				 (uint64_t)(u->valuedouble * 10 + 0.5));
+	for (; one; one = cJSON_IsArray(cc) ? one->next : NULL) {
+		const cJSON *u = cJSON_GetObjectItemCaseSensitive(one, "CapacityUnits");
+		if (cJSON_IsNumber(u))
+			atomic_fetch_add(write ? &r->wcu_x10 : &r->rcu_x10,
+					 (uint64_t)(u->valuedouble * 10 + 0.5));
+	}
 }
 
 /*
@@ -279,7 +285,8 @@ static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
 	int rc;
 
 	memset(res, 0, sizeof(*res));
-	if (strcmp(op, "TransactWriteItems"))   /* its items name the table */
+	if (strcmp(op, "TransactWriteItems") && strcmp(op, "BatchWriteItem"))
+		/* those name the table per item */
 		cJSON_AddStringToObject(req, "TableName", r->table);
 	cJSON_AddStringToObject(req, "ReturnConsumedCapacity", "TOTAL");
 	body = cJSON_PrintUnformatted(req);
@@ -553,6 +560,7 @@ static cJSON *encode_idem(const char *user_id, const cart_idem *rec,
 typedef struct clauses {
 	char set[4096];
 	char remove[512];
+	char add[64];
 } clauses;
 
 static void clause_add(char *clause, size_t cap, const char *verb,
@@ -712,27 +720,218 @@ static void outbox_append(expr *e, clauses *cl, const cart_write *w,
 			    room));
 }
 
-/* After a failed condition: was it the version, or a full outbox? */
+/* --- the bound on a user's idempotency records --------------------------- */
+
+/* why_refused's answer when the user's records are at the bound. */
+#define RECORDS_FULL 1
+
+/*
+ * For a write that stores a record: "ADD idemN 1" and the condition that
+ * the user holds fewer than idem_max records.
+ */
+static void count_record(dynamo_repo *r, expr *e, char *cond, size_t cond_cap,
+			 char *add, size_t add_cap)
+{
+	char nb[16], one[16], max[16];
+	const char *np = expr_name(e, "idemN", nb);
+	size_t n = strlen(cond);
+
+	snprintf(cond + n, cond_cap - n, "%s(attribute_not_exists(%s) OR %s < %s)",
+		 n ? " AND " : "", np, np, expr_value(e, av_n(r->idem_max), max));
+	snprintf(add, add_cap, "ADD %s %s", np, expr_value(e, av_n(1), one));
+}
+
+typedef struct rec_ref {
+	char *sk;
+	int64_t exp;
+	bool pending;
+} rec_ref;
+
+/* PENDING claims last (never evicted), COMPLETE records oldest first. */
+static int rec_order(const void *a, const void *b)
+{
+	const rec_ref *x = a, *y = b;
+
+	if (x->pending != y->pending)
+		return x->pending ? 1 : -1;
+	return (x->exp > y->exp) - (x->exp < y->exp);
+}
+
+/* Every record of the user (key, state, expiry): one Query per 1 MB. */
+static int list_records(dynamo_repo *r, const char *user_id, rec_ref **out,
+			size_t *n_out)
+{
+	char pk[CART_ID_MAX + 8], b0[16], b1[16], b2[16], b3[16], b4[16], b5[16];
+	char kc[96], proj[64];
+	cJSON *start = NULL;
+	rec_ref *refs = NULL;
+	size_t n = 0, cap = 0;
+	int rc = CART_OK;
+
+	snprintf(pk, sizeof(pk), "CART#%s", user_id);
+	do {
+		cJSON *req = cJSON_CreateObject();
+		const cJSON *it;
+		call_result res;
+		expr e;
+
+		expr_init(&e);
+		snprintf(kc, sizeof(kc), "%s = %s AND begins_with(%s, %s)",
+			 expr_name(&e, "PK", b0), expr_value(&e, av_s(pk), b1),
+			 expr_name(&e, "SK", b2), expr_value(&e, av_s(IDEM_SK), b3));
+		snprintf(proj, sizeof(proj), "%s, %s, %s", b2, expr_name(&e, "st", b4),
+			 expr_name(&e, "exp", b5));
+		cJSON_AddStringToObject(req, "KeyConditionExpression", kc);
+		cJSON_AddStringToObject(req, "ProjectionExpression", proj);
+		cJSON_AddTrueToObject(req, "ConsistentRead");
+		if (start)
+			cJSON_AddItemToObject(req, "ExclusiveStartKey", start);
+		start = NULL;
+		expr_attach(&e, req);
+		rc = call(r, "Query", req, &res, false);
+		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(res.resp, "Items")) {
+			const char *sk = get_s(it, "SK"), *st = get_s(it, "st");
+			int64_t exp = 0;
+
+			if (!sk)
+				continue;
+			if (n == cap) {
+				rec_ref *more = realloc(refs, (cap = cap ? 2 * cap : 64) *
+							      sizeof(*refs));
+				if (!more) {
+					rc = CART_ENOMEM;
+					break;
+				}
+				refs = more;
+			}
+			get_n(it, "exp", &exp);
+			refs[n].sk = strdup(sk);
+			refs[n].exp = exp;
+			refs[n].pending = st && !strcmp(st, "PENDING");
+			if (!refs[n].sk) {
+				rc = CART_ENOMEM;
+				break;
+			}
+			n++;
+		}
+		if (!rc && cJSON_GetObjectItemCaseSensitive(res.resp, "LastEvaluatedKey"))
+			start = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(
+				res.resp, "LastEvaluatedKey"), true);
+		cJSON_Delete(res.resp);
+	} while (!rc && start);
+	*out = refs;
+	*n_out = n;
+	return rc;
+}
+
+/* Deletes refs[0..n) with BatchWriteItem; returns how many went. */
+static size_t delete_records(dynamo_repo *r, const char *user_id,
+			     const rec_ref *refs, size_t n)
+{
+	char pk[CART_ID_MAX + 8];
+	size_t gone = 0;
+
+	snprintf(pk, sizeof(pk), "CART#%s", user_id);
+	for (size_t at = 0; at < n; at += 25) {
+		cJSON *req = cJSON_CreateObject(), *ri = cJSON_CreateObject();
+		cJSON *list = cJSON_CreateArray();
+		size_t m = n - at < 25 ? n - at : 25;
+		const cJSON *left;
+		call_result res;
+
+		for (size_t i = at; i < at + m; i++) {
+			cJSON *del = cJSON_CreateObject(), *k = cJSON_CreateObject();
+			cJSON *wr = cJSON_CreateObject();
+
+			cJSON_AddItemToObject(k, "PK", av_s(pk));
+			cJSON_AddItemToObject(k, "SK", av_s(refs[i].sk));
+			cJSON_AddItemToObject(del, "Key", k);
+			cJSON_AddItemToObject(wr, "DeleteRequest", del);
+			cJSON_AddItemToArray(list, wr);
+		}
+		cJSON_AddItemToObject(ri, r->table, list);
+		cJSON_AddItemToObject(req, "RequestItems", ri);
+		if (call(r, "BatchWriteItem", req, &res, true) == CART_OK) {
+			/* what DynamoDB did not get to stays for the next sweep */
+			left = cJSON_GetObjectItemCaseSensitive(
+				cJSON_GetObjectItemCaseSensitive(res.resp, "UnprocessedItems"),
+				r->table);
+			gone += m - (size_t)cJSON_GetArraySize(left);
+		}
+		cJSON_Delete(res.resp);
+	}
+	return gone;
+}
+
+/*
+ * The user reached idem_max records: forget the oldest COMPLETE ones down
+ * to three quarters of the bound (so a sweep runs once per idem_max / 4
+ * keyed writes, not on each), and set the count to what is left.  PENDING
+ * claims are never deleted.  Expired records sort first, so they go first.
+ */
+static int sweep_records(dynamo_repo *r, const char *user_id)
+{
+	size_t n = 0, complete = 0, keep = (size_t)(r->idem_max * 3 / 4), gone = 0;
+	char nb[16], vb[16], update[48];
+	rec_ref *refs = NULL;
+	call_result res;
+	cJSON *req;
+	expr e;
+	int rc;
+
+	rc = list_records(r, user_id, &refs, &n);
+	if (!rc) {
+		qsort(refs, n, sizeof(*refs), rec_order);
+		while (complete < n && !refs[complete].pending)
+			complete++;
+		if (complete > keep)
+			gone = delete_records(r, user_id, refs, complete - keep);
+		req = cJSON_CreateObject();
+		expr_init(&e);
+		snprintf(update, sizeof(update), "SET %s = %s", expr_name(&e, "idemN", nb),
+			 expr_value(&e, av_n((int64_t)(n - gone)), vb));
+		cJSON_AddItemToObject(req, "Key", key_of(user_id));
+		cJSON_AddStringToObject(req, "UpdateExpression", update);
+		expr_attach(&e, req);
+		rc = call(r, "UpdateItem", req, &res, true);
+		cJSON_Delete(res.resp);
+		cart_aws_logf(r->log, 1, "idempotency records swept",
+			      ",\"user_id\":\"%s\",\"deleted\":%zu,\"kept\":%zu",
+			      user_id, gone, n - gone);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(refs[i].sk);
+	free(refs);
+	return rc;
+}
+
+/*
+ * After a failed condition: was it the version (CART_ECONFLICT), a full
+ * outbox (CART_EBACKLOG) or the user's records at the bound
+ * (RECORDS_FULL)?
+ */
 static int why_refused(dynamo_repo *r, const cart_write *w)
 {
 	cJSON *req = cJSON_CreateObject();
 	const cJSON *item, *ob;
 	call_result res;
-	int64_t v = 0;
+	int64_t v = 0, records = 0;
 	int rc;
 
 	cJSON_AddItemToObject(req, "Key", key_of(w->user_id));
 	cJSON_AddTrueToObject(req, "ConsistentRead");
-	cJSON_AddStringToObject(req, "ProjectionExpression", "version, outbox");
+	cJSON_AddStringToObject(req, "ProjectionExpression", "version, outbox, idemN");
 	if (call(r, "GetItem", req, &res, false))
 		return CART_ECONFLICT;
 	item = cJSON_GetObjectItemCaseSensitive(res.resp, "Item");
 	ob = cJSON_GetObjectItemCaseSensitive(
 		cJSON_GetObjectItemCaseSensitive(item, "outbox"), "L");
 	get_n(item, "version", &v);
-	rc = v == w->expected_version &&
-	     (size_t)cJSON_GetArraySize(ob) + w->event_count > CART_OUTBOX_MAX
-		     ? CART_EBACKLOG : CART_ECONFLICT;
+	get_n(item, "idemN", &records);
+	rc = v != w->expected_version ? CART_ECONFLICT
+	   : (size_t)cJSON_GetArraySize(ob) + w->event_count > CART_OUTBOX_MAX
+		   ? CART_EBACKLOG
+	   : w->idem && records >= r->idem_max ? RECORDS_FULL : CART_ECONFLICT;
 	if (rc == CART_EBACKLOG)
 		cart_aws_logf(r->log, 2, "event outbox full: write refused",
 			      ",\"user_id\":\"%s\"", w->user_id);
@@ -940,11 +1139,12 @@ static int dynamo_outbox_ack(void *self, const char *user_id,
  * the outbox) as a request object without TableName.  NULL if out of
  * memory.
  */
-static cJSON *cart_update(const cart_write *w, const char *write_id)
+static cJSON *cart_update(dynamo_repo *r, const cart_write *w,
+			  const char *write_id)
 {
-	char nb[16], vb[16], cond[256];
+	char nb[16], vb[16], cond[384];
 	cJSON *req = cJSON_CreateObject();
-	clauses cl = { "", "" };
+	clauses cl = { "", "", "" };
 	char *update;
 	expr e;
 
@@ -958,13 +1158,16 @@ static cJSON *cart_update(const cart_write *w, const char *write_id)
 			 expr_value(&e, av_n(w->expected_version), vb));
 	if (w->event_count)
 		outbox_append(&e, &cl, w, cond, sizeof(cond));
-	update = malloc(strlen(cl.set) + strlen(cl.remove) + 2);
+	if (w->idem)
+		count_record(r, &e, cond, sizeof(cond), cl.add, sizeof(cl.add));
+	update = malloc(strlen(cl.set) + strlen(cl.remove) + strlen(cl.add) + 3);
 	if (!update) {
 		expr_attach(&e, req);
 		cJSON_Delete(req);
 		return NULL;
 	}
-	sprintf(update, "%s%s%s", cl.set, cl.remove[0] ? " " : "", cl.remove);
+	sprintf(update, "%s%s%s%s%s", cl.set, cl.remove[0] ? " " : "", cl.remove,
+		cl.add[0] ? " " : "", cl.add);
 	cJSON_AddItemToObject(req, "Key", key_of(w->user_id));
 	cJSON_AddStringToObject(req, "UpdateExpression", update);
 	cJSON_AddStringToObject(req, "ConditionExpression", cond);
@@ -1005,9 +1208,8 @@ static cJSON *save_with_record(dynamo_repo *r, const cart_write *w,
 	return req;
 }
 
-static int dynamo_save(void *self, const cart_write *w)
+static int save_once(dynamo_repo *r, const cart_write *w)
 {
-	dynamo_repo *r = self;
 	char write_id[CART_UUID_LEN + 1];
 	call_result res;
 	cJSON *req;
@@ -1016,7 +1218,7 @@ static int dynamo_save(void *self, const cart_write *w)
 	if (cart_ids_uuid(r->ids, write_id))
 		return CART_EBACKEND;
 	write_id[18] = '\0';   /* 64 random bits are plenty to tell writes apart */
-	req = cart_update(w, write_id);
+	req = cart_update(r, w, write_id);
 	if (req && w->idem)
 		req = save_with_record(r, w, req, write_id);
 	if (!req)
@@ -1028,9 +1230,19 @@ static int dynamo_save(void *self, const cart_write *w)
 	if (rc == CART_ECONFLICT && res.ambiguous &&
 	    write_landed(r, w->user_id, write_id))
 		rc = CART_OK;
-	if (rc == CART_ECONFLICT && w->event_count)
+	if (rc == CART_ECONFLICT && (w->event_count || w->idem))
 		rc = why_refused(r, w);
 	return rc;
+}
+
+/* At the records' bound: sweep the oldest, then try once more. */
+static int dynamo_save(void *self, const cart_write *w)
+{
+	int rc = save_once(self, w);
+
+	if (rc == RECORDS_FULL && sweep_records(self, w->user_id) == CART_OK)
+		rc = save_once(self, w);
+	return rc == RECORDS_FULL ? CART_EUNAVAILABLE : rc;   /* claims fill it */
 }
 
 /* --- the port: idempotency records -------------------------------------- */
@@ -1173,22 +1385,61 @@ static int dynamo_idem_claim(void *self, const char *user_id,
 	return rc;
 }
 
-/* An outcome that wrote nothing to the cart: the record alone. */
-static int dynamo_idem_complete(void *self, const char *user_id,
-				const cart_idem *rec)
+/*
+ * An outcome that wrote nothing to the cart: the record, and the user's
+ * count of records (on the cart item, which it creates without a version
+ * if there is none yet), in one transaction.  CART_ECONFLICT: at the bound
+ * (or another transaction held the cart item).
+ */
+static int complete_once(dynamo_repo *r, const char *user_id,
+			 const cart_idem *rec)
 {
-	dynamo_repo *r = self;
-	cJSON *req, *item = encode_idem(user_id, rec, NULL);
+	cJSON *req, *items, *put, *upd, *u, *item = encode_idem(user_id, rec, NULL);
+	char tok[CART_UUID_LEN + 1], cond[160] = "", add[64];
 	call_result res;
+	expr e;
 	int rc;
 
 	if (!item)
 		return CART_ENOMEM;
+	if (cart_ids_uuid(r->ids, tok)) {
+		cJSON_Delete(item);
+		return CART_EBACKEND;
+	}
 	req = cJSON_CreateObject();
-	cJSON_AddItemToObject(req, "Item", item);
-	rc = call(r, "PutItem", req, &res, true);
+	items = cJSON_AddArrayToObject(req, "TransactItems");
+	put = cJSON_CreateObject();
+	cJSON_AddStringToObject(put, "TableName", r->table);
+	cJSON_AddItemToObject(put, "Item", item);
+	upd = cJSON_CreateObject();
+	cJSON_AddItemToObject(upd, "Put", put);
+	cJSON_AddItemToArray(items, upd);
+	u = cJSON_CreateObject();
+	expr_init(&e);
+	count_record(r, &e, cond, sizeof(cond), add, sizeof(add));
+	cJSON_AddStringToObject(u, "TableName", r->table);
+	cJSON_AddItemToObject(u, "Key", key_of(user_id));
+	cJSON_AddStringToObject(u, "UpdateExpression", add);
+	cJSON_AddStringToObject(u, "ConditionExpression", cond);
+	expr_attach(&e, u);
+	upd = cJSON_CreateObject();
+	cJSON_AddItemToObject(upd, "Update", u);
+	cJSON_AddItemToArray(items, upd);
+	tok[18] = '\0';
+	cJSON_AddStringToObject(req, "ClientRequestToken", tok);
+	rc = call(r, "TransactWriteItems", req, &res, true);
 	cJSON_Delete(res.resp);
 	return rc;
+}
+
+static int dynamo_idem_complete(void *self, const char *user_id,
+				const cart_idem *rec)
+{
+	int rc = complete_once(self, user_id, rec);
+
+	if (rc == CART_ECONFLICT && sweep_records(self, user_id) == CART_OK)
+		rc = complete_once(self, user_id, rec);
+	return rc == CART_ECONFLICT ? CART_EUNAVAILABLE : rc;
 }
 
 /* Deletes the key's record if it is still our PENDING claim. */
@@ -1278,6 +1529,7 @@ int cart_dynamo_repo_new(cart_repo *out, const cart_dynamo_config *cfg,
 		return CART_ENOMEM;
 	strcpy(r->table, cfg->table);
 	r->ready_cache_ms = cfg->ready_cache_ms > 0 ? cfg->ready_cache_ms : 5000;
+	r->idem_max = cfg->idem_max > 0 ? (int64_t)cfg->idem_max : IDEM_MAX_DEFAULT;
 	r->client = client;
 	r->clock = clock;
 	r->ids = ids;

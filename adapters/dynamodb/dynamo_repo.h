@@ -4,9 +4,10 @@
 /*
  * The cart repository on DynamoDB: single table, one item per user
  * (PK = "CART#<userID>", SK = "CART") holding the cart, its version and
- * the user's idempotency records (attributes "idem#<key>"), so every
- * mutation is one conditional UpdateItem and every read one GetItem.
- * See docs/adr/0006-dynamodb-single-table.md for the item layout.
+ * its event outbox, so every mutation is one conditional UpdateItem and
+ * every read one GetItem; idempotency records are items of their own in
+ * the same partition (SK = "IDEM#<key>"), written with the cart in one
+ * transaction.  See docs/adr/0006-dynamodb-single-table.md.
  *
  * Thread-safe.  The client, clock, ids and log are borrowed.
  */
@@ -17,6 +18,13 @@
 typedef struct cart_dynamo_config {
 	const char *table;
 	int64_t ready_cache_ms;      /* /ready probes at most this often; default 5000 */
+	/*
+	 * Idempotency records kept per user, default 256 (0: the default).
+	 * At the bound the oldest completed records are deleted down to
+	 * three quarters of it; if pending claims alone fill it, a write
+	 * that stores a record is CART_EUNAVAILABLE.
+	 */
+	size_t idem_max;
 } cart_dynamo_config;
 
 typedef struct cart_dynamo_stats {

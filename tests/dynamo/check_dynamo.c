@@ -81,7 +81,7 @@ static const cart_clock contract_clock = { &contract_clock_ops, NULL };
 static int dynamo_factory(cart_repo *out, void *arg)
 {
 	char table[64];
-	cart_dynamo_config dc = { table, 1000 };
+	cart_dynamo_config dc = { .table = table, .ready_cache_ms = 1000 };
 
 	if (dynamo_new_table(table, sizeof(table)))
 		return CART_EBACKEND;

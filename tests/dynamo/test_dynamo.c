@@ -15,7 +15,7 @@ static char table[64];
 
 static void setup(void)
 {
-	cart_dynamo_config dc = { table, 1000 };
+	cart_dynamo_config dc = { .table = table, .ready_cache_ms = 1000 };
 
 	ck_assert_int_eq(dynamo_new_table(table, sizeof(table)), 0);
 	ck_assert_int_eq(cart_dynamo_repo_new(&repo, &dc, g_env.client, &g_env.clock,
@@ -228,6 +228,71 @@ START_TEST(test_dynamo_records_never_grow_the_cart_item)
 }
 END_TEST
 
+/*
+ * A user's records are bounded: with idem_max 8, 30 keyed saves and 30
+ * outcomes without a cart change all succeed, the newest records replay,
+ * the oldest are gone, and a PENDING claim is never swept.
+ */
+START_TEST(test_dynamo_records_per_user_are_bounded)
+{
+	cart_dynamo_config dc = { .table = table, .ready_cache_ms = 1000, .idem_max = 8 };
+	int64_t now = cart_clock_now(&g_env.clock);
+	cart *c = cart_with_lines("u-bound", 1);
+	cart_idem claim = record("claimed", now + 60000), *got = NULL;
+	cart_repo small;
+	char key[16];
+	int live = 0;
+
+	ck_assert_int_eq(cart_dynamo_repo_new(&small, &dc, g_env.client, &g_env.clock,
+					      &g_env.ids, NULL), CART_OK);
+	claim.state = CART_IDEM_PENDING;
+	ck_assert_int_eq(cart_repo_idem_claim(&small, "u-bound", &claim, now), CART_OK);
+	ck_assert_int_eq(cart_repo_save(&small, &(cart_write){ "u-bound", 0, c, NULL,
+							       NULL, 0 }), CART_OK);
+	for (int i = 0; i < 30; i++) {
+		cart_idem rec = record(key, now + 60000 + i);
+		cart_write w = { "u-bound", 0, c, &rec, NULL, 0 };
+
+		snprintf(key, sizeof(key), "save-%02d", i);
+		cart_touch(c, 1767225601000LL + i + 1, 86400000);
+		w.expected_version = cart_version(c) - 1;
+		ck_assert_int_eq(cart_repo_save(&small, &w), CART_OK);
+	}
+	for (int i = 0; i < 30; i++) {
+		cart_idem rec = record(key, now + 90000 + i);
+
+		snprintf(key, sizeof(key), "done-%02d", i);
+		ck_assert_int_eq(cart_repo_idem_complete(&small, "u-bound", &rec), CART_OK);
+	}
+	for (int i = 0; i < 30; i++) {
+		snprintf(key, sizeof(key), "save-%02d", i);
+		if (cart_repo_idem_get(&small, "u-bound", key, now, &got) == CART_OK)
+			live++;
+		cart_idem_free(got);
+		got = NULL;
+		snprintf(key, sizeof(key), "done-%02d", i);
+		if (cart_repo_idem_get(&small, "u-bound", key, now, &got) == CART_OK)
+			live++;
+		cart_idem_free(got);
+		got = NULL;
+	}
+	ck_assert_int_le(live, 8);
+	ck_assert_int_ge(live, 6);     /* swept to 3/4 of 8, then refilled */
+	ck_assert_int_eq(cart_repo_idem_get(&small, "u-bound", "done-29", now, &got),
+			 CART_OK);      /* the newest is kept */
+	cart_idem_free(got);
+	got = NULL;
+	ck_assert_int_eq(cart_repo_idem_get(&small, "u-bound", "save-00", now, &got),
+			 CART_ENOTFOUND);   /* the oldest went first */
+	ck_assert_int_eq(cart_repo_idem_get(&small, "u-bound", "claimed", now, &got),
+			 CART_OK);
+	ck_assert_int_eq(got->state, CART_IDEM_PENDING);
+	cart_idem_free(got);
+	cart_repo_destroy(&small);
+	cart_free(c);
+}
+END_TEST
+
 /* 100 lines x 20 attributes of 256 bytes: far over DynamoDB's 400 KB. */
 START_TEST(test_dynamo_oversized_cart_is_invalid_and_not_stored)
 {
@@ -287,6 +352,7 @@ Suite *dynamo_adapter_suite(void)
 	tcase_add_test(tc, test_dynamo_item_without_version_is_no_cart);
 	tcase_add_test(tc, test_dynamo_ping_is_cached);
 	tcase_add_test(tc, test_dynamo_records_never_grow_the_cart_item);
+	tcase_add_test(tc, test_dynamo_records_per_user_are_bounded);
 	tcase_add_test(tc, test_dynamo_oversized_cart_is_invalid_and_not_stored);
 	suite_add_tcase(s, tc);
 	return s;

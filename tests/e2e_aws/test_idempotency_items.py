@@ -120,5 +120,6 @@ class IdempotencyItemsTests(AwsServiceTestCase):
                           "updatedAt", "expiresAt", "items", "currency"})
         self.assertLess(after - before, 8 * LINES, "the cart item grew with the records")
         self.assertLess(biggest, ITEM_MAX // 4)
+        self.assertLessEqual(len(records), 256)       # the per-user bound (ADR 3)
         self.assertEqual(st["targets"].get(DDB + "TransactWriteItems"), WRITES, st["targets"])
         self.assertEqual(st["targets"].get(DDB + "PutItem"), WRITES, st["targets"])   # claims
