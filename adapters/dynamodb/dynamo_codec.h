@@ -9,14 +9,24 @@
 #include <stddef.h>
 
 #include "cart/cart.h"
+#include "cart/repo.h"
 
 /*
  * Decodes a GetItem "Item" object (DynamoDB JSON text) for user_id.
  * CART_OK and *out (caller owns), CART_ENOTFOUND for an item without a
- * version (only idempotency claims), CART_EBACKEND for anything a valid
- * cart cannot hold, CART_ENOMEM.
+ * version, CART_EBACKEND for anything a valid cart cannot hold,
+ * CART_ENOMEM.
  */
 int cart_dynamo_decode_item(const char *json, size_t len, const char *user_id,
 			    cart **out);
+
+/*
+ * Decodes an idempotency record item (SK "IDEM#<key>", its body possibly
+ * zlib-compressed) as key's record.  CART_OK and *out (caller owns),
+ * CART_EBACKEND for anything malformed (including a body that does not
+ * inflate to its stated length), CART_ENOMEM.
+ */
+int cart_dynamo_decode_record(const char *json, size_t len, const char *key,
+			      cart_idem **out);
 
 #endif

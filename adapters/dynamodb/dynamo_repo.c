@@ -1293,6 +1293,20 @@ fail:
 	return CART_EBACKEND;
 }
 
+int cart_dynamo_decode_record(const char *json, size_t len, const char *key,
+			      cart_idem **out)
+{
+	cJSON *item = cJSON_ParseWithLength(json, len);
+	int rc;
+
+	*out = NULL;
+	if (!item)
+		return CART_EBACKEND;
+	rc = cJSON_IsObject(item) ? decode_idem(item, key, out) : CART_EBACKEND;
+	cJSON_Delete(item);
+	return rc;
+}
+
 /* A consistent GetItem of the key's record: *resp (caller deletes) and
  * *item, borrowed from it, NULL if there is no record. */
 static int idem_read(dynamo_repo *r, const char *user_id, const char *key,

@@ -1,7 +1,8 @@
 /*
- * libFuzzer target for the DynamoDB item decoder: whatever a table holds
+ * libFuzzer target for the DynamoDB item decoders: whatever a table holds
  * (hand-edited items, another writer's bugs), decoding gives a valid cart
- * or a clean error, never a crash, leak or out-of-bounds read.
+ * or idempotency record (compressed bodies included) or a clean error,
+ * never a crash, leak or out-of-bounds read.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -33,6 +34,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			assert(cart_id_valid(cart_item_id(cart_item_at(c, i))));
 	}
 	cart_free(c);
+	{
+		cart_idem *rec = NULL;
+
+		rc = cart_dynamo_decode_record(json, size, "fuzz-key", &rec);
+		assert(rc == CART_OK || rc == CART_EBACKEND || rc == CART_ENOMEM);
+		assert((rc == CART_OK) == (rec != NULL));
+		if (rec)
+			assert(rec->body_len == 0 || rec->body != NULL);
+		cart_idem_free(rec);
+	}
 	free(json);
 	return 0;
 }
