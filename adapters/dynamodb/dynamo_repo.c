@@ -1015,7 +1015,6 @@ static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 	return rc;
 }
 
-/* Removes the first n (<= ACK_CHUNK) events if they are these ids. */
 /*
  * The common case, in one write: the events are the whole outbox, so the
  * outbox and the index key go together.  CART_ECONFLICT if the outbox is
@@ -1050,6 +1049,7 @@ static int ack_all(dynamo_repo *r, const char *user_id, const cart_event *ev,
 	return rc;
 }
 
+/* Removes the first n (<= ACK_CHUNK) events if they are these ids. */
 static int ack_chunk(dynamo_repo *r, const char *user_id, const cart_event *ev,
 		     size_t n, bool *drained)
 {
