@@ -23,6 +23,10 @@ struct fake_publisher {
 	int delay_ms;
 	user_name fail_user;    /* fail_user[0] == 0: no entry fault */
 	int64_t fail_version;
+	user_name refuse_user;  /* refuse_user[0] == 0: no permanent refusal */
+	int64_t refuse_version;
+	char refuse_code[64];
+	size_t refusals;
 	call_rec *recs;         /* one per call */
 	size_t n_recs, cap_recs;
 	user_name *flying;      /* users of the calls in flight, n_flying */
@@ -122,29 +126,43 @@ static bool entry_faulty(struct fake_publisher *fp, const cart_event *ev)
 	       fp->fail_version == ev->cart_version;
 }
 
-/* Accepts ev[0..n) but the faulty entry; ok NULL: all or nothing. */
+static bool entry_refused(struct fake_publisher *fp, const cart_event *ev)
+{
+	return fp->refuse_user[0] && !strcmp(fp->refuse_user, ev->user_id) &&
+	       fp->refuse_version == ev->cart_version;
+}
+
+/*
+ * Accepts ev[0..n) but the faulty and the refused entry; ok NULL: all or
+ * nothing.
+ */
 static int accept(struct fake_publisher *fp, const cart_event *ev, size_t n,
 		  bool *ok)
 {
-	size_t bad = n;
+	size_t bad = n, refused = n;
 
-	for (size_t i = 0; i < n && bad == n; i++)
-		if (entry_faulty(fp, &ev[i]))
+	for (size_t i = 0; i < n; i++) {
+		if (bad == n && entry_faulty(fp, &ev[i]))
 			bad = i;
-	if (bad < n) {
-		fp->fail_user[0] = 0;   /* once */
-		if (!ok)
-			return CART_EBACKEND;
+		if (refused == n && entry_refused(fp, &ev[i]))
+			refused = i;
 	}
+	if (bad < n)
+		fp->fail_user[0] = 0;   /* once */
+	if (refused < n)
+		fp->refusals++;
+	if ((bad < n || refused < n) && !ok)
+		return CART_EBACKEND;
 	if (grow(fp, fp->count + n) != 0)
 		return CART_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
+		bool good = i != bad && i != refused;
 		if (ok)
-			ok[i] = i != bad;
-		if (i != bad)
+			ok[i] = good;
+		if (good)
 			fp->events[fp->count++] = ev[i];
 	}
-	return bad < n ? CART_EBACKEND : CART_OK;
+	return bad < n || refused < n ? CART_EBACKEND : CART_OK;
 }
 
 static void sleep_ms(int ms)
@@ -312,9 +330,26 @@ void fake_publisher_fail_entry(fake_publisher *fp, const char *user,
 	pthread_mutex_unlock(&fp->lock);
 }
 
+void fake_publisher_refuse_entry(fake_publisher *fp, const char *user,
+				 int64_t cart_version, const char *code)
+{
+	pthread_mutex_lock(&fp->lock);
+	snprintf(fp->refuse_user, sizeof(fp->refuse_user), "%s", user);
+	fp->refuse_version = cart_version;
+	snprintf(fp->refuse_code, sizeof(fp->refuse_code), "%s", code);
+	pthread_mutex_unlock(&fp->lock);
+}
+
+size_t fake_publisher_refusals(const fake_publisher *cfp)
+{
+	LOCKED_READ(cfp, fp->refusals);
+}
+
 void fake_publisher_reset(fake_publisher *fp)
 {
 	pthread_mutex_lock(&fp->lock);
+	fp->refuse_user[0] = 0;
+	fp->refusals = 0;
 	fp->count = 0;
 	fp->calls = 0;
 	fp->fail_n = 0;

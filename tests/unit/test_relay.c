@@ -293,6 +293,37 @@ START_TEST(test_relay_whole_call_failure_keeps_everything)
 }
 END_TEST
 
+/*
+ * A bus that refuses one entry for good (a malformed detail, a missing
+ * bus): after a bounded number of passes that event is taken out of the
+ * outbox, and the cart's later events go out.  Without the bound the
+ * cart would stall behind it forever.
+ */
+START_TEST(test_relay_parks_an_entry_refused_permanently)
+{
+	commit_events(0, 5);
+	commit_events(1, 2);
+	fake_publisher_refuse_entry(fpub, "user-0000", 3, "MalformedDetail");
+	for (int pass = 0; pass < 20; pass++)
+		ck_assert_int_ge(cart_relay_run_once(relay), 0);
+	/* the default bound (5), not once per pass */
+	ck_assert_uint_eq(fake_publisher_refusals(fpub), 5);
+	ck_assert_uint_eq(pending(), 0);
+	int64_t seen[6] = { 0 };
+	for (size_t i = 0; i < fake_publisher_count(fpub); i++) {
+		cart_event ev = fake_publisher_event(fpub, i);
+		if (!strcmp(ev.user_id, "user-0000"))
+			seen[ev.cart_version]++;
+	}
+	ck_assert_int_ge(seen[1], 1);
+	ck_assert_int_ge(seen[2], 1);
+	ck_assert_int_eq(seen[3], 0);
+	ck_assert_int_ge(seen[4], 1);
+	ck_assert_int_ge(seen[5], 1);
+	check_user_order(1, 2);
+}
+END_TEST
+
 Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -317,6 +348,7 @@ Suite *relay_suite(void)
 	tc = tcase_create("failures");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_relay_acks_only_the_published_prefix);
+	tcase_add_test(tc, test_relay_parks_an_entry_refused_permanently);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("version1");
