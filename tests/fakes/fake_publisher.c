@@ -133,11 +133,11 @@ static bool entry_refused(struct fake_publisher *fp, const cart_event *ev)
 }
 
 /*
- * Accepts ev[0..n) but the faulty and the refused entry; ok NULL: all or
+ * Accepts ev[0..n) but the faulty and the refused entry; res NULL: all or
  * nothing.
  */
 static int accept(struct fake_publisher *fp, const cart_event *ev, size_t n,
-		  bool *ok)
+		  cart_publish_result *res)
 {
 	size_t bad = n, refused = n;
 
@@ -151,15 +151,20 @@ static int accept(struct fake_publisher *fp, const cart_event *ev, size_t n,
 		fp->fail_user[0] = 0;   /* once */
 	if (refused < n)
 		fp->refusals++;
-	if ((bad < n || refused < n) && !ok)
+	if ((bad < n || refused < n) && !res)
 		return CART_EBACKEND;
 	if (grow(fp, fp->count + n) != 0)
 		return CART_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		bool good = i != bad && i != refused;
-		if (ok)
-			ok[i] = good;
-		if (good)
+		if (res && i == refused) {
+			res[i].status = CART_PUBLISH_REFUSED;
+			snprintf(res[i].code, sizeof(res[i].code), "%s", fp->refuse_code);
+		} else if (res) {
+			res[i].status = i == bad ? CART_PUBLISH_RETRY : CART_PUBLISH_ACCEPTED;
+			snprintf(res[i].code, sizeof(res[i].code), "%s",
+				 i == bad ? "InternalFailure" : "");
+		}
+		if (i != bad && i != refused)
 			fp->events[fp->count++] = ev[i];
 	}
 	return bad < n || refused < n ? CART_EBACKEND : CART_OK;
@@ -173,8 +178,8 @@ static void sleep_ms(int ms)
 		;
 }
 
-static int pub_publish_each(void *self, const cart_event *events, size_t n,
-			    bool *ok)
+static int pub_publish_results(void *self, const cart_event *events, size_t n,
+			       cart_publish_result *res)
 {
 	struct fake_publisher *fp = self;
 	int rc, delay;
@@ -192,18 +197,36 @@ static int pub_publish_each(void *self, const cart_event *events, size_t n,
 		if (fp->fail_n > 0)
 			fp->fail_n--;
 		rc = fp->fail_err;
-		for (size_t i = 0; ok && i < n; i++)
-			ok[i] = false;
+		for (size_t i = 0; res && i < n; i++) {
+			res[i].status = CART_PUBLISH_RETRY;
+			res[i].code[0] = '\0';
+		}
 	} else {
-		rc = accept(fp, events, n, ok);
+		rc = accept(fp, events, n, res);
 	}
 	pthread_mutex_unlock(&fp->lock);
 	return rc;
 }
 
+/* Version 2: the same answers, a refusal for good is just "not accepted". */
+static int pub_publish_each(void *self, const cart_event *events, size_t n,
+			    bool *ok)
+{
+	cart_publish_result *res = calloc(n ? n : 1, sizeof(*res));
+	int rc;
+
+	if (!res)
+		return CART_ENOMEM;
+	rc = pub_publish_results(self, events, n, res);
+	for (size_t i = 0; i < n; i++)
+		ok[i] = rc != CART_ENOMEM && res[i].status == CART_PUBLISH_ACCEPTED;
+	free(res);
+	return rc;
+}
+
 static int pub_publish(void *self, const cart_event *events, size_t n)
 {
-	return pub_publish_each(self, events, n, NULL);
+	return pub_publish_results(self, events, n, NULL);
 }
 
 static void pub_destroy(void *self)
@@ -221,6 +244,7 @@ static const cart_publisher_ops fake_publisher_ops = {
 	.publish = pub_publish,
 	.destroy = pub_destroy,
 	.publish_each = pub_publish_each,
+	.publish_results = pub_publish_results,
 };
 
 static const cart_publisher_ops fake_publisher_v1_ops = {
