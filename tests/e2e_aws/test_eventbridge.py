@@ -588,6 +588,7 @@ class EventBridgePartialFailureTests(EventBridgeCase):
 
         # the dead-letter item: the event, why, when, and a 14-day TTL
         ddb = self.stack.client()
+        self.addCleanup(ddb.close)
         item = ddb.get_item(TableName=awsbase.TABLE, ConsistentRead=True,
                             Key={"PK": {"S": "CART#" + u},
                                  "SK": {"S": "DLQ#" + rec["eventId"]}}).get("Item")
