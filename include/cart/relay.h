@@ -64,7 +64,8 @@ void cart_relay_free(cart_relay *r);   /* accepts NULL */
  * them in calls that mix users, ack what was accepted; returns once no
  * call is in flight.  Returns the number of events accepted (>= 0), or a
  * cart_err if the outbox could not be read.  A user's refused entry and
- * everything after it stay pending for the next pass.
+ * everything after it stay pending for the next pass, until that entry
+ * is parked (CART_RELAY_MAX_ATTEMPTS).
  */
 int cart_relay_run_once(cart_relay *r);
 
