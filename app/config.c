@@ -119,6 +119,8 @@ static const var vars[] = {
 	  "publish the event outbox from this process (false: another task relays)" },
 	{ "EVENTS_RELAY_CONCURRENCY", "4", V_INT, F(events_relay_concurrency), 1, 64, NULL, NOSET,
 	  "event publisher calls in flight at once (each carries up to 10 events of several carts)" },
+	{ "EVENTS_MAX_ATTEMPTS", "5", V_INT, F(events_max_attempts), 1, 100, NULL, NOSET,
+	  "relay passes in a row the bus may refuse an event for good (malformed, no such bus, access denied) before it is parked in the store's dead-letter list" },
 	{ "EVENTBRIDGE_BUS_NAME", "default", V_STR, F(eventbridge_bus_name), 1, 0, ID_CHARS "-_./:", NOSET,
 	  "EventBridge bus name or ARN" },
 	{ "STORAGE_BACKEND", NULL, V_ENUM, F(storage_backend), 0, 0, "memory|dynamodb", SET(set_storage),

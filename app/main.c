@@ -159,6 +159,31 @@ static int wire_repo(wiring *w, const app_config *cfg, char *err, size_t err_len
 	return 0;
 }
 
+/*
+ * The relay gave up on an event the bus refuses for good: it is out of
+ * the outbox and in the store's dead-letter list (docs/adr/0008).
+ */
+static void log_parked(void *self, const cart_event *ev, const char *code,
+		       int attempts)
+{
+	buf b;
+
+	buf_init(&b, 512);
+	buf_puts(&b, ",\"userId\":");
+	buf_json_str(&b, ev->user_id);
+	buf_puts(&b, ",\"eventId\":");
+	buf_json_str(&b, ev->event_id);
+	buf_puts(&b, ",\"cartId\":");
+	buf_json_str(&b, ev->cart_id);
+	buf_printf(&b, ",\"cartVersion\":%lld,\"eventType\":", (long long)ev->cart_version);
+	buf_json_str(&b, cart_event_type_name(ev->type));
+	buf_puts(&b, ",\"errorCode\":");
+	buf_json_str(&b, code);
+	buf_printf(&b, ",\"attempts\":%d", attempts);
+	log_write(LOG_WARN, "event parked", b.failed ? NULL : b.data);
+	buf_release(&b);
+}
+
 static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 {
 	cart_service_config sc;
@@ -190,6 +215,8 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 			 cfg->storage_backend);
 		return -1;
 	}
+	cart_relay_set_max_attempts(w->relay, cfg->events_max_attempts);
+	cart_relay_on_park(w->relay, log_parked, NULL);
 	if (cfg->events_relay_enabled &&
 	    cart_relay_set_concurrency(w->relay, cfg->events_relay_concurrency)) {
 		snprintf(err, err_len, "cannot start the event relay's threads");
@@ -258,10 +285,10 @@ static void stats_relay(void *self, buf *out)
 
 	cart_relay_stats_get(self, &st);
 	buf_printf(out, ",\"backlog\":%zu,\"oldest_age_ms\":%lld,\"published\":%llu,"
-		   "\"publish_failures\":%llu,\"delivered_per_s\":%llu", st.backlog,
-		   (long long)st.oldest_age_ms, (unsigned long long)st.published,
+		   "\"publish_failures\":%llu,\"delivered_per_s\":%llu,\"parked\":%llu",
+		   st.backlog, (long long)st.oldest_age_ms, (unsigned long long)st.published,
 		   (unsigned long long)st.publish_failures,
-		   (unsigned long long)st.delivered_per_s);
+		   (unsigned long long)st.delivered_per_s, (unsigned long long)st.parked);
 }
 
 static void stats_breaker(void *self, buf *out)
@@ -285,8 +312,9 @@ static int ready_events(void *self, buf *detail)
 
 	cart_relay_stats_get(self, &st);
 	buf_printf(detail, ",\"backlog\":%zu,\"oldestAgeMs\":%lld,"
-		   "\"deliveredPerSecond\":%llu", st.backlog,
-		   (long long)st.oldest_age_ms, (unsigned long long)st.delivered_per_s);
+		   "\"deliveredPerSecond\":%llu,\"parked\":%llu", st.backlog,
+		   (long long)st.oldest_age_ms, (unsigned long long)st.delivered_per_s,
+		   (unsigned long long)st.parked);
 	if (memory)
 		buf_printf(detail, ",\"bound\":%zu", bound);
 	if (st.oldest_age_ms > 60000 || (memory && st.backlog * 5 >= bound * 4))
@@ -383,7 +411,7 @@ typedef struct relay_thread {
 static void log_backlog(cart_relay *relay, int64_t *last_ms, int64_t now_ms)
 {
 	cart_relay_stats st;
-	char fields[160];
+	char fields[192];
 
 	cart_relay_stats_get(relay, &st);
 	if (!st.backlog || now_ms - *last_ms < 10000)
@@ -391,9 +419,9 @@ static void log_backlog(cart_relay *relay, int64_t *last_ms, int64_t now_ms)
 	*last_ms = now_ms;
 	snprintf(fields, sizeof(fields),
 		 ",\"backlog\":%zu,\"oldest_age_ms\":%lld,\"published\":%llu,"
-		 "\"publish_failures\":%llu", st.backlog, (long long)st.oldest_age_ms,
-		 (unsigned long long)st.published,
-		 (unsigned long long)st.publish_failures);
+		 "\"publish_failures\":%llu,\"parked\":%llu", st.backlog,
+		 (long long)st.oldest_age_ms, (unsigned long long)st.published,
+		 (unsigned long long)st.publish_failures, (unsigned long long)st.parked);
 	log_write(st.oldest_age_ms > 60000 ? LOG_WARN : LOG_INFO, "event outbox",
 		  fields);
 }
@@ -639,6 +667,7 @@ int main(int argc, char **argv)
 		_exit(0);   /* pending events stay in the outbox for the next start */
 	}
 	relay_stop(&rt);
+	log_stats(&g_app);   /* the counters of the whole run, e.g. parked */
 	unwire(&w);
 	log_write(LOG_INFO, "stopped", NULL);
 	return 0;

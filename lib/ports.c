@@ -103,6 +103,29 @@ int cart_publisher_publish_each(const cart_publisher *p, const cart_event *ev,
 	return rc;
 }
 
+int cart_publisher_publish_results(const cart_publisher *p,
+				   const cart_event *ev, size_t n,
+				   cart_publish_result *res)
+{
+	bool small[16], *ok = small;
+	int rc;
+
+	if (!n)
+		return CART_OK;
+	if (p->ops->version >= 3 && p->ops->publish_results)
+		return p->ops->publish_results(p->self, ev, n, res);
+	if (n > 16 && !(ok = malloc(n * sizeof(*ok))))
+		return CART_ENOMEM;
+	rc = cart_publisher_publish_each(p, ev, n, ok);
+	for (size_t i = 0; i < n; i++) {
+		res[i].status = ok[i] ? CART_PUBLISH_ACCEPTED : CART_PUBLISH_RETRY;
+		res[i].code[0] = '\0';
+	}
+	if (ok != small)
+		free(ok);
+	return rc;
+}
+
 void cart_publisher_destroy(cart_publisher *p)
 {
 	if (p && p->ops && p->ops->destroy)
@@ -163,6 +186,20 @@ int cart_repo_outbox_ack(const cart_repo *r, const char *user_id,
 			 const cart_event *events, size_t n)
 {
 	return n ? r->ops->outbox_ack(r->self, user_id, events, n) : CART_OK;
+}
+
+bool cart_repo_can_park(const cart_repo *r)
+{
+	return r->ops->version >= 2 && r->ops->outbox_park;
+}
+
+int cart_repo_outbox_park(const cart_repo *r, const char *user_id,
+			  const cart_event *event, const char *reason,
+			  int64_t parked_at_ms)
+{
+	assert(cart_repo_can_park(r));
+	return r->ops->outbox_park(r->self, user_id, event, reason ? reason : "",
+				   parked_at_ms);
 }
 
 void cart_outbox_release(cart_outbox *o)

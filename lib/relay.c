@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cart/relay.h"
+#include "relay_park.h"
 
 #define CONCURRENCY_MAX 64
 
@@ -46,6 +47,7 @@ struct cart_relay {
 	atomic_uint_fast64_t published;
 	atomic_uint_fast64_t publish_failures;
 	atomic_uint_fast64_t ack_conflicts;
+	relay_parker *parker;         /* refusals for good; see relay_park.h */
 	atomic_size_t backlog;
 	atomic_int_fast64_t oldest_age_ms;
 	atomic_uint_fast64_t delivered_per_s;  /* over the last window */
@@ -73,8 +75,10 @@ int cart_relay_new(cart_relay **out, const cart_repo *repo,
 	    !clock || !clock->ops || batch < 1)
 		return CART_EINVALID;
 	r = calloc(1, sizeof(*r));
-	if (!r)
+	if (!r || relay_parker_new(&r->parker)) {
+		free(r);
 		return CART_ENOMEM;
+	}
 	r->repo = *repo;
 	r->pub = *pub;
 	r->clock = *clock;
@@ -105,6 +109,7 @@ void cart_relay_free(cart_relay *r)
 	if (!r)
 		return;
 	pool_stop(r);
+	relay_parker_free(r->parker);
 	pthread_cond_destroy(&r->done);
 	pthread_cond_destroy(&r->work);
 	pthread_mutex_destroy(&r->lock);
@@ -157,25 +162,28 @@ static size_t pack_call(relay_pass *p, cart_event *ev, call_seg *seg,
 
 /*
  * Acks the accepted prefix of one user's run; returns its length, and
- * whether the user may go on (everything accepted and acked).
+ * whether the user may go on (everything accepted and acked).  The first
+ * entry not accepted is now the user's head: the parker judges it.
  */
 static size_t ack_seg(cart_relay *r, const relay_pass *p, const call_seg *s,
-		      const bool *ok, bool *go_on)
+		      const cart_publish_result *res, bool *go_on)
 {
 	const cart_outbox_batch *b = &p->batches[s->batch];
 	size_t k = 0;
-	int err;
+	int err = CART_OK;
 
-	while (k < s->n && ok[s->at + k])
+	while (k < s->n && res[s->at + k].status == CART_PUBLISH_ACCEPTED)
 		k++;
 	*go_on = k == s->n;
-	if (!k)
-		return 0;
-	err = cart_repo_outbox_ack(&r->repo, b->user_id, b->events + s->first, k);
+	if (k)
+		err = cart_repo_outbox_ack(&r->repo, b->user_id, b->events + s->first, k);
 	if (err) {
 		if (err == CART_ECONFLICT)
 			atomic_fetch_add(&r->ack_conflicts, 1);
 		*go_on = false;
+	} else if (k < s->n) {
+		relay_parker_judge(r->parker, &r->repo, &r->clock,
+				   &b->events[s->first + k], &res[s->at + k]);
 	}
 	return k;
 }
@@ -187,16 +195,17 @@ static size_t ack_seg(cart_relay *r, const relay_pass *p, const call_seg *s,
 static void relay_call(cart_relay *r, relay_pass *p)
 {
 	cart_event ev[CART_RELAY_CALL_MAX];
-	bool ok[CART_RELAY_CALL_MAX], go_on[CART_RELAY_CALL_MAX];
+	cart_publish_result res[CART_RELAY_CALL_MAX];
+	bool go_on[CART_RELAY_CALL_MAX];
 	call_seg seg[CART_RELAY_CALL_MAX];
 	size_t n_seg, n = pack_call(p, ev, seg, &n_seg), sent = 0;
 
 	p->busy++;
 	pthread_mutex_unlock(&r->lock);
-	if (cart_publisher_publish_each(&r->pub, ev, n, ok))
+	if (cart_publisher_publish_results(&r->pub, ev, n, res))
 		atomic_fetch_add(&r->publish_failures, 1);
 	for (size_t i = 0; i < n_seg; i++)
-		sent += ack_seg(r, p, &seg[i], ok, &go_on[i]);
+		sent += ack_seg(r, p, &seg[i], res, &go_on[i]);
 	atomic_fetch_add(&r->published, sent);
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < n_seg; i++)
@@ -323,6 +332,19 @@ int cart_relay_run_once(cart_relay *r)
 	return err ? err : (int)sent;
 }
 
+int cart_relay_set_max_attempts(cart_relay *r, int n)
+{
+	if (n < 1 || n > CART_RELAY_MAX_ATTEMPTS_MAX)
+		return CART_EINVALID;
+	relay_parker_set_max_attempts(r->parker, n);
+	return CART_OK;
+}
+
+void cart_relay_on_park(cart_relay *r, cart_relay_park_fn fn, void *self)
+{
+	relay_parker_on_park(r->parker, fn, self);
+}
+
 void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out)
 {
 	cart_relay *m = (cart_relay *)r;
@@ -330,6 +352,7 @@ void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out)
 	out->published = atomic_load(&m->published);
 	out->publish_failures = atomic_load(&m->publish_failures);
 	out->ack_conflicts = atomic_load(&m->ack_conflicts);
+	out->parked = relay_parker_parked(m->parker);
 	out->backlog = atomic_load(&m->backlog);
 	out->oldest_age_ms = atomic_load(&m->oldest_age_ms);
 	out->delivered_per_s = atomic_load(&m->delivered_per_s);

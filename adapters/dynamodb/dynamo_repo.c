@@ -1135,6 +1135,73 @@ static int dynamo_outbox_ack(void *self, const char *user_id,
 }
 
 /*
+ * The dead-letter list: one item per parked event in the cart's partition,
+ * beside the cart item and outside the outbox index (no obPending):
+ *
+ *   PK "CART#<userID>", SK "DLQ#<eventId>"
+ *   event M          the event, encoded as in the outbox (encode_event)
+ *   reason S         the bus's error code, e.g. "MalformedDetail"
+ *   parkedAt N       ms since the epoch
+ *   expiresAt N      epoch s, parkedAt + 14 days: the table's TTL removes it
+ *
+ * Written with UpdateItem (an upsert), the action the runtime policy
+ * already grants on the table; parking the same event again overwrites
+ * its item.
+ */
+#define DLQ_PREFIX "DLQ#"
+#define DLQ_TTL_SECONDS (14 * 24 * 3600)
+
+static int put_dead_letter(dynamo_repo *r, const char *user_id,
+			   const cart_event *ev, const char *reason,
+			   int64_t parked_at_ms)
+{
+	char pk[8 + CART_ID_MAX], sk[8 + CART_UUID_LEN], why[CART_PARK_REASON_MAX + 1];
+	char n[4][16], v[4][16], update[160];
+	cJSON *req = cJSON_CreateObject(), *key = cJSON_CreateObject();
+	call_result res;
+	expr e;
+	int rc;
+
+	snprintf(pk, sizeof(pk), "CART#%s", user_id);
+	snprintf(sk, sizeof(sk), DLQ_PREFIX "%s", ev->event_id);
+	snprintf(why, sizeof(why), "%s", reason);
+	cJSON_AddItemToObject(key, "PK", av_s(pk));
+	cJSON_AddItemToObject(key, "SK", av_s(sk));
+	expr_init(&e);
+	expr_name(&e, "event", n[0]);
+	expr_value(&e, encode_event(ev), v[0]);
+	expr_name(&e, "reason", n[1]);
+	expr_value(&e, av_s(why), v[1]);
+	expr_name(&e, "parkedAt", n[2]);
+	expr_value(&e, av_n(parked_at_ms), v[2]);
+	expr_name(&e, "expiresAt", n[3]);
+	expr_value(&e, av_n(parked_at_ms / 1000 + DLQ_TTL_SECONDS), v[3]);
+	snprintf(update, sizeof(update), "SET %s = %s, %s = %s, %s = %s, %s = %s",
+		 n[0], v[0], n[1], v[1], n[2], v[2], n[3], v[3]);
+	cJSON_AddItemToObject(req, "Key", key);
+	cJSON_AddStringToObject(req, "UpdateExpression", update);
+	expr_attach(&e, req);
+	rc = call(r, "UpdateItem", req, &res, true);
+	cJSON_Delete(res.resp);
+	return rc;
+}
+
+/*
+ * The dead-letter item first, then the event out of the outbox (the ack
+ * of one event, conditional on it being the head): a crash in between
+ * leaves the event parked and still pending -- parked again or delivered
+ * later, a duplicate at worst, never lost.
+ */
+static int dynamo_outbox_park(void *self, const char *user_id,
+			      const cart_event *event, const char *reason,
+			      int64_t parked_at_ms)
+{
+	int rc = put_dead_letter(self, user_id, event, reason, parked_at_ms);
+
+	return rc ? rc : dynamo_outbox_ack(self, user_id, event, 1);
+}
+
+/*
  * The cart's UpdateItem (conditional on version, appending the events to
  * the outbox) as a request object without TableName.  NULL if out of
  * memory.
@@ -1526,6 +1593,7 @@ static const cart_repo_ops dynamo_repo_ops = {
 	.outbox_ack = dynamo_outbox_ack,
 	.ping = dynamo_ping,
 	.destroy = dynamo_destroy,
+	.outbox_park = dynamo_outbox_park,
 };
 
 int cart_dynamo_repo_new(cart_repo *out, const cart_dynamo_config *cfg,

@@ -51,19 +51,112 @@ static bool add_entry(const eb_publisher *p, cJSON *entries, const cart_event *e
 }
 
 /*
- * Sends events[idx[0..n)] in one call; indexes of entries that failed are
- * written back into failed (count in *n_failed).  CART_OK when the call
- * got an answer, else the error that ended it.
+ * May the same entry be accepted later?  Throttling, internal and
+ * service failures, and credentials problems (fixed by a refresh, and
+ * never the entry's fault) are failures for now.  Everything else the bus
+ * names (MalformedDetail, InvalidArgument, ResourceNotFoundException,
+ * AccessDeniedException, ValidationException, ...) refuses the entry as
+ * it is: sending it again gets the same answer.
+ */
+static bool transient_code(const char *code)
+{
+	static const char *const now[] = {
+		"InternalFailure", "InternalException", "ServiceUnavailable",
+		"Throttl", "LimitExceeded", "TooManyRequests", "Timeout",
+		"Signature", "ExpiredToken", "UnrecognizedClient",
+		"InvalidClientTokenId", "MissingAuthenticationToken",
+		"RequestExpired",
+	};
+
+	if (!*code)
+		return true;   /* nothing named: do not give up on it */
+	for (size_t i = 0; i < sizeof(now) / sizeof(now[0]); i++)
+		if (strstr(code, now[i]))
+			return true;
+	return false;
+}
+
+static void set_result(cart_publish_result *res, cart_publish_status st,
+		       const char *code)
+{
+	size_t n = strnlen(code, sizeof(res->code) - 1);
+
+	res->status = st;
+	memcpy(res->code, code, n);   /* codes are short; a long one is cut */
+	res->code[n] = '\0';
+}
+
+/* A whole call refused: each of its entries gets the call's answer. */
+static int call_refused(eb_publisher *p, const cart_aws_response *r,
+			const size_t *idx, size_t n, cart_publish_result *res)
+{
+	bool now = r->status >= 500 || transient_code(r->error_type);
+
+	cart_aws_logf(p->log, 3, "eventbridge PutEvents failed",
+		      ",\"status\":%ld,\"error\":\"%s\",\"permanent\":%s",
+		      r->status, r->error_type, now ? "false" : "true");
+	for (size_t k = 0; k < n; k++)
+		set_result(&res[idx[k]], now ? CART_PUBLISH_RETRY : CART_PUBLISH_REFUSED,
+			   r->error_type);
+	return r->status >= 500 || strstr(r->error_type, "Throttl")
+		       ? CART_EUNAVAILABLE : CART_EBACKEND;
+}
+
+/*
+ * The answer of an accepted call, entry by entry: indexes of entries that
+ * failed for now go to failed (count in *n_failed), to be sent again.
+ */
+static void read_entries(eb_publisher *p, const cart_event *events,
+			 const cJSON *resp, const size_t *idx, size_t n,
+			 cart_publish_result *res, size_t *failed, size_t *n_failed)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(resp, "Entries"), *e;
+	size_t i = 0;
+
+	if ((size_t)cJSON_GetArraySize(list) != n) {
+		/* the answer must match the request entry for entry */
+		for (*n_failed = 0; *n_failed < n; (*n_failed)++) {
+			failed[*n_failed] = idx[*n_failed];
+			set_result(&res[idx[*n_failed]], CART_PUBLISH_RETRY, "");
+		}
+		return;
+	}
+	cJSON_ArrayForEach(e, list) {
+		const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "ErrorCode");
+		const char *c = cJSON_IsString(code) ? code->valuestring : code ? "?" : NULL;
+		const cart_event *ev = &events[idx[i]];
+
+		if (!c) {
+			set_result(&res[idx[i]], CART_PUBLISH_ACCEPTED, "");
+		} else if (transient_code(c)) {
+			set_result(&res[idx[i]], CART_PUBLISH_RETRY, c);
+			failed[(*n_failed)++] = idx[i];
+		} else {
+			set_result(&res[idx[i]], CART_PUBLISH_REFUSED, c);
+			cart_aws_logf(p->log, 2, "eventbridge refused an entry",
+				      ",\"userId\":\"%s\",\"eventId\":\"%s\","
+				      "\"cartVersion\":%lld,\"errorCode\":\"%.60s\"",
+				      ev->user_id, ev->event_id,
+				      (long long)ev->cart_version, c);
+		}
+		i++;
+	}
+}
+
+/*
+ * Sends events[idx[0..n)] in one call and fills their res; indexes of
+ * entries that failed for now are written into failed (count in
+ * *n_failed).  CART_OK when the call got an answer, else the error that
+ * ended it.
  */
 static int put_events(eb_publisher *p, const cart_event *events,
-		      const size_t *idx, size_t n, size_t *failed, size_t *n_failed)
+		      const size_t *idx, size_t n, cart_publish_result *res,
+		      size_t *failed, size_t *n_failed)
 {
 	cJSON *req = cJSON_CreateObject(), *entries = cJSON_AddArrayToObject(req, "Entries");
 	cJSON *resp = NULL;
-	const cJSON *list, *e;
 	cart_aws_response r;
 	char *body;
-	size_t i = 0;
 	int rc;
 
 	*n_failed = 0;
@@ -78,47 +171,45 @@ static int put_events(eb_publisher *p, const cart_event *events,
 		return CART_ENOMEM;
 	rc = cart_aws_call(p->client, TARGET, body, strlen(body), &r);
 	cJSON_free(body);
-	if (rc == CART_OK && r.status != 200) {
-		cart_aws_logf(p->log, 3, "eventbridge PutEvents failed",
-			      ",\"status\":%ld,\"error\":\"%s\"", r.status, r.error_type);
-		rc = r.status >= 500 || strstr(r.error_type, "Throttl")
-			     ? CART_EUNAVAILABLE : CART_EBACKEND;
-	}
+	if (rc == CART_OK && r.status != 200)
+		rc = call_refused(p, &r, idx, n, res);
 	if (rc == CART_OK && !(resp = cJSON_ParseWithLength(r.body, r.body_len)))
 		rc = CART_EBACKEND;
 	cart_aws_response_release(&r);
 	if (rc)
 		return rc;
-	list = cJSON_GetObjectItemCaseSensitive(resp, "Entries");
-	cJSON_ArrayForEach(e, list) {
-		if (i < n && cJSON_GetObjectItemCaseSensitive(e, "ErrorCode"))
-			failed[(*n_failed)++] = idx[i];
-		i++;
-	}
-	if (i != n) {   /* the answer must match the request entry for entry */
-		for (*n_failed = 0; *n_failed < n; (*n_failed)++)
-			failed[*n_failed] = idx[*n_failed];
-	}
+	read_entries(p, events, resp, idx, n, res, failed, n_failed);
 	cJSON_Delete(resp);
 	return CART_OK;
 }
 
-/* Marks the entries of a answered call: accepted unless listed failed. */
-static void mark_ok(bool *ok, const size_t *idx, size_t n,
-		    const size_t *failed, size_t n_failed)
+/*
+ * Entries whose Detail cannot be built (over the 1 KB an event's document
+ * takes) are refused here, for good; the rest stay in pending.
+ */
+static void refuse_unbuildable(const cart_event *events, size_t *pending,
+			       size_t *n, cart_publish_result *res)
 {
-	for (size_t k = 0; k < n; k++)
-		ok[idx[k]] = true;
-	for (size_t k = 0; k < n_failed; k++)
-		ok[failed[k]] = false;
+	char detail[1024];
+	size_t kept = 0;
+
+	for (size_t k = 0; k < *n; k++) {
+		if (cart_event_to_json(detail, sizeof(detail), &events[pending[k]]) >=
+		    sizeof(detail))
+			set_result(&res[pending[k]], CART_PUBLISH_REFUSED, "EntryTooLarge");
+		else
+			pending[kept++] = pending[k];
+	}
+	*n = kept;
 }
 
 /*
- * One round over pending[0..*n): what fails stays in pending, what is
- * accepted is marked in ok.  still has room for *n indexes.
+ * One round over pending[0..*n): what fails for now stays in pending,
+ * every entry sent gets its res.  still has room for *n indexes.
  */
 static int send_round(eb_publisher *p, const cart_event *events,
-		      size_t *pending, size_t *n, size_t *still, bool *ok)
+		      size_t *pending, size_t *n, size_t *still,
+		      cart_publish_result *res)
 {
 	size_t n_still = 0, at = 0;
 
@@ -133,11 +224,10 @@ static int send_round(eb_publisher *p, const cart_event *events,
 			bytes += sz;
 			batch++;
 		}
-		rc = put_events(p, events, pending + at, batch, still + n_still,
+		rc = put_events(p, events, pending + at, batch, res, still + n_still,
 				&n_failed);
 		if (rc)
 			return rc;
-		mark_ok(ok, pending + at, batch, still + n_still, n_failed);
 		n_still += n_failed;
 		at += batch;
 	}
@@ -147,30 +237,56 @@ static int send_round(eb_publisher *p, const cart_event *events,
 }
 
 /*
- * ok[i]: events[i] was accepted, in whichever round.  A whole-call failure
- * ends the publish; entries of earlier calls keep their ok.
+ * res[i]: what became of events[i], in whichever round.  Entries failed
+ * for now are resent alone, up to max_attempts rounds; entries refused
+ * for good are not (the same answer would come back).  A whole-call
+ * failure ends the publish; entries of earlier calls keep their result.
  */
-static int eb_publish_each(void *self, const cart_event *events, size_t n,
-			   bool *ok)
+static int eb_publish_results(void *self, const cart_event *events, size_t n,
+			      cart_publish_result *res)
 {
 	eb_publisher *p = self;
 	size_t *pending = malloc(2 * (n ? n : 1) * sizeof(*pending));
+	size_t left = n;
 	int rc = CART_OK;
 
 	for (size_t i = 0; i < n; i++)
-		ok[i] = false;
+		set_result(&res[i], CART_PUBLISH_RETRY, "");
 	if (!pending)
 		return CART_ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		pending[i] = i;
-	for (int round = 0; n && round < p->max_attempts && !rc; round++) {
-		rc = send_round(p, events, pending, &n, pending + n, ok);
-		if (!rc && n)
+	refuse_unbuildable(events, pending, &left, res);
+	for (int round = 0; left && round < p->max_attempts && !rc; round++) {
+		rc = send_round(p, events, pending, &left, pending + n, res);
+		if (!rc && left)
 			cart_aws_logf(p->log, 2, "eventbridge entries failed, resending them",
-				      ",\"failed\":%zu,\"round\":%d", n, round + 1);
+				      ",\"failed\":%zu,\"round\":%d", left, round + 1);
 	}
 	free(pending);
-	return rc ? rc : n ? CART_EBACKEND : CART_OK;
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if (res[i].status != CART_PUBLISH_ACCEPTED)
+			return CART_EBACKEND;
+	return CART_OK;
+}
+
+static int eb_publish_each(void *self, const cart_event *events, size_t n,
+			   bool *ok)
+{
+	cart_publish_result *res = malloc((n ? n : 1) * sizeof(*res));
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		ok[i] = false;
+	if (!res)
+		return CART_ENOMEM;
+	rc = eb_publish_results(self, events, n, res);
+	for (size_t i = 0; i < n; i++)
+		ok[i] = res[i].status == CART_PUBLISH_ACCEPTED;
+	free(res);
+	return rc;
 }
 
 static int eb_publish(void *self, const cart_event *events, size_t n)
@@ -195,6 +311,7 @@ static const cart_publisher_ops eb_publisher_ops = {
 	.publish = eb_publish,
 	.destroy = eb_destroy,
 	.publish_each = eb_publish_each,
+	.publish_results = eb_publish_results,
 };
 
 int cart_eventbridge_publisher_new(cart_publisher *out,

@@ -10,7 +10,15 @@
  * client's to retry (standard mode, breaker).  publish succeeds only when
  * every event was accepted, so the relay keeps the rest pending;
  * publish_each (port version 2) also says which entries were accepted, so
- * the relay acks each cart's accepted prefix.
+ * the relay acks each cart's accepted prefix; publish_results (version 3)
+ * also says which were refused for good, with the error code: per entry
+ * any ErrorCode but throttling and InternalFailure (MalformedDetail,
+ * InvalidArgument, ResourceNotFoundException, AccessDeniedException, ...),
+ * per call any 4xx but throttling and credentials errors
+ * (ResourceNotFoundException for a missing bus, AccessDeniedException,
+ * ValidationException), and an entry whose Detail cannot be built.  Those
+ * are not resent within the call; 5xx, throttling and network failures
+ * are failures for now.
  *
  * Thread-safe.  The client (service "events",
  * application/x-amz-json-1.1) and log are borrowed.

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,8 +37,18 @@ struct shard {
 	size_t idem_steps;        /* see cart_memory_repo_idem_steps */
 };
 
+/* The dead-letter list: a ring of CART_MEMORY_DLQ_MAX, oldest at head. */
+struct dlq {
+	pthread_mutex_t lock;         /* guards every field below; taken
+				       * inside a shard lock, never around one */
+	cart_memory_parked *ring;     /* CART_MEMORY_DLQ_MAX, on first use */
+	size_t head, n;
+	size_t dropped;
+};
+
 struct memory_repo {
 	struct shard shards[SHARDS];
+	struct dlq dlq;
 	size_t max_pending;           /* events in all outboxes; 0: no bound */
 	atomic_size_t pending;        /* events in all outboxes (sum of n_pending) */
 };
@@ -478,6 +489,76 @@ static int memory_outbox_ack(void *self, const char *user_id,
 	return err;
 }
 
+/* Appends to the ring, dropping the oldest when full.  Holds dlq->lock. */
+static int dlq_push(struct dlq *q, const cart_event *event, const char *reason,
+		    int64_t parked_at_ms)
+{
+	cart_memory_parked *p;
+
+	if (!q->ring && !(q->ring = calloc(CART_MEMORY_DLQ_MAX, sizeof(*q->ring))))
+		return CART_ENOMEM;
+	if (q->n == CART_MEMORY_DLQ_MAX) {
+		q->head = (q->head + 1) % CART_MEMORY_DLQ_MAX;
+		q->n--;
+		q->dropped++;
+	}
+	p = &q->ring[(q->head + q->n++) % CART_MEMORY_DLQ_MAX];
+	p->event = *event;
+	snprintf(p->reason, sizeof(p->reason), "%s", reason);
+	p->parked_at_ms = parked_at_ms;
+	return CART_OK;
+}
+
+/* Both under the shard lock: the event is in exactly one of the lists. */
+static int memory_outbox_park(void *self, const char *user_id,
+			      const cart_event *event, const char *reason,
+			      int64_t parked_at_ms)
+{
+	struct memory_repo *repo = self;
+	uint64_t h = hash_str(user_id);
+	struct shard *s = shard_of(repo, h);
+	struct user_rec *r;
+	int err = CART_OK;
+
+	pthread_mutex_lock(&s->lock);
+	r = find(s, user_id, h);
+	if (!r || !r->n_outbox || strcmp(r->outbox[0].event_id, event->event_id))
+		err = CART_ECONFLICT;
+	if (!err) {
+		pthread_mutex_lock(&repo->dlq.lock);
+		err = dlq_push(&repo->dlq, &r->outbox[0], reason, parked_at_ms);
+		pthread_mutex_unlock(&repo->dlq.lock);
+	}
+	if (!err) {
+		memmove(r->outbox, r->outbox + 1, (r->n_outbox - 1) * sizeof(*r->outbox));
+		r->n_outbox--;
+		s->n_pending--;
+		atomic_fetch_sub(&repo->pending, 1);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+bool cart_memory_repo_parked(const cart_repo *rp, size_t i,
+			     cart_memory_parked *out, size_t *n_kept,
+			     size_t *n_dropped)
+{
+	struct memory_repo *repo = rp->self;
+	struct dlq *q = &repo->dlq;
+	bool found;
+
+	pthread_mutex_lock(&q->lock);
+	found = i < q->n;
+	if (found && out)
+		*out = q->ring[(q->head + i) % CART_MEMORY_DLQ_MAX];
+	if (n_kept)
+		*n_kept = q->n;
+	if (n_dropped)
+		*n_dropped = q->dropped;
+	pthread_mutex_unlock(&q->lock);
+	return found;
+}
+
 static int memory_ping(void *self)
 {
 	return CART_OK;
@@ -506,6 +587,8 @@ static void memory_destroy(void *self)
 		free(s->buckets);
 		pthread_mutex_destroy(&s->lock);
 	}
+	free(repo->dlq.ring);
+	pthread_mutex_destroy(&repo->dlq.lock);
 	free(repo);
 }
 
@@ -521,6 +604,7 @@ static const cart_repo_ops memory_repo_ops = {
 	.outbox_ack = memory_outbox_ack,
 	.ping = memory_ping,
 	.destroy = memory_destroy,
+	.outbox_park = memory_outbox_park,
 };
 
 int cart_memory_repo_new(cart_repo *out)
@@ -531,6 +615,7 @@ int cart_memory_repo_new(cart_repo *out)
 	out->self = NULL;
 	if (!repo)
 		return CART_ENOMEM;
+	pthread_mutex_init(&repo->dlq.lock, NULL);
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *s = &repo->shards[i];
 		pthread_mutex_init(&s->lock, NULL);

@@ -8,6 +8,7 @@
  * Nothing survives the process.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cart/repo.h"
@@ -47,5 +48,28 @@ size_t cart_memory_repo_shard_of(const char *user_id);
  * Call once, before the repository is shared.
  */
 void cart_memory_repo_limit_outbox(cart_repo *r, size_t max_bytes);
+
+/*
+ * The dead-letter list (outbox_park): the events the relay gave up on,
+ * for the whole process, at most CART_MEMORY_DLQ_MAX; when it is full the
+ * oldest is dropped (and counted) to make room.  Like everything here it
+ * does not survive the process.
+ */
+#define CART_MEMORY_DLQ_MAX 1024
+
+typedef struct cart_memory_parked {
+	cart_event event;
+	char reason[CART_PARK_REASON_MAX + 1];
+	int64_t parked_at_ms;
+} cart_memory_parked;
+
+/*
+ * Copies the i-th parked event (0: the oldest kept) into *out; false if
+ * there is no such entry.  *n_kept and *n_dropped (either may be NULL):
+ * entries kept, and dropped at the bound so far.  Thread-safe.
+ */
+bool cart_memory_repo_parked(const cart_repo *r, size_t i,
+			     cart_memory_parked *out, size_t *n_kept,
+			     size_t *n_dropped);
 
 #endif

@@ -67,7 +67,27 @@ void cart_ids_destroy(cart_ids *ids);
 
 /* --- event publisher ---------------------------------------------------- */
 
-#define CART_PUBLISHER_OPS_VERSION 2
+#define CART_PUBLISHER_OPS_VERSION 3
+
+/* What became of one entry of a publisher call (port version 3). */
+typedef enum cart_publish_status {
+	CART_PUBLISH_ACCEPTED = 0,  /* the bus took it */
+	CART_PUBLISH_RETRY = 1,     /* not taken, may be later: throttled, an
+				     * internal failure, no answer, not sent */
+	CART_PUBLISH_REFUSED = 2,   /* refused for good as it is: the same entry
+				     * sent again will be refused again (a
+				     * missing bus, a malformed or too large
+				     * entry, access denied) */
+} cart_publish_status;
+
+#define CART_PUBLISH_CODE_MAX 64
+
+typedef struct cart_publish_result {
+	cart_publish_status status;
+	/* The bus's error code ("MalformedDetail", "ThrottlingException"),
+	 * for logs; "" when accepted or when there is none. */
+	char code[CART_PUBLISH_CODE_MAX];
+} cart_publish_result;
 
 typedef struct cart_publisher_ops {
 	int version;                              /* CART_PUBLISHER_OPS_VERSION */
@@ -87,6 +107,15 @@ typedef struct cart_publisher_ops {
 	 */
 	int (*publish_each)(void *self, const cart_event *events, size_t n,
 			    bool *ok);
+	/*
+	 * Version 3.  publish_each, and for each entry res[i] says whether
+	 * it was accepted, failed for now (the caller resends it), or was
+	 * refused for good (the caller may stop resending it after a few
+	 * tries), with the bus's error code.  Returns CART_OK when every
+	 * entry was accepted, else an error (res[] still says which were).
+	 */
+	int (*publish_results)(void *self, const cart_event *events, size_t n,
+			       cart_publish_result *res);
 } cart_publisher_ops;
 
 typedef struct cart_publisher {
@@ -102,6 +131,14 @@ int cart_publisher_publish(const cart_publisher *p, const cart_event *ev,
  */
 int cart_publisher_publish_each(const cart_publisher *p, const cart_event *ev,
 				size_t n, bool *ok);
+/*
+ * publish_results, or for an older adapter publish_each (or publish) with
+ * every entry not accepted reported CART_PUBLISH_RETRY: an older adapter
+ * cannot tell a refusal for good.  res has room for n.
+ */
+int cart_publisher_publish_results(const cart_publisher *p,
+				   const cart_event *ev, size_t n,
+				   cart_publish_result *res);
 void cart_publisher_destroy(cart_publisher *p);
 
 #endif

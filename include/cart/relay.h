@@ -30,6 +30,15 @@
 #include "cart/repo.h"
 
 #define CART_RELAY_CALL_MAX 10   /* entries per publisher call */
+/*
+ * A user's oldest pending event that the publisher refused for good
+ * (CART_PUBLISH_REFUSED) this many passes in a row is parked: moved to the
+ * repository's dead-letter list (cart_repo_outbox_park), so that the
+ * user's later events go out.  A failure for now (throttling, an internal
+ * failure, no answer) never counts, and restarts the count.
+ */
+#define CART_RELAY_MAX_ATTEMPTS 5
+#define CART_RELAY_MAX_ATTEMPTS_MAX 100
 
 typedef struct cart_relay cart_relay;
 
@@ -37,6 +46,7 @@ typedef struct cart_relay_stats {
 	uint64_t published;       /* events accepted by the publisher */
 	uint64_t publish_failures;/* publisher calls that failed */
 	uint64_t ack_conflicts;   /* acks that found the outbox changed */
+	uint64_t parked;          /* events moved to the dead-letter list */
 	size_t backlog;           /* pending events at the last fetch */
 	int64_t oldest_age_ms;    /* age of the oldest pending event, 0 if none */
 	uint64_t delivered_per_s; /* events published per second, measured over
@@ -54,7 +64,8 @@ void cart_relay_free(cart_relay *r);   /* accepts NULL */
  * them in calls that mix users, ack what was accepted; returns once no
  * call is in flight.  Returns the number of events accepted (>= 0), or a
  * cart_err if the outbox could not be read.  A user's refused entry and
- * everything after it stay pending for the next pass.
+ * everything after it stay pending for the next pass, until that entry
+ * is parked (CART_RELAY_MAX_ATTEMPTS).
  */
 int cart_relay_run_once(cart_relay *r);
 
@@ -65,6 +76,24 @@ int cart_relay_run_once(cart_relay *r);
  * could not start (those that did are used).  Not while a pass runs.
  */
 int cart_relay_set_concurrency(cart_relay *r, int n);
+
+/*
+ * Refusals for good in a row after which an event is parked, 1..
+ * CART_RELAY_MAX_ATTEMPTS_MAX (default CART_RELAY_MAX_ATTEMPTS); else
+ * CART_EINVALID.  Not while a pass runs.  With a repository of port
+ * version 1 (no outbox_park) nothing is parked: the event stays pending.
+ */
+int cart_relay_set_max_attempts(cart_relay *r, int n);
+
+/*
+ * Called once for each event parked, after the store took it, with the
+ * publisher's error code and the refusals counted; from any relay
+ * thread, so fn must be thread-safe.  For the log line an operator needs.
+ * Not while a pass runs.
+ */
+typedef void (*cart_relay_park_fn)(void *self, const cart_event *ev,
+				   const char *code, int attempts);
+void cart_relay_on_park(cart_relay *r, cart_relay_park_fn fn, void *self);
 
 /* Counters; safe to read from any thread. */
 void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out);

@@ -12,6 +12,7 @@
  * All functions are safe to call from many threads at once.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,7 +82,10 @@ typedef struct cart_write {
 } cart_write;
 
 /* See cart/ports.h on versions: methods are only ever appended. */
-#define CART_REPO_OPS_VERSION 1
+#define CART_REPO_OPS_VERSION 2
+
+/* Longest reason (the bus's error code) kept with a parked event. */
+#define CART_PARK_REASON_MAX 63
 
 typedef struct cart_repo_ops {
 	int version;                  /* CART_REPO_OPS_VERSION */
@@ -143,6 +147,20 @@ typedef struct cart_repo_ops {
 	/* Readiness: CART_OK if the store answers. */
 	int (*ping)(void *self);
 	void (*destroy)(void *self);  /* may be NULL if nothing to release */
+	/*
+	 * Version 2.  The dead-letter list.  park: the relay gave up on
+	 * event, the user's oldest pending one (the bus refuses it for
+	 * good): it is kept in the user's dead-letter list with reason (at
+	 * most CART_PARK_REASON_MAX bytes are kept) and parked_at_ms, and
+	 * removed from the outbox if it still is the head (by event id),
+	 * like outbox_ack of one event; else CART_ECONFLICT and the outbox
+	 * is unchanged.  A crash may leave the event both parked and
+	 * pending (it is parked again, or delivered), never neither.  How
+	 * long the list keeps it, and how many, is the adapter's bound.
+	 */
+	int (*outbox_park)(void *self, const char *user_id,
+			   const cart_event *event, const char *reason,
+			   int64_t parked_at_ms);
 } cart_repo_ops;
 
 typedef struct cart_repo {
@@ -165,6 +183,11 @@ int cart_repo_outbox_fetch(const cart_repo *r, size_t max_events,
 			   cart_outbox *out);
 int cart_repo_outbox_ack(const cart_repo *r, const char *user_id,
 			 const cart_event *events, size_t n);
+/* True if the adapter has outbox_park (port version 2). */
+bool cart_repo_can_park(const cart_repo *r);
+int cart_repo_outbox_park(const cart_repo *r, const char *user_id,
+			  const cart_event *event, const char *reason,
+			  int64_t parked_at_ms);
 int cart_repo_ping(const cart_repo *r);
 /* Releases the adapter; accepts NULL or an already destroyed repo. */
 void cart_repo_destroy(cart_repo *r);

@@ -28,7 +28,8 @@ Accepted entries are stored in order. Control API (unsigned JSON):
                                   "resources", "call", "index"}]}
     POST /__control/fault    {"kind": "fail_call"|"throttle"|"fail_entries"|"hang"|"drop",
                               "count": 1 (-1: until reset), "skip": 0, ...}
-        fail_call    500 InternalException
+        fail_call    500 InternalException; or "status" and "error_type" (e.g.
+                     400 AccessDeniedException, a refusal of the whole call)
         throttle     400 ThrottlingException
         fail_entries "entries": [indices] and/or "match": {"detail.cartVersion": 3,
                      "source": ..., "detailType": ..., "bus": ...};
@@ -417,7 +418,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         fault = state.take_call_fault()
         kind = fault["kind"] if fault else None
         if kind == "fail_call":
-            return self._error(500, "InternalException",
+            return self._error(int(fault.get("status", 500)),
+                               fault.get("error_type", "InternalException"),
                                fault.get("message", "Internal service error (injected)"))
         if kind == "throttle":
             return self._error(400, "ThrottlingException",

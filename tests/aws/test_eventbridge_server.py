@@ -258,6 +258,14 @@ class EventBridgeServerTest(unittest.TestCase):
         self.assertEqual(stats["faults_served"], 3)
         self.assertEqual(stats["rejected"], {"InternalException": 1, "ThrottlingException": 2})
 
+    def test_fail_call_with_a_status_and_type(self):
+        self.stack.events_fault("fail_call", status=400, error_type="AccessDeniedException",
+                                message="not authorized to perform: events:PutEvents")
+        with self.assertRaises(ClientError) as ctx:
+            self.put([entry({"a": 1})])
+        self.assertAwsError(ctx, "AccessDeniedException", 400)
+        self.assertEqual(self.put([entry({"a": 2})])["FailedEntryCount"], 0)
+
     def test_unlimited_fault_until_reset(self):
         self.stack.events_fault("fail_call", count=-1)
         for _ in range(3):

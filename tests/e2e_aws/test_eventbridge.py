@@ -23,6 +23,9 @@ What is proven:
   applied is redelivered with the same eventId and content;
 - a partial failure resends only the failed entry; an entry failing on
   every attempt leaves the events pending and they are delivered later;
+- an entry the bus refuses for good (per-entry MalformedDetail) is parked
+  after EVENTS_MAX_ATTEMPTS passes (a DLQ# item, a warn line, the relay's
+  `parked` counter) and the cart's later events are delivered;
 - kill -9 between write and publish: the next process publishes all 25+
   events, never more than 10 entries per PutEvents call;
 - Source, bus and endpoint selection (EVENTBRIDGE_SOURCE,
@@ -59,7 +62,7 @@ RECOVERY_SECONDS = 8.0
 # the inherited environment: only what a test gives the service counts.
 _EB_VARS = ("EVENTBRIDGE_ENDPOINT", "AWS_ENDPOINT_URL_EVENTBRIDGE", "EVENTBRIDGE_SOURCE",
             "EVENTS_RELAY_ENABLED", "EVENTBRIDGE_ENABLED", "EVENTS_PUBLISHER",
-            "EVENTBRIDGE_BUS_NAME", "AWS_MAX_ATTEMPTS")
+            "EVENTBRIDGE_BUS_NAME", "AWS_MAX_ATTEMPTS", "EVENTS_MAX_ATTEMPTS")
 
 _VALIDATOR = None
 
@@ -538,6 +541,105 @@ class EventBridgePartialFailureTests(EventBridgeCase):
         for e in got:
             self.assertEnvelope(e)
         self.assertNoSignatureRejections()
+        srv.stop()
+
+    def test_entry_refused_permanently_is_parked_and_later_events_flow(self):
+        """Issue 8, permanent failures: the bus refuses one entry for good
+        (ErrorCode MalformedDetail, as PutEvents answers per entry).  After
+        EVENTS_MAX_ATTEMPTS relay passes it is parked in the cart's
+        partition (SK DLQ#<eventId>), with a warn line and the relay's
+        `parked` counter, and the cart's later events go out."""
+        u = self.user("eb-park")
+        self.write_pending(u, 5)
+        self.stack.events_fault("fail_entries", count=-1, error_code="MalformedDetail",
+                                error_message="Detail is malformed.",
+                                match={"detail.userId": u, "detail.cartVersion": 3})
+        srv = self.start(relay=True, EVENTS_MAX_ATTEMPTS=3)
+        deadline = time.monotonic() + EVENT_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            if {4, 5} <= {e["detail"]["cartVersion"] for e in self.entries(u)}:
+                break
+            time.sleep(0.05)
+        time.sleep(SETTLE_SECONDS)
+        got = dedupe(self.entries(u))
+        self.assertEqual([e["detail"]["cartVersion"] for e in got], [1, 2, 4, 5],
+                         "v3 refused for good must not stall v4, v5:\n" + self.where(srv))
+        # v4, v5 went out with v3 in each pass but were not acked behind
+        # it; once v3 is parked they are acked, so the copies stop
+        for eid, k in copies(self.entries(u)).items():
+            self.assertLessEqual(k, 4, "resent forever:\n" + self.where(srv))
+        st = self.stack.events_stats()
+        # one refusal per relay pass, EVENTS_MAX_ATTEMPTS of them; a
+        # permanent refusal is not resent within the publisher's call
+        self.assertEqual(st["entries_failed"], 3, json.dumps(st))
+
+        rec = srv.wait_log(lambda r: r.get("msg") == "event parked", timeout=3.0)
+        self.assertIsNotNone(rec, "no 'event parked' log line\n" + srv.logs())
+        self.assertEqual(rec["level"], "warn", rec)
+        self.assertEqual(rec["userId"], u, rec)
+        self.assertEqual(rec["cartVersion"], 3, rec)
+        self.assertEqual(rec["errorCode"], "MalformedDetail", rec)
+        self.assertEqual(rec["attempts"], 3, rec)
+        self.assertRegex(rec["eventId"], r"^[0-9a-f-]{36}$", rec)
+
+        r = srv.request("GET", "/ready")
+        events = {c["name"]: c for c in r.body["checks"]}["events"]
+        self.assertEqual(events.get("parked"), 1, r.body)
+
+        # the dead-letter item: the event, why, when, and a 14-day TTL
+        ddb = self.stack.client()
+        self.addCleanup(ddb.close)
+        item = ddb.get_item(TableName=awsbase.TABLE, ConsistentRead=True,
+                            Key={"PK": {"S": "CART#" + u},
+                                 "SK": {"S": "DLQ#" + rec["eventId"]}}).get("Item")
+        self.assertIsNotNone(item, "no DLQ#%s item for %s" % (rec["eventId"], u))
+        self.assertEqual(item["reason"]["S"], "MalformedDetail", item)
+        self.assertEqual(item["event"]["M"]["v"]["N"], "3", item)
+        self.assertEqual(item["event"]["M"]["id"]["S"], rec["eventId"], item)
+        parked_at = int(item["parkedAt"]["N"])
+        self.assertLess(abs(parked_at / 1000 - time.time()), 60, item)
+        self.assertEqual(int(item["expiresAt"]["N"]), parked_at // 1000 + 14 * 86400, item)
+        cart = ddb.get_item(TableName=awsbase.TABLE, ConsistentRead=True,
+                            Key={"PK": {"S": "CART#" + u}, "SK": {"S": "CART"}})["Item"]
+        self.assertNotIn("obPending", cart, "the outbox drained: out of the index")
+        self.assertEqual(len(cart.get("outbox", {"L": []})["L"]), 0, cart)
+
+        srv.stop()
+        stats = [x for x in srv.log_lines() if isinstance(x, dict) and x.get("msg") == "stats"]
+        self.assertTrue(stats, "no stats line at shutdown\n" + srv.logs())
+        self.assertEqual(stats[-1]["stats"]["relay"]["parked"], 1, stats[-1])
+
+    def test_whole_call_refused_for_good_parks_the_head_transient_never(self):
+        """A whole PutEvents call refused with a 4xx that cannot heal
+        (AccessDeniedException) counts as a refusal for good of its
+        entries; 500s and throttling never park anything."""
+        u = self.user("eb-park-call")
+        self.write_pending(u, 2)
+        self.stack.events_fault("fail_call", count=4)   # 500: for now
+        self.stack.events_fault("throttle", count=4)
+        srv = self.start(relay=True, EVENTS_MAX_ATTEMPTS=2)
+        got = self.wait_entries(u, 2, timeout=RECOVERY_SECONDS + EVENT_WAIT_SECONDS)
+        self.assertEqual([e["detail"]["cartVersion"] for e in dedupe(got)], [1, 2],
+                         self.where(srv))
+        self.assertIsNone(srv.wait_log(lambda r: r.get("msg") == "event parked",
+                                       timeout=0.1), srv.logs())
+        srv.stop()
+
+        u = self.user("eb-park-call2")
+        self.stack.events_reset()
+        self.write_pending(u, 2)
+        self.stack.events_fault("fail_call", count=2, status=400,
+                                error_type="AccessDeniedException",
+                                message="not authorized to perform: events:PutEvents")
+        srv = self.start(relay=True, EVENTS_MAX_ATTEMPTS=2)
+        got = self.wait_entries(u, 1)
+        self.assertEqual([e["detail"]["cartVersion"] for e in dedupe(got)], [2],
+                         "v1 parked after 2 refused calls, then v2 delivered\n"
+                         + self.where(srv))
+        rec = srv.wait_log(lambda r: r.get("msg") == "event parked", timeout=3.0)
+        self.assertIsNotNone(rec, srv.logs())
+        self.assertEqual((rec["userId"], rec["cartVersion"], rec["errorCode"]),
+                         (u, 1, "AccessDeniedException"), rec)
         srv.stop()
 
 

@@ -23,6 +23,10 @@ struct fake_publisher {
 	int delay_ms;
 	user_name fail_user;    /* fail_user[0] == 0: no entry fault */
 	int64_t fail_version;
+	user_name refuse_user;  /* refuse_user[0] == 0: no permanent refusal */
+	int64_t refuse_version;
+	char refuse_code[64];
+	size_t refusals;
 	call_rec *recs;         /* one per call */
 	size_t n_recs, cap_recs;
 	user_name *flying;      /* users of the calls in flight, n_flying */
@@ -122,29 +126,48 @@ static bool entry_faulty(struct fake_publisher *fp, const cart_event *ev)
 	       fp->fail_version == ev->cart_version;
 }
 
-/* Accepts ev[0..n) but the faulty entry; ok NULL: all or nothing. */
-static int accept(struct fake_publisher *fp, const cart_event *ev, size_t n,
-		  bool *ok)
+static bool entry_refused(struct fake_publisher *fp, const cart_event *ev)
 {
-	size_t bad = n;
+	return fp->refuse_user[0] && !strcmp(fp->refuse_user, ev->user_id) &&
+	       fp->refuse_version == ev->cart_version;
+}
 
-	for (size_t i = 0; i < n && bad == n; i++)
-		if (entry_faulty(fp, &ev[i]))
+/*
+ * Accepts ev[0..n) but the faulty and the refused entry; res NULL: all or
+ * nothing.
+ */
+static int accept(struct fake_publisher *fp, const cart_event *ev, size_t n,
+		  cart_publish_result *res)
+{
+	size_t bad = n, refused = n;
+
+	for (size_t i = 0; i < n; i++) {
+		if (bad == n && entry_faulty(fp, &ev[i]))
 			bad = i;
-	if (bad < n) {
-		fp->fail_user[0] = 0;   /* once */
-		if (!ok)
-			return CART_EBACKEND;
+		if (refused == n && entry_refused(fp, &ev[i]))
+			refused = i;
 	}
+	if (bad < n)
+		fp->fail_user[0] = 0;   /* once */
+	if (refused < n)
+		fp->refusals++;
+	if ((bad < n || refused < n) && !res)
+		return CART_EBACKEND;
 	if (grow(fp, fp->count + n) != 0)
 		return CART_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		if (ok)
-			ok[i] = i != bad;
-		if (i != bad)
+		if (res && i == refused) {
+			res[i].status = CART_PUBLISH_REFUSED;
+			snprintf(res[i].code, sizeof(res[i].code), "%s", fp->refuse_code);
+		} else if (res) {
+			res[i].status = i == bad ? CART_PUBLISH_RETRY : CART_PUBLISH_ACCEPTED;
+			snprintf(res[i].code, sizeof(res[i].code), "%s",
+				 i == bad ? "InternalFailure" : "");
+		}
+		if (i != bad && i != refused)
 			fp->events[fp->count++] = ev[i];
 	}
-	return bad < n ? CART_EBACKEND : CART_OK;
+	return bad < n || refused < n ? CART_EBACKEND : CART_OK;
 }
 
 static void sleep_ms(int ms)
@@ -155,8 +178,8 @@ static void sleep_ms(int ms)
 		;
 }
 
-static int pub_publish_each(void *self, const cart_event *events, size_t n,
-			    bool *ok)
+static int pub_publish_results(void *self, const cart_event *events, size_t n,
+			       cart_publish_result *res)
 {
 	struct fake_publisher *fp = self;
 	int rc, delay;
@@ -174,18 +197,36 @@ static int pub_publish_each(void *self, const cart_event *events, size_t n,
 		if (fp->fail_n > 0)
 			fp->fail_n--;
 		rc = fp->fail_err;
-		for (size_t i = 0; ok && i < n; i++)
-			ok[i] = false;
+		for (size_t i = 0; res && i < n; i++) {
+			res[i].status = CART_PUBLISH_RETRY;
+			res[i].code[0] = '\0';
+		}
 	} else {
-		rc = accept(fp, events, n, ok);
+		rc = accept(fp, events, n, res);
 	}
 	pthread_mutex_unlock(&fp->lock);
 	return rc;
 }
 
+/* Version 2: the same answers, a refusal for good is just "not accepted". */
+static int pub_publish_each(void *self, const cart_event *events, size_t n,
+			    bool *ok)
+{
+	cart_publish_result *res = calloc(n ? n : 1, sizeof(*res));
+	int rc;
+
+	if (!res)
+		return CART_ENOMEM;
+	rc = pub_publish_results(self, events, n, res);
+	for (size_t i = 0; i < n; i++)
+		ok[i] = rc != CART_ENOMEM && res[i].status == CART_PUBLISH_ACCEPTED;
+	free(res);
+	return rc;
+}
+
 static int pub_publish(void *self, const cart_event *events, size_t n)
 {
-	return pub_publish_each(self, events, n, NULL);
+	return pub_publish_results(self, events, n, NULL);
 }
 
 static void pub_destroy(void *self)
@@ -203,6 +244,7 @@ static const cart_publisher_ops fake_publisher_ops = {
 	.publish = pub_publish,
 	.destroy = pub_destroy,
 	.publish_each = pub_publish_each,
+	.publish_results = pub_publish_results,
 };
 
 static const cart_publisher_ops fake_publisher_v1_ops = {
@@ -312,9 +354,26 @@ void fake_publisher_fail_entry(fake_publisher *fp, const char *user,
 	pthread_mutex_unlock(&fp->lock);
 }
 
+void fake_publisher_refuse_entry(fake_publisher *fp, const char *user,
+				 int64_t cart_version, const char *code)
+{
+	pthread_mutex_lock(&fp->lock);
+	snprintf(fp->refuse_user, sizeof(fp->refuse_user), "%s", user);
+	fp->refuse_version = cart_version;
+	snprintf(fp->refuse_code, sizeof(fp->refuse_code), "%s", code);
+	pthread_mutex_unlock(&fp->lock);
+}
+
+size_t fake_publisher_refusals(const fake_publisher *cfp)
+{
+	LOCKED_READ(cfp, fp->refusals);
+}
+
 void fake_publisher_reset(fake_publisher *fp)
 {
 	pthread_mutex_lock(&fp->lock);
+	fp->refuse_user[0] = 0;
+	fp->refusals = 0;
 	fp->count = 0;
 	fp->calls = 0;
 	fp->fail_n = 0;

@@ -41,6 +41,15 @@ void fake_publisher_set_delay_ms(fake_publisher *fp, int ms);
  */
 void fake_publisher_fail_entry(fake_publisher *fp, const char *user,
 			       int64_t cart_version);
+/*
+ * The entry of (user, cart_version) is refused permanently, on every call
+ * until reset, with the error code code (e.g. "MalformedDetail"): as
+ * a refused entry in publish_each's ok[].
+ */
+void fake_publisher_refuse_entry(fake_publisher *fp, const char *user,
+				 int64_t cart_version, const char *code);
+/* How many times that entry was refused so far. */
+size_t fake_publisher_refusals(const fake_publisher *fp);
 /* Entries in the i-th call (i < calls), and distinct users among them. */
 size_t fake_publisher_call_entries(const fake_publisher *fp, size_t i);
 size_t fake_publisher_call_users(const fake_publisher *fp, size_t i);

@@ -80,6 +80,51 @@ START_TEST(test_memory_repo_outbox_process_bound)
 }
 END_TEST
 
+/* The dead-letter list keeps the newest CART_MEMORY_DLQ_MAX, counts drops. */
+START_TEST(test_memory_repo_dead_letters_bounded_oldest_dropped)
+{
+	enum { N = CART_MEMORY_DLQ_MAX + 3 };
+	cart_repo r;
+	cart_memory_parked p;
+	size_t kept, dropped;
+
+	ck_assert_int_eq(cart_memory_repo_new(&r), CART_OK);
+	ck_assert(!cart_memory_repo_parked(&r, 0, &p, &kept, &dropped));
+	ck_assert_uint_eq(kept, 0);
+	for (int i = 0; i < N; i++) {
+		char user[32];
+		cart *c = NULL;
+		cart_event ev;
+		memset(&ev, 0, sizeof(ev));
+		snprintf(user, sizeof(user), "dlq-%d", i);
+		snprintf(ev.event_id, sizeof(ev.event_id),
+			 "00000000-0000-4000-8000-%012d", i);
+		snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
+		ev.type = CART_EVENT_CLEARED;
+		ev.cart_version = 1;
+		ck_assert_int_eq(cart_new(&c, user), CART_OK);
+		ck_assert_int_eq(cart_restore_meta(c, "10000000-0000-4000-8000-000000000001",
+						   1, 1, 1, 2), CART_OK);
+		cart_write w = { .user_id = user, .expected_version = 0, .cart = c,
+				 .events = &ev, .event_count = 1 };
+		ck_assert_int_eq(cart_repo_save(&r, &w), CART_OK);
+		cart_free(c);
+		ck_assert_int_eq(cart_repo_outbox_park(&r, user, &ev, "MalformedDetail", i),
+				 CART_OK);
+	}
+	ck_assert(cart_memory_repo_parked(&r, 0, &p, &kept, &dropped));
+	ck_assert_uint_eq(kept, CART_MEMORY_DLQ_MAX);
+	ck_assert_uint_eq(dropped, 3);
+	ck_assert_str_eq(p.event.user_id, "dlq-3");
+	ck_assert_int_eq(p.parked_at_ms, 3);
+	ck_assert_str_eq(p.reason, "MalformedDetail");
+	ck_assert(cart_memory_repo_parked(&r, CART_MEMORY_DLQ_MAX - 1, &p, NULL, NULL));
+	ck_assert_str_eq(p.event.user_id, "dlq-1026");
+	ck_assert(!cart_memory_repo_parked(&r, CART_MEMORY_DLQ_MAX, &p, NULL, NULL));
+	cart_repo_destroy(&r);
+}
+END_TEST
+
 Suite *memory_repo_contract_suite(void)
 {
 	Suite *s = repo_contract_suite("repo_contract_memory", memory_factory,
@@ -88,6 +133,7 @@ Suite *memory_repo_contract_suite(void)
 
 	tcase_add_test(tc, test_memory_repo_shards_spread_sequential_ids);
 	tcase_add_test(tc, test_memory_repo_outbox_process_bound);
+	tcase_add_test(tc, test_memory_repo_dead_letters_bounded_oldest_dropped);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -314,6 +314,37 @@ START_TEST(test_publisher_version1_publish_each_is_all_or_nothing)
 }
 END_TEST
 
+/* Version 3: refused for good vs failed for now; older adapters: for now. */
+START_TEST(test_publisher_results_tell_refused_from_retry)
+{
+	cart_publisher pub;
+	fake_publisher *fp;
+	cart_publish_result res[3];
+	cart_event ev[3] = { sample_event(), sample_event(), sample_event() };
+
+	for (int i = 0; i < 3; i++)
+		ev[i].cart_version = i + 1;
+	ck_assert_int_eq(fake_publisher_new(&pub, &fp), 0);
+	fake_publisher_refuse_entry(fp, ev[0].user_id, 1, "MalformedDetail");
+	fake_publisher_fail_entry(fp, ev[0].user_id, 3);
+	ck_assert_int_eq(cart_publisher_publish_results(&pub, ev, 3, res), CART_EBACKEND);
+	ck_assert_int_eq(res[0].status, CART_PUBLISH_REFUSED);
+	ck_assert_str_eq(res[0].code, "MalformedDetail");
+	ck_assert_int_eq(res[1].status, CART_PUBLISH_ACCEPTED);
+	ck_assert_int_eq(res[2].status, CART_PUBLISH_RETRY);
+	cart_publisher_destroy(&pub);
+
+	ck_assert_int_eq(fake_publisher_new_v1(&pub, &fp), 0);
+	fake_publisher_refuse_entry(fp, ev[0].user_id, 1, "MalformedDetail");
+	ck_assert_int_eq(cart_publisher_publish_results(&pub, ev, 3, res), CART_EBACKEND);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(res[i].status, CART_PUBLISH_RETRY);
+		ck_assert_str_eq(res[i].code, "");
+	}
+	cart_publisher_destroy(&pub);
+}
+END_TEST
+
 START_TEST(test_fake_publisher_reports_each_entry)
 {
 	cart_publisher pub;
@@ -503,6 +534,7 @@ Suite *ports_suite(void)
 	tcase_add_test(tc, test_log_publisher_failed_write_fails_every_entry);
 	tcase_add_test(tc, test_publisher_version1_publish_each_is_all_or_nothing);
 	tcase_add_test(tc, test_fake_publisher_reports_each_entry);
+	tcase_add_test(tc, test_publisher_results_tell_refused_from_retry);
 	tcase_add_test(tc, test_noop_publisher_accepts_everything);
 	suite_add_tcase(s, tc);
 	return s;

@@ -12,6 +12,7 @@
 #include "fakes/fake_clock.h"
 #include "fakes/fake_publisher.h"
 #include "memory/memory_repo.h"
+#include "relay_park.h"
 #include "unit/suites.h"
 
 #define T0 1767225600000LL
@@ -293,6 +294,165 @@ START_TEST(test_relay_whole_call_failure_keeps_everything)
 }
 END_TEST
 
+/*
+ * A bus that refuses one entry for good (a malformed detail, a missing
+ * bus): after a bounded number of passes that event is taken out of the
+ * outbox, and the cart's later events go out.  Without the bound the
+ * cart would stall behind it forever.
+ */
+START_TEST(test_relay_parks_an_entry_refused_permanently)
+{
+	commit_events(0, 5);
+	commit_events(1, 2);
+	fake_publisher_refuse_entry(fpub, "user-0000", 3, "MalformedDetail");
+	for (int pass = 0; pass < 20; pass++)
+		ck_assert_int_ge(cart_relay_run_once(relay), 0);
+	/* the default bound (5), not once per pass */
+	ck_assert_uint_eq(fake_publisher_refusals(fpub), 5);
+	ck_assert_uint_eq(pending(), 0);
+	int64_t seen[6] = { 0 };
+	for (size_t i = 0; i < fake_publisher_count(fpub); i++) {
+		cart_event ev = fake_publisher_event(fpub, i);
+		if (!strcmp(ev.user_id, "user-0000"))
+			seen[ev.cart_version]++;
+	}
+	ck_assert_int_ge(seen[1], 1);
+	ck_assert_int_ge(seen[2], 1);
+	ck_assert_int_eq(seen[3], 0);
+	ck_assert_int_ge(seen[4], 1);
+	ck_assert_int_ge(seen[5], 1);
+	check_user_order(1, 2);
+}
+END_TEST
+
+typedef struct park_log {
+	int calls, attempts;
+	char user[CART_ID_MAX + 1], code[CART_PUBLISH_CODE_MAX];
+	int64_t version;
+} park_log;
+
+static void record_park(void *self, const cart_event *ev, const char *code,
+			int attempts)
+{
+	park_log *pl = self;
+
+	pl->calls++;
+	pl->attempts = attempts;
+	pl->version = ev->cart_version;
+	snprintf(pl->user, sizeof(pl->user), "%s", ev->user_id);
+	snprintf(pl->code, sizeof(pl->code), "%s", code);
+}
+
+/* The parked event is in the store's dead-letter list, counted, reported. */
+START_TEST(test_relay_parked_event_is_kept_counted_and_reported)
+{
+	cart_relay_stats st;
+	cart_memory_parked dead;
+	park_log pl = { 0 };
+	size_t kept, dropped;
+
+	ck_assert_int_eq(cart_relay_set_max_attempts(relay, 3), CART_OK);
+	cart_relay_on_park(relay, record_park, &pl);
+	commit_events(0, 4);
+	fake_publisher_refuse_entry(fpub, "user-0000", 2, "ResourceNotFoundException");
+	for (int pass = 0; pass < 3; pass++) {
+		cart_relay_stats_get(relay, &st);
+		ck_assert_uint_eq(st.parked, 0);
+		ck_assert_int_ge(cart_relay_run_once(relay), 0);
+	}
+	cart_relay_stats_get(relay, &st);
+	ck_assert_uint_eq(st.parked, 1);
+	ck_assert_uint_eq(fake_publisher_refusals(fpub), 3);
+	ck_assert_int_eq(pl.calls, 1);
+	ck_assert_int_eq(pl.attempts, 3);
+	ck_assert_str_eq(pl.user, "user-0000");
+	ck_assert_int_eq(pl.version, 2);
+	ck_assert_str_eq(pl.code, "ResourceNotFoundException");
+	ck_assert(cart_memory_repo_parked(&mem, 0, &dead, &kept, &dropped));
+	ck_assert_uint_eq(kept, 1);
+	ck_assert_uint_eq(dropped, 0);
+	ck_assert_str_eq(dead.event.user_id, "user-0000");
+	ck_assert_int_eq(dead.event.cart_version, 2);
+	ck_assert_str_eq(dead.event.event_id, "00000000-0000-4000-8000-000000000002");
+	ck_assert_str_eq(dead.reason, "ResourceNotFoundException");
+	ck_assert_int_eq(dead.parked_at_ms, T0);
+	/* v3, v4 are acked by the next pass */
+	drain();
+	ck_assert_uint_eq(pending(), 0);
+	ck_assert_int_eq(pl.calls, 1);
+}
+END_TEST
+
+/* Failures for now never park, and they restart the count. */
+START_TEST(test_relay_transient_failures_never_park)
+{
+	cart_relay_stats st;
+
+	ck_assert_int_eq(cart_relay_set_max_attempts(relay, 2), CART_OK);
+	commit_events(0, 3);
+	fake_publisher_refuse_entry(fpub, "user-0000", 2, "MalformedDetail");
+	ck_assert_int_eq(cart_relay_run_once(relay), 1);       /* 1 refusal */
+	fake_publisher_fail(fpub, 3, CART_EUNAVAILABLE);
+	for (int pass = 0; pass < 3; pass++)
+		ck_assert_int_eq(cart_relay_run_once(relay), 0);   /* for now */
+	cart_relay_stats_get(relay, &st);
+	ck_assert_uint_eq(st.parked, 0);
+	ck_assert_uint_eq(pending(), 2);
+	ck_assert_int_eq(cart_relay_run_once(relay), 0);       /* 1 again */
+	cart_relay_stats_get(relay, &st);
+	ck_assert_uint_eq(st.parked, 0);
+	ck_assert_int_eq(cart_relay_run_once(relay), 0);       /* 2: parked */
+	cart_relay_stats_get(relay, &st);
+	ck_assert_uint_eq(st.parked, 1);
+	ck_assert_uint_eq(drain(), 1);
+	ck_assert_uint_eq(pending(), 0);
+}
+END_TEST
+
+START_TEST(test_relay_max_attempts_range)
+{
+	ck_assert_int_eq(cart_relay_set_max_attempts(relay, 0), CART_EINVALID);
+	ck_assert_int_eq(cart_relay_set_max_attempts(relay, 101), CART_EINVALID);
+	ck_assert_int_eq(cart_relay_set_max_attempts(relay, 1), CART_OK);
+	ck_assert_int_eq(cart_relay_set_max_attempts(relay, 100), CART_OK);
+}
+END_TEST
+
+/*
+ * More poisoned carts than the parker has slots: counts are bounded, yet
+ * every one of them is parked in time (those closest to the bound keep
+ * their slots).
+ */
+START_TEST(test_relay_parker_bounded_yet_parks_every_poisoned_cart)
+{
+	enum { USERS = 600, MAX = 5 };
+	relay_parker *pk;
+	cart_publish_result refused = { .status = CART_PUBLISH_REFUSED,
+					.code = "MalformedDetail" };
+	size_t parked = 0, kept;
+	int rounds = 0;
+
+	for (int u = 0; u < USERS; u++)
+		commit_events(u, 1);
+	ck_assert_int_eq(relay_parker_new(&pk), CART_OK);
+	relay_parker_set_max_attempts(pk, MAX);
+	while (parked < USERS && rounds++ < USERS * MAX) {
+		cart_outbox box;
+		ck_assert_int_eq(cart_repo_outbox_fetch(&mem, USERS, &box), CART_OK);
+		for (size_t i = 0; i < box.n_batches; i++)
+			parked += relay_parker_judge(pk, &mem, &clk,
+						     &box.batches[i].events[0], &refused);
+		cart_outbox_release(&box);
+	}
+	ck_assert_uint_eq(parked, USERS);
+	ck_assert_uint_eq(relay_parker_parked(pk), USERS);
+	ck_assert_uint_eq(pending(), 0);
+	cart_memory_repo_parked(&mem, 0, NULL, &kept, NULL);
+	ck_assert_uint_eq(kept, USERS);
+	relay_parker_free(pk);
+}
+END_TEST
+
 Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -317,6 +477,11 @@ Suite *relay_suite(void)
 	tc = tcase_create("failures");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_relay_acks_only_the_published_prefix);
+	tcase_add_test(tc, test_relay_parks_an_entry_refused_permanently);
+	tcase_add_test(tc, test_relay_parked_event_is_kept_counted_and_reported);
+	tcase_add_test(tc, test_relay_transient_failures_never_park);
+	tcase_add_test(tc, test_relay_max_attempts_range);
+	tcase_add_test(tc, test_relay_parker_bounded_yet_parks_every_poisoned_cart);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("version1");

@@ -937,6 +937,50 @@ START_TEST(test_repo_outbox_ack_removes_only_the_named_prefix)
 }
 END_TEST
 
+/* Version 2: park takes the head out of the outbox, and only the head. */
+START_TEST(test_repo_outbox_park_removes_only_the_head)
+{
+	const cart_repo *r = open_repo(_i);
+	cart_outbox o;
+	cart_event ev[2];
+
+	ck_assert(cart_repo_can_park(r));
+	ck_assert_int_eq(save_with_events(r, "u1", 1, 1, 2), CART_OK);
+	ck_assert_int_eq(save_with_events(r, "u2", 1, 10, 1), CART_OK);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	ck_assert_uint_eq(batch_of(&o, "u1")->n, 2);
+	memcpy(ev, batch_of(&o, "u1")->events, sizeof(ev));
+	cart_outbox_release(&o);
+	/* not the oldest: refused, nothing removed */
+	ck_assert_int_eq(cart_repo_outbox_park(r, "u1", &ev[1], "MalformedDetail", T0),
+			 CART_ECONFLICT);
+	ck_assert_int_eq(cart_repo_outbox_park(r, "u1", &ev[0], "MalformedDetail", T0),
+			 CART_OK);
+	/* gone from the outbox: parking or acking it again is refused */
+	ck_assert_int_eq(cart_repo_outbox_park(r, "u1", &ev[0], "MalformedDetail", T0),
+			 CART_ECONFLICT);
+	ck_assert_int_eq(cart_repo_outbox_ack(r, "u1", &ev[0], 1), CART_ECONFLICT);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	ck_assert_uint_eq(batch_of(&o, "u1")->n, 1);
+	ck_assert_str_eq(batch_of(&o, "u1")->events[0].event_id, ev[1].event_id);
+	ck_assert_uint_eq(batch_of(&o, "u2")->n, 1);
+	cart_outbox_release(&o);
+	/* the last one: the user has nothing pending any more */
+	ck_assert_int_eq(cart_repo_outbox_park(r, "u1", &ev[1], "InvalidArgument", T0),
+			 CART_OK);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	ck_assert_ptr_null(batch_of(&o, "u1"));
+	cart_outbox_release(&o);
+	ck_assert_int_eq(cart_repo_outbox_park(r, "nobody", &ev[1], "x", T0),
+			 CART_ECONFLICT);
+	/* and is pending again after the next write */
+	ck_assert_int_eq(save_with_events(r, "u1", 2, 20, 1), CART_OK);
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	ck_assert_ptr_nonnull(batch_of(&o, "u1"));
+	cart_outbox_release(&o);
+}
+END_TEST
+
 START_TEST(test_repo_outbox_conflicting_write_records_nothing)
 {
 	const cart_repo *r = open_repo(_i);
@@ -1028,6 +1072,7 @@ Suite *repo_contract_suite(const char *name, repo_factory f, void *arg)
 	ADD(tc, test_repo_outbox_empty);
 	ADD(tc, test_repo_outbox_keeps_events_in_order_with_every_field);
 	ADD(tc, test_repo_outbox_ack_removes_only_the_named_prefix);
+	ADD(tc, test_repo_outbox_park_removes_only_the_head);
 	ADD(tc, test_repo_outbox_conflicting_write_records_nothing);
 	ADD(tc, test_repo_outbox_bound_refuses_writes);
 	suite_add_tcase(s, tc);
