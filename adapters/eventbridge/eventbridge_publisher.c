@@ -54,9 +54,9 @@ static bool add_entry(const eb_publisher *p, cJSON *entries, const cart_event *e
  * May the same entry be accepted later?  Throttling, internal and
  * service failures, and credentials problems (fixed by a refresh, and
  * never the entry's fault) are failures for now.  Everything else the bus
- * names (MalformedDetail, InvalidArgument, ResourceNotFoundException,
- * AccessDeniedException, ValidationException, ...) refuses the entry as
- * it is: sending it again gets the same answer.
+ * names for an entry (MalformedDetail, InvalidArgument, ...) refuses the
+ * entry as it is: sending it again gets the same answer.  For a whole
+ * call see configuration_error.
  */
 static bool transient_code(const char *code)
 {
@@ -86,11 +86,26 @@ static void set_result(cart_publish_result *res, cart_publish_status st,
 	res->code[n] = '\0';
 }
 
+/*
+ * A whole call refused because of where it goes, not what it carries: a
+ * bus that does not exist or a role that may not put to it.  Every entry
+ * of every call gets the same answer until an operator fixes the
+ * configuration, so parking them would move the whole stream into the
+ * dead-letter list; they wait in the outbox instead (the backlog grows,
+ * /ready reports it, and this is logged as an error).
+ */
+static bool configuration_error(const char *code)
+{
+	return strstr(code, "ResourceNotFound") || strstr(code, "AccessDenied") ||
+	       strstr(code, "NotAuthorized") || strstr(code, "UnauthorizedOperation");
+}
+
 /* A whole call refused: each of its entries gets the call's answer. */
 static int call_refused(eb_publisher *p, const cart_aws_response *r,
 			const size_t *idx, size_t n, cart_publish_result *res)
 {
-	bool now = r->status >= 500 || transient_code(r->error_type);
+	bool now = r->status >= 500 || transient_code(r->error_type) ||
+		   configuration_error(r->error_type);
 
 	cart_aws_logf(p->log, 3, "eventbridge PutEvents failed",
 		      ",\"status\":%ld,\"error\":\"%s\",\"permanent\":%s",

@@ -14,11 +14,13 @@
  * also says which were refused for good, with the error code: per entry
  * any ErrorCode but throttling and InternalFailure (MalformedDetail,
  * InvalidArgument, ResourceNotFoundException, AccessDeniedException, ...),
- * per call any 4xx but throttling and credentials errors
- * (ResourceNotFoundException for a missing bus, AccessDeniedException,
- * ValidationException), and an entry whose Detail cannot be built.  Those
- * are not resent within the call; 5xx, throttling and network failures
- * are failures for now.
+ * per call any 4xx but throttling, credentials errors and configuration
+ * errors (ValidationException), and an entry whose Detail cannot be
+ * built.  Those are not resent within the call; 5xx, throttling, network
+ * failures and whole calls refused for a missing bus
+ * (ResourceNotFoundException) or a missing permission (AccessDenied...)
+ * are failures for now: a configuration error must not send the whole
+ * stream to the dead-letter list.
  *
  * Thread-safe.  The client (service "events",
  * application/x-amz-json-1.1) and log are borrowed.

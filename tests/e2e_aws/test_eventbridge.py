@@ -610,13 +610,17 @@ class EventBridgePartialFailureTests(EventBridgeCase):
         self.assertEqual(stats[-1]["stats"]["relay"]["parked"], 1, stats[-1])
 
     def test_whole_call_refused_for_good_parks_the_head_transient_never(self):
-        """A whole PutEvents call refused with a 4xx that cannot heal
-        (AccessDeniedException) counts as a refusal for good of its
-        entries; 500s and throttling never park anything."""
+        """A whole PutEvents call refused with a 4xx that the entries cause
+        (ValidationException) counts as a refusal for good of its entries;
+        500s, throttling and configuration errors (AccessDeniedException: a
+        task role without events:PutEvents) never park anything."""
         u = self.user("eb-park-call")
         self.write_pending(u, 2)
         self.stack.events_fault("fail_call", count=4)   # 500: for now
         self.stack.events_fault("throttle", count=4)
+        self.stack.events_fault("fail_call", count=4, status=400,
+                                error_type="AccessDeniedException",
+                                message="not authorized to perform: events:PutEvents")
         srv = self.start(relay=True, EVENTS_MAX_ATTEMPTS=2)
         got = self.wait_entries(u, 2, timeout=RECOVERY_SECONDS + EVENT_WAIT_SECONDS)
         self.assertEqual([e["detail"]["cartVersion"] for e in dedupe(got)], [1, 2],
@@ -629,8 +633,8 @@ class EventBridgePartialFailureTests(EventBridgeCase):
         self.stack.events_reset()
         self.write_pending(u, 2)
         self.stack.events_fault("fail_call", count=2, status=400,
-                                error_type="AccessDeniedException",
-                                message="not authorized to perform: events:PutEvents")
+                                error_type="ValidationException",
+                                message="1 validation error detected")
         srv = self.start(relay=True, EVENTS_MAX_ATTEMPTS=2)
         got = self.wait_entries(u, 1)
         self.assertEqual([e["detail"]["cartVersion"] for e in dedupe(got)], [2],
@@ -639,7 +643,7 @@ class EventBridgePartialFailureTests(EventBridgeCase):
         rec = srv.wait_log(lambda r: r.get("msg") == "event parked", timeout=3.0)
         self.assertIsNotNone(rec, srv.logs())
         self.assertEqual((rec["userId"], rec["cartVersion"], rec["errorCode"]),
-                         (u, 1, "AccessDeniedException"), rec)
+                         (u, 1, "ValidationException"), rec)
         srv.stop()
 
 
