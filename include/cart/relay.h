@@ -30,6 +30,8 @@
 #include "cart/repo.h"
 
 #define CART_RELAY_CALL_MAX 10   /* entries per publisher call */
+/* EVENTS_RELAY_CONCURRENCY's default (the service's, not the library's). */
+#define CART_RELAY_CONCURRENCY_DEFAULT 4
 
 typedef struct cart_relay cart_relay;
 

@@ -5,8 +5,11 @@
  * cart_version order and are acknowledged only as far as they went out.
  */
 #include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cart/relay.h"
 #include "fakes/fake_clock.h"
@@ -59,36 +62,42 @@ static void user_name(char *out, size_t cap, int u)
 	snprintf(out, cap, "user-%04d", u);
 }
 
+/* Commits version v of user u's cart with one event. */
+static void commit_one(int u, int v)
+{
+	char user[32];
+	cart *c = NULL;
+	cart_event ev;
+
+	user_name(user, sizeof(user), u);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = CART_EVENT_ITEM_ADDED;
+	snprintf(ev.event_id, sizeof(ev.event_id),
+		 "00000000-0000-4000-8000-%06d%06d", u % 1000000,
+		 v % 1000000);
+	ev.occurred_at = base_ms + v;
+	snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
+	snprintf(ev.cart_id, sizeof(ev.cart_id),
+		 "10000000-0000-4000-8000-%012d", u);
+	ev.cart_version = v;
+	snprintf(ev.item_id, sizeof(ev.item_id), "sku-%d", v);
+	ev.quantity_after = 1;
+	ev.unit_price.amount = 100;
+	snprintf(ev.unit_price.currency, sizeof(ev.unit_price.currency), "EUR");
+	ck_assert_int_eq(cart_new(&c, user), CART_OK);
+	ck_assert_int_eq(cart_restore_meta(c, ev.cart_id, v, T0, T0 + v,
+					   T0 + 1000000), CART_OK);
+	cart_write w = { .user_id = user, .expected_version = v - 1,
+			 .cart = c, .events = &ev, .event_count = 1 };
+	ck_assert_int_eq(cart_repo_save(&mem, &w), CART_OK);
+	cart_free(c);
+}
+
 /* Commits versions 1..k of user u's cart, one event each. */
 static void commit_events(int u, int k)
 {
-	char user[32];
-
-	user_name(user, sizeof(user), u);
-	for (int v = 1; v <= k; v++) {
-		cart *c = NULL;
-		cart_event ev;
-		memset(&ev, 0, sizeof(ev));
-		ev.type = CART_EVENT_ITEM_ADDED;
-		snprintf(ev.event_id, sizeof(ev.event_id),
-			 "00000000-0000-4000-8000-%06d%06d", u, v);
-		ev.occurred_at = base_ms + v;
-		snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
-		snprintf(ev.cart_id, sizeof(ev.cart_id),
-			 "10000000-0000-4000-8000-%012d", u);
-		ev.cart_version = v;
-		snprintf(ev.item_id, sizeof(ev.item_id), "sku-%d", v);
-		ev.quantity_after = 1;
-		ev.unit_price.amount = 100;
-		snprintf(ev.unit_price.currency, sizeof(ev.unit_price.currency), "EUR");
-		ck_assert_int_eq(cart_new(&c, user), CART_OK);
-		ck_assert_int_eq(cart_restore_meta(c, ev.cart_id, v, T0, T0 + v,
-						   T0 + 1000000), CART_OK);
-		cart_write w = { .user_id = user, .expected_version = v - 1,
-				 .cart = c, .events = &ev, .event_count = 1 };
-		ck_assert_int_eq(cart_repo_save(&mem, &w), CART_OK);
-		cart_free(c);
-	}
+	for (int v = 1; v <= k; v++)
+		commit_one(u, v);
 }
 
 static size_t drain(void)
@@ -238,6 +247,87 @@ START_TEST(test_relay_concurrency_range)
 }
 END_TEST
 
+/* --- keeping up with writes (issue 8) ----------------------------------- */
+
+/*
+ * A bus that answers in 20 ms, writes at a steady rate to many carts, and
+ * the relay at the service's default concurrency, driven the way the
+ * service drives it (a pass after another while there is work).  The
+ * relay must keep up: when the writes stop it may be behind by what the
+ * last calls carry, not by a growing backlog.  Rates are measured, not
+ * assumed, so a slow machine (or valgrind) only lowers both sides.
+ */
+#define TP_USERS 1000
+#define TP_RATE 3000            /* events per second offered */
+#define TP_MS 2000              /* how long the writes run */
+#define TP_DELAY_MS 20          /* the bus's answer time */
+
+static atomic_int tp_stop;
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void *tp_relay_loop(void *arg)
+{
+	struct timespec ms1 = { 0, 1000000 };
+
+	(void)arg;
+	while (!atomic_load(&tp_stop)) {
+		int n = cart_relay_run_once(relay);
+		ck_assert_int_ge(n, 0);
+		if (!n)
+			nanosleep(&ms1, NULL);   /* the service waits for a kick */
+	}
+	return NULL;
+}
+
+START_TEST(test_relay_keeps_up_with_writes_to_a_slow_bus)
+{
+	static int version[TP_USERS];
+	struct timespec ms1 = { 0, 1000000 };
+	pthread_t th;
+	size_t produced = 0, delivered, behind;
+	int64_t t0, now;
+
+	ck_assert_int_eq(cart_relay_set_concurrency(relay,
+			 CART_RELAY_CONCURRENCY_DEFAULT), CART_OK);
+	fake_publisher_set_delay_ms(fpub, TP_DELAY_MS);
+	memset(version, 0, sizeof(version));
+	atomic_store(&tp_stop, 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, tp_relay_loop, NULL), 0);
+	t0 = mono_ms();
+	while ((now = mono_ms()) - t0 < TP_MS) {
+		size_t due = (size_t)((now - t0) * TP_RATE / 1000);
+		for (; produced < due; produced++) {
+			int u = (int)(produced % TP_USERS);
+			commit_one(u, ++version[u]);
+		}
+		nanosleep(&ms1, NULL);
+	}
+	delivered = fake_publisher_count(fpub);
+	behind = produced - delivered;
+	now = mono_ms();
+	atomic_store(&tp_stop, 1);
+	pthread_join(th, NULL);
+	fprintf(stderr, "relay keeps up: %zu events in %lld ms, %zu delivered, "
+		"%zu behind\n", produced, (long long)(now - t0), delivered, behind);
+	/* behind by less than a quarter of what was written (0.5 s of 2 s) */
+	ck_assert_uint_ge(produced, TP_RATE / 10);
+	ck_assert_uint_le(behind * 4, produced);
+	drain();
+	ck_assert_uint_eq(pending(), 0);
+	ck_assert_uint_eq(fake_publisher_overlaps(fpub), 0);
+	check_calls();
+	for (int u = 0; u < TP_USERS; u++)
+		check_user_order(u, version[u]);
+}
+END_TEST
+
 /* --- failures ---------------------------------------------------------- */
 
 START_TEST(test_relay_acks_only_the_published_prefix)
@@ -312,6 +402,12 @@ Suite *relay_suite(void)
 	tcase_add_test(tc, test_relay_never_splits_a_cart_across_concurrent_calls);
 	tcase_add_test(tc, test_relay_concurrency_range);
 	tcase_add_test(tc, test_relay_whole_call_failure_keeps_everything);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("throughput");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_relay_keeps_up_with_writes_to_a_slow_bus);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("failures");
