@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "app.h"
 #include "cart/relay.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_publisher.h"
@@ -73,8 +74,8 @@ static void commit_one(int u, int v)
 	memset(&ev, 0, sizeof(ev));
 	ev.type = CART_EVENT_ITEM_ADDED;
 	snprintf(ev.event_id, sizeof(ev.event_id),
-		 "00000000-0000-4000-8000-%06d%06d", u % 1000000,
-		 v % 1000000);
+		 "00000000-0000-4000-8000-%06u%06u", (unsigned)u % 1000000u,
+		 (unsigned)v % 1000000u);
 	ev.occurred_at = base_ms + v;
 	snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
 	snprintf(ev.cart_id, sizeof(ev.cart_id),
@@ -328,6 +329,100 @@ START_TEST(test_relay_keeps_up_with_writes_to_a_slow_bus)
 }
 END_TEST
 
+/* --- idle polling (issue 8, write cost) ---------------------------------- */
+
+/* The memory repository, counting outbox fetches. */
+static cart_repo_ops counting_ops;
+static atomic_uint fetches;
+
+static int counting_fetch(void *self, size_t max_events, cart_outbox *out)
+{
+	atomic_fetch_add(&fetches, 1);
+	return mem.ops->outbox_fetch(self, max_events, out);
+}
+
+/*
+ * The service's loop policy over a minute of (simulated) idle time: at
+ * most one fetch per CART_RELAY_IDLE_POLL_MS, and a pass with events
+ * still waiting goes on at once.
+ */
+START_TEST(test_relay_idle_polls_at_most_once_per_interval)
+{
+	cart_repo counting;
+	cart_relay *idle;
+	int64_t t = 0, wait = 0;
+	int n;
+
+	counting_ops = *mem.ops;
+	counting_ops.outbox_fetch = counting_fetch;
+	counting = (cart_repo){ .ops = &counting_ops, .self = mem.self };
+	ck_assert_int_eq(cart_relay_new(&idle, &counting, &pub, &clk, 1000),
+			 CART_OK);
+	ck_assert_int_ge(CART_RELAY_IDLE_POLL_MS, 5000);
+	atomic_store(&fetches, 0);
+	while (t < 60000) {
+		n = cart_relay_run_once(idle);
+		ck_assert_int_eq(n, 0);
+		wait = cart_relay_next_wait_ms(idle, n, wait);
+		ck_assert_int_ge(wait, CART_RELAY_IDLE_POLL_MS);
+		t += wait;
+	}
+	ck_assert_uint_le(atomic_load(&fetches), 60000 / 5000);
+
+	/* a commit (the service kicks the loop): delivered, then idle again */
+	commit_events(7, 1);
+	ck_assert_int_eq(cart_relay_run_once(idle), 1);
+	ck_assert_int_eq(cart_relay_next_wait_ms(idle, 1, wait),
+			 CART_RELAY_IDLE_POLL_MS);
+	/* events still waiting after a pass that delivered: no wait at all */
+	commit_events(200, 3);
+	commit_events(201, 1);
+	fake_publisher_fail_entry(fpub, "user-0200", 2);
+	ck_assert_int_eq(n = cart_relay_run_once(idle), 2);
+	ck_assert_int_eq(cart_relay_next_wait_ms(idle, n, 0), 0);
+	ck_assert_int_eq(cart_relay_run_once(idle), 2);
+	/* a failing publisher: backoff, not the idle interval */
+	commit_events(202, 1);
+	fake_publisher_fail(fpub, -1, CART_EUNAVAILABLE);
+	ck_assert_int_eq(n = cart_relay_run_once(idle), 0);
+	wait = cart_relay_next_wait_ms(idle, n, 0);
+	ck_assert_int_ge(wait, 1);
+	ck_assert_int_le(wait, 1000);
+	ck_assert_int_eq(cart_relay_next_wait_ms(idle, 0, 800), 1000);
+	cart_relay_free(idle);
+}
+END_TEST
+
+static relay_kick kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+
+static void *kick_later(void *arg)
+{
+	struct timespec ms50 = { 0, 50000000 };
+
+	(void)arg;
+	nanosleep(&ms50, NULL);
+	relay_kick_signal(&kick);
+	return NULL;
+}
+
+/* The idle wait is long, but a commit's kick still ends it at once. */
+START_TEST(test_relay_kick_ends_the_idle_wait)
+{
+	pthread_t th;
+	int64_t t0 = mono_ms();
+
+	ck_assert_int_eq(pthread_create(&th, NULL, kick_later, NULL), 0);
+	relay_kick_wait(&kick, CART_RELAY_IDLE_POLL_MS);
+	ck_assert_int_lt(mono_ms() - t0, CART_RELAY_IDLE_POLL_MS / 2);
+	pthread_join(th, NULL);
+	/* a kick while no one waits is kept for the next wait */
+	relay_kick_signal(&kick);
+	t0 = mono_ms();
+	relay_kick_wait(&kick, CART_RELAY_IDLE_POLL_MS);
+	ck_assert_int_lt(mono_ms() - t0, CART_RELAY_IDLE_POLL_MS / 2);
+}
+END_TEST
+
 /* --- failures ---------------------------------------------------------- */
 
 START_TEST(test_relay_acks_only_the_published_prefix)
@@ -408,6 +503,13 @@ Suite *relay_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_relay_keeps_up_with_writes_to_a_slow_bus);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("idle");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_relay_idle_polls_at_most_once_per_interval);
+	tcase_add_test(tc, test_relay_kick_ends_the_idle_wait);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("failures");
