@@ -32,7 +32,7 @@
 static app_config g_cfg;
 static app_ctx g_app;
 static time_t g_started;
-static relay_kick g_kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+static relay_kick g_kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL };
 
 typedef struct wiring {
 	cart_repo repo;
@@ -429,6 +429,9 @@ static void relay_start(relay_thread *rt, cart_relay *relay, relay_kick *kick)
 {
 	rt->relay = relay;
 	rt->kick = kick;
+	pthread_mutex_lock(&kick->lock);
+	kick->relay = relay;
+	pthread_mutex_unlock(&kick->lock);
 	atomic_store(&rt->stop, 0);
 	rt->started = pthread_create(&rt->thread, NULL, relay_loop, rt) == 0;
 	if (!rt->started)
@@ -443,6 +446,9 @@ static void relay_stop(relay_thread *rt)
 	atomic_store(&rt->stop, 1);
 	relay_kick_signal(rt->kick);
 	pthread_join(rt->thread, NULL);
+	pthread_mutex_lock(&rt->kick->lock);
+	rt->kick->relay = NULL;
+	pthread_mutex_unlock(&rt->kick->lock);
 	if (cart_relay_run_once(rt->relay) < 0)
 		log_write(LOG_WARN, "event outbox unreadable at shutdown", NULL);
 }

@@ -59,7 +59,7 @@ typedef struct relay_pass {
 	size_t ready_events;          /* unsent events of queued users */
 	size_t held_events;           /* events of users held, still pending */
 	size_t busy;                  /* calls in flight */
-	uint64_t finished;            /* calls answered so far */
+	uint64_t changes;             /* calls answered and kicks so far */
 	size_t sent;                  /* events accepted this pass */
 	int err;                      /* the first fetch's error */
 } relay_pass;
@@ -87,7 +87,7 @@ struct cart_relay {
 
 	pthread_mutex_t lock;         /* guards the fields below */
 	pthread_cond_t work;          /* a pass started or users became ready */
-	pthread_cond_t done;          /* a call finished */
+	pthread_cond_t done;          /* a call finished, or a kick */
 	relay_pass *pass;             /* the running pass, NULL between passes */
 	bool stopping;
 	pthread_t *pool;
@@ -361,7 +361,7 @@ static void relay_call(cart_relay *r, relay_pass *p)
 	}
 	p->sent += sent;
 	p->busy--;
-	p->finished++;
+	p->changes++;
 	pthread_cond_broadcast(&r->done);
 	if (p->ready)
 		pthread_cond_broadcast(&r->work);
@@ -408,7 +408,8 @@ int cart_relay_set_concurrency(cart_relay *r, int n)
 /* --- a pass ------------------------------------------------------------- */
 
 /*
- * One fetch, lock dropped: users held stay out, the rest is queued.
+ * One fetch, with the lock dropped around the repository: users held stay
+ * out, the rest is queued.  Called and returns with the lock held.
  * Returns the fetch's error.
  */
 static int pass_fetch(cart_relay *r, relay_pass *p)
@@ -425,11 +426,13 @@ static int pass_fetch(cart_relay *r, relay_pass *p)
 		atomic_store(&r->oldest_age_ms, box.oldest_at ?
 			     cart_clock_now(&r->clock) - box.oldest_at : 0);
 	}
-	pthread_mutex_lock(&r->lock);
-	if (!err && take_new_users(p, &box))
-		pthread_cond_broadcast(&r->work);
-	pthread_mutex_unlock(&r->lock);
-	cart_outbox_release(&box);
+	if (!err) {
+		pthread_mutex_lock(&r->lock);
+		if (take_new_users(p, &box))
+			pthread_cond_broadcast(&r->work);
+		pthread_mutex_unlock(&r->lock);
+		cart_outbox_release(&box);
+	}
 	pthread_mutex_lock(&r->lock);
 	return err;
 }
@@ -437,7 +440,8 @@ static int pass_fetch(cart_relay *r, relay_pass *p)
 /*
  * Fetches, then makes calls while users are ready, fetching again
  * whenever fewer events are queued than the slots could carry and a call
- * was answered since the last fetch (its users may have more).  Returns
+ * was answered (its users may have more) or a commit kicked the relay
+ * since the last fetch.  Returns
  * once a fetch after the last answer brought nothing and no call is in
  * flight; stops fetching after PASS_MS or PASS_FETCHES so that refused
  * users get their retry and the caller its look at the stats.
@@ -457,10 +461,10 @@ static void pass_run(cart_relay *r, relay_pass *p)
 	if (p->err)
 		fetching = false;
 	while (p->ready || p->busy ||
-	       (fetching && p->finished != fetched_at)) {
+	       (fetching && p->changes != fetched_at)) {
 		if (fetching && p->ready_events < low &&
-		    p->finished != fetched_at) {
-			fetched_at = p->finished;
+		    p->changes != fetched_at) {
+			fetched_at = p->changes;
 			if (pass_fetch(r, p) ||
 			    ++fetches >= PASS_FETCHES ||
 			    cart_clock_now(&r->clock) - start >= PASS_MS)
@@ -509,6 +513,21 @@ int cart_relay_run_once(cart_relay *r)
 	pass_free(&pass);
 	measure_rate(r);
 	return pass.err ? pass.err : (int)pass.sent;
+}
+
+void cart_relay_kick(cart_relay *r)
+{
+	relay_pass *p;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	p = r->pass;
+	if (p && !p->ready && p->busy < (size_t)(r->n_pool ? r->n_pool : 1)) {
+		p->changes++;            /* a slot is idle: fetch again */
+		pthread_cond_broadcast(&r->done);
+	}
+	pthread_mutex_unlock(&r->lock);
 }
 
 int64_t cart_relay_next_wait_ms(const cart_relay *r, int n, int64_t prev_ms)

@@ -80,6 +80,14 @@ void cart_relay_free(cart_relay *r);   /* accepts NULL */
 int cart_relay_run_once(cart_relay *r);
 
 /*
+ * A commit added events: a running pass with an idle call slot fetches
+ * again instead of waiting for a call to be answered (between passes the
+ * caller's loop does the waking).  Cheap; safe from any thread; accepts
+ * NULL.
+ */
+void cart_relay_kick(cart_relay *r);
+
+/*
  * How long a loop driving the relay should wait (for a kick of a local
  * commit, or this long) after a pass returned n, given its previous wait:
  * 0 while events remain, CART_RELAY_IDLE_POLL_MS when the outbox was

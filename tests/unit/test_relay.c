@@ -7,6 +7,7 @@
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -329,16 +330,127 @@ START_TEST(test_relay_keeps_up_with_writes_to_a_slow_bus)
 }
 END_TEST
 
+/* --- pipelining --------------------------------------------------------- */
+
+/*
+ * A bus that takes 300 ms for any call carrying user-9999 and 2 ms for
+ * the rest; it notes how many events it had accepted when the slow call
+ * came back.
+ */
+#define SLOW_USER "user-9999"
+
+static atomic_size_t slow_accepted, slow_seen_done;
+static atomic_int slow_started;
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static int slow_publish_each(void *self, const cart_event *ev, size_t n,
+			     bool *ok)
+{
+	bool slow = false;
+
+	(void)self;
+	for (size_t i = 0; i < n; i++) {
+		slow |= !strcmp(ev[i].user_id, SLOW_USER);
+		ok[i] = true;
+	}
+	if (slow)
+		atomic_store(&slow_started, 1);
+	sleep_ms(slow ? 300 : 2);
+	if (slow)
+		atomic_store(&slow_seen_done, atomic_load(&slow_accepted));
+	atomic_fetch_add(&slow_accepted, n);
+	return CART_OK;
+}
+
+static int slow_publish(void *self, const cart_event *ev, size_t n)
+{
+	bool ok[CART_RELAY_CALL_MAX];
+
+	return slow_publish_each(self, ev, n, ok);
+}
+
+static const cart_publisher_ops slow_ops = {
+	.version = 2,
+	.publish = slow_publish,
+	.publish_each = slow_publish_each,
+};
+
+static void *run_pass(void *arg)
+{
+	return (void *)(intptr_t)cart_relay_run_once(arg);
+}
+
+/*
+ * While one call is slow, the other slots go on: events committed after
+ * the pass began (the service kicks the relay on each commit) are
+ * fetched, published and acknowledged before the slow call returns.
+ */
+START_TEST(test_relay_slow_call_does_not_idle_the_other_slots)
+{
+	cart_publisher slow_pub = { .ops = &slow_ops, .self = NULL };
+	cart_relay *sr;
+	pthread_t th;
+	void *n;
+
+	atomic_store(&slow_accepted, 0);
+	atomic_store(&slow_seen_done, 0);
+	atomic_store(&slow_started, 0);
+	ck_assert_int_eq(cart_relay_new(&sr, &mem, &slow_pub, &clk, 1000),
+			 CART_OK);
+	ck_assert_int_eq(cart_relay_set_concurrency(sr, 4), CART_OK);
+	commit_events(9999, 1);
+	ck_assert_int_eq(pthread_create(&th, NULL, run_pass, sr), 0);
+	while (!atomic_load(&slow_started))
+		sleep_ms(1);
+	for (int u = 0; u < 100; u++) {
+		commit_events(u, 1);
+		cart_relay_kick(sr);
+	}
+	pthread_join(th, &n);
+	ck_assert_int_eq((int)(intptr_t)n, 101);
+	/* all 100 (and none of the slow call's own) went out meanwhile */
+	size_t meanwhile = atomic_load(&slow_seen_done);
+	ck_assert_uint_eq(meanwhile, 100);
+	ck_assert_uint_eq(pending(), 0);
+	cart_relay_free(sr);
+}
+END_TEST
+
 /* --- idle polling (issue 8, write cost) ---------------------------------- */
 
 /* The memory repository, counting outbox fetches. */
 static cart_repo_ops counting_ops;
 static atomic_uint fetches;
+static atomic_uint fail_from;   /* fetches from this one on fail (0: none) */
 
 static int counting_fetch(void *self, size_t max_events, cart_outbox *out)
 {
-	atomic_fetch_add(&fetches, 1);
+	unsigned n = atomic_fetch_add(&fetches, 1) + 1;
+
+	if (atomic_load(&fail_from) && n >= atomic_load(&fail_from))
+		return CART_EUNAVAILABLE;
 	return mem.ops->outbox_fetch(self, max_events, out);
+}
+
+static cart_relay *counting_relay(void)
+{
+	static cart_repo counting;
+	cart_relay *cr;
+
+	counting_ops = *mem.ops;
+	counting_ops.outbox_fetch = counting_fetch;
+	counting = (cart_repo){ .ops = &counting_ops, .self = mem.self };
+	atomic_store(&fetches, 0);
+	atomic_store(&fail_from, 0);
+	ck_assert_int_eq(cart_relay_new(&cr, &counting, &pub, &clk, 1000),
+			 CART_OK);
+	return cr;
 }
 
 /*
@@ -348,18 +460,11 @@ static int counting_fetch(void *self, size_t max_events, cart_outbox *out)
  */
 START_TEST(test_relay_idle_polls_at_most_once_per_interval)
 {
-	cart_repo counting;
-	cart_relay *idle;
+	cart_relay *idle = counting_relay();
 	int64_t t = 0, wait = 0;
 	int n;
 
-	counting_ops = *mem.ops;
-	counting_ops.outbox_fetch = counting_fetch;
-	counting = (cart_repo){ .ops = &counting_ops, .self = mem.self };
-	ck_assert_int_eq(cart_relay_new(&idle, &counting, &pub, &clk, 1000),
-			 CART_OK);
 	ck_assert_int_ge(CART_RELAY_IDLE_POLL_MS, 5000);
-	atomic_store(&fetches, 0);
 	while (t < 60000) {
 		n = cart_relay_run_once(idle);
 		ck_assert_int_eq(n, 0);
@@ -393,7 +498,39 @@ START_TEST(test_relay_idle_polls_at_most_once_per_interval)
 }
 END_TEST
 
-static relay_kick kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+/*
+ * An unreadable outbox: the first fetch's error is the pass's result and
+ * the loop backs off; a later fetch failing ends the pass with what it
+ * holds, which still goes out.
+ */
+START_TEST(test_relay_fetch_failures)
+{
+	cart_relay *fr = counting_relay();
+
+	commit_events(1, 1);
+	atomic_store(&fail_from, 1);
+	ck_assert_int_eq(cart_relay_run_once(fr), CART_EUNAVAILABLE);
+	ck_assert_uint_eq(fake_publisher_count(fpub), 0);
+	ck_assert_int_eq(cart_relay_next_wait_ms(fr, CART_EUNAVAILABLE, 0), 20);
+	ck_assert_int_eq(cart_relay_next_wait_ms(fr, CART_EUNAVAILABLE, 640), 1000);
+
+	/* every fetch after the pass's first fails: what it held went out */
+	atomic_store(&fetches, 0);
+	atomic_store(&fail_from, 2);
+	ck_assert_int_eq(cart_relay_run_once(fr), 1);
+	ck_assert_uint_ge(atomic_load(&fetches), 2);
+	commit_events(2, 3);
+	atomic_store(&fetches, 0);
+	atomic_store(&fail_from, 2);
+	ck_assert_int_eq(cart_relay_run_once(fr), 3);
+	ck_assert_uint_eq(pending(), 0);
+	check_user_order(1, 1);
+	check_user_order(2, 3);
+	cart_relay_free(fr);
+}
+END_TEST
+
+static relay_kick kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL };
 
 static void *kick_later(void *arg)
 {
@@ -505,11 +642,18 @@ Suite *relay_suite(void)
 	tcase_add_test(tc, test_relay_keeps_up_with_writes_to_a_slow_bus);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("pipelining");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_relay_slow_call_does_not_idle_the_other_slots);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("idle");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_relay_idle_polls_at_most_once_per_interval);
 	tcase_add_test(tc, test_relay_kick_ends_the_idle_wait);
+	tcase_add_test(tc, test_relay_fetch_failures);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("failures");
