@@ -27,6 +27,9 @@ typedef struct relay_kick {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int pending;                 /* guarded by lock */
+	cart_relay *relay;           /* guarded by lock; borrowed, NULL: none.
+				      * Kicked too, so a pass in progress
+				      * fetches the new events at once */
 } relay_kick;
 
 void relay_kick_signal(relay_kick *k);            /* accepts NULL */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cart/relay.h"
 #include "config.h"
 
 typedef enum var_kind { V_INT, V_BOOL, V_STR, V_ENUM, V_LEVEL } var_kind;
@@ -28,6 +29,9 @@ typedef struct var {
 #define F(field) offsetof(app_config, field), sizeof(((app_config *)0)->field)
 #define SET(field) offsetof(app_config, field)
 #define NOSET 0
+/* A numeric macro as the string of its value (defaults shared with lib/). */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 #define ID_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 /* RFC 3986 characters minus quotes and backslashes: safe to log as is. */
@@ -117,7 +121,7 @@ static const var vars[] = {
 	  "memory store: events waiting for the relay, all carts together (at the bound, and at 100 for one cart, writes get 503 cart.events_backlog)" },
 	{ "EVENTS_RELAY_ENABLED", "true", V_BOOL, F(events_relay_enabled), 0, 0, NULL, NOSET,
 	  "publish the event outbox from this process (false: another task relays)" },
-	{ "EVENTS_RELAY_CONCURRENCY", "4", V_INT, F(events_relay_concurrency), 1, 64, NULL, NOSET,
+	{ "EVENTS_RELAY_CONCURRENCY", STR(CART_RELAY_CONCURRENCY_DEFAULT), V_INT, F(events_relay_concurrency), 1, 64, NULL, NOSET,
 	  "event publisher calls in flight at once (each carries up to 10 events of several carts)" },
 	{ "EVENTS_MAX_ATTEMPTS", "5", V_INT, F(events_max_attempts), 1, 100, NULL, NOSET,
 	  "relay passes in a row the bus may refuse an event for good (malformed, no such bus, access denied) before it is parked in the store's dead-letter list" },

@@ -32,7 +32,7 @@
 static app_config g_cfg;
 static app_ctx g_app;
 static time_t g_started;
-static relay_kick g_kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+static relay_kick g_kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL };
 
 typedef struct wiring {
 	cart_repo repo;
@@ -428,29 +428,27 @@ static void log_backlog(cart_relay *relay, int64_t *last_ms, int64_t now_ms)
 
 /*
  * Publishes pending events as they appear: at once after a local commit
- * (the request path kicks the relay), and by polling for events other
- * processes left (every 20 ms while there is work, backing off to 1 s
- * while idle or while the publisher fails).
+ * (the request path kicks the relay), pass after pass while events
+ * remain, and by polling for events other processes left, at most once
+ * per CART_RELAY_IDLE_POLL_MS while idle (cart_relay_next_wait_ms; it
+ * backs off from 20 ms to 1 s while the publisher fails).
  */
 static void *relay_loop(void *arg)
 {
 	relay_thread *rt = arg;
-	int64_t idle_ms = 20, last_log = 0;
+	int64_t wait_ms = 0, last_log = 0;
 
 	while (!atomic_load(&rt->stop)) {
 		struct timespec now;
 		int n = cart_relay_run_once(rt->relay);
-		cart_relay_stats st;
 
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		log_backlog(rt->relay, &last_log, now.tv_sec * 1000LL);
-		cart_relay_stats_get(rt->relay, &st);
-		if (n > 0 && st.backlog > (size_t)n)
-			continue;              /* more than one batch waits */
 		if (n < 0)
 			log_write(LOG_WARN, "event outbox unreadable", NULL);
-		idle_ms = n > 0 ? 20 : idle_ms * 2 > 1000 ? 1000 : idle_ms * 2;
-		relay_kick_wait(rt->kick, idle_ms);
+		wait_ms = cart_relay_next_wait_ms(rt->relay, n, wait_ms);
+		if (wait_ms)
+			relay_kick_wait(rt->kick, wait_ms);
 	}
 	return NULL;
 }
@@ -459,6 +457,9 @@ static void relay_start(relay_thread *rt, cart_relay *relay, relay_kick *kick)
 {
 	rt->relay = relay;
 	rt->kick = kick;
+	pthread_mutex_lock(&kick->lock);
+	kick->relay = relay;
+	pthread_mutex_unlock(&kick->lock);
 	atomic_store(&rt->stop, 0);
 	rt->started = pthread_create(&rt->thread, NULL, relay_loop, rt) == 0;
 	if (!rt->started)
@@ -473,6 +474,9 @@ static void relay_stop(relay_thread *rt)
 	atomic_store(&rt->stop, 1);
 	relay_kick_signal(rt->kick);
 	pthread_join(rt->thread, NULL);
+	pthread_mutex_lock(&rt->kick->lock);
+	rt->kick->relay = NULL;
+	pthread_mutex_unlock(&rt->kick->lock);
 	if (cart_relay_run_once(rt->relay) < 0)
 		log_write(LOG_WARN, "event outbox unreadable at shutdown", NULL);
 }

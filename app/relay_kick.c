@@ -10,6 +10,7 @@ void relay_kick_signal(relay_kick *k)
 	pthread_mutex_lock(&k->lock);
 	k->pending = 1;
 	pthread_cond_signal(&k->cond);
+	cart_relay_kick(k->relay);   /* lock order: kick, then relay */
 	pthread_mutex_unlock(&k->lock);
 }
 

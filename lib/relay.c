@@ -4,17 +4,27 @@
  * for a write that did not commit because only committed writes reach the
  * outbox.
  *
- * One pass fetches many users' backlogs and packs them into publisher
- * calls of at most CART_RELAY_CALL_MAX entries, mixing users.  Up to
- * `concurrency` calls are in flight: the thread running the pass makes
- * calls itself, helped by concurrency - 1 pool threads.  A user is in at
- * most one call at a time: when a backlog does not fit the call, the rest
- * waits until that call is answered and acked, so each user's events go
- * out in cart_version order.
+ * A pass packs many users' backlogs into publisher calls of at most
+ * CART_RELAY_CALL_MAX entries, mixing users, with up to `concurrency`
+ * calls in flight, made by the pool threads (by the thread running the
+ * pass when there is no pool).  The pass is a pipeline: while calls are
+ * in flight, the thread running it fetches again as soon as fewer events
+ * are queued than one call per slot, and queues the users it does not
+ * hold yet, so a slow call holds up only its own users, never the other
+ * slots.
+ *
+ * A user is held by the pass from the fetch that brought it until its
+ * events are acked (or refused): it is in at most one call at a time, a
+ * backlog that does not fit a call waits for that call's answer and ack,
+ * so each user's events go out in cart_version order, and a fetch never
+ * brings back events the pass already holds.  A user released while a
+ * fetch ran is kept as released until the next fetch starts: that fetch
+ * may have read the events just acked.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,20 +32,43 @@
 #include "relay_park.h"
 
 #define CONCURRENCY_MAX 64
+#define PASS_MS 1000        /* a pass stops fetching after this long */
+#define PASS_FETCHES 1000   /* ... or after this many fetches (any clock) */
+#define RETRY_FIRST_MS 20   /* waits after a pass that delivered nothing */
+#define RETRY_MAX_MS 1000
 
-/* Users of one pass still to publish: a FIFO of batch indexes. */
+typedef enum relay_user_state {
+	USER_QUEUED,          /* in the ready list */
+	USER_IN_CALL,         /* some of its events are in a call */
+	USER_PARKED,          /* an entry was refused: waits for the next pass */
+	USER_RELEASED         /* all acked; forgotten when the next fetch starts */
+} relay_user_state;
+
+/* One user held by the pass: its events as fetched. */
+typedef struct relay_user {
+	char user_id[CART_ID_MAX + 1];
+	cart_event *events;           /* n, owned */
+	size_t n, next;               /* next: first event not yet sent */
+	relay_user_state state;
+	struct relay_user *next_ready;
+} relay_user;
+
 typedef struct relay_pass {
-	cart_outbox_batch *batches;   /* borrowed from the pass's cart_outbox */
-	size_t *next;                 /* per batch: first event not yet sent */
-	size_t *ready;                /* ring of n_batches indexes */
-	size_t head, n_ready, cap;
+	relay_user **users;           /* every user held, owned */
+	size_t n_users, cap_users;
+	relay_user *ready, *ready_tail;   /* FIFO of USER_QUEUED users */
+	size_t ready_events;          /* unsent events of queued users */
+	size_t held_events;           /* events of users held, still pending */
 	size_t busy;                  /* calls in flight */
+	uint64_t changes;             /* calls answered and kicks so far */
 	size_t sent;                  /* events accepted this pass */
+	int err;                      /* the first fetch's error */
 } relay_pass;
 
 /* A user's run of events inside one call. */
 typedef struct call_seg {
-	size_t batch, first, n;       /* batches[batch].events[first..first+n) */
+	relay_user *u;
+	size_t first, n;              /* u->events[first..first+n) */
 	size_t at;                    /* where the run starts in the call */
 } call_seg;
 
@@ -56,7 +89,7 @@ struct cart_relay {
 
 	pthread_mutex_t lock;         /* guards the fields below */
 	pthread_cond_t work;          /* a pass started or users became ready */
-	pthread_cond_t done;          /* a call finished */
+	pthread_cond_t done;          /* a call finished, or a kick */
 	relay_pass *pass;             /* the running pass, NULL between passes */
 	bool stopping;
 	pthread_t *pool;
@@ -116,27 +149,141 @@ void cart_relay_free(cart_relay *r)
 	free(r);
 }
 
-/* --- one call ----------------------------------------------------------- */
+/* --- the users a pass holds (caller holds the lock) ---------------------- */
 
-static size_t pop_ready(relay_pass *p)
+static void push_ready(relay_pass *p, relay_user *u)
 {
-	size_t idx = p->ready[p->head];
-
-	p->head = (p->head + 1) % p->cap;
-	p->n_ready--;
-	return idx;
+	u->state = USER_QUEUED;
+	u->next_ready = NULL;
+	if (p->ready_tail)
+		p->ready_tail->next_ready = u;
+	else
+		p->ready = u;
+	p->ready_tail = u;
+	p->ready_events += u->n - u->next;
 }
 
-static void push_ready(relay_pass *p, size_t idx)
+static relay_user *pop_ready(relay_pass *p)
 {
-	p->ready[(p->head + p->n_ready) % p->cap] = idx;
-	p->n_ready++;
+	relay_user *u = p->ready;
+
+	p->ready = u->next_ready;
+	if (!p->ready)
+		p->ready_tail = NULL;
+	p->ready_events -= u->n - u->next;
+	return u;
+}
+
+static void user_free(relay_user *u)
+{
+	if (u) {
+		free(u->events);
+		free(u);
+	}
+}
+
+/* Forgets the users released before this point (a fetch starts). */
+static void forget_released(relay_pass *p)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < p->n_users; i++) {
+		if (p->users[i]->state == USER_RELEASED)
+			user_free(p->users[i]);
+		else
+			p->users[k++] = p->users[i];
+	}
+	p->n_users = k;
+}
+
+static uint64_t hash_id(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+/* Open addressing over users[]: slots hold index + 1, 0 is empty. */
+static size_t *index_users(const relay_pass *p, size_t extra, size_t *mask)
+{
+	size_t cap = 16, *slot;
+
+	while (cap < 2 * (p->n_users + extra))
+		cap *= 2;
+	slot = calloc(cap, sizeof(*slot));
+	if (!slot)
+		return NULL;
+	*mask = cap - 1;
+	for (size_t i = 0; i < p->n_users; i++) {
+		size_t h = (size_t)hash_id(p->users[i]->user_id) & *mask;
+		while (slot[h])
+			h = (h + 1) & *mask;
+		slot[h] = i + 1;
+	}
+	return slot;
 }
 
 /*
+ * Queues the users of box the pass does not hold yet (copies of their
+ * events); returns the number of events queued.
+ */
+static size_t take_new_users(relay_pass *p, const cart_outbox *box)
+{
+	size_t mask, *slot, queued = 0;
+
+	if (!box->n_batches)
+		return 0;
+	if (p->n_users + box->n_batches > p->cap_users) {
+		size_t cap = (p->n_users + box->n_batches) * 2;
+		relay_user **g = realloc(p->users, cap * sizeof(*g));
+		if (!g)
+			return 0;
+		p->users = g;
+		p->cap_users = cap;
+	}
+	slot = index_users(p, box->n_batches, &mask);
+	if (!slot)
+		return 0;
+	for (size_t i = 0; i < box->n_batches; i++) {
+		const cart_outbox_batch *b = &box->batches[i];
+		size_t h = (size_t)hash_id(b->user_id) & mask;
+		relay_user *u;
+		bool held = false;
+
+		if (!b->n)
+			continue;
+		for (; slot[h] && !held; h = (h + 1) & mask)
+			held = !strcmp(p->users[slot[h] - 1]->user_id, b->user_id);
+		if (held)
+			continue;
+		u = calloc(1, sizeof(*u));
+		if (u)
+			u->events = malloc(b->n * sizeof(*u->events));
+		if (!u || !u->events) {
+			user_free(u);
+			break;
+		}
+		memcpy(u->user_id, b->user_id, sizeof(u->user_id));
+		memcpy(u->events, b->events, b->n * sizeof(*u->events));
+		u->n = b->n;
+		slot[h] = p->n_users + 1;
+		p->users[p->n_users++] = u;
+		p->held_events += u->n;
+		push_ready(p, u);
+		queued += u->n;
+	}
+	free(slot);
+	return queued;
+}
+
+/* --- one call ----------------------------------------------------------- */
+
+/*
  * Fills ev with the oldest unsent events of ready users, whole backlogs
- * where they fit; a user cut short stays out of the queue until this call
- * is done.  Returns the number of entries.  Caller holds the lock.
+ * where they fit; every user in the call stays out of the queue until
+ * the call is done.  Returns the number of entries.  Caller holds the lock.
  */
 static size_t pack_call(relay_pass *p, cart_event *ev, call_seg *seg,
 			size_t *n_seg)
@@ -144,17 +291,17 @@ static size_t pack_call(relay_pass *p, cart_event *ev, call_seg *seg,
 	size_t n = 0;
 
 	*n_seg = 0;
-	while (n < CART_RELAY_CALL_MAX && p->n_ready) {
-		size_t idx = pop_ready(p);
-		const cart_outbox_batch *b = &p->batches[idx];
-		size_t k = b->n - p->next[idx];
+	while (n < CART_RELAY_CALL_MAX && p->ready) {
+		relay_user *u = pop_ready(p);
+		size_t k = u->n - u->next;
 
 		if (k > CART_RELAY_CALL_MAX - n)
 			k = CART_RELAY_CALL_MAX - n;
-		memcpy(ev + n, b->events + p->next[idx], k * sizeof(*ev));
-		seg[(*n_seg)++] = (call_seg){ .batch = idx, .first = p->next[idx],
+		memcpy(ev + n, u->events + u->next, k * sizeof(*ev));
+		seg[(*n_seg)++] = (call_seg){ .u = u, .first = u->next,
 					      .n = k, .at = n };
-		p->next[idx] += k;
+		u->state = USER_IN_CALL;
+		u->next += k;
 		n += k;
 	}
 	return n;
@@ -165,10 +312,9 @@ static size_t pack_call(relay_pass *p, cart_event *ev, call_seg *seg,
  * whether the user may go on (everything accepted and acked).  The first
  * entry not accepted is now the user's head: the parker judges it.
  */
-static size_t ack_seg(cart_relay *r, const relay_pass *p, const call_seg *s,
+static size_t ack_seg(cart_relay *r, const call_seg *s,
 		      const cart_publish_result *res, bool *go_on)
 {
-	const cart_outbox_batch *b = &p->batches[s->batch];
 	size_t k = 0;
 	int err = CART_OK;
 
@@ -176,14 +322,15 @@ static size_t ack_seg(cart_relay *r, const relay_pass *p, const call_seg *s,
 		k++;
 	*go_on = k == s->n;
 	if (k)
-		err = cart_repo_outbox_ack(&r->repo, b->user_id, b->events + s->first, k);
+		err = cart_repo_outbox_ack(&r->repo, s->u->user_id,
+					   s->u->events + s->first, k);
 	if (err) {
 		if (err == CART_ECONFLICT)
 			atomic_fetch_add(&r->ack_conflicts, 1);
 		*go_on = false;
 	} else if (k < s->n) {
 		relay_parker_judge(r->parker, &r->repo, &r->clock,
-				   &b->events[s->first + k], &res[s->at + k]);
+				   &s->u->events[s->first + k], &res[s->at + k]);
 	}
 	return k;
 }
@@ -198,23 +345,34 @@ static void relay_call(cart_relay *r, relay_pass *p)
 	cart_publish_result res[CART_RELAY_CALL_MAX];
 	bool go_on[CART_RELAY_CALL_MAX];
 	call_seg seg[CART_RELAY_CALL_MAX];
+	size_t acked[CART_RELAY_CALL_MAX];
 	size_t n_seg, n = pack_call(p, ev, seg, &n_seg), sent = 0;
 
 	p->busy++;
 	pthread_mutex_unlock(&r->lock);
 	if (cart_publisher_publish_results(&r->pub, ev, n, res))
 		atomic_fetch_add(&r->publish_failures, 1);
-	for (size_t i = 0; i < n_seg; i++)
-		sent += ack_seg(r, p, &seg[i], res, &go_on[i]);
+	for (size_t i = 0; i < n_seg; i++) {
+		acked[i] = ack_seg(r, &seg[i], res, &go_on[i]);
+		sent += acked[i];
+	}
 	atomic_fetch_add(&r->published, sent);
 	pthread_mutex_lock(&r->lock);
-	for (size_t i = 0; i < n_seg; i++)
-		if (go_on[i] && p->next[seg[i].batch] < p->batches[seg[i].batch].n)
-			push_ready(p, seg[i].batch);
+	for (size_t i = 0; i < n_seg; i++) {
+		relay_user *u = seg[i].u;
+		p->held_events -= acked[i];
+		if (!go_on[i])   /* refused, or the outbox changed: the rest */
+			u->state = USER_PARKED;   /* waits for the next pass */
+		else if (u->next < u->n)
+			push_ready(p, u);
+		else
+			u->state = USER_RELEASED;
+	}
 	p->sent += sent;
 	p->busy--;
+	p->changes++;
 	pthread_cond_broadcast(&r->done);
-	if (p->n_ready)
+	if (p->ready)
 		pthread_cond_broadcast(&r->work);
 }
 
@@ -226,7 +384,7 @@ static void *pool_thread(void *arg)
 
 	pthread_mutex_lock(&r->lock);
 	while (!r->stopping) {
-		if (r->pass && r->pass->n_ready)
+		if (r->pass && r->pass->ready)
 			relay_call(r, r->pass);
 		else
 			pthread_cond_wait(&r->work, &r->lock);
@@ -244,10 +402,10 @@ int cart_relay_set_concurrency(cart_relay *r, int n)
 	pool_stop(r);
 	if (n == 1)
 		return CART_OK;
-	r->pool = calloc((size_t)n - 1, sizeof(*r->pool));
+	r->pool = calloc((size_t)n, sizeof(*r->pool));
 	if (!r->pool)
 		return CART_ENOMEM;
-	while (r->n_pool < n - 1 && rc == CART_OK) {
+	while (r->n_pool < n && rc == CART_OK) {
 		if (pthread_create(&r->pool[r->n_pool], NULL, pool_thread, r))
 			rc = CART_ENOMEM;
 		else
@@ -258,38 +416,83 @@ int cart_relay_set_concurrency(cart_relay *r, int n)
 
 /* --- a pass ------------------------------------------------------------- */
 
-static int pass_init(relay_pass *p, const cart_outbox *box)
+/*
+ * One fetch, with the lock dropped around the repository: users held stay
+ * out, the rest is queued.  Called and returns with the lock held.
+ * Returns the fetch's error.
+ */
+static int pass_fetch(cart_relay *r, relay_pass *p)
 {
-	memset(p, 0, sizeof(*p));
-	p->batches = box->batches;
-	p->cap = box->n_batches;
-	if (!p->cap)
-		return CART_OK;
-	p->next = calloc(p->cap, sizeof(*p->next));
-	p->ready = calloc(p->cap, sizeof(*p->ready));
-	if (!p->next || !p->ready)
-		return CART_ENOMEM;
-	for (size_t i = 0; i < p->cap; i++)
-		if (box->batches[i].n)
-			push_ready(p, i);
-	return CART_OK;
+	cart_outbox box;
+	size_t want = p->held_events + r->batch;
+	int err;
+
+	forget_released(p);
+	pthread_mutex_unlock(&r->lock);
+	err = cart_repo_outbox_fetch(&r->repo, want, &box);
+	if (!err) {
+		atomic_store(&r->backlog, box.backlog);
+		atomic_store(&r->oldest_age_ms, box.oldest_at ?
+			     cart_clock_now(&r->clock) - box.oldest_at : 0);
+	}
+	if (!err) {
+		pthread_mutex_lock(&r->lock);
+		if (take_new_users(p, &box))
+			pthread_cond_broadcast(&r->work);
+		pthread_mutex_unlock(&r->lock);
+		cart_outbox_release(&box);
+	}
+	pthread_mutex_lock(&r->lock);
+	return err;
 }
 
-/* Makes calls while users are ready; returns once none is in flight. */
-static size_t pass_run(cart_relay *r, relay_pass *p)
+/*
+ * Fetches, then makes calls while users are ready, fetching again
+ * whenever fewer events are queued than the slots could carry and a call
+ * was answered (its users may have more) or a commit kicked the relay
+ * since the last fetch.  Returns
+ * once a fetch after the last answer brought nothing and no call is in
+ * flight; stops fetching after PASS_MS or PASS_FETCHES so that refused
+ * users get their retry and the caller its look at the stats.
+ */
+static void pass_run(cart_relay *r, relay_pass *p)
 {
+	int64_t start = cart_clock_now(&r->clock);
+	size_t low = (size_t)(r->n_pool ? r->n_pool : 1) * CART_RELAY_CALL_MAX;
+	uint64_t fetched_at = 0;
+	unsigned fetches = 0;
+	bool fetching = true;
+
 	pthread_mutex_lock(&r->lock);
 	r->pass = p;
-	pthread_cond_broadcast(&r->work);
-	while (p->n_ready || p->busy) {
-		if (p->n_ready)
+	p->err = pass_fetch(r, p);
+	fetches++;
+	if (p->err)
+		fetching = false;
+	while (p->ready || p->busy ||
+	       (fetching && p->changes != fetched_at)) {
+		if (fetching && p->ready_events < low &&
+		    p->changes != fetched_at) {
+			fetched_at = p->changes;
+			if (pass_fetch(r, p) ||
+			    ++fetches >= PASS_FETCHES ||
+			    cart_clock_now(&r->clock) - start >= PASS_MS)
+				fetching = false;
+		} else if (p->ready && !r->n_pool) {
 			relay_call(r, p);
-		else
+		} else {
 			pthread_cond_wait(&r->done, &r->lock);
+		}
 	}
 	r->pass = NULL;
 	pthread_mutex_unlock(&r->lock);
-	return p->sent;
+}
+
+static void pass_free(relay_pass *p)
+{
+	for (size_t i = 0; i < p->n_users; i++)
+		user_free(p->users[i]);
+	free(p->users);
 }
 
 /* Delivery rate over windows of at least a second (relay thread only). */
@@ -312,24 +515,42 @@ static void measure_rate(cart_relay *r)
 
 int cart_relay_run_once(cart_relay *r)
 {
-	cart_outbox box;
 	relay_pass pass;
-	size_t sent = 0;
-	int err = cart_repo_outbox_fetch(&r->repo, r->batch, &box);
 
-	if (err)
-		return err;
-	atomic_store(&r->backlog, box.backlog);
-	atomic_store(&r->oldest_age_ms,
-		     box.oldest_at ? cart_clock_now(&r->clock) - box.oldest_at : 0);
-	err = pass_init(&pass, &box);
-	if (!err)
-		sent = pass_run(r, &pass);
-	free(pass.next);
-	free(pass.ready);
-	cart_outbox_release(&box);
+	memset(&pass, 0, sizeof(pass));
+	pass_run(r, &pass);
+	pass_free(&pass);
 	measure_rate(r);
-	return err ? err : (int)sent;
+	return pass.err ? pass.err : (int)pass.sent;
+}
+
+void cart_relay_kick(cart_relay *r)
+{
+	relay_pass *p;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	p = r->pass;
+	if (p && !p->ready && p->busy < (size_t)(r->n_pool ? r->n_pool : 1)) {
+		p->changes++;            /* a slot is idle: fetch again */
+		pthread_cond_broadcast(&r->done);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+int64_t cart_relay_next_wait_ms(const cart_relay *r, int n, int64_t prev_ms)
+{
+	size_t backlog = atomic_load(&((cart_relay *)r)->backlog);
+
+	if (n > 0 && backlog > 0)
+		return 0;                      /* more may be waiting */
+	if (n >= 0 && backlog == 0)
+		return CART_RELAY_IDLE_POLL_MS;
+	/* nothing went out although events wait, or the outbox is unreadable */
+	if (prev_ms < RETRY_FIRST_MS)
+		return RETRY_FIRST_MS;
+	return prev_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : prev_ms * 2;
 }
 
 int cart_relay_set_max_attempts(cart_relay *r, int n)

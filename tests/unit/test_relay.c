@@ -5,9 +5,14 @@
  * cart_version order and are acknowledged only as far as they went out.
  */
 #include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "app.h"
 #include "cart/relay.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_publisher.h"
@@ -60,36 +65,42 @@ static void user_name(char *out, size_t cap, int u)
 	snprintf(out, cap, "user-%04d", u);
 }
 
+/* Commits version v of user u's cart with one event. */
+static void commit_one(int u, int v)
+{
+	char user[32];
+	cart *c = NULL;
+	cart_event ev;
+
+	user_name(user, sizeof(user), u);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = CART_EVENT_ITEM_ADDED;
+	snprintf(ev.event_id, sizeof(ev.event_id),
+		 "00000000-0000-4000-8000-%06u%06u", (unsigned)u % 1000000u,
+		 (unsigned)v % 1000000u);
+	ev.occurred_at = base_ms + v;
+	snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
+	snprintf(ev.cart_id, sizeof(ev.cart_id),
+		 "10000000-0000-4000-8000-%012d", u);
+	ev.cart_version = v;
+	snprintf(ev.item_id, sizeof(ev.item_id), "sku-%d", v);
+	ev.quantity_after = 1;
+	ev.unit_price.amount = 100;
+	snprintf(ev.unit_price.currency, sizeof(ev.unit_price.currency), "EUR");
+	ck_assert_int_eq(cart_new(&c, user), CART_OK);
+	ck_assert_int_eq(cart_restore_meta(c, ev.cart_id, v, T0, T0 + v,
+					   T0 + 1000000), CART_OK);
+	cart_write w = { .user_id = user, .expected_version = v - 1,
+			 .cart = c, .events = &ev, .event_count = 1 };
+	ck_assert_int_eq(cart_repo_save(&mem, &w), CART_OK);
+	cart_free(c);
+}
+
 /* Commits versions 1..k of user u's cart, one event each. */
 static void commit_events(int u, int k)
 {
-	char user[32];
-
-	user_name(user, sizeof(user), u);
-	for (int v = 1; v <= k; v++) {
-		cart *c = NULL;
-		cart_event ev;
-		memset(&ev, 0, sizeof(ev));
-		ev.type = CART_EVENT_ITEM_ADDED;
-		snprintf(ev.event_id, sizeof(ev.event_id),
-			 "00000000-0000-4000-8000-%06d%06d", u, v);
-		ev.occurred_at = base_ms + v;
-		snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
-		snprintf(ev.cart_id, sizeof(ev.cart_id),
-			 "10000000-0000-4000-8000-%012d", u);
-		ev.cart_version = v;
-		snprintf(ev.item_id, sizeof(ev.item_id), "sku-%d", v);
-		ev.quantity_after = 1;
-		ev.unit_price.amount = 100;
-		snprintf(ev.unit_price.currency, sizeof(ev.unit_price.currency), "EUR");
-		ck_assert_int_eq(cart_new(&c, user), CART_OK);
-		ck_assert_int_eq(cart_restore_meta(c, ev.cart_id, v, T0, T0 + v,
-						   T0 + 1000000), CART_OK);
-		cart_write w = { .user_id = user, .expected_version = v - 1,
-				 .cart = c, .events = &ev, .event_count = 1 };
-		ck_assert_int_eq(cart_repo_save(&mem, &w), CART_OK);
-		cart_free(c);
-	}
+	for (int v = 1; v <= k; v++)
+		commit_one(u, v);
 }
 
 static size_t drain(void)
@@ -236,6 +247,317 @@ START_TEST(test_relay_concurrency_range)
 	ck_assert_int_eq(cart_relay_set_concurrency(relay, 65), CART_EINVALID);
 	ck_assert_int_eq(cart_relay_set_concurrency(relay, 64), CART_OK);
 	ck_assert_int_eq(cart_relay_set_concurrency(relay, 1), CART_OK);
+}
+END_TEST
+
+/* --- keeping up with writes (issue 8) ----------------------------------- */
+
+/*
+ * A bus that answers in 20 ms, writes at a steady rate to many carts, and
+ * the relay at the service's default concurrency, driven the way the
+ * service drives it (a pass after another while there is work).  The
+ * relay must keep up: when the writes stop it may be behind by what the
+ * last calls carry, not by a growing backlog.  Rates are measured, not
+ * assumed, so a slow machine (or valgrind) only lowers both sides.
+ */
+#define TP_USERS 1000
+#define TP_RATE 3000            /* events per second offered */
+#define TP_MS 2000              /* how long the writes run */
+#define TP_DELAY_MS 20          /* the bus's answer time */
+
+static atomic_int tp_stop;
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void *tp_relay_loop(void *arg)
+{
+	struct timespec ms1 = { 0, 1000000 };
+
+	(void)arg;
+	while (!atomic_load(&tp_stop)) {
+		int n = cart_relay_run_once(relay);
+		ck_assert_int_ge(n, 0);
+		if (!n)
+			nanosleep(&ms1, NULL);   /* the service waits for a kick */
+	}
+	return NULL;
+}
+
+START_TEST(test_relay_keeps_up_with_writes_to_a_slow_bus)
+{
+	static int version[TP_USERS];
+	struct timespec ms1 = { 0, 1000000 };
+	pthread_t th;
+	size_t produced = 0, delivered, behind;
+	int64_t t0, now;
+
+	ck_assert_int_eq(cart_relay_set_concurrency(relay,
+			 CART_RELAY_CONCURRENCY_DEFAULT), CART_OK);
+	fake_publisher_set_delay_ms(fpub, TP_DELAY_MS);
+	memset(version, 0, sizeof(version));
+	atomic_store(&tp_stop, 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, tp_relay_loop, NULL), 0);
+	t0 = mono_ms();
+	while ((now = mono_ms()) - t0 < TP_MS) {
+		size_t due = (size_t)((now - t0) * TP_RATE / 1000);
+		for (; produced < due; produced++) {
+			int u = (int)(produced % TP_USERS);
+			commit_one(u, ++version[u]);
+		}
+		nanosleep(&ms1, NULL);
+	}
+	delivered = fake_publisher_count(fpub);
+	behind = produced - delivered;
+	now = mono_ms();
+	atomic_store(&tp_stop, 1);
+	pthread_join(th, NULL);
+	fprintf(stderr, "relay keeps up: %zu events in %lld ms, %zu delivered, "
+		"%zu behind\n", produced, (long long)(now - t0), delivered, behind);
+	/* behind by less than a quarter of what was written (0.5 s of 2 s) */
+	ck_assert_uint_ge(produced, TP_RATE / 10);
+	ck_assert_uint_le(behind * 4, produced);
+	drain();
+	ck_assert_uint_eq(pending(), 0);
+	ck_assert_uint_eq(fake_publisher_overlaps(fpub), 0);
+	check_calls();
+	for (int u = 0; u < TP_USERS; u++)
+		check_user_order(u, version[u]);
+}
+END_TEST
+
+/* --- pipelining --------------------------------------------------------- */
+
+/*
+ * A bus that takes 300 ms for any call carrying user-9999 and 2 ms for
+ * the rest; it notes how many events it had accepted when the slow call
+ * came back.
+ */
+#define SLOW_USER "user-9999"
+
+static atomic_size_t slow_accepted, slow_seen_done;
+static atomic_int slow_started;
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static int slow_publish_each(void *self, const cart_event *ev, size_t n,
+			     bool *ok)
+{
+	bool slow = false;
+
+	(void)self;
+	for (size_t i = 0; i < n; i++) {
+		slow |= !strcmp(ev[i].user_id, SLOW_USER);
+		ok[i] = true;
+	}
+	if (slow)
+		atomic_store(&slow_started, 1);
+	sleep_ms(slow ? 300 : 2);
+	if (slow)
+		atomic_store(&slow_seen_done, atomic_load(&slow_accepted));
+	atomic_fetch_add(&slow_accepted, n);
+	return CART_OK;
+}
+
+static int slow_publish(void *self, const cart_event *ev, size_t n)
+{
+	bool ok[CART_RELAY_CALL_MAX];
+
+	return slow_publish_each(self, ev, n, ok);
+}
+
+static const cart_publisher_ops slow_ops = {
+	.version = 2,
+	.publish = slow_publish,
+	.publish_each = slow_publish_each,
+};
+
+static void *run_pass(void *arg)
+{
+	return (void *)(intptr_t)cart_relay_run_once(arg);
+}
+
+/*
+ * While one call is slow, the other slots go on: events committed after
+ * the pass began (the service kicks the relay on each commit) are
+ * fetched, published and acknowledged before the slow call returns.
+ */
+START_TEST(test_relay_slow_call_does_not_idle_the_other_slots)
+{
+	cart_publisher slow_pub = { .ops = &slow_ops, .self = NULL };
+	cart_relay *sr;
+	pthread_t th;
+	void *n;
+
+	atomic_store(&slow_accepted, 0);
+	atomic_store(&slow_seen_done, 0);
+	atomic_store(&slow_started, 0);
+	ck_assert_int_eq(cart_relay_new(&sr, &mem, &slow_pub, &clk, 1000),
+			 CART_OK);
+	ck_assert_int_eq(cart_relay_set_concurrency(sr, 4), CART_OK);
+	commit_events(9999, 1);
+	ck_assert_int_eq(pthread_create(&th, NULL, run_pass, sr), 0);
+	while (!atomic_load(&slow_started))
+		sleep_ms(1);
+	for (int u = 0; u < 100; u++) {
+		commit_events(u, 1);
+		cart_relay_kick(sr);
+	}
+	pthread_join(th, &n);
+	ck_assert_int_eq((int)(intptr_t)n, 101);
+	/* all 100 (and none of the slow call's own) went out meanwhile */
+	size_t meanwhile = atomic_load(&slow_seen_done);
+	ck_assert_uint_eq(meanwhile, 100);
+	ck_assert_uint_eq(pending(), 0);
+	cart_relay_free(sr);
+}
+END_TEST
+
+/* --- idle polling (issue 8, write cost) ---------------------------------- */
+
+/* The memory repository, counting outbox fetches. */
+static cart_repo_ops counting_ops;
+static atomic_uint fetches;
+static atomic_uint fail_from;   /* fetches from this one on fail (0: none) */
+
+static int counting_fetch(void *self, size_t max_events, cart_outbox *out)
+{
+	unsigned n = atomic_fetch_add(&fetches, 1) + 1;
+
+	if (atomic_load(&fail_from) && n >= atomic_load(&fail_from))
+		return CART_EUNAVAILABLE;
+	return mem.ops->outbox_fetch(self, max_events, out);
+}
+
+static cart_relay *counting_relay(void)
+{
+	static cart_repo counting;
+	cart_relay *cr;
+
+	counting_ops = *mem.ops;
+	counting_ops.outbox_fetch = counting_fetch;
+	counting = (cart_repo){ .ops = &counting_ops, .self = mem.self };
+	atomic_store(&fetches, 0);
+	atomic_store(&fail_from, 0);
+	ck_assert_int_eq(cart_relay_new(&cr, &counting, &pub, &clk, 1000),
+			 CART_OK);
+	return cr;
+}
+
+/*
+ * The service's loop policy over a minute of (simulated) idle time: at
+ * most one fetch per CART_RELAY_IDLE_POLL_MS, and a pass with events
+ * still waiting goes on at once.
+ */
+START_TEST(test_relay_idle_polls_at_most_once_per_interval)
+{
+	cart_relay *idle = counting_relay();
+	int64_t t = 0, wait = 0;
+	int n;
+
+	ck_assert_int_ge(CART_RELAY_IDLE_POLL_MS, 5000);
+	while (t < 60000) {
+		n = cart_relay_run_once(idle);
+		ck_assert_int_eq(n, 0);
+		wait = cart_relay_next_wait_ms(idle, n, wait);
+		ck_assert_int_ge(wait, CART_RELAY_IDLE_POLL_MS);
+		t += wait;
+	}
+	ck_assert_uint_le(atomic_load(&fetches), 60000 / 5000);
+
+	/* a commit (the service kicks the loop): delivered, then idle again */
+	commit_events(7, 1);
+	ck_assert_int_eq(cart_relay_run_once(idle), 1);
+	ck_assert_int_eq(cart_relay_next_wait_ms(idle, 1, wait),
+			 CART_RELAY_IDLE_POLL_MS);
+	/* events still waiting after a pass that delivered: no wait at all */
+	commit_events(200, 3);
+	commit_events(201, 1);
+	fake_publisher_fail_entry(fpub, "user-0200", 2);
+	ck_assert_int_eq(n = cart_relay_run_once(idle), 2);
+	ck_assert_int_eq(cart_relay_next_wait_ms(idle, n, 0), 0);
+	ck_assert_int_eq(cart_relay_run_once(idle), 2);
+	/* a failing publisher: backoff, not the idle interval */
+	commit_events(202, 1);
+	fake_publisher_fail(fpub, -1, CART_EUNAVAILABLE);
+	ck_assert_int_eq(n = cart_relay_run_once(idle), 0);
+	wait = cart_relay_next_wait_ms(idle, n, 0);
+	ck_assert_int_ge(wait, 1);
+	ck_assert_int_le(wait, 1000);
+	ck_assert_int_eq(cart_relay_next_wait_ms(idle, 0, 800), 1000);
+	cart_relay_free(idle);
+}
+END_TEST
+
+/*
+ * An unreadable outbox: the first fetch's error is the pass's result and
+ * the loop backs off; a later fetch failing ends the pass with what it
+ * holds, which still goes out.
+ */
+START_TEST(test_relay_fetch_failures)
+{
+	cart_relay *fr = counting_relay();
+
+	commit_events(1, 1);
+	atomic_store(&fail_from, 1);
+	ck_assert_int_eq(cart_relay_run_once(fr), CART_EUNAVAILABLE);
+	ck_assert_uint_eq(fake_publisher_count(fpub), 0);
+	ck_assert_int_eq(cart_relay_next_wait_ms(fr, CART_EUNAVAILABLE, 0), 20);
+	ck_assert_int_eq(cart_relay_next_wait_ms(fr, CART_EUNAVAILABLE, 640), 1000);
+
+	/* every fetch after the pass's first fails: what it held went out */
+	atomic_store(&fetches, 0);
+	atomic_store(&fail_from, 2);
+	ck_assert_int_eq(cart_relay_run_once(fr), 1);
+	ck_assert_uint_ge(atomic_load(&fetches), 2);
+	commit_events(2, 3);
+	atomic_store(&fetches, 0);
+	atomic_store(&fail_from, 2);
+	ck_assert_int_eq(cart_relay_run_once(fr), 3);
+	ck_assert_uint_eq(pending(), 0);
+	check_user_order(1, 1);
+	check_user_order(2, 3);
+	cart_relay_free(fr);
+}
+END_TEST
+
+static relay_kick kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL };
+
+static void *kick_later(void *arg)
+{
+	struct timespec ms50 = { 0, 50000000 };
+
+	(void)arg;
+	nanosleep(&ms50, NULL);
+	relay_kick_signal(&kick);
+	return NULL;
+}
+
+/* The idle wait is long, but a commit's kick still ends it at once. */
+START_TEST(test_relay_kick_ends_the_idle_wait)
+{
+	pthread_t th;
+	int64_t t0 = mono_ms();
+
+	ck_assert_int_eq(pthread_create(&th, NULL, kick_later, NULL), 0);
+	relay_kick_wait(&kick, CART_RELAY_IDLE_POLL_MS);
+	ck_assert_int_lt(mono_ms() - t0, CART_RELAY_IDLE_POLL_MS / 2);
+	pthread_join(th, NULL);
+	/* a kick while no one waits is kept for the next wait */
+	relay_kick_signal(&kick);
+	t0 = mono_ms();
+	relay_kick_wait(&kick, CART_RELAY_IDLE_POLL_MS);
+	ck_assert_int_lt(mono_ms() - t0, CART_RELAY_IDLE_POLL_MS / 2);
 }
 END_TEST
 
@@ -472,6 +794,26 @@ Suite *relay_suite(void)
 	tcase_add_test(tc, test_relay_never_splits_a_cart_across_concurrent_calls);
 	tcase_add_test(tc, test_relay_concurrency_range);
 	tcase_add_test(tc, test_relay_whole_call_failure_keeps_everything);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("throughput");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_relay_keeps_up_with_writes_to_a_slow_bus);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("pipelining");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_relay_slow_call_does_not_idle_the_other_slots);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("idle");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_relay_idle_polls_at_most_once_per_interval);
+	tcase_add_test(tc, test_relay_kick_ends_the_idle_wait);
+	tcase_add_test(tc, test_relay_fetch_failures);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("failures");

@@ -13,6 +13,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 O=${O:-build}
+SERVICE=${BENCH_BIN:-bin/cart-service}   # another build to compare, e.g. the previous commit's
 DURATION=${BENCH_SECONDS:-20}
 CONNS=${BENCH_CONNECTIONS:-64}
 DELAY=${BENCH_EB_DELAY_MS:-20}
@@ -29,7 +30,7 @@ start_service() {
 	name=$1; shift
 	port=$(free_port)
 	env APP_PORT="$port" LISTEN_ADDR=127.0.0.1 LOG_LEVEL=warn ENV_NAME=dev \
-		STORAGE_BACKEND=memory RATE_LIMIT_RPS=0 "$@" bin/cart-service \
+		STORAGE_BACKEND=memory RATE_LIMIT_RPS=0 "$@" "$SERVICE" \
 		> "$O/bench/$name.out" 2> "$O/bench/$name.err" & spid=$!
 	wait_up "$port" health
 }
