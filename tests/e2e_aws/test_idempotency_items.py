@@ -117,7 +117,8 @@ class IdempotencyItemsTests(AwsServiceTestCase):
         # "updated" offset (u N, < 8 bytes), nothing else
         self.assertEqual(set(cart_item) - set(OUTBOX),
                          {"PK", "SK", "version", "writeId", "cartId", "createdAt",
-                          "updatedAt", "expiresAt", "items", "currency"})
+                          "updatedAt", "expiresAt", "items", "currency",
+                          "idemN"})   # the count of records (ADR 6)
         self.assertLess(after - before, 8 * LINES, "the cart item grew with the records")
         self.assertLess(biggest, ITEM_MAX // 4)
         self.assertLessEqual(len(records), 256)       # the per-user bound (ADR 3)
