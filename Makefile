@@ -7,6 +7,7 @@
 #   make fuzz       run each fuzz target for FUZZ_SECONDS (libFuzzer, clang)
 #   make bench      throughput/latency/memory measurements (see tools/bench)
 #   make bench-events  event relay throughput and delay under sustained adds
+#   make bench-dynamo  DynamoDB requests per mutation and idle polling
 
 CC      ?= cc
 O       ?= build
@@ -59,7 +60,7 @@ EXAMPLE  := $(O)/example
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events \
+.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo \
         bootstrap clean layering example
 
 all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
@@ -218,6 +219,11 @@ bench: $(BIN)
 # publisher (PutEvents stand-in at 20 ms) and the log publisher.
 bench-events: $(BIN)
 	tools/bench/events.sh
+
+# DynamoDB requests per mutation (dynalite behind the SigV4 proxy), then idle
+# polling: tools/bench/dynamo_mix.py (MIX_KEYED=1 for Idempotency-Key).
+bench-dynamo: $(BIN)
+	/usr/bin/python3 tools/bench/dynamo_mix.py
 
 clean:
 	rm -rf build bin
