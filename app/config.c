@@ -121,7 +121,7 @@ static const var vars[] = {
 	  "memory store: events waiting for the relay, all carts together (at the bound, and at 100 for one cart, writes get 503 cart.events_backlog)" },
 	{ "EVENTS_RELAY_ENABLED", "true", V_BOOL, F(events_relay_enabled), 0, 0, NULL, NOSET,
 	  "publish the event outbox from this process (false: another task relays)" },
-	{ "EVENTS_RELAY_CONCURRENCY", STR(CART_RELAY_CONCURRENCY_DEFAULT), V_INT, F(events_relay_concurrency), 1, 64, NULL, NOSET,
+	{ "EVENTS_RELAY_CONCURRENCY", STR(CART_RELAY_CONCURRENCY_DEFAULT), V_INT, F(events_relay_concurrency), 1, 256, NULL, NOSET,
 	  "event publisher calls in flight at once (each carries up to 10 events of several carts)" },
 	{ "EVENTS_MAX_ATTEMPTS", "5", V_INT, F(events_max_attempts), 1, 100, NULL, NOSET,
 	  "relay passes in a row the bus may refuse an event for good (malformed, no such bus, access denied) before it is parked in the store's dead-letter list" },

@@ -31,7 +31,7 @@
 #include "cart/relay.h"
 #include "relay_park.h"
 
-#define CONCURRENCY_MAX 64
+#define CONCURRENCY_MAX 256
 #define PASS_MS 1000        /* a pass stops fetching after this long */
 #define PASS_FETCHES 1000   /* ... or after this many fetches (any clock) */
 #define RETRY_FIRST_MS 20   /* waits after a pass that delivered nothing */

@@ -45,11 +45,13 @@
 /*
  * EVENTS_RELAY_CONCURRENCY's default (the service's; the library's is 1).
  * Calls in flight needed = events/s x call latency / events per call: the
- * 9,000-15,000 writes/s measured on 2 cores, on a 20 ms bus in calls of
- * 10, need 18-30; 32 carries 16,000 events/s at 20 ms (6,400 at 50 ms).
- * An idle call slot costs a parked thread.
+ * 15,000 writes/s measured on 2 cores, on a 20 ms bus in calls of 10,
+ * need 30 at the bus's own latency, and calls take longer than that when
+ * the CPUs are busy; 64 kept delivery equal to writes in `make
+ * bench-events` where 32 fell to 0.8 of them (docs/performance.md).  An
+ * idle call slot costs a parked thread.
  */
-#define CART_RELAY_CONCURRENCY_DEFAULT 32
+#define CART_RELAY_CONCURRENCY_DEFAULT 64
 /*
  * While idle (the last fetch found the outbox empty) the service's relay
  * loop fetches at most once per this interval: a commit in the process
@@ -107,7 +109,7 @@ void cart_relay_kick(cart_relay *r);
 int64_t cart_relay_next_wait_ms(const cart_relay *r, int n, int64_t prev_ms);
 
 /*
- * Most publisher calls in flight during a pass, 1..64 (default 1: the
+ * Most publisher calls in flight during a pass, 1..256 (default 1: the
  * calling thread makes the calls, one at a time); n > 1 starts n pool
  * threads that make the calls while the calling thread fetches, stopped
  * by cart_relay_free.  CART_EINVALID out of range, CART_ENOMEM if threads

@@ -322,7 +322,7 @@ class CommandLineTest(unittest.TestCase):
             ("CIRCUIT_BREAKER_OPEN_SECONDS", "x"),
             ("CIRCUIT_BREAKER_HALF_OPEN_PROBES", "0"),
             ("EVENTS_RELAY_ENABLED", "sometimes"),
-            ("EVENTS_RELAY_CONCURRENCY", "0"), ("EVENTS_RELAY_CONCURRENCY", "65"),
+            ("EVENTS_RELAY_CONCURRENCY", "0"), ("EVENTS_RELAY_CONCURRENCY", "257"),
             ("EVENTS_MAX_ATTEMPTS", "0"), ("EVENTS_MAX_ATTEMPTS", "101"),
             ("EVENTBRIDGE_SOURCE", "has space"), ("DYNAMODB_TABLE", "t"),
             # added with the edge: timeouts, rate limits, authentication

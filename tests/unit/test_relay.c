@@ -244,7 +244,7 @@ END_TEST
 START_TEST(test_relay_concurrency_range)
 {
 	ck_assert_int_eq(cart_relay_set_concurrency(relay, 0), CART_EINVALID);
-	ck_assert_int_eq(cart_relay_set_concurrency(relay, 65), CART_EINVALID);
+	ck_assert_int_eq(cart_relay_set_concurrency(relay, 257), CART_EINVALID);
 	ck_assert_int_eq(cart_relay_set_concurrency(relay, 64), CART_OK);
 	ck_assert_int_eq(cart_relay_set_concurrency(relay, 1), CART_OK);
 }
