@@ -16,6 +16,8 @@
  *                    v N, c S, i S?, qb N, qa N, p N, cur S?, n N}
  *   obPending S      "1" while the outbox is not empty: the key of the
  *                    sparse index "outbox" the relay queries
+ *   idemN N          how many idempotency records the user holds (about:
+ *                    the bound's counter, reset by each sweep)
  *
  *   PK "CART#<userID>", SK "IDEM#<key>": one idempotency record
  *   fp S, st S ("PENDING" | "COMPLETE"), status N, exp N (ms), tok S? (a
