@@ -61,6 +61,7 @@ typedef struct app_config {
 	int events_backlog_max_mb;
 	int events_relay_concurrency;
 	int events_max_attempts;     /* refusals for good before an event is parked */
+	int idempotency_max_records; /* DynamoDB: records kept per user */
 	char eventbridge_bus_name[256];
 	char eventbridge_endpoint[512];
 	char eventbridge_source[128];

@@ -138,7 +138,8 @@ static int wire_publisher(wiring *w, const app_config *cfg, char *err,
 
 static int wire_repo(wiring *w, const app_config *cfg, char *err, size_t err_len)
 {
-	cart_dynamo_config dc = { .table = cfg->dynamodb_table, .ready_cache_ms = 5000 };
+	cart_dynamo_config dc = { .table = cfg->dynamodb_table, .ready_cache_ms = 5000,
+				  .idem_max = (size_t)cfg->idempotency_max_records };
 
 	if (!strcmp(cfg->storage_backend, "memory")) {
 		if (cart_memory_repo_new(&w->repo) == CART_OK) {
