@@ -40,7 +40,8 @@
 typedef enum relay_user_state {
 	USER_QUEUED,          /* in the ready list */
 	USER_IN_CALL,         /* some of its events are in a call */
-	USER_PARKED,          /* an entry was refused: waits for the next pass */
+	USER_WAITING,         /* an entry was refused: waits for the next pass
+			       * (not the dead-letter "parked"; see relay_park.h) */
 	USER_RELEASED         /* all acked; forgotten when the next fetch starts */
 } relay_user_state;
 
@@ -362,7 +363,7 @@ static void relay_call(cart_relay *r, relay_pass *p)
 		relay_user *u = seg[i].u;
 		p->held_events -= acked[i];
 		if (!go_on[i])   /* refused, or the outbox changed: the rest */
-			u->state = USER_PARKED;   /* waits for the next pass */
+			u->state = USER_WAITING;   /* until the next pass */
 		else if (u->next < u->n)
 			push_ready(p, u);
 		else
