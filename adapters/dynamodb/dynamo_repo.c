@@ -1018,6 +1018,22 @@ static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 }
 
 /*
+ * Appends to cond that the outbox starts with exactly ev[0..n) (by event
+ * id): ob and id are the placeholders of "outbox" and "id".
+ */
+static void cond_head_is(expr *e, char *cond, size_t cap, const char *ob,
+			 const char *id, const cart_event *ev, size_t n)
+{
+	char vb[16];
+
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(cond);
+		snprintf(cond + len, cap - len, "%s%s[%zu].%s = %s", len ? " AND " : "",
+			 ob, i, id, expr_value(e, av_s(ev[i].event_id), vb));
+	}
+}
+
+/*
  * The common case, in one write: the events are the whole outbox, so the
  * outbox and the index key go together.  CART_ECONFLICT if the outbox is
  * not exactly these events (more arrived, or another relay acked).
@@ -1038,10 +1054,7 @@ static int ack_all(dynamo_repo *r, const char *user_id, const cart_event *ev,
 	snprintf(update, sizeof(update), "REMOVE %s, %s", ob, p);
 	snprintf(cond, sizeof(cond), "size(%s) = %s", ob,
 		 expr_value(&e, av_n((int64_t)n), vb));
-	for (size_t i = 0; i < n; i++)
-		snprintf(cond + strlen(cond), sizeof(cond) - strlen(cond),
-			 " AND %s[%zu].%s = %s", ob, i, id,
-			 expr_value(&e, av_s(ev[i].event_id), vb));
+	cond_head_is(&e, cond, sizeof(cond), ob, id, ev, n);
 	cJSON_AddItemToObject(req, "Key", key_of(user_id));
 	cJSON_AddStringToObject(req, "UpdateExpression", update);
 	cJSON_AddStringToObject(req, "ConditionExpression", cond);
@@ -1057,7 +1070,7 @@ static int ack_chunk(dynamo_repo *r, const char *user_id, const cart_event *ev,
 {
 	char update[16 * ACK_CHUNK + 16] = "", cond[40 * ACK_CHUNK] = "";
 	cJSON *req = cJSON_CreateObject();
-	char ob[16], id[16], vb[16], part[64];
+	char ob[16], id[16], part[64];
 	const cJSON *left;
 	call_result res;
 	expr e;
@@ -1075,10 +1088,7 @@ static int ack_chunk(dynamo_repo *r, const char *user_id, const cart_event *ev,
 		snprintf(part, sizeof(part), "%s[%zu]", ob, i);
 		clause_add(update, sizeof(update), "REMOVE ", part);
 	}
-	for (size_t i = 0; i < n; i++)
-		snprintf(cond + strlen(cond), sizeof(cond) - strlen(cond),
-			 "%s%s[%zu].%s = %s", i ? " AND " : "", ob, i, id,
-			 expr_value(&e, av_s(ev[i].event_id), vb));
+	cond_head_is(&e, cond, sizeof(cond), ob, id, ev, n);
 	cJSON_AddItemToObject(req, "Key", key_of(user_id));
 	cJSON_AddStringToObject(req, "UpdateExpression", update);
 	cJSON_AddStringToObject(req, "ConditionExpression", cond);

@@ -731,17 +731,20 @@ class CustomSettingsTest(AuthAssertions, harness.ServerTestCase):
 
 # -- JWKS from a URL: rotation and refetch rate ------------------------------
 
-class JwksRotationTest(AuthAssertions, harness.ServerTestCase):
-    """JWT_JWKS_URL with JWT_JWKS_MIN_REFRESH_SECONDS=1."""
+class JwksServerCase(AuthAssertions, harness.ServerTestCase):
+    """A service whose JWT_JWKS_URL is this class's own JwksServer, which
+    lives exactly as long as the class's service."""
+
+    @classmethod
+    def jwks_setup(cls):
+        """(the key the server publishes first, extra auth_env settings)"""
+        raise NotImplementedError
 
     @classmethod
     def setUpClass(cls):
-        cls.key_a = jwt_util.RsaKey("rot-a")
-        cls.key_b = jwt_util.EcKey("rot-b")
-        cls.key_c = jwt_util.RsaKey("rot-c")      # never published
-        cls.jwks = jwt_util.JwksServer(cls.key_a).start()
-        cls.server_env = auth_env(jwks_url=cls.jwks.url,
-                                  JWT_JWKS_MIN_REFRESH_SECONDS="1")
+        key, settings = cls.jwks_setup()
+        cls.jwks = jwt_util.JwksServer(key).start()
+        cls.server_env = auth_env(jwks_url=cls.jwks.url, **settings)
         try:
             super().setUpClass()
         except BaseException:
@@ -754,6 +757,17 @@ class JwksRotationTest(AuthAssertions, harness.ServerTestCase):
             super().tearDownClass()
         finally:
             cls.jwks.stop()
+
+
+class JwksRotationTest(JwksServerCase):
+    """JWT_JWKS_URL with JWT_JWKS_MIN_REFRESH_SECONDS=1."""
+
+    @classmethod
+    def jwks_setup(cls):
+        cls.key_a = jwt_util.RsaKey("rot-a")
+        cls.key_b = jwt_util.EcKey("rot-b")
+        cls.key_c = jwt_util.RsaKey("rot-c")      # never published
+        return cls.key_a, {"JWT_JWKS_MIN_REFRESH_SECONDS": "1"}
 
     def admin_token(self):
         return sign(claims("admin", scope="cart:admin"), self.key_a)
@@ -812,27 +826,13 @@ class JwksRotationTest(AuthAssertions, harness.ServerTestCase):
 
 # -- Amazon Cognito access tokens ---------------------------------------------
 
-class CognitoTest(AuthAssertions, harness.ServerTestCase):
+class CognitoTest(JwksServerCase):
     """JWT_CLIENT_ID set, JWT_AUDIENCE unset, JWKS at the Cognito path."""
 
     @classmethod
-    def setUpClass(cls):
+    def jwks_setup(cls):
         cls.key = jwt_util.RsaKey("cognito-rsa-1")
-        cls.jwks = jwt_util.JwksServer(cls.key).start()
-        cls.server_env = auth_env(jwks_url=cls.jwks.url, JWT_AUDIENCE=None,
-                                  JWT_CLIENT_ID=CLIENT_ID)
-        try:
-            super().setUpClass()
-        except BaseException:
-            cls.jwks.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.jwks.stop()
+        return cls.key, {"JWT_AUDIENCE": None, "JWT_CLIENT_ID": CLIENT_ID}
 
     def access(self, sub, **kw):
         return sign(jwt_util.cognito_access_claims(sub, **kw), self.key)
