@@ -33,8 +33,8 @@ typedef struct relay_kick {
 } relay_kick;
 
 void relay_kick_signal(relay_kick *k);            /* accepts NULL */
-/* Sleeps up to ms, less if kicked; clears the kick. */
-void relay_kick_wait(relay_kick *k, int64_t ms);
+/* Sleeps up to ms, less if kicked; clears the kick; true if kicked. */
+bool relay_kick_wait(relay_kick *k, int64_t ms);
 
 /*
  * A readiness check, registered at wiring time.  Returns CART_OK when the

@@ -125,6 +125,8 @@ static const var vars[] = {
 	  "event publisher calls in flight at once (each carries up to 10 events of several carts)" },
 	{ "EVENTS_MAX_ATTEMPTS", "5", V_INT, F(events_max_attempts), 1, 100, NULL, NOSET,
 	  "relay passes in a row the bus may refuse an event for good (malformed, invalid; not a missing bus or permission) before it is parked in the store's dead-letter list" },
+	{ "EVENTS_ACK_DELAY_MS", NULL, V_INT, F(events_ack_delay_ms), 0, 10000, NULL, SET(set_ack_delay),
+	  "how long the relay may hold the acks of a cart's published events to remove several from the outbox in one write (default: 1000 on dynamodb, 0 on memory; delivery is not delayed)" },
 	{ "IDEMPOTENCY_MAX_RECORDS", "256", V_INT, F(idempotency_max_records), 8, 100000, NULL, NOSET,
 	  "DynamoDB store: idempotency records kept per user; at the bound the oldest are swept to 3/4 of it (the memory store keeps 256 and 1 MiB per user)" },
 	{ "EVENTBRIDGE_BUS_NAME", "default", V_STR, F(eventbridge_bus_name), 1, 0, ID_CHARS "-_./:", NOSET,
@@ -244,6 +246,8 @@ static void apply_env_defaults(app_config *cfg)
 		       dev ? "log" : cfg->eventbridge_enabled ? "eventbridge" : "none");
 	if (!cfg->set_auth)
 		cfg->auth_enabled = !dev;
+	if (!cfg->set_ack_delay)
+		cfg->events_ack_delay_ms = strcmp(cfg->storage_backend, "dynamodb") ? 0 : 1000;
 	if (!cfg->rate_limit_burst)
 		cfg->rate_limit_burst = cfg->rate_limit_rps > 5000000 ? 10000000 :
 					2 * cfg->rate_limit_rps;

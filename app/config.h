@@ -61,6 +61,7 @@ typedef struct app_config {
 	int events_backlog_max_mb;
 	int events_relay_concurrency;
 	int events_max_attempts;     /* refusals for good before an event is parked */
+	int events_ack_delay_ms;     /* how long acks may wait (relay) */
 	int idempotency_max_records; /* DynamoDB: records kept per user */
 	char eventbridge_bus_name[256];
 	char eventbridge_endpoint[512];
@@ -81,6 +82,7 @@ typedef struct app_config {
 	bool set_breaker;
 	bool set_storage;
 	bool set_publisher;
+	bool set_ack_delay;
 	bool set_eventbridge;
 } app_config;
 

@@ -217,6 +217,7 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 		return -1;
 	}
 	cart_relay_set_max_attempts(w->relay, cfg->events_max_attempts);
+	cart_relay_set_ack_delay(w->relay, cfg->events_ack_delay_ms);
 	cart_relay_on_park(w->relay, log_parked, NULL);
 	if (cfg->events_relay_enabled &&
 	    cart_relay_set_concurrency(w->relay, cfg->events_relay_concurrency)) {
@@ -427,6 +428,35 @@ static void log_backlog(cart_relay *relay, int64_t *last_ms, int64_t now_ms)
 		  fields);
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec * 1000LL + now.tv_nsec / 1000000;
+}
+
+/*
+ * Sleeps wait_ms or until a kick, waking meanwhile to write the acks whose
+ * wait ended (EVENTS_ACK_DELAY_MS) without fetching.
+ */
+static void relay_sleep(relay_thread *rt, int64_t wait_ms)
+{
+	int64_t until = mono_ms() + wait_ms;
+
+	for (;;) {
+		int64_t left = until - mono_ms();
+		int64_t acks = cart_relay_flush_acks(rt->relay, false);
+
+		if (left <= 0 || atomic_load(&rt->stop))
+			return;
+		if (acks >= 0 && acks < left)
+			left = acks > 0 ? acks : 1;
+		if (relay_kick_wait(rt->kick, left))
+			return;
+	}
+}
+
 /*
  * Publishes pending events as they appear: at once after a local commit
  * (the request path kicks the relay), pass after pass while events
@@ -440,16 +470,14 @@ static void *relay_loop(void *arg)
 	int64_t wait_ms = 0, last_log = 0;
 
 	while (!atomic_load(&rt->stop)) {
-		struct timespec now;
 		int n = cart_relay_run_once(rt->relay);
 
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		log_backlog(rt->relay, &last_log, now.tv_sec * 1000LL);
+		log_backlog(rt->relay, &last_log, mono_ms());
 		if (n < 0)
 			log_write(LOG_WARN, "event outbox unreadable", NULL);
 		wait_ms = cart_relay_next_wait_ms(rt->relay, n, wait_ms);
 		if (wait_ms)
-			relay_kick_wait(rt->kick, wait_ms);
+			relay_sleep(rt, wait_ms);
 	}
 	return NULL;
 }
@@ -480,6 +508,7 @@ static void relay_stop(relay_thread *rt)
 	pthread_mutex_unlock(&rt->kick->lock);
 	if (cart_relay_run_once(rt->relay) < 0)
 		log_write(LOG_WARN, "event outbox unreadable at shutdown", NULL);
+	cart_relay_flush_acks(rt->relay, true);   /* nothing republished */
 }
 
 /* --- shutdown ----------------------------------------------------------- */

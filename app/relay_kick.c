@@ -14,9 +14,10 @@ void relay_kick_signal(relay_kick *k)
 	pthread_mutex_unlock(&k->lock);
 }
 
-void relay_kick_wait(relay_kick *k, int64_t ms)
+bool relay_kick_wait(relay_kick *k, int64_t ms)
 {
 	struct timespec until;
+	bool kicked;
 
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += ms / 1000;
@@ -29,6 +30,8 @@ void relay_kick_wait(relay_kick *k, int64_t ms)
 	while (!k->pending &&
 	       pthread_cond_timedwait(&k->cond, &k->lock, &until) == 0)
 		;
+	kicked = k->pending;
 	k->pending = 0;
 	pthread_mutex_unlock(&k->lock);
+	return kicked;
 }

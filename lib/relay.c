@@ -20,6 +20,10 @@
  * brings back events the pass already holds.  A user released while a
  * fetch ran is kept as released until the next fetch starts: that fetch
  * may have read the events just acked.
+ *
+ * With an ack delay (cart_relay_set_ack_delay) the acks of a user's
+ * published events wait in relay_acks.h's table, and a fetch that brings
+ * them back skips them: they are held as already sent.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -29,6 +33,7 @@
 #include <string.h>
 
 #include "cart/relay.h"
+#include "relay_acks.h"
 #include "relay_park.h"
 
 #define CONCURRENCY_MAX 256
@@ -82,6 +87,7 @@ struct cart_relay {
 	atomic_uint_fast64_t publish_failures;
 	atomic_uint_fast64_t ack_conflicts;
 	relay_parker *parker;         /* refusals for good; see relay_park.h */
+	relay_acks *acks;             /* acks that wait; see relay_acks.h */
 	atomic_size_t backlog;
 	atomic_int_fast64_t oldest_age_ms;
 	atomic_uint_fast64_t delivered_per_s;  /* over the last window */
@@ -92,6 +98,9 @@ struct cart_relay {
 	pthread_cond_t work;          /* a pass started or users became ready */
 	pthread_cond_t done;          /* a call finished, or a kick */
 	relay_pass *pass;             /* the running pass, NULL between passes */
+	cart_outbox_batch *jobs;      /* acks handed to the pool, or NULL */
+	size_t n_jobs, next_job, jobs_left;
+	bool jobs_all;
 	bool stopping;
 	pthread_t *pool;
 	int n_pool;
@@ -109,7 +118,9 @@ int cart_relay_new(cart_relay **out, const cart_repo *repo,
 	    !clock || !clock->ops || batch < 1)
 		return CART_EINVALID;
 	r = calloc(1, sizeof(*r));
-	if (!r || relay_parker_new(&r->parker)) {
+	if (!r || relay_parker_new(&r->parker) || relay_acks_new(&r->acks)) {
+		if (r)
+			relay_parker_free(r->parker);
 		free(r);
 		return CART_ENOMEM;
 	}
@@ -144,6 +155,7 @@ void cart_relay_free(cart_relay *r)
 		return;
 	pool_stop(r);
 	relay_parker_free(r->parker);
+	relay_acks_free(r->acks);
 	pthread_cond_destroy(&r->done);
 	pthread_cond_destroy(&r->work);
 	pthread_mutex_destroy(&r->lock);
@@ -228,9 +240,11 @@ static size_t *index_users(const relay_pass *p, size_t extra, size_t *mask)
 
 /*
  * Queues the users of box the pass does not hold yet (copies of their
- * events); returns the number of events queued.
+ * events, the first ones marked sent if they wait for their ack);
+ * returns the number of events queued.
  */
-static size_t take_new_users(relay_pass *p, const cart_outbox *box)
+static size_t take_new_users(cart_relay *r, relay_pass *p,
+			     const cart_outbox *box)
 {
 	size_t mask, *slot, queued = 0;
 
@@ -252,6 +266,7 @@ static size_t take_new_users(relay_pass *p, const cart_outbox *box)
 		size_t h = (size_t)hash_id(b->user_id) & mask;
 		relay_user *u;
 		bool held = false;
+		size_t sent;
 
 		if (!b->n)
 			continue;
@@ -259,6 +274,9 @@ static size_t take_new_users(relay_pass *p, const cart_outbox *box)
 			held = !strcmp(p->users[slot[h] - 1]->user_id, b->user_id);
 		if (held)
 			continue;
+		sent = relay_acks_published(r->acks, b->user_id, b->events, b->n);
+		if (sent == b->n)
+			continue;     /* all out, the ack waits */
 		u = calloc(1, sizeof(*u));
 		if (u)
 			u->events = malloc(b->n * sizeof(*u->events));
@@ -269,11 +287,12 @@ static size_t take_new_users(relay_pass *p, const cart_outbox *box)
 		memcpy(u->user_id, b->user_id, sizeof(u->user_id));
 		memcpy(u->events, b->events, b->n * sizeof(*u->events));
 		u->n = b->n;
+		u->next = sent;
 		slot[h] = p->n_users + 1;
 		p->users[p->n_users++] = u;
-		p->held_events += u->n;
+		p->held_events += u->n - sent;
 		push_ready(p, u);
-		queued += u->n;
+		queued += u->n - sent;
 	}
 	free(slot);
 	return queued;
@@ -309,22 +328,43 @@ static size_t pack_call(relay_pass *p, cart_event *ev, call_seg *seg,
 }
 
 /*
- * Acks the accepted prefix of one user's run; returns its length, and
- * whether the user may go on (everything accepted and acked).  The first
- * entry not accepted is now the user's head: the parker judges it.
+ * Acks ev[0..n) of user, which follow the user's waiting acks, or lets
+ * them wait too; `now` (a refusal follows: the parker needs the head
+ * acked) acks everything at once.
+ */
+static int ack_or_wait(cart_relay *r, const char *user_id,
+		       const cart_event *ev, size_t n, bool now)
+{
+	cart_outbox_batch b;
+	int err = CART_OK;
+
+	if (relay_acks_defer(r->acks, user_id, ev, n, cart_clock_now(&r->clock),
+			     now, &b))
+		return CART_OK;
+	if (b.events && b.n)
+		err = cart_repo_outbox_ack(&r->repo, user_id, b.events, b.n);
+	else if (!b.events && n)      /* out of memory: what waited is lost */
+		err = cart_repo_outbox_ack(&r->repo, user_id, ev, n);
+	free(b.events);
+	return err;
+}
+
+/*
+ * Acks the accepted prefix of one user's run (or lets the ack wait);
+ * returns its length, and whether the user may go on (everything
+ * accepted and acked).  The first entry not accepted is now the user's
+ * head: the parker judges it.
  */
 static size_t ack_seg(cart_relay *r, const call_seg *s,
 		      const cart_publish_result *res, bool *go_on)
 {
 	size_t k = 0;
-	int err = CART_OK;
+	int err;
 
 	while (k < s->n && res[s->at + k].status == CART_PUBLISH_ACCEPTED)
 		k++;
 	*go_on = k == s->n;
-	if (k)
-		err = cart_repo_outbox_ack(&r->repo, s->u->user_id,
-					   s->u->events + s->first, k);
+	err = ack_or_wait(r, s->u->user_id, s->u->events + s->first, k, k < s->n);
 	if (err) {
 		if (err == CART_ECONFLICT)
 			atomic_fetch_add(&r->ack_conflicts, 1);
@@ -379,6 +419,34 @@ static void relay_call(cart_relay *r, relay_pass *p)
 
 /* --- the pool ----------------------------------------------------------- */
 
+/* Writes one waited ack; a failure for now waits again (unless `all`). */
+static void ack_job(cart_relay *r, cart_outbox_batch *b, bool all)
+{
+	int err = b->events ? cart_repo_outbox_ack(&r->repo, b->user_id,
+						   b->events, b->n)
+			    : CART_OK;
+
+	if (err == CART_ECONFLICT)
+		atomic_fetch_add(&r->ack_conflicts, 1);
+	else if (err && !all)
+		ack_or_wait(r, b->user_id, b->events, b->n, false);
+	free(b->events);
+	b->events = NULL;
+}
+
+/* Takes the next ack of r->jobs.  Called and returns with the lock held. */
+static void pool_ack_job(cart_relay *r)
+{
+	cart_outbox_batch *b = &r->jobs[r->next_job++];
+	bool all = r->jobs_all;
+
+	pthread_mutex_unlock(&r->lock);
+	ack_job(r, b, all);
+	pthread_mutex_lock(&r->lock);
+	if (--r->jobs_left == 0)
+		pthread_cond_broadcast(&r->done);
+}
+
 static void *pool_thread(void *arg)
 {
 	cart_relay *r = arg;
@@ -387,6 +455,8 @@ static void *pool_thread(void *arg)
 	while (!r->stopping) {
 		if (r->pass && r->pass->ready)
 			relay_call(r, r->pass);
+		else if (r->jobs && r->next_job < r->n_jobs)
+			pool_ack_job(r);
 		else
 			pthread_cond_wait(&r->work, &r->lock);
 	}
@@ -432,13 +502,14 @@ static int pass_fetch(cart_relay *r, relay_pass *p)
 	pthread_mutex_unlock(&r->lock);
 	err = cart_repo_outbox_fetch(&r->repo, want, &box);
 	if (!err) {
-		atomic_store(&r->backlog, box.backlog);
+		size_t waiting = relay_acks_waiting(r->acks);
+		atomic_store(&r->backlog, box.backlog > waiting ? box.backlog - waiting : 0);
 		atomic_store(&r->oldest_age_ms, box.oldest_at ?
 			     cart_clock_now(&r->clock) - box.oldest_at : 0);
 	}
 	if (!err) {
 		pthread_mutex_lock(&r->lock);
-		if (take_new_users(p, &box))
+		if (take_new_users(r, p, &box))
 			pthread_cond_broadcast(&r->work);
 		pthread_mutex_unlock(&r->lock);
 		cart_outbox_release(&box);
@@ -514,10 +585,50 @@ static void measure_rate(cart_relay *r)
 	}
 }
 
+/*
+ * Writes the acks whose wait ended (all if `all`), by the pool threads
+ * when there are (each ack is a write: on DynamoDB a round trip), and
+ * returns when all are written, so no fetch runs while they are.
+ */
+static void flush_acks(cart_relay *r, bool all)
+{
+	cart_outbox_batch *b;
+	size_t n = relay_acks_due(r->acks, cart_clock_now(&r->clock), all, &b);
+
+	if (n > 1 && r->n_pool) {
+		pthread_mutex_lock(&r->lock);
+		r->jobs = b;
+		r->n_jobs = r->jobs_left = n;
+		r->next_job = 0;
+		r->jobs_all = all;
+		pthread_cond_broadcast(&r->work);
+		while (r->jobs_left)
+			pthread_cond_wait(&r->done, &r->lock);
+		r->jobs = NULL;
+		pthread_mutex_unlock(&r->lock);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			ack_job(r, &b[i], all);
+	}
+	free(b);
+}
+
+int64_t cart_relay_flush_acks(cart_relay *r, bool all)
+{
+	flush_acks(r, all);
+	return relay_acks_next_ms(r->acks, cart_clock_now(&r->clock));
+}
+
+int cart_relay_set_ack_delay(cart_relay *r, int64_t ms)
+{
+	return relay_acks_set_delay(r->acks, ms);
+}
+
 int cart_relay_run_once(cart_relay *r)
 {
 	relay_pass pass;
 
+	flush_acks(r, false);
 	memset(&pass, 0, sizeof(pass));
 	pass_run(r, &pass);
 	pass_free(&pass);
@@ -575,6 +686,7 @@ void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out)
 	out->publish_failures = atomic_load(&m->publish_failures);
 	out->ack_conflicts = atomic_load(&m->ack_conflicts);
 	out->parked = relay_parker_parked(m->parker);
+	out->acks_waiting = relay_acks_waiting(m->acks);
 	out->backlog = atomic_load(&m->backlog);
 	out->oldest_age_ms = atomic_load(&m->oldest_age_ms);
 	out->delivered_per_s = atomic_load(&m->delivered_per_s);

@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,8 @@ typedef struct dynamo_repo {
 	atomic_int_fast64_t ready_checked_at;
 	atomic_int ready_rc;
 	atomic_uint_fast64_t requests, rcu_x10, wcu_x10, bad_items;
+	pthread_mutex_t cursor_lock;
+	cJSON *cursor;               /* the outbox Query's next page, or NULL */
 } dynamo_repo;
 
 /* --- JSON helpers ------------------------------------------------------- */
@@ -980,7 +983,10 @@ static int add_batch(cart_outbox *out, const cJSON *item)
 /*
  * Users with pending events come from the sparse index "outbox" (only
  * items with obPending are in it), one Query page; backlog counts what
- * that page holds.
+ * that page holds.  Each fetch goes on from the page the last one ended
+ * at, round the index: items whose events are published but whose ack
+ * waits (cart_relay_set_ack_delay) stay in the index for up to a second,
+ * and must not hide the items behind them.
  */
 static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 {
@@ -999,9 +1005,17 @@ static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 	cJSON_AddStringToObject(req, "KeyConditionExpression", cond);
 	cJSON_AddNumberToObject(req, "Limit", max_events < 100 ? (double)max_events : 100);
 	expr_attach(&e, req);
+	pthread_mutex_lock(&r->cursor_lock);
+	if (r->cursor)
+		cJSON_AddItemToObject(req, "ExclusiveStartKey", cJSON_Duplicate(r->cursor, 1));
+	pthread_mutex_unlock(&r->cursor_lock);
 	rc = call(r, "Query", req, &res, false);
 	if (rc)
 		return rc;
+	pthread_mutex_lock(&r->cursor_lock);
+	cJSON_Delete(r->cursor);
+	r->cursor = cJSON_DetachItemFromObjectCaseSensitive(res.resp, "LastEvaluatedKey");
+	pthread_mutex_unlock(&r->cursor_lock);
 	items = cJSON_GetObjectItemCaseSensitive(res.resp, "Items");
 	cJSON_ArrayForEach(item, items) {
 		rc = add_batch(out, item);
@@ -1590,6 +1604,12 @@ static int dynamo_ping(void *self)
 
 static void dynamo_destroy(void *self)
 {
+	dynamo_repo *r = self;
+
+	if (r) {
+		cJSON_Delete(r->cursor);
+		pthread_mutex_destroy(&r->cursor_lock);
+	}
 	free(self);
 }
 
@@ -1629,6 +1649,7 @@ int cart_dynamo_repo_new(cart_repo *out, const cart_dynamo_config *cfg,
 	r->ids = ids;
 	r->log = log;
 	atomic_store(&r->ready_checked_at, INT64_MIN / 2);
+	pthread_mutex_init(&r->cursor_lock, NULL);
 	out->ops = &dynamo_repo_ops;
 	out->self = r;
 	return CART_OK;

@@ -26,6 +26,7 @@
  * consumers deduplicate by event id or (cartId, cartVersion).
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,6 +67,8 @@ typedef struct cart_relay_stats {
 	uint64_t publish_failures;/* publisher calls that failed */
 	uint64_t ack_conflicts;   /* acks that found the outbox changed */
 	uint64_t parked;          /* events moved to the dead-letter list */
+	size_t acks_waiting;      /* published events whose ack waits
+				   * (cart_relay_set_ack_delay) */
 	size_t backlog;           /* pending events at the last fetch */
 	int64_t oldest_age_ms;    /* age of the oldest pending event, 0 if none */
 	uint64_t delivered_per_s; /* events published per second, measured over
@@ -134,6 +137,27 @@ int cart_relay_set_max_attempts(cart_relay *r, int n);
 typedef void (*cart_relay_park_fn)(void *self, const cart_event *ev,
 				   const char *code, int attempts);
 void cart_relay_on_park(cart_relay *r, cart_relay_park_fn fn, void *self);
+
+/*
+ * Lets the acks of published events wait up to ms (0..10000; default 0:
+ * ack at once), so that the events a user's cart produced in that window
+ * are acked in one repository write (on DynamoDB: one UpdateItem instead
+ * of one per change).  Delivery is not delayed; a crash inside the window
+ * republishes them (at least once).  A user's waiting acks are written at
+ * once when a refusal follows them or more than 20 wait, and at most
+ * 8192 events wait in all (then acks are not delayed).  Their ack is
+ * written by cart_relay_run_once or cart_relay_flush_acks once the
+ * window ended.  CART_EINVALID out of range.
+ */
+int cart_relay_set_ack_delay(cart_relay *r, int64_t ms);
+
+/*
+ * Writes the acks whose wait ended (every waiting ack if `all`, e.g. at
+ * shutdown) and returns the ms until the next one is due, -1 if none
+ * waits: a loop driving the relay sleeps at most that long between
+ * passes.  From the thread driving the relay, not while a pass runs.
+ */
+int64_t cart_relay_flush_acks(cart_relay *r, bool all);
 
 /* Counters; safe to read from any thread. */
 void cart_relay_stats_get(const cart_relay *r, cart_relay_stats *out);

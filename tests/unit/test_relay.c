@@ -775,6 +775,188 @@ START_TEST(test_relay_parker_bounded_yet_parks_every_poisoned_cart)
 }
 END_TEST
 
+/* --- acks that wait (issue 8, write cost; ADR 12) ------------------------ */
+
+/* The memory repository, counting ack writes and the events they remove. */
+static cart_repo acking;
+static cart_repo_ops acking_ops;
+static atomic_uint ack_calls, ack_events;
+
+static int acking_ack(void *self, const char *user_id, const cart_event *ev,
+		      size_t n)
+{
+	int rc = mem.ops->outbox_ack(self, user_id, ev, n);
+
+	atomic_fetch_add(&ack_calls, 1);
+	if (rc == CART_OK)
+		atomic_fetch_add(&ack_events, (unsigned)n);
+	return rc;
+}
+
+/* The suite's relay, over the counting repository, acks waiting 1 s. */
+static void setup_acking(void)
+{
+	start(0);
+	cart_relay_free(relay);
+	acking_ops = *mem.ops;
+	acking_ops.outbox_ack = acking_ack;
+	acking = (cart_repo){ .ops = &acking_ops, .self = mem.self };
+	atomic_store(&ack_calls, 0);
+	atomic_store(&ack_events, 0);
+	ck_assert_int_eq(cart_relay_new(&relay, &acking, &pub, &clk, 1000), CART_OK);
+	ck_assert_int_eq(cart_relay_set_ack_delay(relay, 1000), CART_OK);
+}
+
+static size_t waiting(void)
+{
+	cart_relay_stats st;
+
+	cart_relay_stats_get(relay, &st);
+	return st.acks_waiting;
+}
+
+/*
+ * Three changes of a cart inside the window: each event goes out at once,
+ * none twice, and one write acks all three when the window ends.
+ */
+START_TEST(test_relay_acks_wait_and_cover_many_changes)
+{
+	cart_relay_stats st;
+
+	for (int v = 1; v <= 3; v++) {
+		commit_one(0, v);
+		ck_assert_int_eq(cart_relay_run_once(relay), 1);
+		ck_assert_uint_eq(fake_publisher_count(fpub), (size_t)v);
+		fake_clock_advance(fclk, 300);
+	}
+	ck_assert_uint_eq(atomic_load(&ack_calls), 0);
+	ck_assert_uint_eq(waiting(), 3);
+	ck_assert_uint_eq(pending(), 3);          /* still in the outbox */
+	cart_relay_stats_get(relay, &st);
+	ck_assert_uint_eq(st.backlog, 0);         /* but delivered */
+	/* a pass with nothing new publishes nothing again */
+	ck_assert_int_eq(cart_relay_run_once(relay), 0);
+	ck_assert_uint_eq(fake_publisher_count(fpub), 3);
+	ck_assert_int_eq(cart_relay_flush_acks(relay, false), 100);
+	fake_clock_advance(fclk, 100);
+	ck_assert_int_eq(cart_relay_flush_acks(relay, false), -1);
+	ck_assert_uint_eq(atomic_load(&ack_calls), 1);
+	ck_assert_uint_eq(atomic_load(&ack_events), 3);
+	ck_assert_uint_eq(pending(), 0);
+	ck_assert_uint_eq(waiting(), 0);
+	check_user_order(0, 3);
+}
+END_TEST
+
+/* Without a delay every publisher call acks at once (the library default). */
+START_TEST(test_relay_no_delay_acks_at_once)
+{
+	ck_assert_int_eq(cart_relay_set_ack_delay(relay, 0), CART_OK);
+	commit_one(0, 1);
+	ck_assert_int_eq(cart_relay_run_once(relay), 1);
+	commit_one(0, 2);
+	ck_assert_int_eq(cart_relay_run_once(relay), 1);
+	ck_assert_uint_eq(atomic_load(&ack_calls), 2);
+	ck_assert_uint_eq(pending(), 0);
+	ck_assert_int_eq(cart_relay_flush_acks(relay, false), -1);
+	ck_assert_int_eq(cart_relay_set_ack_delay(relay, -1), CART_EINVALID);
+	ck_assert_int_eq(cart_relay_set_ack_delay(relay, 10001), CART_EINVALID);
+}
+END_TEST
+
+/* More than 20 waiting events of one user are acked at once, in one write. */
+START_TEST(test_relay_waiting_acks_per_user_are_bounded)
+{
+	commit_events(0, 25);
+	ck_assert_int_eq(cart_relay_run_once(relay), 25);
+	/* calls of 10: 10 and 10 wait, the third call makes 25 > 20: acked */
+	ck_assert_uint_eq(atomic_load(&ack_calls), 1);
+	ck_assert_uint_eq(atomic_load(&ack_events), 25);
+	ck_assert_uint_eq(waiting(), 0);
+	ck_assert_uint_eq(pending(), 0);
+	check_user_order(0, 25);
+}
+END_TEST
+
+/*
+ * Shutdown writes every waiting ack, so a restart republishes nothing;
+ * the pool threads write them side by side.
+ */
+START_TEST(test_relay_flush_all_acks_everything)
+{
+	ck_assert_int_eq(cart_relay_set_concurrency(relay, 4), CART_OK);
+	for (int u = 0; u < 50; u++)
+		commit_one(u, 1);
+	ck_assert_int_eq(cart_relay_run_once(relay), 50);
+	ck_assert_uint_eq(waiting(), 50);
+	ck_assert_int_eq(cart_relay_flush_acks(relay, true), -1);
+	ck_assert_uint_eq(atomic_load(&ack_calls), 50);
+	ck_assert_uint_eq(pending(), 0);
+}
+END_TEST
+
+/*
+ * A refusal behind a waiting ack: the accepted events are acked at once,
+ * so the refused one is the outbox's head and can be parked.
+ */
+START_TEST(test_relay_refusal_acks_the_waiting_first)
+{
+	ck_assert_int_eq(cart_relay_set_max_attempts(relay, 1), CART_OK);
+	commit_one(0, 1);
+	ck_assert_int_eq(cart_relay_run_once(relay), 1);
+	ck_assert_uint_eq(waiting(), 1);
+	commit_one(0, 2);
+	fake_publisher_refuse_entry(fpub, "user-0000", 2, "MalformedDetail");
+	ck_assert_int_eq(cart_relay_run_once(relay), 0);
+	ck_assert_uint_eq(waiting(), 0);
+	ck_assert_uint_eq(atomic_load(&ack_events), 1);
+	ck_assert_uint_eq(pending(), 0);          /* v2 parked */
+	cart_relay_stats st;
+	cart_relay_stats_get(relay, &st);
+	ck_assert_uint_eq(st.parked, 1);
+}
+END_TEST
+
+/*
+ * Someone else acked the waiting events (another task, by hand): the ack
+ * finds the outbox changed, counts a conflict, and nothing is lost.
+ */
+START_TEST(test_relay_waiting_ack_that_finds_the_outbox_changed)
+{
+	cart_outbox box;
+	cart_relay_stats st;
+
+	commit_one(0, 1);
+	ck_assert_int_eq(cart_relay_run_once(relay), 1);
+	ck_assert_int_eq(cart_repo_outbox_fetch(&mem, 10, &box), CART_OK);
+	ck_assert_int_eq(cart_repo_outbox_ack(&mem, "user-0000",
+					      box.batches[0].events, 1), CART_OK);
+	cart_outbox_release(&box);
+	commit_one(0, 2);
+	/* v1 is gone from the outbox: the waiting entry is not a prefix of
+	 * what the fetch brings, so it is forgotten and v2 goes out */
+	ck_assert_int_eq(cart_relay_run_once(relay), 1);
+	fake_clock_advance(fclk, 1000);
+	cart_relay_flush_acks(relay, false);
+	ck_assert_uint_eq(pending(), 0);
+	cart_relay_stats_get(relay, &st);
+	ck_assert_uint_eq(st.ack_conflicts, 0);
+	check_user_order(0, 2);
+	/* and an ack that races a change: counted, nothing acked twice */
+	commit_one(0, 3);
+	ck_assert_int_eq(cart_relay_run_once(relay), 1);
+	ck_assert_int_eq(cart_repo_outbox_fetch(&mem, 10, &box), CART_OK);
+	ck_assert_int_eq(cart_repo_outbox_ack(&mem, "user-0000",
+					      box.batches[0].events, 1), CART_OK);
+	cart_outbox_release(&box);
+	fake_clock_advance(fclk, 1000);
+	cart_relay_flush_acks(relay, false);
+	cart_relay_stats_get(relay, &st);
+	ck_assert_uint_eq(st.ack_conflicts, 1);
+	ck_assert_uint_eq(pending(), 0);
+}
+END_TEST
+
 Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -824,6 +1006,16 @@ Suite *relay_suite(void)
 	tcase_add_test(tc, test_relay_transient_failures_never_park);
 	tcase_add_test(tc, test_relay_max_attempts_range);
 	tcase_add_test(tc, test_relay_parker_bounded_yet_parks_every_poisoned_cart);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("acks_wait");
+	tcase_add_checked_fixture(tc, setup_acking, teardown);
+	tcase_add_test(tc, test_relay_acks_wait_and_cover_many_changes);
+	tcase_add_test(tc, test_relay_no_delay_acks_at_once);
+	tcase_add_test(tc, test_relay_waiting_acks_per_user_are_bounded);
+	tcase_add_test(tc, test_relay_flush_all_acks_everything);
+	tcase_add_test(tc, test_relay_refusal_acks_the_waiting_first);
+	tcase_add_test(tc, test_relay_waiting_ack_that_finds_the_outbox_changed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("version1");
