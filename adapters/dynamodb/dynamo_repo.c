@@ -13,7 +13,9 @@
  *   Line attribute names are one letter and line times are offsets, so a
  *   typical 10-line cart stays under 1 KB: one write unit per mutation.
  *   outbox L of M    pending events, oldest first: {id S, ty N, at N,
- *                    v N, c S, i S?, qb N, qa N, p N, cur S?, n N}
+ *                    v N, c S, i S?, qb N, qa N, p N, cur S?, n N,
+ *                    lt N? (when a relay took the cart over while this
+ *                    event was the head, ms; see scan_index)}
  *   obPending S      while the outbox is not empty, its owner: the task
  *                    that last wrote the cart (cart_dynamo_config.owner),
  *                    "-" if that task runs no relay, or a relay that took
@@ -1051,12 +1053,18 @@ static int query_own(dynamo_repo *r, size_t limit, call_result *res)
 	return call(r, "Query", req, res, false);
 }
 
-/* One page of the index from from (consumed, may be NULL): ours, nobody's,
- * and those whose head event is older than the lease. */
+/*
+ * One page of the index from from (consumed, may be NULL): ours, nobody's,
+ * and those whose head event is older than the lease -- unless a takeover
+ * stamped that head (lt) within the lease: the head's age does not change
+ * when a cart changes hands, so without the stamp every scanning task
+ * would take a cart that stays behind (a refusing bus, a relay far
+ * behind) from the others every few seconds and publish it again.
+ */
 static int scan_index(dynamo_repo *r, size_t limit, int64_t now, cJSON *from,
 		      call_result *res)
 {
-	char p[16], ob[16], at[16], me[16], any[16], cut[16], filter[128];
+	char p[16], ob[16], at[16], lt[16], me[16], any[16], cut[16], filter[256];
 	cJSON *req = cJSON_CreateObject();
 	expr e;
 
@@ -1064,11 +1072,14 @@ static int scan_index(dynamo_repo *r, size_t limit, int64_t now, cJSON *from,
 	expr_name(&e, "obPending", p);
 	expr_name(&e, "outbox", ob);
 	expr_name(&e, "at", at);
+	expr_name(&e, "lt", lt);
 	expr_value(&e, av_s(r->owner), me);
 	expr_value(&e, av_s(CART_DYNAMO_OWNER_ANY), any);
 	expr_value(&e, av_n(now - r->lease_ms), cut);
-	snprintf(filter, sizeof(filter), "%s = %s OR %s = %s OR %s[0].%s < %s", p, me,
-		 p, any, ob, at, cut);
+	snprintf(filter, sizeof(filter),
+		 "%s = %s OR %s = %s OR (%s[0].%s < %s AND "
+		 "(attribute_not_exists(%s[0].%s) OR %s[0].%s < %s))",
+		 p, me, p, any, ob, at, cut, ob, lt, ob, lt, cut);
 	cJSON_AddStringToObject(req, "IndexName", OUTBOX_INDEX);
 	cJSON_AddStringToObject(req, "FilterExpression", filter);
 	cJSON_AddNumberToObject(req, "Limit", (double)limit);
@@ -1091,13 +1102,15 @@ static const char *head_id(const cJSON *item)
 
 /*
  * Makes a scanned item ours if it still belongs to old with the same
- * head event.  CART_ECONFLICT: acked, or taken by someone else, since the
- * scan saw it.
+ * head event, and stamps that head with the time (lt, see scan_index).
+ * CART_ECONFLICT: acked, or taken by someone else, since the scan saw it.
  */
-static int take_over(dynamo_repo *r, const cJSON *item, const char *old)
+static int take_over(dynamo_repo *r, const cJSON *item, const char *old,
+		     int64_t now)
 {
 	const char *pk = get_s(item, "PK"), *sk = get_s(item, "SK"), *head = head_id(item);
-	char p[16], ob[16], id[16], me[16], was[16], hv[16], update[48], cond[96];
+	char p[16], ob[16], id[16], lt[16], me[16], ts[16], was[16], hv[16];
+	char update[96], cond[96];
 	cJSON *req, *key;
 	call_result res;
 	expr e;
@@ -1113,8 +1126,10 @@ static int take_over(dynamo_repo *r, const cJSON *item, const char *old)
 	expr_name(&e, "obPending", p);
 	expr_name(&e, "outbox", ob);
 	expr_name(&e, "id", id);
-	snprintf(update, sizeof(update), "SET %s = %s", p,
-		 expr_value(&e, av_s(r->owner), me));
+	expr_name(&e, "lt", lt);
+	expr_value(&e, av_s(r->owner), me);
+	snprintf(update, sizeof(update), "SET %s = %s, %s[0].%s = %s", p, me, ob, lt,
+		 expr_value(&e, av_n(now), ts));
 	snprintf(cond, sizeof(cond), "%s = %s AND %s[0].%s = %s", p,
 		 expr_value(&e, av_s(old), was), ob, id, expr_value(&e, av_s(head), hv));
 	cJSON_AddItemToObject(req, "Key", key);
@@ -1133,7 +1148,7 @@ static int take_over(dynamo_repo *r, const cJSON *item, const char *old)
  * over first; one that cannot be is left to whoever has it (a failure
  * other than a lost race is logged once per scan, in *warned).
  */
-static bool owned(dynamo_repo *r, const cJSON *item, bool *warned)
+static bool owned(dynamo_repo *r, const cJSON *item, int64_t now, bool *warned)
 {
 	const char *owner = get_s(item, "obPending");
 	int rc;
@@ -1142,7 +1157,7 @@ static bool owned(dynamo_repo *r, const cJSON *item, bool *warned)
 		return false;
 	if (!strcmp(owner, r->owner))
 		return true;
-	rc = take_over(r, item, owner);
+	rc = take_over(r, item, owner, now);
 	if (rc != CART_OK && rc != CART_ECONFLICT && !*warned) {
 		*warned = true;
 		cart_aws_logf(r->log, 2, "outbox takeover failed: cart left to its owner",
@@ -1168,7 +1183,7 @@ static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 	if (scan)
 		scan_done(r, res.resp);
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(res.resp, "Items")) {
-		if (scan && !owned(r, item, &warned))
+		if (scan && !owned(r, item, now, &warned))
 			continue;
 		rc = add_batch(out, item);
 		if (rc == CART_EBACKEND)

@@ -517,6 +517,23 @@ START_TEST(test_dynamo_outbox_stale_cart_is_taken_over)
 	ck_assert_str_eq(owner, "t-b");
 	cart_dynamo_repo_stats(&b, &st);
 	ck_assert_uint_eq(st.takeovers, 1);
+	/* the head is still older than the lease, but B's lease is fresh: a
+	 * third task's scan leaves the cart to B until B is stale too */
+	fake_clock_advance(oclock_ctl, LEASE - 1);
+	{
+		cart_repo c = owner_repo("t-c", 1);
+
+		fetch_user(&c, "u-stale", &got, ev);
+		ck_assert_uint_eq(got.n, 0);
+		pending_owner("u-stale", owner, sizeof(owner));
+		ck_assert_str_eq(owner, "t-b");
+		fake_clock_advance(oclock_ctl, 2);
+		fetch_user(&c, "u-stale", &got, ev);
+		ck_assert_uint_eq(got.n, 2);
+		pending_owner("u-stale", owner, sizeof(owner));
+		ck_assert_str_eq(owner, "t-c");
+		cart_repo_destroy(&c);
+	}
 	fetch_user(&a, "u-stale", &got, ev);
 	ck_assert_uint_eq(got.n, 0);
 	cart_dynamo_repo_stats(&a, &st);
