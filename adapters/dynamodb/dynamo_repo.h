@@ -37,7 +37,9 @@ typedef struct cart_dynamo_config {
 	/*
 	 * A pending cart of another owner whose oldest event is older than
 	 * this (by the repository's clock) is taken over by the next scan:
-	 * its task is gone or stuck.  Default 30000 (0: the default).
+	 * its task is gone or stuck.  A cart taken over is then left to its
+	 * new owner for this long, however old its events.  Default 30000
+	 * (0: the default).
 	 */
 	int64_t lease_ms;
 	/*
