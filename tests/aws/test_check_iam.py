@@ -61,6 +61,7 @@ class CheckIamTest(unittest.TestCase):
         grant on the table alone is unused)."""
         with AwsStack() as st:
             c = st.client()
+            self.addCleanup(c.close)
             c.create_table(
                 TableName="iam-index",
                 AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"}
