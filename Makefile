@@ -31,7 +31,8 @@ AD_SRC   := $(wildcard adapters/*/*.c)
 APP_SRC  := $(filter-out app/main.c,$(wildcard app/*.c))
 UT_SRC   := $(wildcard tests/unit/*.c) $(wildcard tests/fakes/*.c)
 # The DynamoDB binary runs the same repository contract (test_repo_contract.c).
-DT_SRC   := $(wildcard tests/dynamo/*.c) tests/unit/test_repo_contract.c
+DT_SRC   := $(wildcard tests/dynamo/*.c) tests/unit/test_repo_contract.c \
+	    tests/fakes/fake_clock.c
 # The Redis limiter against real redis-server processes.
 RT_SRC   := $(wildcard tests/redis/*.c) tests/fakes/fake_clock.c
 

@@ -138,8 +138,12 @@ static int wire_publisher(wiring *w, const app_config *cfg, char *err,
 
 static int wire_repo(wiring *w, const app_config *cfg, char *err, size_t err_len)
 {
+	/* A relay owns (and publishes) what its task writes, under a fresh
+	 * id; without one, the first relay that scans takes the events. */
 	cart_dynamo_config dc = { .table = cfg->dynamodb_table, .ready_cache_ms = 5000,
-				  .idem_max = (size_t)cfg->idempotency_max_records };
+				  .idem_max = (size_t)cfg->idempotency_max_records,
+				  .owner = cfg->events_relay_enabled ? NULL
+								     : CART_DYNAMO_OWNER_ANY };
 
 	if (!strcmp(cfg->storage_backend, "memory")) {
 		if (cart_memory_repo_new(&w->repo) == CART_OK) {

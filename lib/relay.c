@@ -488,6 +488,23 @@ int cart_relay_set_concurrency(cart_relay *r, int n)
 /* --- a pass ------------------------------------------------------------- */
 
 /*
+ * The backlog a fetch shows, less the events published whose acks wait:
+ * what the fetched users still have to send, plus what the store holds
+ * beyond what it returned.
+ */
+static size_t undelivered(cart_relay *r, const cart_outbox *box)
+{
+	size_t fetched = 0, left = 0;
+
+	for (size_t i = 0; i < box->n_batches; i++) {
+		const cart_outbox_batch *b = &box->batches[i];
+		fetched += b->n;
+		left += b->n - relay_acks_peek(r->acks, b->user_id, b->events, b->n);
+	}
+	return left + (box->backlog > fetched ? box->backlog - fetched : 0);
+}
+
+/*
  * One fetch, with the lock dropped around the repository: users held stay
  * out, the rest is queued.  Called and returns with the lock held.
  * Returns the fetch's error.
@@ -502,8 +519,7 @@ static int pass_fetch(cart_relay *r, relay_pass *p)
 	pthread_mutex_unlock(&r->lock);
 	err = cart_repo_outbox_fetch(&r->repo, want, &box);
 	if (!err) {
-		size_t waiting = relay_acks_waiting(r->acks);
-		atomic_store(&r->backlog, box.backlog > waiting ? box.backlog - waiting : 0);
+		atomic_store(&r->backlog, undelivered(r, &box));
 		atomic_store(&r->oldest_age_ms, box.oldest_at ?
 			     cart_clock_now(&r->clock) - box.oldest_at : 0);
 	}

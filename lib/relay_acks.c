@@ -110,6 +110,27 @@ static waiting *take_slot(relay_acks *a, size_t i)
 	return w;
 }
 
+/* How many of ev[0..n) w holds, if w is a prefix of them; else 0. */
+static size_t prefix_of(const waiting *w, const cart_event *ev, size_t n)
+{
+	size_t k = 0;
+
+	while (w && k < w->n && k < n && !strcmp(w->ev[k].event_id, ev[k].event_id))
+		k++;
+	return w && k == w->n ? k : 0;
+}
+
+size_t relay_acks_peek(relay_acks *a, const char *user_id,
+		       const cart_event *ev, size_t n)
+{
+	size_t k;
+
+	pthread_mutex_lock(&a->lock);
+	k = prefix_of(a->slot[find(a, user_id)], ev, n);
+	pthread_mutex_unlock(&a->lock);
+	return k;
+}
+
 size_t relay_acks_published(relay_acks *a, const char *user_id,
 			    const cart_event *ev, size_t n)
 {

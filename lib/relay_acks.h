@@ -45,6 +45,10 @@ int relay_acks_set_delay(relay_acks *a, int64_t ms);
 size_t relay_acks_published(relay_acks *a, const char *user_id,
 			    const cart_event *ev, size_t n);
 
+/* Like relay_acks_published, but changes nothing. */
+size_t relay_acks_peek(relay_acks *a, const char *user_id,
+		       const cart_event *ev, size_t n);
+
 /*
  * The publisher accepted ev[0..n), which follow the user's waiting
  * events in its outbox.  Returns true if they now wait too.  Else (no

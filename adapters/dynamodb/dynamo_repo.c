@@ -13,9 +13,16 @@
  *   Line attribute names are one letter and line times are offsets, so a
  *   typical 10-line cart stays under 1 KB: one write unit per mutation.
  *   outbox L of M    pending events, oldest first: {id S, ty N, at N,
- *                    v N, c S, i S?, qb N, qa N, p N, cur S?, n N}
- *   obPending S      "1" while the outbox is not empty: the key of the
- *                    sparse index "outbox" the relay queries
+ *                    v N, c S, i S?, qb N, qa N, p N, cur S?, n N,
+ *                    lt N? (when a relay took the cart over while this
+ *                    event was the head, ms; see scan_index)}
+ *   obPending S      while the outbox is not empty, its owner: the task
+ *                    that last wrote the cart (cart_dynamo_config.owner),
+ *                    "-" if that task runs no relay, or a relay that took
+ *                    it over.  The key of the sparse index "outbox": each
+ *                    relay queries its own partition and now and then
+ *                    scans the index for carts of nobody and stale ones
+ *                    (docs/adr/0008)
  *   idemN N          how many idempotency records the user holds (about:
  *                    the bound's counter, reset by each sweep)
  *
@@ -47,6 +54,8 @@
 #define IDEM_SK "IDEM#"
 #define IDEM_ZMIN 512        /* bodies from this size on are compressed */
 #define IDEM_MAX_DEFAULT 256 /* records kept per user (cart_dynamo_config) */
+#define LEASE_MS_DEFAULT 30000
+#define SCAN_INTERVAL_MS_DEFAULT 5000
 
 typedef struct dynamo_repo {
 	char table[256];
@@ -59,8 +68,14 @@ typedef struct dynamo_repo {
 	atomic_int_fast64_t ready_checked_at;
 	atomic_int ready_rc;
 	atomic_uint_fast64_t requests, rcu_x10, wcu_x10, bad_items;
-	pthread_mutex_t cursor_lock;
-	cJSON *cursor;               /* the outbox Query's next page, or NULL */
+	char owner[CART_DYNAMO_OWNER_MAX + 1];   /* obPending of our saves */
+	int64_t lease_ms, scan_interval_ms;
+	pthread_mutex_t scan_lock;   /* guards the three fields below */
+	bool scanned;                /* a scan was claimed since the start */
+	int64_t scanned_at;          /* when (clock) the last one was claimed */
+	cJSON *scan_from;            /* where the next scan starts; NULL: the top */
+	cJSON *query_from;           /* where the next Query starts; NULL: the top */
+	atomic_uint_fast64_t queries, scans, takeovers;
 } dynamo_repo;
 
 /* --- JSON helpers ------------------------------------------------------- */
@@ -698,11 +713,14 @@ static int decode_event(const cJSON *av, const char *user_id, cart_event *ev)
 	return 0;
 }
 
-/* The save's part: append the events, mark the item pending, bound it. */
+/*
+ * The save's part: append the events, mark the item pending in owner's
+ * partition of the index (the writer becomes the owner), bound it.
+ */
 static void outbox_append(expr *e, clauses *cl, const cart_write *w,
-			  char *cond, size_t cond_cap)
+			  const char *owner, char *cond, size_t cond_cap)
 {
-	char ob[16], p[16], ev[16], empty[16], one[16], room[16], part[160];
+	char ob[16], p[16], ev[16], empty[16], me[16], room[16], part[160];
 	cJSON *list = cJSON_CreateArray(), *av = cJSON_CreateObject();
 	cJSON *none = cJSON_CreateObject();
 	const char *obn = expr_name(e, "outbox", ob);
@@ -716,7 +734,7 @@ static void outbox_append(expr *e, clauses *cl, const cart_write *w,
 		 obn, obn, expr_value(e, none, empty), expr_value(e, av, ev));
 	clause_add(cl->set, sizeof(cl->set), "SET ", part);
 	snprintf(part, sizeof(part), "%s = %s", expr_name(e, "obPending", p),
-		 expr_value(e, av_s("1"), one));
+		 expr_value(e, av_s(owner), me));
 	clause_add(cl->set, sizeof(cl->set), "SET ", part);
 	n = strlen(cond);
 	snprintf(cond + n, cond_cap - n,
@@ -981,43 +999,211 @@ static int add_batch(cart_outbox *out, const cJSON *item)
 }
 
 /*
- * Users with pending events come from the sparse index "outbox" (only
- * items with obPending are in it), one Query page; backlog counts what
- * that page holds.  Each fetch goes on from the page the last one ended
- * at, round the index: items whose events are published but whose ack
- * waits (cart_relay_set_ack_delay) stay in the index for up to a second,
- * and must not hide the items behind them.
+ * Pending carts are in the sparse index "outbox" (only items with
+ * obPending are in it), partitioned by owner.  A fetch reads one page:
+ * usually a Query of our own partition; every scan_interval_ms instead a
+ * Scan of the whole index (continuing where the last one stopped) that
+ * also finds carts without a relay (CART_DYNAMO_OWNER_ANY) and carts of
+ * another owner whose oldest event is older than the lease, and takes
+ * those over.  backlog counts what that page holds for us, plus one if
+ * the index has more pages.  Each Query goes on from the page the last
+ * one ended at, round our partition: carts whose events are published
+ * but whose acks wait (cart_relay_set_ack_delay) stay in the index for up
+ * to a second, and must not hide the carts behind them.
  */
-static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
+
+/* Claims the scan if one is due: true, and *from (caller owns; NULL for
+ * the top of the index). */
+static bool scan_due(dynamo_repo *r, int64_t now, cJSON **from)
 {
-	dynamo_repo *r = self;
+	bool due;
+
+	pthread_mutex_lock(&r->scan_lock);
+	due = !r->scanned || now - r->scanned_at >= r->scan_interval_ms;
+	if (due) {
+		r->scanned = true;
+		r->scanned_at = now;
+		*from = r->scan_from ? cJSON_Duplicate(r->scan_from, true) : NULL;
+	}
+	pthread_mutex_unlock(&r->scan_lock);
+	return due;
+}
+
+/* A scan's page came back: the next scan starts after it (or at the top). */
+static void scan_done(dynamo_repo *r, const cJSON *resp)
+{
+	const cJSON *last = cJSON_GetObjectItemCaseSensitive(resp, "LastEvaluatedKey");
+	cJSON *next = last ? cJSON_Duplicate(last, true) : NULL;
+
+	pthread_mutex_lock(&r->scan_lock);
+	cJSON_Delete(r->scan_from);
+	r->scan_from = next;
+	pthread_mutex_unlock(&r->scan_lock);
+}
+
+static int query_own(dynamo_repo *r, size_t limit, call_result *res)
+{
 	cJSON *req = cJSON_CreateObject();
-	const cJSON *items, *item;
 	char nb[16], vb[16], cond[48];
-	call_result res;
 	expr e;
 	int rc;
 
 	expr_init(&e);
 	snprintf(cond, sizeof(cond), "%s = %s", expr_name(&e, "obPending", nb),
-		 expr_value(&e, av_s("1"), vb));
+		 expr_value(&e, av_s(r->owner), vb));
 	cJSON_AddStringToObject(req, "IndexName", OUTBOX_INDEX);
 	cJSON_AddStringToObject(req, "KeyConditionExpression", cond);
-	cJSON_AddNumberToObject(req, "Limit", max_events < 100 ? (double)max_events : 100);
+	cJSON_AddNumberToObject(req, "Limit", (double)limit);
 	expr_attach(&e, req);
-	pthread_mutex_lock(&r->cursor_lock);
-	if (r->cursor)
-		cJSON_AddItemToObject(req, "ExclusiveStartKey", cJSON_Duplicate(r->cursor, 1));
-	pthread_mutex_unlock(&r->cursor_lock);
-	rc = call(r, "Query", req, &res, false);
+	pthread_mutex_lock(&r->scan_lock);
+	if (r->query_from)
+		cJSON_AddItemToObject(req, "ExclusiveStartKey",
+				      cJSON_Duplicate(r->query_from, true));
+	pthread_mutex_unlock(&r->scan_lock);
+	atomic_fetch_add(&r->queries, 1);
+	rc = call(r, "Query", req, res, false);
+	if (rc == CART_OK) {
+		pthread_mutex_lock(&r->scan_lock);
+		cJSON_Delete(r->query_from);
+		r->query_from = cJSON_Duplicate(
+			cJSON_GetObjectItemCaseSensitive(res->resp, "LastEvaluatedKey"), true);
+		pthread_mutex_unlock(&r->scan_lock);
+	}
+	return rc;
+}
+
+/*
+ * One page of the index from from (consumed, may be NULL): ours, nobody's,
+ * and those whose head event is older than the lease -- unless a takeover
+ * stamped that head (lt) within the lease: the head's age does not change
+ * when a cart changes hands, so without the stamp every scanning task
+ * would take a cart that stays behind (a refusing bus, a relay far
+ * behind) from the others every few seconds and publish it again.
+ */
+static int scan_index(dynamo_repo *r, size_t limit, int64_t now, cJSON *from,
+		      call_result *res)
+{
+	char p[16], ob[16], at[16], lt[16], me[16], any[16], cut[16], filter[256];
+	cJSON *req = cJSON_CreateObject();
+	expr e;
+
+	expr_init(&e);
+	expr_name(&e, "obPending", p);
+	expr_name(&e, "outbox", ob);
+	expr_name(&e, "at", at);
+	expr_name(&e, "lt", lt);
+	expr_value(&e, av_s(r->owner), me);
+	expr_value(&e, av_s(CART_DYNAMO_OWNER_ANY), any);
+	expr_value(&e, av_n(now - r->lease_ms), cut);
+	snprintf(filter, sizeof(filter),
+		 "%s = %s OR %s = %s OR (%s[0].%s < %s AND "
+		 "(attribute_not_exists(%s[0].%s) OR %s[0].%s < %s))",
+		 p, me, p, any, ob, at, cut, ob, lt, ob, lt, cut);
+	cJSON_AddStringToObject(req, "IndexName", OUTBOX_INDEX);
+	cJSON_AddStringToObject(req, "FilterExpression", filter);
+	cJSON_AddNumberToObject(req, "Limit", (double)limit);
+	if (from)
+		cJSON_AddItemToObject(req, "ExclusiveStartKey", from);
+	expr_attach(&e, req);
+	atomic_fetch_add(&r->scans, 1);
+	return call(r, "Scan", req, res, false);
+}
+
+/* The id of the item's oldest outbox event, or NULL. */
+static const char *head_id(const cJSON *item)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(item, "outbox"), "L");
+
+	return get_s(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(list, 0), "M"),
+		     "id");
+}
+
+/*
+ * Makes a scanned item ours if it still belongs to old with the same
+ * head event, and stamps that head with the time (lt, see scan_index).
+ * CART_ECONFLICT: acked, or taken by someone else, since the scan saw it.
+ */
+static int take_over(dynamo_repo *r, const cJSON *item, const char *old,
+		     int64_t now)
+{
+	const char *pk = get_s(item, "PK"), *sk = get_s(item, "SK"), *head = head_id(item);
+	char p[16], ob[16], id[16], lt[16], me[16], ts[16], was[16], hv[16];
+	char update[96], cond[96];
+	cJSON *req, *key;
+	call_result res;
+	expr e;
+	int rc;
+
+	if (!pk || !sk || !head)
+		return CART_ECONFLICT;   /* nothing left to take */
+	req = cJSON_CreateObject();
+	key = cJSON_CreateObject();
+	cJSON_AddItemToObject(key, "PK", av_s(pk));
+	cJSON_AddItemToObject(key, "SK", av_s(sk));
+	expr_init(&e);
+	expr_name(&e, "obPending", p);
+	expr_name(&e, "outbox", ob);
+	expr_name(&e, "id", id);
+	expr_name(&e, "lt", lt);
+	expr_value(&e, av_s(r->owner), me);
+	snprintf(update, sizeof(update), "SET %s = %s, %s[0].%s = %s", p, me, ob, lt,
+		 expr_value(&e, av_n(now), ts));
+	snprintf(cond, sizeof(cond), "%s = %s AND %s[0].%s = %s", p,
+		 expr_value(&e, av_s(old), was), ob, id, expr_value(&e, av_s(head), hv));
+	cJSON_AddItemToObject(req, "Key", key);
+	cJSON_AddStringToObject(req, "UpdateExpression", update);
+	cJSON_AddStringToObject(req, "ConditionExpression", cond);
+	expr_attach(&e, req);
+	rc = call(r, "UpdateItem", req, &res, true);
+	cJSON_Delete(res.resp);
+	if (rc == CART_OK)
+		atomic_fetch_add(&r->takeovers, 1);
+	return rc;
+}
+
+/*
+ * Is a fetched item ours (now)?  A scan's item of another owner is taken
+ * over first; one that cannot be is left to whoever has it (a failure
+ * other than a lost race is logged once per scan, in *warned).
+ */
+static bool owned(dynamo_repo *r, const cJSON *item, int64_t now, bool *warned)
+{
+	const char *owner = get_s(item, "obPending");
+	int rc;
+
+	if (!owner)
+		return false;
+	if (!strcmp(owner, r->owner))
+		return true;
+	rc = take_over(r, item, owner, now);
+	if (rc != CART_OK && rc != CART_ECONFLICT && !*warned) {
+		*warned = true;
+		cart_aws_logf(r->log, 2, "outbox takeover failed: cart left to its owner",
+			      ",\"owner\":\"%s\",\"error\":\"%s\"", owner, cart_strerror(rc));
+	}
+	return rc == CART_OK;
+}
+
+static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
+{
+	dynamo_repo *r = self;
+	size_t limit = max_events < 100 ? max_events : 100;
+	int64_t now = cart_clock_now(r->clock);
+	const cJSON *item;
+	cJSON *from = NULL;
+	bool scan = scan_due(r, now, &from), warned = false;
+	call_result res;
+	int rc;
+
+	rc = scan ? scan_index(r, limit, now, from, &res) : query_own(r, limit, &res);
 	if (rc)
 		return rc;
-	pthread_mutex_lock(&r->cursor_lock);
-	cJSON_Delete(r->cursor);
-	r->cursor = cJSON_DetachItemFromObjectCaseSensitive(res.resp, "LastEvaluatedKey");
-	pthread_mutex_unlock(&r->cursor_lock);
-	items = cJSON_GetObjectItemCaseSensitive(res.resp, "Items");
-	cJSON_ArrayForEach(item, items) {
+	if (scan)
+		scan_done(r, res.resp);
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(res.resp, "Items")) {
+		if (scan && !owned(r, item, now, &warned))
+			continue;
 		rc = add_batch(out, item);
 		if (rc == CART_EBACKEND)
 			bad_item(r, get_s(item, "PK") ? get_s(item, "PK") : "?",
@@ -1025,6 +1211,8 @@ static int dynamo_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 		if (rc)
 			break;
 	}
+	if (cJSON_GetObjectItemCaseSensitive(res.resp, "LastEvaluatedKey"))
+		out->backlog++;          /* more pages: at least one more event */
 	cJSON_Delete(res.resp);
 	if (rc)
 		cart_outbox_release(out);
@@ -1250,7 +1438,7 @@ static cJSON *cart_update(dynamo_repo *r, const cart_write *w,
 		snprintf(cond, sizeof(cond), "%s = %s", expr_name(&e, "version", nb),
 			 expr_value(&e, av_n(w->expected_version), vb));
 	if (w->event_count)
-		outbox_append(&e, &cl, w, cond, sizeof(cond));
+		outbox_append(&e, &cl, w, r->owner, cond, sizeof(cond));
 	if (w->idem)
 		count_record(r, &e, cond, sizeof(cond), cl.add, sizeof(cl.add));
 	update = malloc(strlen(cl.set) + strlen(cl.remove) + strlen(cl.add) + 3);
@@ -1606,11 +1794,10 @@ static void dynamo_destroy(void *self)
 {
 	dynamo_repo *r = self;
 
-	if (r) {
-		cJSON_Delete(r->cursor);
-		pthread_mutex_destroy(&r->cursor_lock);
-	}
-	free(self);
+	pthread_mutex_destroy(&r->scan_lock);
+	cJSON_Delete(r->scan_from);
+	cJSON_Delete(r->query_from);
+	free(r);
 }
 
 static const cart_repo_ops dynamo_repo_ops = {
@@ -1628,6 +1815,34 @@ static const cart_repo_ops dynamo_repo_ops = {
 	.outbox_park = dynamo_outbox_park,
 };
 
+/*
+ * The given owner, checked (it is an index key and goes into logs), or a
+ * fresh one: 64 random bits tell the tasks of a fleet apart.
+ */
+static int set_owner(dynamo_repo *r, const char *want, const cart_ids *ids)
+{
+	size_t n = want ? strlen(want) : 0;
+
+	if (!n) {
+		if (!ids)
+			return CART_EINVALID;
+		snprintf(r->owner, sizeof(r->owner), "t-%08" PRIx64 "%08" PRIx64,
+			 cart_ids_random(ids, UINT64_C(1) << 32),
+			 cart_ids_random(ids, UINT64_C(1) << 32));
+		return CART_OK;
+	}
+	if (n > CART_DYNAMO_OWNER_MAX)
+		return CART_EINVALID;
+	for (size_t i = 0; i < n; i++) {
+		char c = want[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return CART_EINVALID;
+	}
+	memcpy(r->owner, want, n + 1);
+	return CART_OK;
+}
+
 int cart_dynamo_repo_new(cart_repo *out, const cart_dynamo_config *cfg,
 			 cart_aws_client *client, const cart_clock *clock,
 			 const cart_ids *ids, const cart_aws_log *log)
@@ -1636,11 +1851,20 @@ int cart_dynamo_repo_new(cart_repo *out, const cart_dynamo_config *cfg,
 
 	out->ops = NULL;
 	out->self = NULL;
-	if (!cfg->table || !*cfg->table || strlen(cfg->table) > 255 || !client)
+	if (!cfg->table || !*cfg->table || strlen(cfg->table) > 255 || !client ||
+	    cfg->lease_ms < 0 || cfg->scan_interval_ms < 0)
 		return CART_EINVALID;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return CART_ENOMEM;
+	if (set_owner(r, cfg->owner, ids)) {
+		free(r);
+		return CART_EINVALID;
+	}
+	r->lease_ms = cfg->lease_ms > 0 ? cfg->lease_ms : LEASE_MS_DEFAULT;
+	r->scan_interval_ms = cfg->scan_interval_ms > 0 ? cfg->scan_interval_ms
+							: SCAN_INTERVAL_MS_DEFAULT;
+	pthread_mutex_init(&r->scan_lock, NULL);
 	strcpy(r->table, cfg->table);
 	r->ready_cache_ms = cfg->ready_cache_ms > 0 ? cfg->ready_cache_ms : 5000;
 	r->idem_max = cfg->idem_max > 0 ? (int64_t)cfg->idem_max : IDEM_MAX_DEFAULT;
@@ -1649,7 +1873,6 @@ int cart_dynamo_repo_new(cart_repo *out, const cart_dynamo_config *cfg,
 	r->ids = ids;
 	r->log = log;
 	atomic_store(&r->ready_checked_at, INT64_MIN / 2);
-	pthread_mutex_init(&r->cursor_lock, NULL);
 	out->ops = &dynamo_repo_ops;
 	out->self = r;
 	return CART_OK;
@@ -1663,4 +1886,12 @@ void cart_dynamo_repo_stats(const cart_repo *repo, cart_dynamo_stats *out)
 	out->read_units_x10 = atomic_load(&r->rcu_x10);
 	out->write_units_x10 = atomic_load(&r->wcu_x10);
 	out->bad_items = atomic_load(&r->bad_items);
+	out->outbox_queries = atomic_load(&r->queries);
+	out->outbox_scans = atomic_load(&r->scans);
+	out->takeovers = atomic_load(&r->takeovers);
+}
+
+const char *cart_dynamo_repo_owner(const cart_repo *repo)
+{
+	return ((const dynamo_repo *)repo->self)->owner;
 }

@@ -3,7 +3,10 @@
 
 Reads the AWS actions the SigV4 proxy saw (X-Amz-Target of every request
 with a valid signature, from /__control/stats) and compares them with an
-IAM policy file:
+IAM policy file.  A DynamoDB request is checked against its resource, like
+IAM does: a Query or Scan with an IndexName needs the action on that index
+(".../table/T/index/NAME"), any other request on the table.  Table names
+are not compared (the tests use their own tables), only table vs index.
 
   --exact   every action used is granted, and every granted action was used
             (the runtime policy: nothing more, nothing less)
@@ -26,7 +29,8 @@ SERVICES = {"DynamoDB_20120810": "dynamodb", "AWSEvents": "events"}
 
 
 def used_actions(control):
-    """Actions seen by the proxy at control; {} if control is None."""
+    """(action, scope) pairs seen by the proxy at control; {} if control is
+    None.  scope: "table" or "index/NAME" for DynamoDB, "*" otherwise."""
     if not control:
         return set()
     with urllib.request.urlopen(control + "/__control/stats", timeout=5) as r:
@@ -36,30 +40,62 @@ def used_actions(control):
     # item-level action of each of its items (ddb_transact counts them)
     for op, count in stats.get("transactions", {}).get("actions", {}).items():
         if count:
-            actions.add("dynamodb:%s" % op)
+            actions.add(("dynamodb:%s" % op, "table"))
+    indexes = stats.get("indexes", {})
     for target, count in stats.get("targets", {}).items():
         prefix, _, op = target.partition(".")
         if op == "TransactWriteItems" and prefix == "DynamoDB_20120810":
             continue
         if count and prefix in SERVICES:
-            actions.add("%s:%s" % (SERVICES[prefix], op))
+            action = "%s:%s" % (SERVICES[prefix], op)
+            if SERVICES[prefix] != "dynamodb":
+                actions.add((action, "*"))
+                continue
+            on_index = indexes.get(target, {})
+            for name, n in on_index.items():
+                if n:
+                    actions.add((action, "index/" + name))
+            if count > sum(on_index.values()):
+                actions.add((action, "table"))
         elif count:
             raise SystemExit("check_iam: unknown target %r" % target)
     return actions
 
 
+def scope_of(action, resource):
+    """What a policy Resource covers for action: "table", "index/NAME"
+    (NAME may be *), or "*"."""
+    if not action.startswith("dynamodb:") or resource == "*":
+        return "*"
+    _, _, path = resource.partition(":table/")
+    _, sep, index = path.partition("/index/")
+    return "index/" + index if sep else "table"
+
+
+def covers(granted, used):
+    return granted in ("*", used) or (granted == "index/*" and used.startswith("index/"))
+
+
 def granted_actions(path):
+    """(action, scope) pairs the policy allows."""
     with open(path) as f:
         policy = json.load(f)
     actions = set()
     for st in policy["Statement"]:
         if st.get("Effect") != "Allow":
             continue
-        acts = st["Action"]
-        actions.update([acts] if isinstance(acts, str) else acts)
-    if any("*" in a for a in actions):
-        raise SystemExit("check_iam: %s uses a wildcard action" % path)
+        acts, res = st["Action"], st.get("Resource", "*")
+        for a in [acts] if isinstance(acts, str) else acts:
+            if "*" in a:
+                raise SystemExit("check_iam: %s uses a wildcard action" % path)
+            for r in [res] if isinstance(res, str) else res:
+                actions.add((a, scope_of(a, r)))
     return actions
+
+
+def show(pair):
+    action, scope = pair
+    return action if scope == "*" else "%s on %s" % (action, scope)
 
 
 def main():
@@ -78,13 +114,14 @@ def main():
     events = os.environ.get("EVENTBRIDGE_ENDPOINT")
     used = used_actions(control) | used_actions(events)
     granted = granted_actions(args.policy)
-    problems = ["used but not granted: %s" % a for a in sorted(used - granted)]
+    problems = ["used but not granted: %s" % show(u) for u in sorted(used)
+                if not any(a == u[0] and covers(g, u[1]) for a, g in granted)]
     if args.exact:
-        problems += ["granted but never used: %s" % a
-                     for a in sorted(granted - used)]
+        problems += ["granted but never used: %s" % show(g) for g in sorted(granted)
+                     if not any(a == g[0] and covers(g[1], s) for a, s in used)]
     if not used:
         problems.append("no AWS action was seen at all")
-    print("check_iam: %s: used %s" % (args.policy, ", ".join(sorted(used))))
+    print("check_iam: %s: used %s" % (args.policy, ", ".join(map(show, sorted(used)))))
     if args.reset:
         for c in filter(None, (control, events)):
             req = urllib.request.Request(c + "/__control/reset", data=b"{}",

@@ -420,6 +420,17 @@ def _fault_error_body(kind, fault):
     raise ValueError(kind)
 
 
+def _index_name(body):
+    """The IndexName of a JSON request body (Query, Scan), or None."""
+    if b"IndexName" not in body:
+        return None
+    try:
+        name = json.loads(body).get("IndexName")
+    except (ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
 class ProxyState:
     """Counters, faults and credentials shared by all handler threads."""
 
@@ -431,6 +442,7 @@ class ProxyState:
 
     def _clear(self):
         self.targets = {}
+        self.indexes = {}
         self.forwarded = {}
         self.rejected = {}
         self.akids = {}
@@ -477,6 +489,9 @@ class ProxyState:
         with self.lock:
             return {
                 "targets": dict(self.targets),
+                # of targets, those that named an IndexName (Query, Scan):
+                # {target: {index: count}}, so IAM checks see the resource
+                "indexes": {t: dict(c) for t, c in self.indexes.items()},
                 "forwarded": dict(self.forwarded),
                 "rejected": dict(self.rejected),
                 "akids": dict(self.akids),
@@ -583,6 +598,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with state.lock:
             key = target or "%s %s" % (self.command, urllib.parse.urlsplit(self.path).path)
             state.targets[key] = state.targets.get(key, 0) + 1
+            index = _index_name(body) if target else None
+            if index:
+                per = state.indexes.setdefault(key, {})
+                per[index] = per.get(index, 0) + 1
             state.akids[verified.akid] = state.akids.get(verified.akid, 0) + 1
 
         fault = state.take_fault(target)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -11,12 +12,26 @@ sys.path.insert(0, HERE)
 from stack import AwsStack  # noqa: E402
 
 
-def policy(*actions):
+def policy(*actions, statements=None):
+    """A policy of actions on "*", or of statements [(actions, resource)]."""
     f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
     json.dump({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}, f)
+        {"Effect": "Allow", "Action": list(a), "Resource": r}
+        for a, r in (statements or [(actions, "*")])]}, f)
     f.close()
     return f.name
+
+
+def run_check(st, path, mode):
+    env = dict(os.environ, CART_TEST_CONTROL=st.dynamodb_endpoint)
+    return subprocess.run(
+        [sys.executable, os.path.join(HERE, "check_iam.py"),
+         "--policy", path, mode], env=env,
+        capture_output=True).returncode
+
+
+TABLE = "arn:aws:dynamodb:*:*:table/cart-service-carts"
+INDEX = TABLE + "/index/outbox"
 
 
 class CheckIamTest(unittest.TestCase):
@@ -26,11 +41,7 @@ class CheckIamTest(unittest.TestCase):
                                  Key={"PK": {"S": "a"}, "SK": {"S": "b"}})
 
             def run(path, mode):
-                env = dict(os.environ, CART_TEST_CONTROL=st.dynamodb_endpoint)
-                return subprocess.run(
-                    [sys.executable, os.path.join(HERE, "check_iam.py"),
-                     "--policy", path, mode], env=env,
-                    capture_output=True).returncode
+                return run_check(st, path, mode)
 
             exact = policy("dynamodb:GetItem")
             extra = policy("dynamodb:GetItem", "dynamodb:PutItem")
@@ -43,6 +54,63 @@ class CheckIamTest(unittest.TestCase):
             finally:
                 for p in (exact, extra, missing):
                     os.unlink(p)
+
+    def test_query_and_scan_of_an_index_need_the_index_resource(self):
+        """The relay's Query and Scan name IndexName: IAM wants the action
+        on .../index/outbox, the table's grant does not cover them (and a
+        grant on the table alone is unused)."""
+        with AwsStack() as st:
+            c = st.client()
+            self.addCleanup(c.close)
+            c.create_table(
+                TableName="iam-index",
+                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"}
+                                      for n in ("PK", "SK", "obPending")],
+                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                           {"AttributeName": "SK", "KeyType": "RANGE"}],
+                BillingMode="PAY_PER_REQUEST",
+                GlobalSecondaryIndexes=[{
+                    "IndexName": "outbox",
+                    "KeySchema": [{"AttributeName": "obPending", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+            deadline = time.monotonic() + 15
+            while (c.describe_table(TableName="iam-index")["Table"]["TableStatus"]
+                   != "ACTIVE" and time.monotonic() < deadline):
+                time.sleep(0.05)
+            st.control("POST", "reset", {})   # only the service's actions
+            c.scan(TableName="iam-index", IndexName="outbox", Limit=10)
+            c.query(TableName="iam-index", IndexName="outbox",
+                    KeyConditionExpression="obPending = :o",
+                    ExpressionAttributeValues={":o": {"S": "t-a"}})
+            c.get_item(TableName="iam-index", Key={"PK": {"S": "a"}, "SK": {"S": "b"}})
+            exact = policy(statements=[(["dynamodb:GetItem"], TABLE),
+                                       (["dynamodb:Query", "dynamodb:Scan"], INDEX)])
+            scan_on_table = policy(statements=[
+                (["dynamodb:GetItem", "dynamodb:Scan"], TABLE),
+                (["dynamodb:Query"], INDEX)])
+            no_scan = policy(statements=[(["dynamodb:GetItem"], TABLE),
+                                         (["dynamodb:Query"], INDEX)])
+            extra_table_scan = policy(statements=[
+                (["dynamodb:GetItem", "dynamodb:Scan"], TABLE),
+                (["dynamodb:Query", "dynamodb:Scan"], INDEX)])
+            anywhere = policy("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan")
+            try:
+                self.assertEqual(run_check(st, exact, "--exact"), 0)
+                self.assertEqual(run_check(st, scan_on_table, "--subset"), 1)
+                self.assertEqual(run_check(st, no_scan, "--subset"), 1)
+                self.assertEqual(run_check(st, extra_table_scan, "--subset"), 0)
+                self.assertEqual(run_check(st, extra_table_scan, "--exact"), 1)
+                self.assertEqual(run_check(st, anywhere, "--exact"), 0)
+            finally:
+                for p in (exact, scan_on_table, no_scan, extra_table_scan, anywhere):
+                    os.unlink(p)
+
+    def test_runtime_policy_grants_scan_on_the_index_only(self):
+        path = os.path.join(HERE, "..", "..", "docs", "iam", "runtime-policy.json")
+        with open(path) as f:
+            statements = json.load(f)["Statement"]
+        scans = [s["Resource"] for s in statements if "dynamodb:Scan" in s["Action"]]
+        self.assertEqual(scans, ["arn:aws:dynamodb:*:*:table/cart-service-carts/index/outbox"])
 
 
 if __name__ == "__main__":

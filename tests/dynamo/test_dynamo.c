@@ -4,11 +4,13 @@
  * items become a clean CART_EBACKEND instead of a crash.
  */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dynamo/dynamo_suites.h"
+#include "fakes/fake_clock.h"
 
 static cart_repo repo;
 static char table[64];
@@ -339,6 +341,338 @@ START_TEST(test_dynamo_ping_is_cached)
 }
 END_TEST
 
+/* --- outbox ownership ------------------------------------------------------ */
+
+#define T0 1767225600000LL
+#define LEASE 30000
+#define NO_SCAN (1000LL * 3600 * 24)   /* scan_interval_ms: only the first */
+
+static cart_clock oclock;
+static fake_clock *oclock_ctl;
+
+static void owner_setup(void)
+{
+	setup();
+	ck_assert_int_eq(fake_clock_new(&oclock, &oclock_ctl, T0), 0);
+}
+
+static void owner_teardown(void)
+{
+	teardown();
+	cart_clock_destroy(&oclock);
+}
+
+/* A repository on the test's table as task owner, on the fake clock. */
+static cart_repo owner_repo(const char *owner, int64_t scan_interval_ms)
+{
+	cart_dynamo_config dc = { .table = table, .owner = owner, .lease_ms = LEASE,
+				  .scan_interval_ms = scan_interval_ms };
+	cart_repo r;
+
+	ck_assert_int_eq(cart_dynamo_repo_new(&r, &dc, g_env.client, &oclock,
+					      &g_env.ids, NULL), CART_OK);
+	ck_assert_str_eq(cart_dynamo_repo_owner(&r), owner);
+	return r;
+}
+
+/* Saves user's first cart version with two events that occur now. */
+static void save_two_events(const cart_repo *r, const char *user)
+{
+	cart *c = cart_with_lines(user, 1);
+	cart_event ev[2];
+	cart_write w = { user, 0, c, NULL, ev, 2 };
+
+	memset(ev, 0, sizeof(ev));
+	for (int i = 0; i < 2; i++) {
+		ev[i].type = CART_EVENT_ITEM_ADDED;
+		ck_assert_int_eq(cart_ids_uuid(&g_env.ids, ev[i].event_id), 0);
+		ev[i].occurred_at = fake_clock_now(oclock_ctl);
+		snprintf(ev[i].user_id, sizeof(ev[i].user_id), "%s", user);
+		snprintf(ev[i].cart_id, sizeof(ev[i].cart_id), "%s", cart_id(c));
+		ev[i].cart_version = 1;
+		snprintf(ev[i].item_id, sizeof(ev[i].item_id), "sku-%d", i);
+		ev[i].quantity_after = 1;
+		ev[i].unit_price = (cart_money){ 100, "EUR" };
+	}
+	ck_assert_int_eq(cart_repo_save(r, &w), CART_OK);
+	cart_free(c);
+}
+
+/* Fetches, and copies user's batch into *got (got->n 0 if none). */
+static void fetch_user(const cart_repo *r, const char *user, cart_outbox_batch *got,
+		       cart_event *events)
+{
+	cart_outbox o;
+
+	memset(got, 0, sizeof(*got));
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 100, &o), CART_OK);
+	for (size_t i = 0; i < o.n_batches; i++) {
+		if (strcmp(o.batches[i].user_id, user))
+			continue;
+		ck_assert_uint_le(o.batches[i].n, 4);
+		memcpy(events, o.batches[i].events, o.batches[i].n * sizeof(*events));
+		got->n = o.batches[i].n;
+		got->events = events;
+	}
+	cart_outbox_release(&o);
+}
+
+/* The cart item's obPending ("" when absent), read consistently. */
+static void pending_owner(const char *user, char *out, size_t cap)
+{
+	char body[512];
+	cart_aws_response r;
+	cJSON *doc;
+	const cJSON *s;
+
+	snprintf(body, sizeof(body),
+		 "{\"TableName\":\"%s\",\"ConsistentRead\":true,\"Key\":"
+		 "{\"PK\":{\"S\":\"CART#%s\"},\"SK\":{\"S\":\"CART\"}}}", table, user);
+	ck_assert_int_eq(cart_aws_call(g_env.client, "DynamoDB_20120810.GetItem", body,
+				       strlen(body), &r), CART_OK);
+	ck_assert_int_eq(r.status, 200);
+	doc = cJSON_ParseWithLength(r.body, r.body_len);
+	s = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(doc, "Item"), "obPending"), "S");
+	snprintf(out, cap, "%s", cJSON_IsString(s) ? s->valuestring : "");
+	cJSON_Delete(doc);
+	cart_aws_response_release(&r);
+}
+
+/* How many items the outbox index holds (a Scan straight to the table). */
+static int index_size(void)
+{
+	char body[256];
+	cart_aws_response r;
+	cJSON *doc;
+	int n;
+
+	snprintf(body, sizeof(body), "{\"TableName\":\"%s\",\"IndexName\":\"outbox\","
+		 "\"Select\":\"COUNT\"}", table);
+	ck_assert_int_eq(cart_aws_call(g_env.client, "DynamoDB_20120810.Scan", body,
+				       strlen(body), &r), CART_OK);
+	ck_assert_int_eq(r.status, 200);
+	doc = cJSON_ParseWithLength(r.body, r.body_len);
+	n = cJSON_GetObjectItemCaseSensitive(doc, "Count")->valueint;
+	cJSON_Delete(doc);
+	cart_aws_response_release(&r);
+	return n;
+}
+
+/*
+ * A fresh cart of another task is left to it: B's scan skips it, A's
+ * fetch returns it, A's ack takes it out of the index.
+ */
+START_TEST(test_dynamo_outbox_fresh_foreign_cart_is_left_to_its_owner)
+{
+	cart_repo a = owner_repo("t-a", NO_SCAN), b = owner_repo("t-b", NO_SCAN);
+	cart_outbox_batch got;
+	cart_event ev[4];
+	cart_dynamo_stats st;
+	char owner[80];
+
+	save_two_events(&a, "u-fresh");
+	pending_owner("u-fresh", owner, sizeof(owner));
+	ck_assert_str_eq(owner, "t-a");             /* the writer owns it */
+	fake_clock_advance(oclock_ctl, LEASE - 1);
+	fetch_user(&b, "u-fresh", &got, ev);
+	ck_assert_uint_eq(got.n, 0);
+	cart_dynamo_repo_stats(&b, &st);
+	ck_assert_uint_eq(st.outbox_scans, 1);
+	ck_assert_uint_eq(st.takeovers, 0);
+	pending_owner("u-fresh", owner, sizeof(owner));
+	ck_assert_str_eq(owner, "t-a");
+	fetch_user(&a, "u-fresh", &got, ev);
+	ck_assert_uint_eq(got.n, 2);
+	ck_assert_int_eq(cart_repo_outbox_ack(&a, "u-fresh", got.events, got.n), CART_OK);
+	pending_owner("u-fresh", owner, sizeof(owner));
+	ck_assert_str_eq(owner, "");
+	ck_assert_int_eq(index_size(), 0);
+	cart_repo_destroy(&a);
+	cart_repo_destroy(&b);
+}
+END_TEST
+
+/*
+ * Past the lease, B's scan takes A's cart over; A's own Query no longer
+ * sees it, and A's late ack of the same events is clean.
+ */
+START_TEST(test_dynamo_outbox_stale_cart_is_taken_over)
+{
+	cart_repo a = owner_repo("t-a", NO_SCAN), b = owner_repo("t-b", NO_SCAN);
+	cart_outbox_batch got, took;
+	cart_event ev[4], ev_b[4];
+	cart_dynamo_stats st;
+	char owner[80];
+	int rc;
+
+	save_two_events(&a, "u-stale");
+	fetch_user(&a, "u-stale", &got, ev);        /* A's first fetch: its scan */
+	ck_assert_uint_eq(got.n, 2);
+	fake_clock_advance(oclock_ctl, LEASE + 1);  /* A is stuck */
+	fetch_user(&b, "u-stale", &took, ev_b);
+	ck_assert_uint_eq(took.n, 2);
+	ck_assert_str_eq(took.events[0].event_id, ev[0].event_id);
+	pending_owner("u-stale", owner, sizeof(owner));
+	ck_assert_str_eq(owner, "t-b");
+	cart_dynamo_repo_stats(&b, &st);
+	ck_assert_uint_eq(st.takeovers, 1);
+	/* the head is still older than the lease, but B's lease is fresh: a
+	 * third task's scan leaves the cart to B until B is stale too */
+	fake_clock_advance(oclock_ctl, LEASE - 1);
+	{
+		cart_repo c = owner_repo("t-c", 1);
+
+		fetch_user(&c, "u-stale", &got, ev);
+		ck_assert_uint_eq(got.n, 0);
+		pending_owner("u-stale", owner, sizeof(owner));
+		ck_assert_str_eq(owner, "t-b");
+		fake_clock_advance(oclock_ctl, 2);
+		fetch_user(&c, "u-stale", &got, ev);
+		ck_assert_uint_eq(got.n, 2);
+		pending_owner("u-stale", owner, sizeof(owner));
+		ck_assert_str_eq(owner, "t-c");
+		cart_repo_destroy(&c);
+	}
+	fetch_user(&a, "u-stale", &got, ev);
+	ck_assert_uint_eq(got.n, 0);
+	cart_dynamo_repo_stats(&a, &st);
+	ck_assert_uint_eq(st.outbox_queries, 1);
+	ck_assert_uint_eq(st.outbox_scans, 1);
+	rc = cart_repo_outbox_ack(&a, "u-stale", ev_b, 2);
+	ck_assert_msg(rc == CART_OK || rc == CART_ECONFLICT, "ack: %d", rc);
+	ck_assert_int_eq(cart_repo_outbox_ack(&b, "u-stale", ev_b, 2),
+			 rc == CART_OK ? CART_ECONFLICT : CART_OK);
+	ck_assert_int_eq(index_size(), 0);
+	cart_repo_destroy(&a);
+	cart_repo_destroy(&b);
+}
+END_TEST
+
+/* A relay-less writer's carts go to the first relay that scans, at once. */
+START_TEST(test_dynamo_outbox_unowned_cart_is_taken_at_once)
+{
+	cart_repo w = owner_repo(CART_DYNAMO_OWNER_ANY, NO_SCAN);
+	cart_repo b = owner_repo("t-b", NO_SCAN), c = owner_repo("t-c", NO_SCAN);
+	cart_outbox_batch got;
+	cart_event ev[4];
+	char owner[80];
+
+	save_two_events(&w, "u-any");
+	pending_owner("u-any", owner, sizeof(owner));
+	ck_assert_str_eq(owner, "-");
+	fetch_user(&b, "u-any", &got, ev);
+	ck_assert_uint_eq(got.n, 2);
+	pending_owner("u-any", owner, sizeof(owner));
+	ck_assert_str_eq(owner, "t-b");
+	fetch_user(&c, "u-any", &got, ev);          /* fresh, and B's now */
+	ck_assert_uint_eq(got.n, 0);
+	cart_repo_destroy(&w);
+	cart_repo_destroy(&b);
+	cart_repo_destroy(&c);
+}
+END_TEST
+
+/*
+ * Only the first fetch and then one per scan_interval_ms scan; the rest
+ * query the own partition: an idle relay costs one request per fetch.
+ */
+START_TEST(test_dynamo_outbox_scans_once_per_interval)
+{
+	cart_repo a = owner_repo("t-a", 5000);
+	cart_dynamo_stats s0, s1;
+	cart_outbox_batch got;
+	cart_event ev[4];
+
+	cart_dynamo_repo_stats(&a, &s0);
+	fetch_user(&a, "nobody", &got, ev);
+	cart_dynamo_repo_stats(&a, &s1);
+	ck_assert_uint_eq(s1.outbox_scans, 1);
+	ck_assert_uint_eq(s1.outbox_queries, 0);
+	ck_assert_uint_eq(s1.requests - s0.requests, 1);
+	for (int i = 0; i < 10; i++) {
+		fake_clock_advance(oclock_ctl, 499);
+		fetch_user(&a, "nobody", &got, ev);
+	}
+	cart_dynamo_repo_stats(&a, &s0);
+	ck_assert_uint_eq(s0.outbox_scans, 1);      /* 4990 ms: not yet */
+	ck_assert_uint_eq(s0.outbox_queries, 10);
+	ck_assert_uint_eq(s0.requests - s1.requests, 10);
+	fake_clock_advance(oclock_ctl, 10);
+	fetch_user(&a, "nobody", &got, ev);
+	cart_dynamo_repo_stats(&a, &s1);
+	ck_assert_uint_eq(s1.outbox_scans, 2);
+	ck_assert_uint_eq(s1.outbox_queries, 10);
+	cart_repo_destroy(&a);
+}
+END_TEST
+
+/* Successive scans walk an index larger than one page. */
+START_TEST(test_dynamo_outbox_scans_continue_where_they_stopped)
+{
+	cart_repo w = owner_repo(CART_DYNAMO_OWNER_ANY, NO_SCAN);
+	cart_repo b = owner_repo("t-b", 1);
+	bool seen[5] = { false };
+	int passes = 0, distinct = 0;
+	char user[16];
+
+	for (int i = 0; i < 5; i++) {
+		snprintf(user, sizeof(user), "u-walk-%d", i);
+		save_two_events(&w, user);
+	}
+	/* pages of 2: the third scan reaches the last one (a page may also
+	 * show carts B took already, now in its own partition) */
+	while (distinct < 5 && passes++ < 5) {
+		cart_outbox o;
+
+		fake_clock_advance(oclock_ctl, 1);
+		ck_assert_int_eq(cart_repo_outbox_fetch(&b, 2, &o), CART_OK);
+		ck_assert_uint_le(o.n_batches, 2);
+		for (size_t i = 0; i < o.n_batches; i++) {
+			int k = o.batches[i].user_id[7] - '0';
+			distinct += !seen[k];
+			seen[k] = true;
+		}
+		cart_outbox_release(&o);
+	}
+	ck_assert_int_eq(distinct, 5);
+	ck_assert_int_le(passes, 3);
+	ck_assert_int_eq(index_size(), 5);          /* all B's, none acked */
+	cart_repo_destroy(&w);
+	cart_repo_destroy(&b);
+}
+END_TEST
+
+START_TEST(test_dynamo_bad_owner_is_refused)
+{
+	static const char *const bad[] = {
+		"t a", "t/a", "CART#x", "t-\xc3\xa9",
+		"0123456789012345678901234567890123456789012345678901234567890123x",
+	};
+	cart_dynamo_config dc = { .table = table };
+	cart_repo r;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		dc.owner = bad[i];
+		ck_assert_msg(cart_dynamo_repo_new(&r, &dc, g_env.client, &g_env.clock,
+						   &g_env.ids, NULL) == CART_EINVALID,
+			      "owner %zu was accepted", i);
+		ck_assert_ptr_null(r.self);
+	}
+	dc.owner = "0123456789012345678901234567890123456789012345678901234567890123";
+	ck_assert_int_eq(cart_dynamo_repo_new(&r, &dc, g_env.client, &g_env.clock,
+					      &g_env.ids, NULL), CART_OK);
+	cart_repo_destroy(&r);
+	dc.owner = "";                              /* generated: t- + 16 hex */
+	ck_assert_int_eq(cart_dynamo_repo_new(&r, &dc, g_env.client, &g_env.clock,
+					      &g_env.ids, NULL), CART_OK);
+	ck_assert_uint_eq(strlen(cart_dynamo_repo_owner(&r)), 18);
+	ck_assert_int_eq(strncmp(cart_dynamo_repo_owner(&r), "t-", 2), 0);
+	ck_assert_uint_eq(strspn(cart_dynamo_repo_owner(&r) + 2, "0123456789abcdef"), 16);
+	cart_repo_destroy(&r);
+}
+END_TEST
+
 Suite *dynamo_adapter_suite(void)
 {
 	Suite *s = suite_create("dynamodb_adapter");
@@ -354,6 +688,16 @@ Suite *dynamo_adapter_suite(void)
 	tcase_add_test(tc, test_dynamo_records_never_grow_the_cart_item);
 	tcase_add_test(tc, test_dynamo_records_per_user_are_bounded);
 	tcase_add_test(tc, test_dynamo_oversized_cart_is_invalid_and_not_stored);
+	tcase_add_test(tc, test_dynamo_bad_owner_is_refused);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("outbox_owner");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, owner_setup, owner_teardown);
+	tcase_add_test(tc, test_dynamo_outbox_fresh_foreign_cart_is_left_to_its_owner);
+	tcase_add_test(tc, test_dynamo_outbox_stale_cart_is_taken_over);
+	tcase_add_test(tc, test_dynamo_outbox_unowned_cart_is_taken_at_once);
+	tcase_add_test(tc, test_dynamo_outbox_scans_once_per_interval);
+	tcase_add_test(tc, test_dynamo_outbox_scans_continue_where_they_stopped);
 	suite_add_tcase(s, tc);
 	return s;
 }
