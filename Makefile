@@ -160,7 +160,7 @@ dynamo: $(DYNAMO_T) $(BIN)
 	  E2E_BACKEND=dynamodb E2E_DYNAMODB_TABLE=cart-e2e E2E_EVENTS=eventbridge \
 	  /usr/bin/python3 -m unittest discover -s tests/e2e -p "test_*.py" && \
 	  $(IAM) --policy docs/iam/runtime-policy.json --exact'
-	/usr/bin/python3 -m unittest discover -s tests/e2e_aws -p 'test_*.py'
+	tools/run-e2e-aws.sh
 
 # The Redis rate limiter against redis-server: natively (the timing
 # assertions of Redis down or paused mean most there), then under valgrind.
