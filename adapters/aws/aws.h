@@ -85,6 +85,34 @@ void cart_aws_endpoint(char *out, size_t cap, cart_aws_getenv_fn env,
 
 /* --- signed calls ------------------------------------------------------- */
 
+/*
+ * What one cart_aws_call did, all attempts together: for metrics and
+ * traces (the app's).  Strings are borrowed for the callback's duration.
+ */
+typedef struct cart_aws_call_info {
+	const char *service;         /* signing name: "dynamodb", "events" */
+	const char *operation;       /* "GetItem": the target after its '.' */
+	const char *resource;        /* the config's resource, or "" */
+	int rc;                      /* cart_aws_call's result */
+	long status;                 /* HTTP status of the last answer, 0: none */
+	const char *error_type;      /* AWS error type of the last answer, or "" */
+	const char *request_id;      /* x-amzn-RequestId of the last answer, or "" */
+	int attempts;                /* 0: the breaker refused the first */
+	int throttles;               /* attempts answered with throttling */
+	bool breaker_refused;        /* the breaker refused an attempt */
+	int64_t start_ms, end_ms;    /* wall clock (the clock port) */
+	int64_t duration_ns;         /* monotonic */
+} cart_aws_call_info;
+
+/*
+ * Called once per cart_aws_call, on the calling thread, after the last
+ * attempt; must be thread-safe and must not block.
+ */
+typedef struct cart_aws_observer {
+	void (*call_done)(void *self, const cart_aws_call_info *info);
+	void *self;
+} cart_aws_observer;
+
 typedef struct cart_aws_client_config {
 	const char *service;         /* signing name: "dynamodb", "events" */
 	const char *region;
@@ -94,6 +122,8 @@ typedef struct cart_aws_client_config {
 	long timeout_ms;             /* whole request; default 3000 */
 	cart_retry_config retry;
 	cart_breaker_config breaker;
+	const char *resource;        /* table or bus name for observers; may be NULL */
+	const cart_aws_observer *observer;   /* borrowed; NULL: none */
 } cart_aws_client_config;
 
 void cart_aws_client_config_init(cart_aws_client_config *cfg);
@@ -112,7 +142,9 @@ typedef struct cart_aws_response {
 	size_t body_len;
 	char error_type[128];      /* AWS "__type" after the '#', or "" */
 	char message[256];         /* AWS "message", or "" */
+	char request_id[64];       /* x-amzn-RequestId of the last answer, or "" */
 	int attempts;
+	int throttles;             /* attempts answered with throttling */
 	/* An earlier attempt may have reached the service (it timed out or
 	 * lost its connection after sending): a write may have applied. */
 	bool ambiguous;

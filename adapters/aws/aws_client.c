@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "aws/aws.h"
 #include "aws/aws_buf.h"
@@ -30,6 +32,8 @@ struct cart_aws_client {
 	const cart_aws_log *log;
 	cart_retry *retry;
 	cart_breaker *breaker;
+	char resource[256];
+	const cart_aws_observer *observer;
 	pthread_mutex_t pool_lock;   /* guards pool and n_pool */
 	CURL *pool[POOL_MAX];
 	int n_pool;
@@ -83,6 +87,8 @@ int cart_aws_client_new(cart_aws_client **out, const cart_aws_client_config *cfg
 	if (!ul || c->url[ul - 1] != '/')
 		strcat(c->url, "/");
 	snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%s:%s", c->region, c->service);
+	snprintf(c->resource, sizeof(c->resource), "%s", cfg->resource ? cfg->resource : "");
+	c->observer = cfg->observer;
 	c->connect_timeout_ms = cfg->connect_timeout_ms;
 	c->timeout_ms = cfg->timeout_ms;
 	c->creds = creds;
@@ -164,6 +170,27 @@ size_t aws_membuf_collect(char *data, size_t size, size_t n, void *arg)
 }
 
 
+/* Keeps x-amzn-RequestId (the id AWS support and X-Ray ask for). */
+static size_t header_line(char *data, size_t size, size_t n, void *arg)
+{
+	cart_aws_response *out = arg;
+	size_t len = size * n, k = sizeof("x-amzn-RequestId:") - 1;
+
+	if (len > k && !strncasecmp(data, "x-amzn-RequestId:", k)) {
+		const char *v = data + k;
+		size_t vl = len - k;
+		while (vl && (*v == ' ' || *v == '\t'))
+			v++, vl--;
+		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+			vl--;
+		if (vl >= sizeof(out->request_id))
+			vl = sizeof(out->request_id) - 1;
+		memcpy(out->request_id, v, vl);
+		out->request_id[vl] = '\0';
+	}
+	return len;
+}
+
 /* "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException". */
 static void parse_error(cart_aws_response *out)
 {
@@ -241,6 +268,9 @@ static outcome attempt(cart_aws_client *c, const char *target, const char *body,
 	curl_easy_setopt(h, CURLOPT_PASSWORD, cr.secret_access_key);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, aws_membuf_collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &m);
+	out->request_id[0] = '\0';
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_line);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, out);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
@@ -267,13 +297,53 @@ static outcome attempt(cart_aws_client *c, const char *target, const char *body,
 	pool_give(c, h);
 	if (out->status >= 400)
 		parse_error(out);
+	if (throttled(out->error_type))
+		out->throttles++;
 	if (out->status >= 500 || throttled(out->error_type))
 		return OUT_RETRY;
 	return OUT_DONE;
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int call_attempts(cart_aws_client *c, const char *target, const char *body,
+			 size_t body_len, cart_aws_response *out, bool *refused);
+
 int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
 		  size_t body_len, cart_aws_response *out)
+{
+	cart_aws_call_info info;
+	int64_t t0, start_ms;
+	const char *dot;
+	bool refused = false;
+	int rc;
+
+	if (!c->observer || !c->observer->call_done)
+		return call_attempts(c, target, body, body_len, out, &refused);
+	start_ms = cart_clock_now(c->clock);
+	t0 = mono_ns();
+	rc = call_attempts(c, target, body, body_len, out, &refused);
+	dot = strrchr(target, '.');
+	info = (cart_aws_call_info){
+		.service = c->service, .operation = dot ? dot + 1 : target,
+		.resource = c->resource, .rc = rc, .status = out->status,
+		.error_type = out->error_type, .request_id = out->request_id,
+		.attempts = out->attempts, .throttles = out->throttles,
+		.breaker_refused = refused, .start_ms = start_ms,
+		.end_ms = cart_clock_now(c->clock), .duration_ns = mono_ns() - t0,
+	};
+	c->observer->call_done(c->observer->self, &info);
+	return rc;
+}
+
+static int call_attempts(cart_aws_client *c, const char *target, const char *body,
+			 size_t body_len, cart_aws_response *out, bool *refused)
 {
 	memset(out, 0, sizeof(*out));
 	for (int n = 1;; n++) {
@@ -282,6 +352,7 @@ int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
 		outcome o;
 
 		if (cart_breaker_allow(c->breaker, &out->retry_after_ms)) {
+			*refused = true;
 			cart_aws_logf(c->log, 2, "aws call refused: circuit open",
 				      ",\"target\":\"%s\",\"retry_after_ms\":%lld", target,
 				      (long long)out->retry_after_ms);

@@ -673,6 +673,78 @@ START_TEST(test_dynamo_bad_owner_is_refused)
 }
 END_TEST
 
+/* --- the call observer (metrics and traces, issue 9) --------------------- */
+
+typedef struct seen_calls {
+	int n;
+	char op[4][32], type[4][64], rid[4][64], res[4][64];
+	long status[4];
+	int attempts[4], rc[4];
+	int64_t dur_ns[4], start[4], end[4];
+} seen_calls;
+
+static void note_call(void *self, const cart_aws_call_info *in)
+{
+	seen_calls *s = self;
+	int i = s->n < 4 ? s->n : 3;
+
+	s->n++;
+	snprintf(s->op[i], sizeof(s->op[i]), "%s", in->operation);
+	snprintf(s->type[i], sizeof(s->type[i]), "%s", in->error_type);
+	snprintf(s->rid[i], sizeof(s->rid[i]), "%s", in->request_id);
+	snprintf(s->res[i], sizeof(s->res[i]), "%s", in->resource);
+	s->status[i] = in->status;
+	s->attempts[i] = in->attempts;
+	s->rc[i] = in->rc;
+	s->dur_ns[i] = in->duration_ns;
+	s->start[i] = in->start_ms;
+	s->end[i] = in->end_ms;
+}
+
+/* Each call is reported once: operation, outcome, AWS request id, timing. */
+START_TEST(test_dynamo_observer_sees_each_call_once)
+{
+	seen_calls seen = { 0 };
+	cart_aws_observer obs = { note_call, &seen };
+	cart_aws_client_config cc;
+	cart_aws_client *c;
+	cart_aws_response r;
+	char body[512];
+
+	cart_aws_client_config_init(&cc);
+	cc.resource = table;
+	cc.observer = &obs;
+	ck_assert_int_eq(dynamo_env_client(&c, NULL, NULL, NULL, &cc), CART_OK);
+	snprintf(body, sizeof(body), "{\"TableName\":\"%s\",\"Key\":{\"PK\":{\"S\":\"CART#o\"},"
+		 "\"SK\":{\"S\":\"CART\"}}}", table);
+	ck_assert_int_eq(cart_aws_call(c, "DynamoDB_20120810.GetItem", body,
+				       strlen(body), &r), CART_OK);
+	cart_aws_response_release(&r);
+	snprintf(body, sizeof(body), "{\"TableName\":\"%s\",\"Item\":{\"PK\":{\"S\":\"CART#o\"},"
+		 "\"SK\":{\"S\":\"CART\"}},\"ConditionExpression\":\"attribute_exists(PK)\"}",
+		 table);
+	ck_assert_int_eq(cart_aws_call(c, "DynamoDB_20120810.PutItem", body,
+				       strlen(body), &r), CART_OK);
+	cart_aws_response_release(&r);
+	cart_aws_client_free(c);
+
+	ck_assert_int_eq(seen.n, 2);
+	ck_assert_str_eq(seen.op[0], "GetItem");
+	ck_assert_int_eq(seen.status[0], 200);
+	ck_assert_str_eq(seen.type[0], "");
+	ck_assert_str_eq(seen.res[0], table);
+	ck_assert_int_eq(seen.attempts[0], 1);
+	ck_assert_int_ge(strlen(seen.rid[0]), 8);     /* x-amzn-RequestId */
+	ck_assert_int_gt(seen.dur_ns[0], 0);
+	ck_assert_int_ge(seen.end[0], seen.start[0]);
+	ck_assert_str_eq(seen.op[1], "PutItem");
+	ck_assert_int_eq(seen.status[1], 400);
+	ck_assert_str_eq(seen.type[1], "ConditionalCheckFailedException");
+	ck_assert_int_eq(seen.rc[1], CART_OK);
+	ck_assert_str_ne(seen.rid[0], seen.rid[1]);
+}
+END_TEST
+
 Suite *dynamo_adapter_suite(void)
 {
 	Suite *s = suite_create("dynamodb_adapter");
@@ -685,6 +757,7 @@ Suite *dynamo_adapter_suite(void)
 	tcase_add_test(tc, test_dynamo_bad_items_are_backend_errors);
 	tcase_add_test(tc, test_dynamo_item_without_version_is_no_cart);
 	tcase_add_test(tc, test_dynamo_ping_is_cached);
+	tcase_add_test(tc, test_dynamo_observer_sees_each_call_once);
 	tcase_add_test(tc, test_dynamo_records_never_grow_the_cart_item);
 	tcase_add_test(tc, test_dynamo_records_per_user_are_bounded);
 	tcase_add_test(tc, test_dynamo_oversized_cart_is_invalid_and_not_stored);
