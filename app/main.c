@@ -21,6 +21,7 @@
 #include "eventbridge/eventbridge_publisher.h"
 #include "app.h"
 #include "auth.h"
+#include "aws_observe.h"
 #include "log.h"
 #include "log/log_publisher.h"
 #include "memory/memory_repo.h"
@@ -93,6 +94,9 @@ static int wire_aws_client(wiring *w, const app_config *cfg, cart_aws_client **o
 	cc.breaker.window_ms = cfg->breaker_window_seconds * 1000LL;
 	cc.breaker.open_ms = cfg->breaker_open_seconds * 1000LL;
 	cc.breaker.half_open_probes = cfg->breaker_half_open_probes;
+	cc.resource = !strcmp(service, "dynamodb") ? cfg->dynamodb_table
+						    : cfg->eventbridge_bus_name;
+	cc.observer = &app_aws_observer;
 	if (cart_aws_client_new(out, &cc, w->creds, &w->clock, &w->ids, &g_aws_log)) {
 		snprintf(err, err_len, "invalid %s client settings (endpoint %.200s)",
 			 service, endpoint);

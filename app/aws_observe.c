@@ -1,0 +1,16 @@
+/*
+ * Where every AWS call's report goes (cart_aws_observer, one per process):
+ * each consumer (metrics, X-Ray subsegments) adds one call here.  Runs on
+ * the calling thread: a request worker for the store's calls, a relay
+ * thread for the publisher's; must not block.
+ */
+#include "aws_observe.h"
+
+static void call_done(void *self, const cart_aws_call_info *info)
+{
+	(void)self;
+	(void)info;
+	/* consumers, one line each (issue 9) */
+}
+
+const cart_aws_observer app_aws_observer = { call_done, NULL };
