@@ -343,7 +343,7 @@ static int ack_or_wait(cart_relay *r, const char *user_id,
 		return CART_OK;
 	if (b.events && b.n)
 		err = cart_repo_outbox_ack(&r->repo, user_id, b.events, b.n);
-	else if (!b.events && n)      /* out of memory: what waited is lost */
+	else if (!b.events && n)
 		err = cart_repo_outbox_ack(&r->repo, user_id, ev, n);
 	free(b.events);
 	return err;

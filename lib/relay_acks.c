@@ -134,28 +134,24 @@ size_t relay_acks_peek(relay_acks *a, const char *user_id,
 size_t relay_acks_published(relay_acks *a, const char *user_id,
 			    const cart_event *ev, size_t n)
 {
-	size_t i, k = 0;
+	size_t i, k;
 	waiting *w;
 
 	pthread_mutex_lock(&a->lock);
 	i = find(a, user_id);
 	w = a->slot[i];
-	if (w) {
-		while (k < w->n && k < n && !strcmp(w->ev[k].event_id, ev[k].event_id))
-			k++;
-		if (k < w->n) {        /* not a prefix any more: forget it */
-			waiting_free(take_slot(a, i));
-			k = 0;
-		}
-	}
+	k = prefix_of(w, ev, n);
+	if (w && !k)                  /* not a prefix any more: forget it */
+		waiting_free(take_slot(a, i));
 	pthread_mutex_unlock(&a->lock);
 	return k;
 }
 
 /*
- * Moves the waiting events of w (may be NULL), then ev[0..n), into out
- * and frees w.  Out of memory: out->events is NULL (what waited is
- * forgotten: republished later, at least once).  Lock held.
+ * Moves the waiting events of w, then ev[0..n), into out and frees w.
+ * out->events is NULL when w is (nothing waited: ack ev[0..n) alone, no
+ * copy), and out of memory (what waited is forgotten: republished
+ * later, at least once).  Lock held.
  */
 static void hand_over(waiting *w, const cart_event *ev, size_t n,
 		      cart_outbox_batch *out, const char *user_id)
@@ -164,7 +160,10 @@ static void hand_over(waiting *w, const cart_event *ev, size_t n,
 
 	strcpy(out->user_id, user_id);
 	out->n = 0;
-	if (!n && w) {                /* no copy: the array changes hands */
+	out->events = NULL;
+	if (!w)                       /* nothing waited: ack ev as it is */
+		return;
+	if (!n) {                /* no copy: the array changes hands */
 		out->events = w->ev;
 		out->n = had;
 		free(w);

@@ -53,9 +53,9 @@ size_t relay_acks_peek(relay_acks *a, const char *user_id,
  * The publisher accepted ev[0..n), which follow the user's waiting
  * events in its outbox.  Returns true if they now wait too.  Else (no
  * delay, or a bound reached, or `now_please`) *out receives everything
- * to ack at once, the waiting events then ev (caller owns out->events;
- * out->n may be 0 only if n was 0).  CART_ENOMEM is not reported: out of
- * memory, the events are acked at once instead.
+ * to ack at once, the waiting events then ev (caller frees out->events),
+ * or out->events is NULL: ack ev[0..n) as it is (nothing waited; or out
+ * of memory, and what waited is forgotten: published again later).
  */
 bool relay_acks_defer(relay_acks *a, const char *user_id,
 		      const cart_event *ev, size_t n, int64_t now_ms,
