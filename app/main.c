@@ -24,6 +24,7 @@
 #include "aws_observe.h"
 #include "log.h"
 #include "log/log_publisher.h"
+#include "metrics.h"
 #include "memory/memory_repo.h"
 #include "ratelimit.h"
 #include "server.h"
@@ -351,6 +352,26 @@ static int wire_stats(app_ctx *app, wiring *w)
 }
 
 /*
+ * Metrics: counted from the first READ stage to the LOG phase, so every
+ * request counts once; /metrics only with METRICS_ENABLED.
+ */
+static int wire_metrics(app_ctx *app, wiring *w)
+{
+	app_metrics *m = app_metrics_process();
+	app_metrics_sources src = { w->svc, app->relay, w->dynamo, w->events,
+				    w->ratelimit };
+
+	if (!g_cfg.metrics_enabled && !g_cfg.metrics_emf)
+		return 0;
+	app_metrics_set_sources(m, &src);
+	app->metrics = g_cfg.metrics_enabled ? m : NULL;
+	return app_pipeline_add_front(&app->pipeline, APP_PHASE_READ, "metrics_begin",
+				      app_stage_metrics_begin, m) ||
+	       app_pipeline_add(&app->pipeline, APP_PHASE_LOG, "metrics",
+				app_stage_metrics, m);
+}
+
+/*
  * The stages and checks of this process: one line each.  Authentication
  * comes before the rate limiter, so a caller is limited by its verified
  * sub (a token cannot be forged to spend someone else's budget); callers
@@ -386,6 +407,10 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 		return -1;
 	if (wire_stats(app, w)) {
 		snprintf(err, err_len, "too many stats sources");
+		return -1;
+	}
+	if (wire_metrics(app, w)) {
+		snprintf(err, err_len, "cannot add the metrics stages");
 		return -1;
 	}
 	return 0;
