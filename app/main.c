@@ -34,6 +34,7 @@
 static app_config g_cfg;
 static app_ctx g_app;
 static time_t g_started;
+static app_metrics_emf *g_emf;   /* METRICS_EMF; main thread only */
 static relay_kick g_kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL };
 
 typedef struct wiring {
@@ -608,18 +609,34 @@ static void log_stats(const app_ctx *app)
 	buf_release(&b);
 }
 
-/* The main thread's job while serving: signals, and the stats line. */
+/* The main thread's job while serving: signals, the stats line, EMF. */
 static int wait_for_signal(const sigset_t *set)
 {
-	struct timespec every = { STATS_LOG_SECONDS, 0 };
+	int64_t stats_ms = STATS_LOG_SECONDS * 1000LL;
+	int64_t emf_ms = g_cfg.metrics_emf_interval_seconds * 1000LL;
+	int64_t next_stats = mono_ms() + stats_ms;
+	int64_t next_emf = g_emf ? mono_ms() + emf_ms : INT64_MAX;
 
 	for (;;) {
-		int sig = sigtimedwait(set, NULL, &every);
+		int64_t now = mono_ms();
+		int64_t left = (next_stats < next_emf ? next_stats : next_emf) - now;
 
-		if (sig > 0)
-			return sig;
-		if (errno == EAGAIN)
+		if (left > 0) {
+			struct timespec t = { left / 1000, (left % 1000) * 1000000L };
+			int sig = sigtimedwait(set, NULL, &t);
+
+			if (sig > 0)
+				return sig;
+			now = mono_ms();
+		}
+		if (now >= next_stats) {
 			log_stats(&g_app);
+			next_stats = now + stats_ms;
+		}
+		if (now >= next_emf) {
+			app_metrics_emf_write(g_emf);
+			next_emf = now + emf_ms;
+		}
 	}
 }
 
@@ -713,6 +730,11 @@ int main(int argc, char **argv)
 	}
 	g_started = time(NULL);
 	log_start(&g_cfg, warn);
+	if (g_cfg.metrics_emf && app_metrics_emf_new(&g_emf, app_metrics_process()))
+		log_write(LOG_ERROR, "METRICS_EMF: out of memory, no EMF lines", NULL);
+	if (g_emf && !log_enabled(LOG_INFO))
+		log_write(LOG_WARN, "METRICS_EMF=true writes at level info: "
+			  "with this LOG_LEVEL no EMF line is written", NULL);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {
 		fprintf(stderr, "cart-service: %s\n", err);
 		log_write(LOG_ERROR, err, NULL);
@@ -735,6 +757,8 @@ int main(int argc, char **argv)
 	}
 	relay_stop(&rt);
 	log_stats(&g_app);   /* the counters of the whole run, e.g. parked */
+	app_metrics_emf_write(g_emf);   /* what the last interval saw */
+	app_metrics_emf_free(g_emf);
 	unwire(&w);
 	log_write(LOG_INFO, "stopped", NULL);
 	return 0;
