@@ -248,12 +248,14 @@ int app_stage_metrics(app_request *r, void *self)
 	int route = r->route < ROUTE_COUNT ? (int)r->route : ROUTE_NONE;
 	int status = r->res->status;
 
-	if (r->metrics_in_flight)
-		atomic_fetch_sub_explicit(&m->in_flight, 1, memory_order_relaxed);
 	if (status < METRICS_STATUS_MIN || status >= METRICS_STATUS_MIN + METRICS_STATUSES)
 		status = 500;   /* never expected: every answer has a status */
 	bump(&m->requests[method][route][status - METRICS_STATUS_MIN], 1);
 	observe(&m->duration[method][route], app_mono_ns() - r->start_ns);
 	count_outcome(m, r, r->res->status);
+	/* Last, with release order: a scrape that sees nothing in flight
+	 * sees every earlier request counted. */
+	if (r->metrics_in_flight)
+		atomic_fetch_sub_explicit(&m->in_flight, 1, memory_order_release);
 	return APP_NEXT;
 }

@@ -46,7 +46,7 @@ static void histogram(buf *out, const char *name, const char *labels,
 static void render_http(const app_metrics *m, buf *out, bool scrape)
 {
 	char labels[128];
-	int in_flight = atomic_load(&m->in_flight);
+	int in_flight = atomic_load_explicit(&m->in_flight, memory_order_acquire);
 
 	family(out, "http_requests_total", "counter",
 	       "HTTP requests answered, by method, route pattern and status.");
