@@ -78,6 +78,13 @@ $(O)/app/%.o: app/%.c
 	@mkdir -p $(@D)
 	$(CC) $(APP_CPPFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
 
+# What /metrics says runs (cart_service_build_info): VERSION and the commit,
+# "unknown" outside a git checkout.
+CART_VERSION := $(shell cat VERSION 2>/dev/null || echo unknown)
+CART_COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+$(O)/app/metrics_render.o: VERSION
+$(O)/app/metrics_render.o: CFLAGS += -DCART_VERSION='"$(CART_VERSION)"' -DCART_COMMIT='"$(CART_COMMIT)"'
+
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(APP_CPPFLAGS) -Ilib -Itests $(CHECK_CFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@

@@ -113,6 +113,7 @@ typedef struct app_ctx {
 	app_stats_source stats[APP_MAX_STATS];
 	size_t stats_count;
 	atomic_int draining;         /* set once shutdown begins */
+	struct app_metrics *metrics; /* NULL: METRICS_ENABLED=false, no /metrics */
 } app_ctx;
 
 /* Registers a readiness check (wiring time only).  -1 when full. */
@@ -129,6 +130,7 @@ typedef enum app_route {
 	ROUTE_NONE,
 	ROUTE_HEALTH,
 	ROUTE_READY,
+	ROUTE_METRICS,               /* only with METRICS_ENABLED (app->metrics) */
 	ROUTE_CART,
 	ROUTE_ITEMS,
 	ROUTE_ITEM,
@@ -169,6 +171,10 @@ struct app_request {
 	/* Trace context: X-Ray root, or "" when none (tracing issue). */
 	char trace_id[40];
 
+	/* CONTENT / LOG: for metrics */
+	bool replayed;               /* an idempotent replay answered */
+	bool metrics_in_flight;      /* counted in flight (metrics.c) */
+
 	/* What the use cases receive. */
 	cart_call_ctx call;
 
@@ -188,6 +194,9 @@ int app_fail(app_request *r, int status, const char *code, const char *detail);
 /* Monotonic nanoseconds, for durations and deadlines (pipeline.c). */
 int64_t app_mono_ns(void);
 
+/* The route's pattern ("/v1/cart/{userID}", "unmatched"): logs, metrics. */
+const char *app_route_pattern(app_route route);
+
 /* The /v1 cart routes: the ones that need a token and are rate limited. */
 static inline bool app_route_is_cart(app_route route)
 {
@@ -199,6 +208,9 @@ static inline bool app_route_is_cart(app_route route)
 /* Adds a stage at the end of phase (wiring time only).  -1 when full. */
 int app_pipeline_add(app_pipeline *p, app_phase phase, const char *name,
 		     app_stage_fn fn, void *self);
+/* Adds a stage at the start of phase (wiring time only).  -1 when full. */
+int app_pipeline_add_front(app_pipeline *p, app_phase phase, const char *name,
+			   app_stage_fn fn, void *self);
 /* The standard stages: framing, body, route, content, access log. */
 int app_pipeline_init_default(app_pipeline *p, app_ctx *app);
 /*

@@ -30,6 +30,9 @@ typedef struct app_config {
 	int dynamodb_timeout_ms;
 	int aws_max_attempts;
 	bool xray_enabled;
+	bool metrics_enabled;        /* GET /metrics */
+	bool metrics_emf;            /* CloudWatch EMF lines on stdout */
+	int metrics_emf_interval_seconds;
 	int rate_limit_rps;
 	int rate_limit_burst;
 	char rate_limit_store[16];   /* memory | redis */

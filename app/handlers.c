@@ -7,6 +7,7 @@
 
 #include "app.h"
 #include "json_in.h"
+#include "metrics.h"
 #include "outcome.h"
 #include "preconditions.h"
 #include "render.h"
@@ -128,6 +129,7 @@ int app_stage_content(app_request *r, void *self)
 	switch (r->route) {
 	case ROUTE_HEALTH: handle_health(r); break;
 	case ROUTE_READY: handle_ready(r); break;
+	case ROUTE_METRICS: app_metrics_respond(r); break;
 	case ROUTE_CART:
 		if (read)
 			handle_get_cart(r);

@@ -24,6 +24,7 @@
 #include "aws_observe.h"
 #include "log.h"
 #include "log/log_publisher.h"
+#include "metrics.h"
 #include "memory/memory_repo.h"
 #include "ratelimit.h"
 #include "server.h"
@@ -33,6 +34,7 @@
 static app_config g_cfg;
 static app_ctx g_app;
 static time_t g_started;
+static app_metrics_emf *g_emf;   /* METRICS_EMF; main thread only */
 static relay_kick g_kick = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL };
 
 typedef struct wiring {
@@ -351,6 +353,26 @@ static int wire_stats(app_ctx *app, wiring *w)
 }
 
 /*
+ * Metrics: counted from the first READ stage to the LOG phase, so every
+ * request counts once; /metrics only with METRICS_ENABLED.
+ */
+static int wire_metrics(app_ctx *app, wiring *w)
+{
+	app_metrics *m = app_metrics_process();
+	app_metrics_sources src = { w->svc, app->relay, w->dynamo, w->events,
+				    w->ratelimit };
+
+	if (!g_cfg.metrics_enabled && !g_cfg.metrics_emf)
+		return 0;
+	app_metrics_set_sources(m, &src);
+	app->metrics = g_cfg.metrics_enabled ? m : NULL;
+	return app_pipeline_add_front(&app->pipeline, APP_PHASE_READ, "metrics_begin",
+				      app_stage_metrics_begin, m) ||
+	       app_pipeline_add(&app->pipeline, APP_PHASE_LOG, "metrics",
+				app_stage_metrics, m);
+}
+
+/*
  * The stages and checks of this process: one line each.  Authentication
  * comes before the rate limiter, so a caller is limited by its verified
  * sub (a token cannot be forged to spend someone else's budget); callers
@@ -386,6 +408,10 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 		return -1;
 	if (wire_stats(app, w)) {
 		snprintf(err, err_len, "too many stats sources");
+		return -1;
+	}
+	if (wire_metrics(app, w)) {
+		snprintf(err, err_len, "cannot add the metrics stages");
 		return -1;
 	}
 	return 0;
@@ -583,18 +609,34 @@ static void log_stats(const app_ctx *app)
 	buf_release(&b);
 }
 
-/* The main thread's job while serving: signals, and the stats line. */
+/* The main thread's job while serving: signals, the stats line, EMF. */
 static int wait_for_signal(const sigset_t *set)
 {
-	struct timespec every = { STATS_LOG_SECONDS, 0 };
+	int64_t stats_ms = STATS_LOG_SECONDS * 1000LL;
+	int64_t emf_ms = g_cfg.metrics_emf_interval_seconds * 1000LL;
+	int64_t next_stats = mono_ms() + stats_ms;
+	int64_t next_emf = g_emf ? mono_ms() + emf_ms : INT64_MAX;
 
 	for (;;) {
-		int sig = sigtimedwait(set, NULL, &every);
+		int64_t now = mono_ms();
+		int64_t left = (next_stats < next_emf ? next_stats : next_emf) - now;
 
-		if (sig > 0)
-			return sig;
-		if (errno == EAGAIN)
+		if (left > 0) {
+			struct timespec t = { left / 1000, (left % 1000) * 1000000L };
+			int sig = sigtimedwait(set, NULL, &t);
+
+			if (sig > 0)
+				return sig;
+			now = mono_ms();
+		}
+		if (now >= next_stats) {
 			log_stats(&g_app);
+			next_stats = now + stats_ms;
+		}
+		if (now >= next_emf) {
+			app_metrics_emf_write(g_emf);
+			next_emf = now + emf_ms;
+		}
 	}
 }
 
@@ -688,6 +730,11 @@ int main(int argc, char **argv)
 	}
 	g_started = time(NULL);
 	log_start(&g_cfg, warn);
+	if (g_cfg.metrics_emf && app_metrics_emf_new(&g_emf, app_metrics_process()))
+		log_write(LOG_ERROR, "METRICS_EMF: out of memory, no EMF lines", NULL);
+	if (g_emf && !log_enabled(LOG_INFO))
+		log_write(LOG_WARN, "METRICS_EMF=true writes at level info: "
+			  "with this LOG_LEVEL no EMF line is written", NULL);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {
 		fprintf(stderr, "cart-service: %s\n", err);
 		log_write(LOG_ERROR, err, NULL);
@@ -710,6 +757,8 @@ int main(int argc, char **argv)
 	}
 	relay_stop(&rt);
 	log_stats(&g_app);   /* the counters of the whole run, e.g. parked */
+	app_metrics_emf_write(g_emf);   /* what the last interval saw */
+	app_metrics_emf_free(g_emf);
 	unwire(&w);
 	log_write(LOG_INFO, "stopped", NULL);
 	return 0;

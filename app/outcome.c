@@ -175,6 +175,7 @@ void outcome_execute(app_request *r, cart_command *cmd)
 	}
 	cmd->call = &r->call;
 	cart_service_execute(r->app->svc, cmd, &res);
+	r->replayed = res.replayed;
 	if (res.replayed)
 		send_replay(r, &res);
 	else if (res.body && res.err == CART_OK)

@@ -23,6 +23,19 @@ int app_pipeline_add(app_pipeline *p, app_phase phase, const char *name,
 	return 0;
 }
 
+int app_pipeline_add_front(app_pipeline *p, app_phase phase, const char *name,
+			   app_stage_fn fn, void *self)
+{
+	app_stage *st;
+
+	if (phase >= APP_PHASE_COUNT || !fn || p->count[phase] >= APP_MAX_STAGES)
+		return -1;
+	st = p->stages[phase];
+	memmove(st + 1, st, p->count[phase]++ * sizeof(*st));
+	st[0] = (app_stage){ name, fn, self };
+	return 0;
+}
+
 int app_pipeline_init_default(app_pipeline *p, app_ctx *app)
 {
 	memset(p, 0, sizeof(*p));
@@ -78,6 +91,7 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	r->ids_valid = r->authenticated = false;
 	r->sub[0] = r->rate_key[0] = r->trace_id[0] = '\0';
 	r->auth_failure = NULL;
+	r->replayed = r->metrics_in_flight = false;
 	r->principal = (cart_principal){ NULL, false };
 	r->app = app;
 	r->http = http;

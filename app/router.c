@@ -18,11 +18,17 @@ static const struct route {
 	{ ROUTE_NONE, "unmatched", "" },
 	{ ROUTE_HEALTH, "/health", "GET, HEAD, OPTIONS" },
 	{ ROUTE_READY, "/ready", "GET, HEAD, OPTIONS" },
+	{ ROUTE_METRICS, "/metrics", "GET, HEAD, OPTIONS" },
 	{ ROUTE_CART, "/v1/cart/{userID}", "GET, HEAD, DELETE, OPTIONS" },
 	{ ROUTE_ITEMS, "/v1/cart/{userID}/items", "POST, OPTIONS" },
 	{ ROUTE_ITEM, "/v1/cart/{userID}/items/{itemID}", "PATCH, DELETE, OPTIONS" },
 	{ ROUTE_ASTERISK, "*", "GET, HEAD, POST, PATCH, DELETE, OPTIONS" },
 };
+
+const char *app_route_pattern(app_route route)
+{
+	return route < ROUTE_COUNT ? routes[route].pattern : routes[ROUTE_NONE].pattern;
+}
 
 #define MAX_SEGMENTS 6
 
@@ -100,6 +106,8 @@ static void route_match(app_request *r, const char *path, size_t plen)
 		r->route = ROUTE_HEALTH;
 	else if (n == 1 && SEG(0, "ready"))
 		r->route = ROUTE_READY;
+	else if (n == 1 && SEG(0, "metrics") && r->app->metrics)
+		r->route = ROUTE_METRICS;
 	else if (n >= 3 && n <= 5 && SEG(0, "v1") && SEG(1, "cart") &&
 		 (n == 3 || SEG(3, "items")))
 		r->route = n == 3 ? ROUTE_CART : n == 4 ? ROUTE_ITEMS : ROUTE_ITEM;

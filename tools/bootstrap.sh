@@ -15,8 +15,10 @@ RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-opens
 # the AWS stand-ins: botocore verifies every SigV4 signature independently,
 # the AWS CLI reads what the service wrote, redis-server (with redis-cli)
 # for the Redis limiter's tests. dynalite (DynamoDB) comes from npm, pinned
-# in tests/aws/package-lock.json.
-CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore python3-jsonschema python3-cryptography awscli redis-server"
+# in tests/aws/package-lock.json. prometheus: its promtool checks /metrics
+# (tests/e2e/test_metrics.py); --no-install-recommends keeps it at ~100 MB
+# and no server is started by the tests.
+CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore python3-jsonschema python3-cryptography awscli redis-server prometheus"
 # Nice to have while developing: load generation and debugging.
 DEV_PKGS="wrk gdb"
 
