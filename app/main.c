@@ -694,6 +694,9 @@ int main(int argc, char **argv)
 		unwire(&w);
 		return 1;
 	}
+	/* From here on lines go through the writer thread (app/log.h). */
+	if (log_start_writer())
+		log_write(LOG_WARN, "log writer not started: logging synchronously", NULL);
 	log_write(LOG_INFO, "listening", NULL);
 	if (g_cfg.events_relay_enabled)
 		relay_start(&rt, w.relay, &g_kick);
@@ -705,6 +708,7 @@ int main(int argc, char **argv)
 	drain(&g_cfg, sig);
 	if (!stop_within(srv, g_cfg.shutdown_timeout_seconds)) {
 		log_write(LOG_WARN, "shutdown timeout: exiting with requests in flight", NULL);
+		log_stop();
 		fflush(stdout);
 		_exit(0);   /* pending events stay in the outbox for the next start */
 	}
@@ -712,5 +716,6 @@ int main(int argc, char **argv)
 	log_stats(&g_app);   /* the counters of the whole run, e.g. parked */
 	unwire(&w);
 	log_write(LOG_INFO, "stopped", NULL);
+	log_stop();   /* drains the queue (bounded): tests read every line */
 	return 0;
 }
