@@ -164,6 +164,7 @@ struct app_request {
 	char sub[APP_SUB_MAX + 1];
 	cart_principal principal;
 	const char *auth_failure;    /* why a token was refused (log field) */
+	const char *error;           /* cart_err_name of a backend failure (log field) */
 	char rate_key[APP_SUB_MAX + 8];  /* "sub:..." or "ip:..." */
 
 	/* Trace context: X-Ray root, or "" when none (tracing issue). */
