@@ -15,5 +15,7 @@ Suite *pipeline_suite(void);
 Suite *jwt_suite(void);
 Suite *limiter_suite(void);
 Suite *relay_suite(void);
+Suite *log_suite(void);
+Suite *log_stall_suite(void);
 
 #endif
