@@ -688,15 +688,17 @@ int main(int argc, char **argv)
 	}
 	g_started = time(NULL);
 	log_start(&g_cfg, warn);
+	/* From here on lines go through the writer thread (app/log.h): the
+	 * first requests are served before server_start returns. */
+	if (log_start_writer())
+		log_write(LOG_WARN, "log writer not started: logging synchronously", NULL);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {
+		log_stop();   /* the failure is written synchronously, after the rest */
 		fprintf(stderr, "cart-service: %s\n", err);
 		log_write(LOG_ERROR, err, NULL);
 		unwire(&w);
 		return 1;
 	}
-	/* From here on lines go through the writer thread (app/log.h). */
-	if (log_start_writer())
-		log_write(LOG_WARN, "log writer not started: logging synchronously", NULL);
 	log_write(LOG_INFO, "listening", NULL);
 	if (g_cfg.events_relay_enabled)
 		relay_start(&rt, w.relay, &g_kick);
