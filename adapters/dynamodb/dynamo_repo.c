@@ -302,7 +302,7 @@ static void log_failure(dynamo_repo *r, const char *op, int rc,
 
 	cart_aws_fields_init(&f);
 	cart_aws_fields_str(&f, "op", op, 0);
-	cart_aws_fields_str(&f, "outcome", cart_strerror(rc), 0);
+	cart_aws_fields_str(&f, "outcome", cart_err_name(rc), 0);
 	cart_aws_fields_int(&f, "status", ar->status);
 	cart_aws_fields_str(&f, "error", ar->error_type, 0);
 	cart_aws_fields_str(&f, "detail", ar->message, 160);

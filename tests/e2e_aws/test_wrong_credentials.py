@@ -20,9 +20,10 @@ class WrongSecretTests(AwsServiceTestCase):
         self.assertEqual(st["forwarded"], {}, st)
         rid = r.header("x-request-id")
         rec = self.wait_log(lambda x: x.get("msg") == "dynamodb request failed"
-                            and x.get("error") == "InvalidSignatureException")
+                            and x.get("request_id") == rid)
         self.assertIsNotNone(rec, self.server.logs())
-        self.assertEqual(rec.get("request_id"), rid, rec)
+        self.assertEqual(rec.get("error"), "InvalidSignatureException", rec)
+        self.assertIn(rec.get("outcome"), ("backend", "unavailable"), rec)
         # logged once: the adapter's line, then the access line naming the error
         acc = self.wait_log(lambda x: x.get("msg") == "request" and x.get("request_id") == rid)
         self.assertIsNotNone(acc, self.server.logs())
