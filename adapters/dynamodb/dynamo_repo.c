@@ -305,7 +305,8 @@ static void log_failure(dynamo_repo *r, const char *op, int rc,
 	cart_aws_fields_str(&f, "outcome", cart_err_name(rc), 0);
 	cart_aws_fields_int(&f, "status", ar->status);
 	cart_aws_fields_str(&f, "error", ar->error_type, 0);
-	cart_aws_fields_str(&f, "detail", ar->message, 160);
+	/* no attempt: the client's circuit breaker refused the call */
+	cart_aws_fields_str(&f, "detail", ar->attempts ? ar->message : "circuit open: not sent", 160);
 	cart_aws_fields_int(&f, "attempts", ar->attempts);
 	if (ar->request_id[0])
 		cart_aws_fields_str(&f, "aws_request_id", ar->request_id, 0);
