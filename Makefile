@@ -8,6 +8,7 @@
 #   make bench      throughput/latency/memory measurements (see tools/bench)
 #   make bench-events  event relay throughput and delay under sustained adds
 #   make bench-dynamo  DynamoDB requests per mutation and idle polling
+#   make bench-logs    GET with LOG_LEVEL=info against warn (request logs' cost)
 
 CC      ?= cc
 O       ?= build
@@ -61,7 +62,7 @@ EXAMPLE  := $(O)/example
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo \
+.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-logs \
         bootstrap clean layering example
 
 all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
@@ -222,6 +223,10 @@ fuzz: $(FUZZ_BIN)
 
 bench: $(BIN)
 	tools/bench.sh
+
+# GET with LOG_LEVEL=info against warn, alternated: throughput and p99 ratios.
+bench-logs: $(BIN)
+	tools/bench/logs.sh
 
 # Adds for 20 s; events/s, event delay, 503s and RSS with the EventBridge
 # publisher (PutEvents stand-in at 20 ms) and the log publisher.

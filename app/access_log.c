@@ -1,4 +1,5 @@
-/* The LOG phase: one JSON line per request (5xx at error level). */
+/* The LOG phase: one JSON line per request (5xx at error level); log_write
+ * adds its request_id and trace_id (log_request_begin). */
 #include <stdio.h>
 
 #include "app.h"
@@ -21,14 +22,16 @@ int app_stage_access_log(app_request *r, void *self)
 	buf_json_str(&b, res->route);
 	buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f", res->status,
 		   (double)(app_mono_ns() - r->start_ns) / 1e6);
-	buf_puts(&b, ",\"request_id\":");
-	buf_json_str(&b, res->request_id);
 	buf_printf(&b, ",\"bytes\":%zu", res->body.len);
 	buf_puts(&b, ",\"remote\":");
 	buf_json_str(&b, r->http->remote_addr ? r->http->remote_addr : "");
 	if (r->authenticated) {
 		buf_puts(&b, ",\"sub\":");
 		buf_json_str(&b, r->sub);
+	}
+	if (r->error) {
+		buf_puts(&b, ",\"error\":");
+		buf_json_str(&b, r->error);
 	}
 	if (r->auth_failure) {
 		buf_puts(&b, ",\"auth_failure\":");

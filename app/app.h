@@ -166,6 +166,7 @@ struct app_request {
 	char sub[APP_SUB_MAX + 1];
 	cart_principal principal;
 	const char *auth_failure;    /* why a token was refused (log field) */
+	const char *error;           /* cart_err_name of a backend failure (log field) */
 	char rate_key[APP_SUB_MAX + 8];  /* "sub:..." or "ip:..." */
 
 	/* Trace context: X-Ray root, or "" when none (tracing issue). */
@@ -181,7 +182,12 @@ struct app_request {
 	char body_buf[HTTP_MAX_BODY + 1];
 };
 
-/* Per-request start: request id, timings, the call context. */
+/*
+ * Per-request start: request id, timings, the call context.  Also makes r
+ * the calling thread's current request for the logs (log_request_begin:
+ * its request_id and trace_id on every line) until app_pipeline_log ends,
+ * so r and res must outlive that call, made on the same thread.
+ */
 void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 		      http_response *res);
 
@@ -218,7 +224,8 @@ int app_pipeline_init_default(app_pipeline *p, app_ctx *app);
  * (404 if nothing answered, 500 if the response could not be built).
  */
 void app_pipeline_run(const app_pipeline *p, app_request *r);
-/* Runs every LOG stage; call after the response went out. */
+/* Runs every LOG stage, then ends the thread's current request for the
+ * logs; call after the response went out. */
 void app_pipeline_log(const app_pipeline *p, app_request *r);
 
 /*

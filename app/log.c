@@ -1,14 +1,51 @@
+/*
+ * log_write: formats a line on the caller's stack, then either writes it
+ * (synchronous mode) or pushes it into the writer's lock-free queue.  The
+ * writer thread drains the queue many lines per write(2).  See log.h for
+ * the drop policy.
+ */
 #include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
 #include "log.h"
+#include "log_queue.h"
 
-/* Process-wide, written once by main before any worker thread starts. */
+#define LINE_MAX_BYTES (64 * 1024)
+#define BATCH_BYTES (2 * LINE_MAX_BYTES)   /* any line fits an empty batch */
+#define IDLE_WAIT_MS 200                   /* re-checks drops while idle */
+
+typedef struct writer {
+	log_queue *q;
+	int fd;
+	pthread_t thread;
+	sem_t wake;
+	atomic_int sleeping;   /* the thread waits on wake: post to wake it */
+	atomic_int stopping;
+	uint64_t reported[4];  /* drops already told in a "log lines dropped" */
+	char *batch;           /* BATCH_BYTES */
+} writer;
+
+/* Process-wide, set by main before worker threads start. */
 static log_level g_min_level = LOG_INFO;
 static int g_fd = 1;
+/* The running writer; NULL in synchronous mode. */
+static _Atomic(writer *) g_writer;
+/* A stopped writer, kept (never freed) for the next log_start_writer: a line
+ * racing log_stop still finds a valid queue. */
+static writer *g_idle;
+/* A writer log_stop gave up on (its fd stalled); it still owns its state. */
+static writer *g_abandoned;
+static atomic_uint_fast64_t g_dropped[4];
+
+static _Thread_local const char *t_request_id;
+static _Thread_local const char *t_trace_id;
 
 void log_setup(log_level min_level, int fd)
 {
@@ -21,6 +58,22 @@ int log_enabled(log_level level)
 	return level >= g_min_level;
 }
 
+uint64_t log_dropped(log_level level)
+{
+	return (unsigned)level < 4 ? atomic_load(&g_dropped[level]) : 0;
+}
+
+void log_request_begin(const char *request_id, const char *trace_id)
+{
+	t_request_id = request_id;
+	t_trace_id = trace_id;
+}
+
+void log_request_end(void)
+{
+	t_request_id = t_trace_id = NULL;
+}
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -28,35 +81,229 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void write_all(int fd, const char *p, size_t left)
+{
+	while (left) {
+		ssize_t n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		p += n;
+		left -= (size_t)n;
+	}
+}
+
+static void format_line(buf *b, log_level level, const char *msg, const char *fields)
+{
+	buf_puts(b, "{\"time\":");
+	buf_json_time(b, now_ms());
+	buf_puts(b, ",\"level\":\"");
+	buf_puts(b, log_level_name(level));
+	buf_puts(b, "\",\"msg\":");
+	buf_json_str(b, msg);
+	if (t_request_id && *t_request_id) {
+		buf_puts(b, ",\"request_id\":");
+		buf_json_str(b, t_request_id);
+	}
+	if (t_trace_id && *t_trace_id) {
+		buf_puts(b, ",\"trace_id\":");
+		buf_json_str(b, t_trace_id);
+	}
+	if (fields)
+		buf_puts(b, fields);
+	buf_puts(b, "}\n");
+}
+
+static void wake(writer *w)
+{
+	/* pairs with the fence in wait_for_lines: either it sees our line or
+	 * we see it sleeping */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&w->sleeping, memory_order_relaxed) &&
+	    atomic_exchange(&w->sleeping, 0))
+		sem_post(&w->wake);
+}
+
+static void enqueue(writer *w, log_level level, const char *line, size_t len)
+{
+	size_t cap = log_queue_cap(w->q);
+
+	if ((level < LOG_WARN && log_queue_used(w->q) >= cap / 4 * 3) ||
+	    log_queue_push(w->q, line, len)) {
+		atomic_fetch_add_explicit(&g_dropped[level], 1, memory_order_relaxed);
+		return;
+	}
+	wake(w);
+}
+
 void log_write(log_level level, const char *msg, const char *fields)
 {
 	char stack[2048];
+	writer *w;
 	buf b;
-	const char *p;
-	size_t left;
 
 	if (!log_enabled(level))
 		return;
-	buf_init_on(&b, stack, sizeof(stack), 64 * 1024);
-	buf_puts(&b, "{\"time\":");
-	buf_json_time(&b, now_ms());
-	buf_puts(&b, ",\"level\":\"");
-	buf_puts(&b, log_level_name(level));
-	buf_puts(&b, "\",\"msg\":");
-	buf_json_str(&b, msg);
-	if (fields)
-		buf_puts(&b, fields);
-	buf_puts(&b, "}\n");
+	buf_init_on(&b, stack, sizeof(stack), LINE_MAX_BYTES);
+	format_line(&b, level, msg, fields);
 	if (!b.failed) {
-		for (p = b.data, left = b.len; left;) {
-			ssize_t n = write(g_fd, p, left);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			p += n;
-			left -= (size_t)n;
-		}
+		w = atomic_load_explicit(&g_writer, memory_order_acquire);
+		if (w)
+			enqueue(w, (unsigned)level < 4 ? level : LOG_INFO, b.data, b.len);
+		else
+			write_all(g_fd, b.data, b.len);
 	}
 	buf_release(&b);
+}
+
+/* --- the writer thread -------------------------------------------------- */
+
+static int drops_pending(const writer *w)
+{
+	for (int l = 0; l < 4; l++)
+		if (atomic_load_explicit(&g_dropped[l], memory_order_relaxed) != w->reported[l])
+			return 1;
+	return 0;
+}
+
+/* The "log lines dropped" line, if any were dropped since the last one. */
+static void report_drops(writer *w, size_t *len)
+{
+	uint64_t now[4];
+	buf b;
+
+	if (!drops_pending(w))
+		return;
+	buf_init_on(&b, w->batch + *len, BATCH_BYTES - *len, BATCH_BYTES - *len - 1);
+	buf_puts(&b, "{\"time\":");
+	buf_json_time(&b, now_ms());
+	buf_puts(&b, ",\"level\":\"warn\",\"msg\":\"log lines dropped\",\"dropped\":{");
+	for (int l = 0; l < 4; l++) {
+		now[l] = atomic_load(&g_dropped[l]);
+		buf_printf(&b, "%s\"%s\":%llu", l ? "," : "", log_level_name((log_level)l),
+			   (unsigned long long)(now[l] - w->reported[l]));
+	}
+	buf_puts(&b, "}}\n");
+	if (!b.failed && b.data == w->batch + *len) {
+		*len += b.len;
+		memcpy(w->reported, now, sizeof(now));
+	}
+	buf_release(&b);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static void wait_for_lines(writer *w)
+{
+	struct timespec until;
+
+	atomic_store(&w->sleeping, 1);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (log_queue_used(w->q) || atomic_load(&w->stopping) || drops_pending(w)) {
+		atomic_store(&w->sleeping, 0);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += IDLE_WAIT_MS * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	while (sem_timedwait(&w->wake, &until) && errno == EINTR)
+		;
+	atomic_store(&w->sleeping, 0);
+}
+
+static void *writer_main(void *arg)
+{
+	writer *w = arg;
+
+	for (;;) {
+		int stopping = atomic_load(&w->stopping);
+		size_t len = 0;
+
+		report_drops(w, &len);
+		while (log_queue_pop(w->q, w->batch, BATCH_BYTES, &len) == 1)
+			;
+		if (len) {
+			write_all(w->fd, w->batch, len);
+			/* A small batch: let lines gather for a millisecond, so a
+			 * busy server costs ~1000 writes/s, not one per line. */
+			if (!stopping && len < BATCH_BYTES / 4)
+				sleep_ms(1);
+		} else if (stopping) {
+			return NULL;
+		} else {
+			wait_for_lines(w);
+		}
+	}
+}
+
+static writer *writer_new(void)
+{
+	writer *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->batch = malloc(BATCH_BYTES);
+	if (!w->batch || log_queue_new(&w->q, LOG_QUEUE_LINES)) {
+		free(w->batch);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+int log_start_writer(void)
+{
+	writer *w = g_idle ? g_idle : writer_new();
+
+	if (!w || atomic_load(&g_writer))
+		return -1;
+	g_idle = NULL;
+	w->fd = g_fd;
+	atomic_store(&w->sleeping, 0);
+	atomic_store(&w->stopping, 0);
+	for (int l = 0; l < 4; l++)
+		w->reported[l] = atomic_load(&g_dropped[l]);
+	if (sem_init(&w->wake, 0, 0)) {
+		g_idle = w;
+		return -1;
+	}
+	if (pthread_create(&w->thread, NULL, writer_main, w)) {
+		sem_destroy(&w->wake);
+		g_idle = w;
+		return -1;
+	}
+	atomic_store_explicit(&g_writer, w, memory_order_release);
+	return 0;
+}
+
+int log_stop(void)
+{
+	writer *w = atomic_exchange(&g_writer, NULL);
+	struct timespec until;
+
+	if (!w)
+		return 0;
+	atomic_store(&w->stopping, 1);
+	sem_post(&w->wake);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += LOG_STOP_WAIT_MS / 1000;
+	until.tv_nsec += (LOG_STOP_WAIT_MS % 1000) * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	if (pthread_timedjoin_np(w->thread, NULL, &until)) {
+		pthread_detach(w->thread);
+		g_abandoned = w;
+		return 1;
+	}
+	sem_destroy(&w->wake);
+	g_idle = w;
+	return 0;
 }

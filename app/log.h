@@ -2,19 +2,79 @@
 #define APP_LOG_H
 
 /*
- * Structured logs: one JSON object per line on stdout, each written with a
- * single write(2) so lines from worker threads never interleave.  The
- * level is set once in main before threads start.
+ * Structured logs: one JSON object per line on stdout,
+ *   {"time","level","msg"[,"request_id"][,"trace_id"]<fields>}
+ * level is a name ("debug", "info", "warn", "error").
+ *
+ * Two modes.  Until log_start_writer (and again after log_stop) log_write
+ * writes each line with one write(2) from the calling thread: the start and its
+ * failures stay synchronous.  Between them a line is formatted on the
+ * caller's stack and pushed into a lock-free bounded queue
+ * (LOG_QUEUE_LINES lines, app/log_queue.h) that one writer thread drains,
+ * many lines per write(2).  log_write then never waits for I/O, a lock or
+ * another thread.
+ *
+ * When stdout cannot keep up (a stalled pipe) the queue fills:
+ *  - debug and info lines are dropped once it is 3/4 full,
+ *  - warn and error lines only when it is full;
+ * each drop is counted per level (log_dropped), and the writer, as soon as
+ * it can write again, first writes
+ *   {"level":"warn","msg":"log lines dropped","dropped":{"debug":0,"info":N,"warn":0,"error":0}}
+ * with the lines dropped since its previous such line.
+ *
+ * The level is set once in main before threads start.
  */
+
+#include <stdint.h>
 
 #include "config.h"
 
+/* The queue bound: 4096 lines of up to 1000 bytes in place (4 MiB);
+ * longer lines are copied to the heap and take one slot. */
+#define LOG_QUEUE_LINES 4096
+/* How long log_stop waits for the writer to drain the queue. */
+#define LOG_STOP_WAIT_MS 2000
+
+/* Before any thread starts.  fd is borrowed. */
 void log_setup(log_level min_level, int fd);
 int log_enabled(log_level level);
+
 /*
- * Writes {"time","level","msg"<fields>}.  fields is NULL or a run of JSON
- * members each starting with a comma: ",\"k\":1,\"s\":\"x\"".
+ * Starts the writer thread (asynchronous mode).  0, or -1 if the queue or
+ * the thread could not be made: logging stays synchronous.  Call once,
+ * from main; not concurrently with log_stop.
+ */
+int log_start_writer(void);
+/*
+ * Back to synchronous mode: lines written from now on go straight to the
+ * fd; the writer drains what is queued (and reports drops) for at most
+ * LOG_STOP_WAIT_MS, then stops.  If the fd stays stalled past that the
+ * writer is abandoned (the process is about to exit) and 1 is returned;
+ * else 0.  Call once the threads that log are stopped, or accept that a
+ * line pushed while the writer finishes may be lost.
+ */
+int log_stop(void);
+
+/*
+ * Writes {"time","level","msg"...<fields>}.  fields is NULL or a run of
+ * JSON members each starting with a comma: ",\"k\":1,\"s\":\"x\"", built
+ * with an escaping writer (buf_json_str), never by pasting raw strings.
+ * Thread-safe; never blocks in asynchronous mode.
  */
 void log_write(log_level level, const char *msg, const char *fields);
+
+/* Lines of this level dropped since the process started (a queue full or
+ * over 3/4 full).  Thread-safe; for the metrics exporter. */
+uint64_t log_dropped(log_level level);
+
+/*
+ * The calling thread's current request: until log_request_end every line
+ * this thread writes carries "request_id" and, when non-empty, "trace_id".
+ * Both strings are borrowed and read at each log_write (so a trace id
+ * filled later shows up); they must stay valid until log_request_end.
+ * Set by app_request_init, cleared after the request's LOG phase.
+ */
+void log_request_begin(const char *request_id, const char *trace_id);
+void log_request_end(void);
 
 #endif

@@ -735,7 +735,12 @@ int main(int argc, char **argv)
 	if (g_emf && !log_enabled(LOG_INFO))
 		log_write(LOG_WARN, "METRICS_EMF=true writes at level info: "
 			  "with this LOG_LEVEL no EMF line is written", NULL);
+	/* From here on lines go through the writer thread (app/log.h): the
+	 * first requests are served before server_start returns. */
+	if (log_start_writer())
+		log_write(LOG_WARN, "log writer not started: logging synchronously", NULL);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {
+		log_stop();   /* the failure is written synchronously, after the rest */
 		fprintf(stderr, "cart-service: %s\n", err);
 		log_write(LOG_ERROR, err, NULL);
 		unwire(&w);
@@ -752,6 +757,7 @@ int main(int argc, char **argv)
 	drain(&g_cfg, sig);
 	if (!stop_within(srv, g_cfg.shutdown_timeout_seconds)) {
 		log_write(LOG_WARN, "shutdown timeout: exiting with requests in flight", NULL);
+		log_stop();
 		fflush(stdout);
 		_exit(0);   /* pending events stay in the outbox for the next start */
 	}
@@ -761,5 +767,6 @@ int main(int argc, char **argv)
 	app_metrics_emf_free(g_emf);
 	unwire(&w);
 	log_write(LOG_INFO, "stopped", NULL);
+	log_stop();   /* drains the queue (bounded): tests read every line */
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cart/relay.h"
+#include "log.h"
 #include "metrics_registry.h"
 #include "ratelimit.h"
 
@@ -279,15 +280,26 @@ static void render_process(buf *out)
 		gauge_line(out, "process_open_fds", "Number of open file descriptors.", fds);
 }
 
+/* Lines the log queue dropped because stdout did not keep up (app/log.h). */
+static void render_logs(buf *out)
+{
+	static const log_level levels[] = { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+	family(out, "log_lines_dropped_total", "counter",
+	       "Log lines dropped because stdout did not keep up, by level.");
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		buf_printf(out, "log_lines_dropped_total{level=\"%s\"} %llu\n",
+			   log_level_name(levels[i]),
+			   (unsigned long long)log_dropped(levels[i]));
+}
+
 void app_metrics_render(app_metrics *m, buf *out, bool scrape)
 {
 	render_http(m, out, scrape);
 	render_aws(m, out);
 	render_use_cases(m, out);
 	render_outbox(m, out);
-	/* TODO(issue 9, logs): log_lines_dropped_total{level} -- the log
-	 * engineer exposes dropped-line counters in app/log.h; render them
-	 * here (one counter per level name) once that function exists. */
+	render_logs(out);
 	render_process(out);
 }
 

@@ -8,7 +8,6 @@
 
 #include "cart/relay.h"
 #include "cjson/cJSON.h"
-#include "log.h"
 #include "outcome.h"
 #include "preconditions.h"
 #include "render.h"
@@ -124,14 +123,15 @@ static void set_backlog_retry_after(app_request *r)
 	http_response_header(r->res, "Retry-After", v);
 }
 
-/* A failure of ours or of a dependency: the client sees 5xx, we log why. */
-static void log_backend_error(const app_request *r, int err)
+/*
+ * A failure of ours or of a dependency: the client sees 5xx and the access
+ * line names the error ("a failure is logged once": the adapter that saw
+ * the dependency fail logged its details, the app adds no line of its own).
+ */
+static void note_backend_error(app_request *r, int err)
 {
-	char fields[256];
-
-	snprintf(fields, sizeof(fields), ",\"request_id\":\"%s\",\"error\":\"%s\"",
-		 r->res->request_id, cart_err_name(err));
-	log_write(LOG_ERROR, "cart command failed", fields);
+	if (err == CART_EBACKEND || err == CART_ENOMEM || err == CART_EUNAVAILABLE)
+		r->error = cart_err_name(err);
 }
 
 void outcome_read_failed(app_request *r, int err)
@@ -141,8 +141,7 @@ void outcome_read_failed(app_request *r, int err)
 	render_problem(r->res, &p, r->path);
 	if (err == CART_EUNAVAILABLE)
 		set_retry_after(r);
-	else if (err == CART_EBACKEND || err == CART_ENOMEM)
-		log_backend_error(r, err);
+	note_backend_error(r, err);
 }
 
 void outcome_execute(app_request *r, cart_command *cmd)
@@ -191,7 +190,6 @@ void outcome_execute(app_request *r, cart_command *cmd)
 		set_retry_after(r);
 	if (res.err == CART_EBACKLOG)
 		set_backlog_retry_after(r);
-	if (res.err == CART_EBACKEND || res.err == CART_ENOMEM)
-		log_backend_error(r, res.err);
+	note_backend_error(r, res.err);
 	cart_result_release(&res);
 }

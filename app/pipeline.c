@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "app.h"
+#include "log.h"
 #include "render.h"
 
 int app_pipeline_add(app_pipeline *p, app_phase phase, const char *name,
@@ -90,7 +91,7 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	r->user_id[0] = r->item_id[0] = '\0';
 	r->ids_valid = r->authenticated = false;
 	r->sub[0] = r->rate_key[0] = r->trace_id[0] = '\0';
-	r->auth_failure = NULL;
+	r->auth_failure = r->error = NULL;
 	r->replayed = r->metrics_in_flight = false;
 	r->principal = (cart_principal){ NULL, false };
 	r->app = app;
@@ -105,6 +106,8 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	else if (cart_ids_uuid(app->ids, res->request_id))
 		snprintf(res->request_id, sizeof(res->request_id), "unknown");
 	r->call = (cart_call_ctx){ res->request_id, NULL, r->deadline_ms, NULL };
+	/* Every line this thread logs until the LOG phase ends is the request's. */
+	log_request_begin(res->request_id, r->trace_id);
 }
 
 int app_fail(app_request *r, int status, const char *code, const char *detail)
@@ -149,6 +152,7 @@ void app_pipeline_run(const app_pipeline *p, app_request *r)
 void app_pipeline_log(const app_pipeline *p, app_request *r)
 {
 	run_phase(p, APP_PHASE_LOG, r);
+	log_request_end();
 }
 
 void app_handle(app_ctx *app, const http_request *http, http_response *res)

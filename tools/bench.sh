@@ -75,6 +75,10 @@ echo "== edge on/off = $(awk -v a="$(rps edge-on-1)" -v b="$(rps edge-on-2)" \
 	-v c="$(rps edge-off-1)" -v d="$(rps edge-off-2)" 'BEGIN { printf "%.2f", (a + b) / (c + d) }')" \
 	"(auth RS256 + rate limiting; target >= 0.90)"
 
+# Request logs (issue 9): LOG_LEVEL=info against warn, alternated
+# (alone: make bench-logs).
+tools/bench/logs.sh
+
 echo "== memory per stored cart"
 "$O/bench/mem_per_cart" 100000 | tee "$O/bench/memory.txt"
 

@@ -30,14 +30,58 @@
 
 /* Where adapters send their diagnostics (the app's logger). */
 typedef struct cart_aws_log {
-	/* level: 0 debug, 1 info, 2 warn, 3 error; fields: JSON members, each
-	 * starting with a comma, or NULL. */
+	/* level: a cart_aws_log_level; fields: JSON members, each starting
+	 * with a comma, or NULL. */
 	void (*write)(void *ctx, int level, const char *msg, const char *fields);
 	void *ctx;
 } cart_aws_log;
 
-void cart_aws_logf(const cart_aws_log *log, int level, const char *msg,
-		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/*
+ * Levels, and the rule (README, "Logs"): a failure is logged once, by the
+ * layer that knows what it means.  The client logs each failed attempt
+ * and each breaker refusal at DEBUG only; the adapter that turns the
+ * final answer into a cart error logs it once at WARN with the AWS
+ * details; the app adds the cart error's name to the request's access
+ * line instead of another line.
+ */
+enum cart_aws_log_level {
+	CART_AWS_LOG_DEBUG = 0,
+	CART_AWS_LOG_INFO = 1,
+	CART_AWS_LOG_WARN = 2,
+	CART_AWS_LOG_ERROR = 3,
+};
+
+/*
+ * The members of one log line, each value escaped as it is added, so no
+ * AWS message, user id or table name can break the JSON.  A string value
+ * is cut to the room left; any other member that does not fit is left
+ * out whole.  Lives on the caller's stack.
+ */
+#define CART_AWS_FIELDS_MAX 1024
+typedef struct cart_aws_fields {
+	char data[CART_AWS_FIELDS_MAX];   /* ",\"k\":\"v\"...", NUL-terminated */
+	size_t len;
+} cart_aws_fields;
+
+void cart_aws_fields_init(cart_aws_fields *f);
+/* ,"key":"value", the value cut to its first max bytes (0: no cut; a cut
+ * never splits a UTF-8 sequence).  NULL value: null.  key is a literal. */
+void cart_aws_fields_str(cart_aws_fields *f, const char *key, const char *value,
+			 size_t max);
+void cart_aws_fields_int(cart_aws_fields *f, const char *key, long long value);
+void cart_aws_fields_bool(cart_aws_fields *f, const char *key, bool value);
+
+/*
+ * Writes s as a quoted JSON string into out (cap bytes, NUL-terminated):
+ * '"' and '\\' escaped, control characters as \\u00XX, cut to its first
+ * max bytes (0: no cut) and further to fit cap.  Returns the length
+ * written, or 0 if cap < 3.
+ */
+size_t cart_aws_json_str(char *out, size_t cap, const char *s, size_t max);
+
+/* Sends one line to log (NULL: nothing); f may be NULL. */
+void cart_aws_log_write(const cart_aws_log *log, int level, const char *msg,
+			const cart_aws_fields *f);
 
 typedef const char *(*cart_aws_getenv_fn)(const char *name);
 

@@ -312,6 +312,34 @@ static int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/*
+ * Attempts and refusals are DEBUG: the adapter that gets the final answer
+ * logs the failure once (aws.h, "a failure is logged once").
+ */
+static void log_refused(cart_aws_client *c, const char *target, int64_t retry_after_ms)
+{
+	cart_aws_fields f;
+
+	cart_aws_fields_init(&f);
+	cart_aws_fields_str(&f, "target", target, 0);
+	cart_aws_fields_int(&f, "retry_after_ms", (long long)retry_after_ms);
+	cart_aws_log_write(c->log, CART_AWS_LOG_DEBUG, "aws call refused: circuit open", &f);
+}
+
+static void log_attempt(cart_aws_client *c, const char *target, int n,
+			const cart_aws_response *out, bool transport)
+{
+	cart_aws_fields f;
+
+	cart_aws_fields_init(&f);
+	cart_aws_fields_str(&f, "target", target, 0);
+	cart_aws_fields_int(&f, "attempt", n);
+	cart_aws_fields_int(&f, "status", out->status);
+	cart_aws_fields_str(&f, "error", out->error_type, 0);
+	cart_aws_fields_str(&f, "detail", transport ? out->message : "", 120);
+	cart_aws_log_write(c->log, CART_AWS_LOG_DEBUG, "aws call attempt failed", &f);
+}
+
 static int call_attempts(cart_aws_client *c, const char *target, const char *body,
 			 size_t body_len, cart_aws_response *out, bool *refused);
 
@@ -353,9 +381,7 @@ static int call_attempts(cart_aws_client *c, const char *target, const char *bod
 
 		if (cart_breaker_allow(c->breaker, &out->retry_after_ms)) {
 			*refused = true;
-			cart_aws_logf(c->log, 2, "aws call refused: circuit open",
-				      ",\"target\":\"%s\",\"retry_after_ms\":%lld", target,
-				      (long long)out->retry_after_ms);
+			log_refused(c, target, out->retry_after_ms);
 			return CART_EUNAVAILABLE;
 		}
 		out->attempts = n;
@@ -369,11 +395,7 @@ static int call_attempts(cart_aws_client *c, const char *target, const char *bod
 		}
 		if (maybe_sent)
 			out->ambiguous = true;
-		cart_aws_logf(c->log, 2, "aws call attempt failed",
-			      ",\"target\":\"%s\",\"attempt\":%d,\"status\":%ld,"
-			      "\"error\":\"%s\",\"detail\":\"%.120s\"",
-			      target, n, out->status, out->error_type,
-			      o == OUT_TRANSPORT ? out->message : "");
+		log_attempt(c, target, n, out, o == OUT_TRANSPORT);
 		if (!cart_retry_next(c->retry, n, timeout, &delay))
 			return o == OUT_RETRY ? CART_OK : CART_EBACKEND;
 		cart_clock_sleep(c->clock, delay);

@@ -32,23 +32,6 @@ struct cart_aws_creds {
 	atomic_uint_fast64_t fetches;
 };
 
-void cart_aws_logf(const cart_aws_log *log, int level, const char *msg,
-		   const char *fmt, ...)
-{
-	char fields[1024];
-	va_list ap;
-
-	if (!log || !log->write)
-		return;
-	fields[0] = '\0';
-	if (fmt) {
-		va_start(ap, fmt);
-		vsnprintf(fields, sizeof(fields), fmt, ap);
-		va_end(ap);
-	}
-	log->write(log->ctx, level, msg, fields[0] ? fields : NULL);
-}
-
 static int copy_env(char *dst, size_t cap, const char *v)
 {
 	if (!v || strlen(v) >= cap)
@@ -181,10 +164,15 @@ int cart_aws_creds_get(cart_aws_creds *c, cart_aws_credentials *out)
 		if (fetch_container(c, &fresh, err, sizeof(err)) == 0) {
 			c->cur = fresh;
 			c->fetched_at = now;
-			cart_aws_logf(c->log, 0, "aws credentials refreshed", NULL);
+			cart_aws_log_write(c->log, CART_AWS_LOG_DEBUG,
+					   "aws credentials refreshed", NULL);
 		} else {
-			cart_aws_logf(c->log, 3, "aws credentials refresh failed",
-				      ",\"detail\":\"%s\"", err);
+			cart_aws_fields f;
+
+			cart_aws_fields_init(&f);
+			cart_aws_fields_str(&f, "detail", err, 0);
+			cart_aws_log_write(c->log, CART_AWS_LOG_ERROR,
+					   "aws credentials refresh failed", &f);
 			if (now >= c->cur.expires_at_ms)
 				rc = CART_EBACKEND;   /* nothing valid left */
 		}

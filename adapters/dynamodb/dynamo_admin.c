@@ -149,14 +149,17 @@ static int enable_ttl(cart_aws_client *c, const char *table,
 		snprintf(err, err_len, "UpdateTimeToLive failed: %s", r.message);
 		rc = -1;
 	} else if (r.status == 200) {
-		cart_aws_logf(log, 1, "TTL enabled on expiresAt", NULL);
+		cart_aws_log_write(log, CART_AWS_LOG_INFO, "TTL enabled on expiresAt", NULL);
 	} else if (strstr(r.message, "already enabled")) {
-		cart_aws_logf(log, 1, "TTL already enabled", NULL);
+		cart_aws_log_write(log, CART_AWS_LOG_INFO, "TTL already enabled", NULL);
 	} else if (!strcmp(r.error_type, "UnknownOperationException")) {
-		cart_aws_logf(log, 2,
-			      "this endpoint has no UpdateTimeToLive: TTL not enabled; "
-			      "expired carts still read as absent",
-			      ",\"table\":\"%s\"", table);
+		cart_aws_fields f;
+
+		cart_aws_fields_init(&f);
+		cart_aws_fields_str(&f, "table", table, 0);
+		cart_aws_log_write(log, CART_AWS_LOG_WARN,
+				   "this endpoint has no UpdateTimeToLive: TTL not enabled; "
+				   "expired carts still read as absent", &f);
 	} else {
 		snprintf(err, err_len, "UpdateTimeToLive failed: HTTP %ld %s %s", r.status,
 			 r.error_type, r.message);
@@ -171,11 +174,13 @@ int cart_dynamo_migrate(cart_aws_client *client, const char *table,
 			char *err, size_t err_len)
 {
 	bool created = false;
+	cart_aws_fields f;
 
 	if (create_table(client, table, err, err_len, &created) ||
 	    wait_active(client, table, clock, err, err_len))
 		return -1;
-	cart_aws_logf(log, 1, created ? "table created" : "table exists",
-		      ",\"table\":\"%s\"", table);
+	cart_aws_fields_init(&f);
+	cart_aws_fields_str(&f, "table", table, 0);
+	cart_aws_log_write(log, CART_AWS_LOG_INFO, created ? "table created" : "table exists", &f);
 	return enable_ttl(client, table, log, err, err_len);
 }

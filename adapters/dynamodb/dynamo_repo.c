@@ -292,6 +292,28 @@ typedef struct call_result {
 } call_result;
 
 /*
+ * The one line for a failed call (aws.h: the client logged its attempts at
+ * debug only; the app names the cart error on the access line).
+ */
+static void log_failure(dynamo_repo *r, const char *op, int rc,
+			const cart_aws_response *ar)
+{
+	cart_aws_fields f;
+
+	cart_aws_fields_init(&f);
+	cart_aws_fields_str(&f, "op", op, 0);
+	cart_aws_fields_str(&f, "outcome", cart_err_name(rc), 0);
+	cart_aws_fields_int(&f, "status", ar->status);
+	cart_aws_fields_str(&f, "error", ar->error_type, 0);
+	/* no attempt: the client's circuit breaker refused the call */
+	cart_aws_fields_str(&f, "detail", ar->attempts ? ar->message : "circuit open: not sent", 160);
+	cart_aws_fields_int(&f, "attempts", ar->attempts);
+	if (ar->request_id[0])
+		cart_aws_fields_str(&f, "aws_request_id", ar->request_id, 0);
+	cart_aws_log_write(r->log, CART_AWS_LOG_WARN, "dynamodb request failed", &f);
+}
+
+/*
  * Sends op with req (consumed).  CART_OK with res->resp, CART_ECONFLICT for
  * a failed condition, CART_EINVALID for an item too large,
  * CART_EUNAVAILABLE (breaker open or throttled), else CART_EBACKEND.
@@ -339,12 +361,9 @@ static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
 			rc = CART_EUNAVAILABLE;   /* still throttled after the retries */
 		else
 			rc = ar.status >= 500 ? CART_EUNAVAILABLE : CART_EBACKEND;
-		if (rc == CART_EBACKEND || rc == CART_EINVALID)
-			cart_aws_logf(r->log, 3, "dynamodb request failed",
-				      ",\"op\":\"%s\",\"status\":%ld,\"error\":\"%s\","
-				      "\"detail\":\"%.160s\"", op, ar.status,
-				      ar.error_type, ar.message);
 	}
+	if (rc == CART_EBACKEND || rc == CART_EINVALID || rc == CART_EUNAVAILABLE)
+		log_failure(r, op, rc, &ar);
 	cart_aws_response_release(&ar);
 	return rc;
 }
@@ -379,9 +398,13 @@ static int get_attr(dynamo_repo *r, const char *user_id, const char *attr,
 
 static int bad_item(dynamo_repo *r, const char *user_id, const char *why)
 {
+	cart_aws_fields f;
+
 	atomic_fetch_add(&r->bad_items, 1);
-	cart_aws_logf(r->log, 3, "unreadable cart item in DynamoDB",
-		      ",\"user_id\":\"%s\",\"detail\":\"%s\"", user_id, why);
+	cart_aws_fields_init(&f);
+	cart_aws_fields_str(&f, "user_id", user_id, 0);
+	cart_aws_fields_str(&f, "detail", why, 0);
+	cart_aws_log_write(r->log, CART_AWS_LOG_ERROR, "unreadable cart item in DynamoDB", &f);
 	return CART_EBACKEND;
 }
 
@@ -886,6 +909,17 @@ static size_t delete_records(dynamo_repo *r, const char *user_id,
 	return gone;
 }
 
+static void log_swept(dynamo_repo *r, const char *user_id, size_t gone, size_t kept)
+{
+	cart_aws_fields f;
+
+	cart_aws_fields_init(&f);
+	cart_aws_fields_str(&f, "user_id", user_id, 0);
+	cart_aws_fields_int(&f, "deleted", (long long)gone);
+	cart_aws_fields_int(&f, "kept", (long long)kept);
+	cart_aws_log_write(r->log, CART_AWS_LOG_INFO, "idempotency records swept", &f);
+}
+
 /*
  * The user reached idem_max records: forget the oldest COMPLETE ones down
  * to three quarters of the bound (so a sweep runs once per idem_max / 4
@@ -918,9 +952,7 @@ static int sweep_records(dynamo_repo *r, const char *user_id)
 		expr_attach(&e, req);
 		rc = call(r, "UpdateItem", req, &res, true);
 		cJSON_Delete(res.resp);
-		cart_aws_logf(r->log, 1, "idempotency records swept",
-			      ",\"user_id\":\"%s\",\"deleted\":%zu,\"kept\":%zu",
-			      user_id, gone, n - gone);
+		log_swept(r, user_id, gone, n - gone);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(refs[i].sk);
@@ -955,9 +987,13 @@ static int why_refused(dynamo_repo *r, const cart_write *w)
 	   : (size_t)cJSON_GetArraySize(ob) + w->event_count > CART_OUTBOX_MAX
 		   ? CART_EBACKLOG
 	   : w->idem && records >= r->idem_max ? RECORDS_FULL : CART_ECONFLICT;
-	if (rc == CART_EBACKLOG)
-		cart_aws_logf(r->log, 2, "event outbox full: write refused",
-			      ",\"user_id\":\"%s\"", w->user_id);
+	if (rc == CART_EBACKLOG) {
+		cart_aws_fields f;
+
+		cart_aws_fields_init(&f);
+		cart_aws_fields_str(&f, "user_id", w->user_id, 0);
+		cart_aws_log_write(r->log, CART_AWS_LOG_WARN, "event outbox full: write refused", &f);
+	}
 	cJSON_Delete(res.resp);
 	return rc;
 }
@@ -1178,9 +1214,14 @@ static bool owned(dynamo_repo *r, const cJSON *item, int64_t now, bool *warned)
 		return true;
 	rc = take_over(r, item, owner, now);
 	if (rc != CART_OK && rc != CART_ECONFLICT && !*warned) {
+		cart_aws_fields f;
+
 		*warned = true;
-		cart_aws_logf(r->log, 2, "outbox takeover failed: cart left to its owner",
-			      ",\"owner\":\"%s\",\"error\":\"%s\"", owner, cart_strerror(rc));
+		cart_aws_fields_init(&f);
+		cart_aws_fields_str(&f, "owner", owner, 0);
+		cart_aws_fields_str(&f, "error", cart_strerror(rc), 0);
+		cart_aws_log_write(r->log, CART_AWS_LOG_WARN,
+				   "outbox takeover failed: cart left to its owner", &f);
 	}
 	return rc == CART_OK;
 }

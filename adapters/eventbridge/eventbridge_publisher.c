@@ -106,15 +106,31 @@ static int call_refused(eb_publisher *p, const cart_aws_response *r,
 {
 	bool now = r->status >= 500 || transient_code(r->error_type) ||
 		   configuration_error(r->error_type);
+	cart_aws_fields f;
 
-	cart_aws_logf(p->log, 3, "eventbridge PutEvents failed",
-		      ",\"status\":%ld,\"error\":\"%s\",\"permanent\":%s",
-		      r->status, r->error_type, now ? "false" : "true");
+	cart_aws_fields_init(&f);
+	cart_aws_fields_int(&f, "status", r->status);
+	cart_aws_fields_str(&f, "error", r->error_type, 0);
+	cart_aws_fields_str(&f, "detail", r->message, 160);
+	cart_aws_fields_bool(&f, "permanent", !now);
+	cart_aws_log_write(p->log, CART_AWS_LOG_ERROR, "eventbridge PutEvents failed", &f);
 	for (size_t k = 0; k < n; k++)
 		set_result(&res[idx[k]], now ? CART_PUBLISH_RETRY : CART_PUBLISH_REFUSED,
 			   r->error_type);
 	return r->status >= 500 || strstr(r->error_type, "Throttl")
 		       ? CART_EUNAVAILABLE : CART_EBACKEND;
+}
+
+static void log_refused_entry(eb_publisher *p, const cart_event *ev, const char *code)
+{
+	cart_aws_fields f;
+
+	cart_aws_fields_init(&f);
+	cart_aws_fields_str(&f, "userId", ev->user_id, 0);
+	cart_aws_fields_str(&f, "eventId", ev->event_id, 0);
+	cart_aws_fields_int(&f, "cartVersion", (long long)ev->cart_version);
+	cart_aws_fields_str(&f, "errorCode", code, 60);
+	cart_aws_log_write(p->log, CART_AWS_LOG_WARN, "eventbridge refused an entry", &f);
 }
 
 /*
@@ -148,11 +164,7 @@ static void read_entries(eb_publisher *p, const cart_event *events,
 			failed[(*n_failed)++] = idx[i];
 		} else {
 			set_result(&res[idx[i]], CART_PUBLISH_REFUSED, c);
-			cart_aws_logf(p->log, 2, "eventbridge refused an entry",
-				      ",\"userId\":\"%s\",\"eventId\":\"%s\","
-				      "\"cartVersion\":%lld,\"errorCode\":\"%.60s\"",
-				      ev->user_id, ev->event_id,
-				      (long long)ev->cart_version, c);
+			log_refused_entry(p, ev, c);
 		}
 		i++;
 	}
@@ -274,9 +286,15 @@ static int eb_publish_results(void *self, const cart_event *events, size_t n,
 	refuse_unbuildable(events, pending, &left, res);
 	for (int round = 0; left && round < p->max_attempts && !rc; round++) {
 		rc = send_round(p, events, pending, &left, pending + n, res);
-		if (!rc && left)
-			cart_aws_logf(p->log, 2, "eventbridge entries failed, resending them",
-				      ",\"failed\":%zu,\"round\":%d", left, round + 1);
+		if (!rc && left) {
+			cart_aws_fields f;
+
+			cart_aws_fields_init(&f);
+			cart_aws_fields_int(&f, "failed", (long long)left);
+			cart_aws_fields_int(&f, "round", round + 1);
+			cart_aws_log_write(p->log, CART_AWS_LOG_WARN,
+					   "eventbridge entries failed, resending them", &f);
+		}
 	}
 	free(pending);
 	if (rc)

@@ -446,20 +446,21 @@ static void json_escape(char *out, size_t cap, const char *s)
 static void log_change(const struct redis_limiter *r, bool down,
 		       const struct failure *f)
 {
-	char fields[HOST_MAX + 2 * WHY_MAX + 96], why[2 * WHY_MAX];
+	char fields[7 * HOST_MAX + 2 * WHY_MAX + 96], why[2 * WHY_MAX], host[7 * HOST_MAX];
 
 	if (!r->log)
 		return;
+	json_escape(host, sizeof(host), r->host);
 	if (!down) {
 		snprintf(fields, sizeof(fields), ",\"host\":\"%s\",\"port\":%d",
-			 r->host, r->port);
+			 host, r->port);
 		r->log(r->log_ctx, 1, "rate limiter store available", fields);
 		return;
 	}
 	json_escape(why, sizeof(why), f->why);
 	snprintf(fields, sizeof(fields),
 		 ",\"host\":\"%s\",\"port\":%d,\"error\":\"%s\",\"failurePolicy\":\"%s\"",
-		 r->host, r->port, why, r->fail_allow ? "allow" : "deny");
+		 host, r->port, why, r->fail_allow ? "allow" : "deny");
 	r->log(r->log_ctx, 2, "rate limiter store unavailable", fields);
 }
 

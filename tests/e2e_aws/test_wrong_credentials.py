@@ -18,12 +18,19 @@ class WrongSecretTests(AwsServiceTestCase):
         st = self.stats()
         self.assertEqual(st["rejected"], {"InvalidSignatureException": 1}, st)   # not retried
         self.assertEqual(st["forwarded"], {}, st)
+        rid = r.header("x-request-id")
         rec = self.wait_log(lambda x: x.get("msg") == "dynamodb request failed"
-                            and x.get("error") == "InvalidSignatureException")
+                            and x.get("request_id") == rid)
         self.assertIsNotNone(rec, self.server.logs())
-        self.assertIsNotNone(self.wait_log(
-            lambda x: x.get("msg") == "cart command failed"
-            and x.get("request_id") == r.header("x-request-id")), self.server.logs())
+        self.assertEqual(rec.get("error"), "InvalidSignatureException", rec)
+        self.assertIn(rec.get("outcome"), ("backend", "unavailable"), rec)
+        # logged once: the adapter's line, then the access line naming the error
+        acc = self.wait_log(lambda x: x.get("msg") == "request" and x.get("request_id") == rid)
+        self.assertIsNotNone(acc, self.server.logs())
+        self.assertIn(acc.get("error"), ("backend", "unavailable"), acc)
+        self.assertEqual([x["msg"] for x in self.server.log_lines()
+                          if isinstance(x, dict) and x.get("request_id") == rid],
+                         ["dynamodb request failed", "request"], self.server.logs())
 
         # a write fails the same way and stores nothing
         r = self.add(u, "sku-x", 1)

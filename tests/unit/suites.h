@@ -16,5 +16,7 @@ Suite *jwt_suite(void);
 Suite *limiter_suite(void);
 Suite *relay_suite(void);
 Suite *metrics_suite(void);
+Suite *log_suite(void);
+Suite *log_stall_suite(void);
 
 #endif

@@ -1,0 +1,144 @@
+/*
+ * Vyukov's bounded queue: cell i of the ring is free for the producer
+ * that claimed position p when its seq equals p, and holds a line for the
+ * consumer at position p when its seq equals p + 1.  Producers claim a
+ * position with one CAS on head; the single consumer owns tail.
+ */
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log_queue.h"
+
+typedef struct cell {
+	atomic_size_t seq;
+	size_t len;
+	char *heap;                     /* owned copy of a long line, or NULL */
+	char data[LOG_CELL_INLINE];
+} cell;
+
+struct log_queue {
+	cell *cells;
+	size_t mask;
+	alignas(64) atomic_size_t head;  /* next position to push */
+	alignas(64) atomic_size_t tail;  /* next position to pop */
+};
+
+int log_queue_new(log_queue **out, size_t cells)
+{
+	log_queue *q;
+
+	*out = NULL;
+	if (cells < 2 || (cells & (cells - 1)))
+		return -1;
+	q = aligned_alloc(64, sizeof(*q));
+	if (!q)
+		return -1;
+	memset(q, 0, sizeof(*q));
+	q->cells = calloc(cells, sizeof(cell));
+	if (!q->cells) {
+		free(q);
+		return -1;
+	}
+	q->mask = cells - 1;
+	for (size_t i = 0; i < cells; i++)
+		atomic_init(&q->cells[i].seq, i);
+	atomic_init(&q->head, 0);
+	atomic_init(&q->tail, 0);
+	*out = q;
+	return 0;
+}
+
+void log_queue_free(log_queue *q)
+{
+	if (!q)
+		return;
+	for (size_t i = 0; i <= q->mask; i++)
+		free(q->cells[i].heap);
+	free(q->cells);
+	free(q);
+}
+
+/* Claims a free cell; NULL if the queue is full. */
+static cell *claim(log_queue *q, size_t *pos_out)
+{
+	size_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+
+	for (;;) {
+		cell *c = &q->cells[pos & q->mask];
+		size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+		intptr_t diff = (intptr_t)seq - (intptr_t)pos;
+
+		if (diff == 0) {
+			if (atomic_compare_exchange_weak_explicit(
+				    &q->head, &pos, pos + 1, memory_order_relaxed,
+				    memory_order_relaxed)) {
+				*pos_out = pos;
+				return c;
+			}
+		} else if (diff < 0) {
+			return NULL;   /* the cell a lap behind is still unread */
+		} else {
+			pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+		}
+	}
+}
+
+int log_queue_push(log_queue *q, const char *line, size_t len)
+{
+	char *heap = NULL;
+	size_t pos;
+	cell *c;
+
+	if (len > LOG_CELL_INLINE) {
+		heap = malloc(len);
+		if (!heap)
+			return -1;
+		memcpy(heap, line, len);
+	}
+	c = claim(q, &pos);
+	if (!c) {
+		free(heap);
+		return -1;
+	}
+	c->len = len;
+	c->heap = heap;
+	if (!heap)
+		memcpy(c->data, line, len);
+	atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+	return 0;
+}
+
+int log_queue_pop(log_queue *q, char *dst, size_t cap, size_t *len)
+{
+	size_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	cell *c = &q->cells[pos & q->mask];
+	size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+
+	if (seq != pos + 1)
+		return 0;
+	if (c->len > cap - *len)
+		return -1;
+	memcpy(dst + *len, c->heap ? c->heap : c->data, c->len);
+	*len += c->len;
+	free(c->heap);
+	c->heap = NULL;
+	atomic_store_explicit(&q->tail, pos + 1, memory_order_relaxed);
+	atomic_store_explicit(&c->seq, pos + q->mask + 1, memory_order_release);
+	return 1;
+}
+
+size_t log_queue_used(const log_queue *q)
+{
+	size_t head = atomic_load_explicit(&((log_queue *)q)->head, memory_order_relaxed);
+	size_t tail = atomic_load_explicit(&((log_queue *)q)->tail, memory_order_relaxed);
+
+	return head > tail ? head - tail : 0;
+}
+
+size_t log_queue_cap(const log_queue *q)
+{
+	return q->mask + 1;
+}

@@ -1,0 +1,192 @@
+"""Logs (issue 9): lines of a request carry its id, a stalled stdout never
+stalls a request (lines are dropped, counted and reported), and a clean
+stop loses no line."""
+
+import fcntl
+import http.client
+import os
+import subprocess
+import re
+import threading
+import time
+import unittest
+
+import harness
+from harness import new_user
+
+F_SETPIPE_SZ = 1031
+
+
+class RequestLinesTest(harness.ServerTestCase):
+    server_env = {"LOG_LEVEL": "debug"}
+
+    def test_every_line_of_a_request_carries_its_id(self):
+        u = new_user()
+        rids = []
+        for i, (method, path, body) in enumerate((
+                ("POST", "/v1/cart/%s/items" % u,
+                 {"itemId": "a", "quantity": 1,
+                  "unitPrice": {"amount": 1, "currency": "EUR"}}),
+                ("GET", "/v1/cart/" + u, None),
+                ("DELETE", "/v1/cart/%s/items/zz" % u, None))):
+            rid = "lines-%d-%s" % (i, new_user("")[2:])
+            rids.append(rid)
+            r = self.request(method, path, body, headers={"X-Request-Id": rid})
+            self.assertLess(r.status, 500, r)
+        for rid in rids:
+            rec = self.server.wait_log(lambda d, rid=rid: d.get("request_id") == rid
+                                       and d.get("msg") == "request")
+            self.assertIsNotNone(rec, self.server.logs())
+            self.assertNotIn("trace_id", rec)   # none yet: left out, not ""
+        for rec in self.server.log_lines():
+            self.assertIsInstance(rec, dict, rec)
+            self.assertIn(rec["level"], ("debug", "info", "warn", "error"), rec)
+            # only request lines name a request: the thread's id is cleared after
+            if rec.get("msg") in ("starting cart-service", "listening"):
+                self.assertNotIn("request_id", rec)
+
+
+class PipeServer(harness.Server):
+    """stdout is a pipe the test reads only when it wants to."""
+
+    def start(self):
+        self.port = harness.free_port()
+        self.rfd, wfd = os.pipe()
+        try:
+            fcntl.fcntl(wfd, F_SETPIPE_SZ, 4096)   # stall sooner
+        except OSError:
+            pass
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([harness.binary_path()], env=self._env(),
+                                         stdout=wfd, stderr=err,
+                                         stdin=subprocess.DEVNULL,
+                                         cwd=harness.REPO_ROOT)
+        os.close(wfd)
+        self.reader = None
+        # start-up lines fit in the pipe; /health answers once listening
+        if not self._wait_healthy():
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("did not start\n" + self.stderr())
+        return self
+
+    def resume_reading(self):
+        open(self.stdout_path, "wb").close()
+
+        def pump():
+            with open(self.stdout_path, "ab") as out:
+                while True:
+                    data = os.read(self.rfd, 65536)
+                    if not data:
+                        break
+                    out.write(data)
+                    out.flush()
+        self.reader = threading.Thread(target=pump, daemon=True)
+        self.reader.start()
+
+    def finish(self):
+        if self.reader:
+            self.reader.join(10)
+        os.close(self.rfd)
+
+
+def hammer(port, n, rid_prefix, worst):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for i in range(n):
+            t0 = time.monotonic()
+            conn.request("GET", "/health",
+                         headers={"X-Request-Id": "%s-%d" % (rid_prefix, i)})
+            r = conn.getresponse()
+            r.read()
+            worst[0] = max(worst[0], time.monotonic() - t0)
+            if r.status != 200:
+                raise AssertionError("status %d" % r.status)
+    finally:
+        conn.close()
+
+
+class StalledStdoutTest(unittest.TestCase):
+    THREADS = 4
+    PER_THREAD = 1100    # 4400 info lines: past the queue's 3/4 (3072)
+
+    def test_requests_do_not_wait_for_a_stalled_stdout(self):
+        srv = PipeServer(env={"LOG_LEVEL": "info"}).start()
+        try:
+            worst = [0.0]
+            errors = []
+
+            def run(t):
+                try:
+                    hammer(srv.port, self.PER_THREAD, "stall%d" % t, worst)
+                except Exception as e:   # reported below
+                    errors.append(e)
+            t0 = time.monotonic()
+            threads = [threading.Thread(target=run, args=(t,)) for t in range(self.THREADS)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(120)
+            took = time.monotonic() - t0
+            self.assertEqual(errors, [])
+            self.assertFalse(any(th.is_alive() for th in threads), "requests hung")
+            # generous: the old synchronous writer would hang here for good
+            self.assertLess(worst[0], 5.0, "a request waited %.2f s" % worst[0])
+            self.assertLess(took, 100.0)
+
+            srv.resume_reading()
+            rec = srv.wait_log(lambda d: d.get("msg") == "log lines dropped", timeout=10)
+            self.assertIsNotNone(rec, srv.logs())
+            self.assertEqual(rec["level"], "warn", rec)
+            self.assertGreater(rec["dropped"]["info"], 0, rec)
+            self.assertEqual(rec["dropped"]["error"], 0, rec)
+            # /metrics counts the same drops (all info: request lines)
+            r = srv.request("GET", "/metrics")
+            m = re.search(r'^log_lines_dropped_total\{level="info"\} (\d+)$',
+                          r.raw.decode(),
+                          re.M)
+            self.assertIsNotNone(m, "no log_lines_dropped_total in /metrics")
+            metric_dropped = int(m.group(1))
+            # the lines that got through plus the dropped ones: every request
+            srv.request("GET", "/health")
+            srv.stop()
+            lines = srv.log_lines()
+            for line in lines:
+                self.assertIsInstance(line, dict, line)
+            got = sum(1 for d in lines if d.get("msg") == "request"
+                      and str(d.get("request_id", "")).startswith("stall"))
+            dropped = sum(d["dropped"]["info"] for d in lines
+                          if d.get("msg") == "log lines dropped")
+            self.assertEqual(got + dropped, self.THREADS * self.PER_THREAD,
+                             (got, dropped))
+            self.assertEqual(metric_dropped, dropped, "metric and log line disagree")
+            self.assertEqual(lines[-1].get("msg"), "stopped", lines[-3:])
+        finally:
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait()
+            srv.finish()
+            srv.cleanup()
+
+
+class CleanStopTest(unittest.TestCase):
+    def test_sigterm_right_after_requests_loses_no_line(self):
+        srv = harness.Server(env={"LOG_LEVEL": "info"}).start()
+        try:
+            worst = [0.0]
+            hammer(srv.port, 300, "clean", worst)
+            srv.stop()   # SIGTERM at once: the queue is drained before exit
+            lines = srv.log_lines()
+            msgs = [d.get("msg") for d in lines if isinstance(d, dict)]
+            self.assertEqual(sum(1 for d in lines if isinstance(d, dict)
+                                 and str(d.get("request_id", "")).startswith("clean-")),
+                             300, srv.logs())
+            self.assertIn("stats", msgs)
+            self.assertEqual(msgs[-1], "stopped", msgs[-3:])
+            self.assertNotIn("log lines dropped", msgs)
+        finally:
+            srv.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
