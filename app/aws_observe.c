@@ -5,12 +5,13 @@
  * thread for the publisher's; must not block.
  */
 #include "aws_observe.h"
+#include "xray.h"
 
 static void call_done(void *self, const cart_aws_call_info *info)
 {
 	(void)self;
-	(void)info;
 	/* consumers, one line each (issue 9) */
+	app_xray_aws_call(info, app_xray_now());   /* the request's subsegment */
 }
 
 const cart_aws_observer app_aws_observer = { call_done, NULL };

@@ -58,7 +58,11 @@ static const var vars[] = {
 	{ "AWS_MAX_ATTEMPTS", "3", V_INT, F(aws_max_attempts), 1, 10, NULL, NOSET,
 	  "attempts per AWS call (standard retry mode: backoff with full jitter, retry quota)" },
 	{ "AWS_XRAY_ENABLED", "false", V_BOOL, F(xray_enabled), 0, 0, NULL, NOSET,
-	  "X-Ray tracing" },
+	  "send X-Ray segments of sampled requests to the X-Ray daemon (UDP)" },
+	{ "AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000", V_STR, F(xray_daemon_address), 3, 0,
+	  ID_CHARS "-.:", NOSET, "X-Ray daemon host:port (UDP), resolved once at start" },
+	{ "AWS_XRAY_TRACING_NAME", "cart-service", V_STR, F(xray_tracing_name), 1, 0,
+	  ID_CHARS "-_.:/ ", NOSET, "name of the X-Ray segments (the service in the trace map)" },
 	{ "RATE_LIMIT_RPS", "100", V_INT, F(rate_limit_rps), 0, 1000000, NULL, SET(set_rate_limit),
 	  "requests per second per caller (token sub, else client IP) on /v1 routes; 0 disables" },
 	{ "RATE_LIMIT_BURST", "0", V_INT, F(rate_limit_burst), 0, 10000000, NULL, NOSET,
@@ -325,12 +329,6 @@ int config_check_features(const app_config *cfg, char *err, size_t err_len,
 	bool dev = !strcmp(cfg->env_name, "dev") || !strcmp(cfg->env_name, "test");
 
 	*warn = '\0';
-	if (cfg->xray_enabled) {
-		snprintf(err, err_len,
-			 "AWS_XRAY_ENABLED=true: this build does not provide that feature "
-			 "yet; unset it (or switch it off) to start");
-		return -1;
-	}
 	if (check_combinations(cfg, err, err_len))
 		return -1;
 	if (!dev && !cfg->auth_enabled)

@@ -30,6 +30,8 @@ typedef struct app_config {
 	int dynamodb_timeout_ms;
 	int aws_max_attempts;
 	bool xray_enabled;
+	char xray_daemon_address[256];   /* host:port, checked by app_xray_new */
+	char xray_tracing_name[200];     /* segment name */
 	int rate_limit_rps;
 	int rate_limit_burst;
 	char rate_limit_store[16];   /* memory | redis */

@@ -1353,7 +1353,7 @@ static const cart_principal ADMIN = { "ops-bot", true };
 /* An add as principal p; cart_result released. */
 static int add_as(const cart_principal *p, const char *user, const char *key)
 {
-	cart_call_ctx call = { "req-1", NULL, 0, p };
+	cart_call_ctx call = { "req-1", NULL, 0, p, NULL };
 	cart_item_spec spec = { "sku", 1, { 100, "EUR" }, NULL, NULL, 0 };
 	cart_command cmd = { .kind = CART_CMD_ADD_ITEM, .call = &call,
 			     .user_id = user, .item = &spec };
@@ -1367,7 +1367,7 @@ static int add_as(const cart_principal *p, const char *user, const char *key)
 
 START_TEST(test_service_principal_acts_on_own_cart_only)
 {
-	cart_call_ctx call = { NULL, NULL, 0, &ALICE };
+	cart_call_ctx call = { NULL, NULL, 0, &ALICE, NULL };
 	cart *c = NULL;
 
 	ck_assert_int_eq(add_as(&ALICE, "alice", NULL), CART_OK);
@@ -1405,7 +1405,7 @@ END_TEST
 
 START_TEST(test_service_admin_acts_on_any_cart)
 {
-	cart_call_ctx call = { NULL, NULL, 0, &ADMIN };
+	cart_call_ctx call = { NULL, NULL, 0, &ADMIN, NULL };
 	cart *c = NULL;
 
 	ck_assert_int_eq(add_as(&ADMIN, "bob", NULL), CART_OK);
@@ -1417,7 +1417,7 @@ END_TEST
 
 START_TEST(test_service_no_principal_is_trusted)
 {
-	cart_call_ctx call = { "r", NULL, 0, NULL };
+	cart_call_ctx call = { "r", NULL, 0, NULL, NULL };
 	cart *c = NULL;
 
 	ck_assert(cart_call_may_access(NULL, "x"));
