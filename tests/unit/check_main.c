@@ -19,6 +19,7 @@ int main(void)
 	srunner_add_suite(sr, jwt_suite());
 	srunner_add_suite(sr, limiter_suite());
 	srunner_add_suite(sr, relay_suite());
+	srunner_add_suite(sr, trace_suite());
 	srunner_run_all(sr, CK_ENV);  /* CK_VERBOSITY=verbose lists each test */
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -15,5 +15,6 @@ Suite *pipeline_suite(void);
 Suite *jwt_suite(void);
 Suite *limiter_suite(void);
 Suite *relay_suite(void);
+Suite *trace_suite(void);
 
 #endif
