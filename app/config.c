@@ -285,6 +285,19 @@ int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 	return 0;
 }
 
+/* "host:port" with a port of 1-65535 (resolved only when X-Ray is on). */
+static bool host_port_valid(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	char *end;
+	long port;
+
+	if (!colon || colon == s)
+		return false;
+	port = strtol(colon + 1, &end, 10);
+	return colon[1] && !*end && port >= 1 && port <= 65535;
+}
+
 /* Settings that are valid one by one but not together. */
 static int check_combinations(const app_config *cfg, char *err, size_t err_len)
 {
@@ -329,6 +342,11 @@ int config_check_features(const app_config *cfg, char *err, size_t err_len,
 	bool dev = !strcmp(cfg->env_name, "dev") || !strcmp(cfg->env_name, "test");
 
 	*warn = '\0';
+	if (!host_port_valid(cfg->xray_daemon_address)) {
+		snprintf(err, err_len, "invalid AWS_XRAY_DAEMON_ADDRESS: must be host:port "
+			 "(e.g. 127.0.0.1:2000)");
+		return -1;
+	}
 	if (check_combinations(cfg, err, err_len))
 		return -1;
 	if (!dev && !cfg->auth_enabled)
