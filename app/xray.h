@@ -71,10 +71,11 @@ typedef struct app_xray_segment {
 	char parent_id[APP_TRACE_ID_LEN + 1];   /* "" if the caller sent none */
 	double start, end;
 	app_xray_http http;              /* filled at the end */
-	app_xray_sub subs[APP_XRAY_MAX_SUBS];
 	int nsubs;
 	int streamed;                    /* subsegments sent on their own */
 	int dropped;                     /* beyond APP_XRAY_MAX_STREAMED */
+	/* last: begin clears everything before it, these are filled in use */
+	app_xray_sub subs[APP_XRAY_MAX_SUBS];
 } app_xray_segment;
 
 /*

@@ -3,10 +3,14 @@
  * headers), the header we return, generated ids, the default sampling
  * rule on a fake clock, and the X-Ray documents (parsed back with cJSON).
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "cart/error.h"
 #include "trace.h"
@@ -407,6 +411,110 @@ START_TEST(test_xray_long_strings_are_cut_and_the_document_bounded)
 }
 END_TEST
 
+/* A UDP socket on 127.0.0.1 (port picked by the kernel) as the daemon. */
+static int daemon_socket(char *addr, size_t cap)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	snprintf(addr, cap, "127.0.0.1:%d", ntohs(sa.sin_port));
+	return fd;
+}
+
+/* The next datagram's document (header line checked), or NULL. */
+static cJSON *receive(int fd)
+{
+	static char data[70000];
+	ssize_t n = recv(fd, data, sizeof(data) - 1, MSG_DONTWAIT);
+	size_t head = strlen(APP_XRAY_HEADER);
+
+	if (n <= 0)
+		return NULL;
+	data[n] = '\0';
+	ck_assert(!strncmp(data, APP_XRAY_HEADER, head));
+	return cJSON_Parse(data + head);
+}
+
+START_TEST(test_xray_extra_subsegments_sent_on_their_own_then_dropped)
+{
+	char addr[64], err[256];
+	int fd = daemon_socket(addr, sizeof(addr)), n_own = 0;
+	cart_aws_call_info c = call("GetItem", 200, "");
+	app_xray_segment *seg;
+	app_xray_http h = { "GET", "/v1/cart/a", "127.0.0.1", NULL, 200, 2, "/v1/cart/{userID}" };
+	app_xray *x;
+	cJSON *d;
+	buf stats;
+
+	ck_assert_int_eq(app_xray_new(&x, addr, "cart-unit", "eu-west-1", err, sizeof(err)), 0);
+	seg = app_xray_begin(x, ROOT, NULL, app_xray_now() - 1);
+	ck_assert_ptr_nonnull(seg);
+	/* outside a request: nothing recorded */
+	app_xray_aws_call(&c, app_xray_now());
+	app_xray_set_current(seg);
+	for (int i = 0; i < APP_XRAY_MAX_SUBS + 40; i++)
+		app_xray_aws_call(&c, app_xray_now());
+	ck_assert_int_eq(seg->nsubs, APP_XRAY_MAX_SUBS);
+	ck_assert_int_eq(seg->streamed, 40);
+	/* a small socket buffer could not take all of these: count both */
+	while ((d = receive(fd))) {
+		ck_assert_str_eq(cJSON_GetObjectItem(d, "type")->valuestring, "subsegment");
+		ck_assert_str_eq(cJSON_GetObjectItem(d, "parent_id")->valuestring, seg->id);
+		ck_assert_str_eq(cJSON_GetObjectItem(d, "trace_id")->valuestring, ROOT);
+		n_own++;
+		cJSON_Delete(d);
+	}
+	ck_assert_int_eq(n_own, 40);
+	for (int i = 0; i < APP_XRAY_MAX_STREAMED; i++)
+		app_xray_aws_call(&c, app_xray_now());
+	ck_assert_int_eq(seg->dropped, 40);
+	while ((d = receive(fd)))
+		cJSON_Delete(d);
+	app_xray_end(seg, &h, app_xray_now());
+	ck_assert_ptr_null(app_xray_current());
+	d = receive(fd);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_str_eq(cJSON_GetObjectItem(d, "name")->valuestring, "cart-unit");
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(d, "subsegments")),
+			 APP_XRAY_MAX_SUBS);
+	ck_assert_int_eq(get(d, "metadata.default.subsegments_dropped")->valueint, 40);
+	cJSON_Delete(d);
+	buf_init(&stats, 4096);
+	app_xray_stats(x, &stats);
+	ck_assert_ptr_nonnull(strstr(stats.data, "\"segments_sent\":1,"));
+	ck_assert_ptr_nonnull(strstr(stats.data, "\"subsegments_dropped\":40,"));
+	buf_release(&stats);
+	app_xray_free(x);
+	close(fd);
+}
+END_TEST
+
+START_TEST(test_xray_refuses_bad_daemon_addresses)
+{
+	static const char *bad[] = { "", "127.0.0.1", ":2000", "127.0.0.1:",
+				     "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:20x",
+				     "no-such-host.invalid:2000" };
+	char err[256];
+	app_xray *x;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		ck_assert_msg(app_xray_new(&x, bad[i], "n", "r", err, sizeof(err)) == -1,
+			      "%s", bad[i]);
+		ck_assert_ptr_null(x);
+		ck_assert_ptr_nonnull(strstr(err, "AWS_XRAY_DAEMON_ADDRESS"));
+	}
+	ck_assert_int_eq(app_xray_new(&x, "localhost:2000", "n", "r", err, sizeof(err)), 0);
+	app_xray_free(x);
+	app_xray_free(NULL);
+}
+END_TEST
+
 Suite *trace_suite(void)
 {
 	Suite *s = suite_create("trace");
@@ -432,6 +540,8 @@ Suite *trace_suite(void)
 	tcase_add_test(doc, test_xray_subsegments_from_calls);
 	tcase_add_test(doc, test_xray_subsegment_on_its_own);
 	tcase_add_test(doc, test_xray_long_strings_are_cut_and_the_document_bounded);
+	tcase_add_test(doc, test_xray_extra_subsegments_sent_on_their_own_then_dropped);
+	tcase_add_test(doc, test_xray_refuses_bad_daemon_addresses);
 	suite_add_tcase(s, amzn);
 	suite_add_tcase(s, tp);
 	suite_add_tcase(s, ids);
