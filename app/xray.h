@@ -109,7 +109,7 @@ app_xray_segment *app_xray_current(void);
  */
 void app_xray_aws_call(const cart_aws_call_info *info, double end);
 
-/* --- documents (pure; tested) ------------------------------------------ */
+/* --- documents (xray_doc.c; pure, tested) ------------------------------ */
 
 /* Converts one call into a subsegment (no id: the caller's). */
 void app_xray_sub_from_call(app_xray_sub *out, const cart_aws_call_info *info,
