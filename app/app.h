@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cart/call.h"
+#include "cart/event.h"
 #include "cart/ports.h"
 #include "cart/relay.h"
 #include "cart/service.h"
@@ -108,6 +109,7 @@ typedef struct app_ctx {
 	relay_kick *kick;            /* NULL when this process does not relay */
 	const cart_relay *relay;     /* NULL when this process does not relay */
 	app_pipeline pipeline;
+	struct app_xray *xray;       /* NULL: AWS_XRAY_ENABLED=false */
 	app_ready_check ready[APP_MAX_READY_CHECKS];
 	size_t ready_count;
 	app_stats_source stats[APP_MAX_STATS];
@@ -169,8 +171,14 @@ struct app_request {
 	const char *error;           /* cart_err_name of a backend failure (log field) */
 	char rate_key[APP_SUB_MAX + 8];  /* "sub:..." or "ip:..." */
 
-	/* Trace context: X-Ray root, or "" when none (tracing issue). */
+	/* Trace context (trace_stage.c): the X-Ray root of the request, set
+	 * in READ before any other stage, so every log line may carry it. */
 	char trace_id[40];
+	bool sampled;
+	/* What events and downstream calls carry:
+	 * "Root=...;Parent=<our segment id>;Sampled=1" (cart_call_ctx). */
+	char trace_header[CART_TRACE_HEADER_MAX + 1];
+	struct app_xray_segment *segment;   /* owned; NULL: not recorded */
 
 	/* CONTENT / LOG: for metrics */
 	bool replayed;               /* an idempotent replay answered */
@@ -241,5 +249,14 @@ int app_stage_read_body(app_request *r, void *self); /* framing.c */
 int app_stage_route(app_request *r, void *self);     /* router.c */
 int app_stage_content(app_request *r, void *self);   /* handlers.c */
 int app_stage_access_log(app_request *r, void *self);/* access_log.c */
+/*
+ * trace_stage.c (self: the app_ctx).  app_stage_trace (READ, first):
+ * X-Amzn-Trace-Id or traceparent, else a new root; the sampling
+ * decision; the X-Amzn-Trace-Id response header; the segment when
+ * sampled with X-Ray on.  Never answers.  app_stage_trace_end (LOG):
+ * sends and frees the segment.
+ */
+int app_stage_trace(app_request *r, void *self);
+int app_stage_trace_end(app_request *r, void *self);
 
 #endif

@@ -58,7 +58,11 @@ static const var vars[] = {
 	{ "AWS_MAX_ATTEMPTS", "3", V_INT, F(aws_max_attempts), 1, 10, NULL, NOSET,
 	  "attempts per AWS call (standard retry mode: backoff with full jitter, retry quota)" },
 	{ "AWS_XRAY_ENABLED", "false", V_BOOL, F(xray_enabled), 0, 0, NULL, NOSET,
-	  "X-Ray tracing" },
+	  "send X-Ray segments of sampled requests to the X-Ray daemon (UDP)" },
+	{ "AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000", V_STR, F(xray_daemon_address), 3, 0,
+	  ID_CHARS "-.:", NOSET, "X-Ray daemon host:port (UDP), resolved once at start" },
+	{ "AWS_XRAY_TRACING_NAME", "cart-service", V_STR, F(xray_tracing_name), 1, 0,
+	  ID_CHARS "-_.:/ ", NOSET, "name of the X-Ray segments (the service in the trace map)" },
 	{ "METRICS_ENABLED", "true", V_BOOL, F(metrics_enabled), 0, 0, NULL, NOSET,
 	  "serve GET /metrics (Prometheus text; no token, not rate-limited: keep it off the public load balancer)" },
 	{ "METRICS_EMF", "false", V_BOOL, F(metrics_emf), 0, 0, NULL, NOSET,
@@ -287,6 +291,19 @@ int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 	return 0;
 }
 
+/* "host:port" with a port of 1-65535 (resolved only when X-Ray is on). */
+static bool host_port_valid(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	char *end;
+	long port;
+
+	if (!colon || colon == s)
+		return false;
+	port = strtol(colon + 1, &end, 10);
+	return colon[1] && !*end && port >= 1 && port <= 65535;
+}
+
 /* Settings that are valid one by one but not together. */
 static int check_combinations(const app_config *cfg, char *err, size_t err_len)
 {
@@ -331,10 +348,9 @@ int config_check_features(const app_config *cfg, char *err, size_t err_len,
 	bool dev = !strcmp(cfg->env_name, "dev") || !strcmp(cfg->env_name, "test");
 
 	*warn = '\0';
-	if (cfg->xray_enabled) {
-		snprintf(err, err_len,
-			 "AWS_XRAY_ENABLED=true: this build does not provide that feature "
-			 "yet; unset it (or switch it off) to start");
+	if (!host_port_valid(cfg->xray_daemon_address)) {
+		snprintf(err, err_len, "invalid AWS_XRAY_DAEMON_ADDRESS: must be host:port "
+			 "(e.g. 127.0.0.1:2000)");
 		return -1;
 	}
 	if (check_combinations(cfg, err, err_len))

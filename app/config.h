@@ -33,6 +33,8 @@ typedef struct app_config {
 	bool metrics_enabled;        /* GET /metrics */
 	bool metrics_emf;            /* CloudWatch EMF lines on stdout */
 	int metrics_emf_interval_seconds;
+	char xray_daemon_address[256];   /* host:port, checked by app_xray_new */
+	char xray_tracing_name[200];     /* segment name */
 	int rate_limit_rps;
 	int rate_limit_burst;
 	char rate_limit_store[16];   /* memory | redis */

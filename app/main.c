@@ -28,6 +28,7 @@
 #include "memory/memory_repo.h"
 #include "ratelimit.h"
 #include "server.h"
+#include "xray.h"
 #include "system/system.h"
 
 /* Process-wide state, set up before any thread starts (STYLE.md, 7). */
@@ -49,6 +50,7 @@ typedef struct wiring {
 	cart_relay *relay;
 	app_auth *auth;              /* NULL unless AUTH_ENABLED */
 	app_ratelimit *ratelimit;    /* NULL if RATE_LIMIT_RPS=0 */
+	app_xray *xray;              /* NULL unless AWS_XRAY_ENABLED */
 } wiring;
 
 static const char *env(const char *name)
@@ -239,6 +241,7 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 
 static void unwire(wiring *w)
 {
+	app_xray_free(w->xray);
 	app_auth_free(w->auth);
 	app_ratelimit_free(w->ratelimit);
 	cart_relay_free(w->relay);
@@ -349,6 +352,8 @@ static int wire_stats(app_ctx *app, wiring *w)
 		rc |= app_stats_add(app, "auth", app_auth_stats, w->auth);
 	if (w->ratelimit)
 		rc |= app_stats_add(app, "ratelimit", app_ratelimit_stats_json, w->ratelimit);
+	if (w->xray)
+		rc |= app_stats_add(app, "xray", app_xray_stats, w->xray);
 	return rc;
 }
 
@@ -394,6 +399,11 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 		snprintf(err, err_len, "cannot build the request pipeline");
 		return -1;
 	}
+	if (g_cfg.xray_enabled &&
+	    app_xray_new(&w->xray, g_cfg.xray_daemon_address, g_cfg.xray_tracing_name,
+			 g_cfg.aws_region, err, err_len))
+		return -1;
+	app->xray = w->xray;
 	if (g_cfg.auth_enabled &&
 	    (app_auth_new(&w->auth, &g_cfg, &w->clock, err, err_len) ||
 	     app_pipeline_add(p, APP_PHASE_PREACCESS, "authenticate",

@@ -40,10 +40,12 @@ int app_pipeline_add_front(app_pipeline *p, app_phase phase, const char *name,
 int app_pipeline_init_default(app_pipeline *p, app_ctx *app)
 {
 	memset(p, 0, sizeof(*p));
-	return app_pipeline_add(p, APP_PHASE_READ, "framing", app_stage_framing, app) |
+	return app_pipeline_add(p, APP_PHASE_READ, "trace", app_stage_trace, app) |
+	       app_pipeline_add(p, APP_PHASE_READ, "framing", app_stage_framing, app) |
 	       app_pipeline_add(p, APP_PHASE_READ, "body", app_stage_read_body, app) |
 	       app_pipeline_add(p, APP_PHASE_ROUTE, "route", app_stage_route, app) |
 	       app_pipeline_add(p, APP_PHASE_CONTENT, "content", app_stage_content, app) |
+	       app_pipeline_add(p, APP_PHASE_LOG, "trace_end", app_stage_trace_end, app) |
 	       app_pipeline_add(p, APP_PHASE_LOG, "access_log", app_stage_access_log, app);
 }
 
@@ -90,7 +92,9 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	r->path[0] = '\0';
 	r->user_id[0] = r->item_id[0] = '\0';
 	r->ids_valid = r->authenticated = false;
-	r->sub[0] = r->rate_key[0] = r->trace_id[0] = '\0';
+	r->sub[0] = r->rate_key[0] = r->trace_id[0] = r->trace_header[0] = '\0';
+	r->sampled = false;
+	r->segment = NULL;
 	r->auth_failure = r->error = NULL;
 	r->replayed = r->metrics_in_flight = false;
 	r->principal = (cart_principal){ NULL, false };
@@ -105,7 +109,7 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 		snprintf(res->request_id, sizeof(res->request_id), "%s", given);
 	else if (cart_ids_uuid(app->ids, res->request_id))
 		snprintf(res->request_id, sizeof(res->request_id), "unknown");
-	r->call = (cart_call_ctx){ res->request_id, NULL, r->deadline_ms, NULL };
+	r->call = (cart_call_ctx){ res->request_id, NULL, r->deadline_ms, NULL, NULL };
 	/* Every line this thread logs until the LOG phase ends is the request's. */
 	log_request_begin(res->request_id, r->trace_id);
 }

@@ -375,6 +375,7 @@ static int on_http_error(struct mg_connection *conn, int status,
 	req.read = NULL;
 	http_response_init(&res);
 	app_request_init(&r, srv->app, &req, &res);
+	app_stage_trace(&r, srv->app);   /* READ does not run: the trace header */
 	if (ri->request_uri)
 		snprintf(r.path, sizeof(r.path), "%.*s", (int)strcspn(ri->request_uri, "?#"),
 			 ri->request_uri);

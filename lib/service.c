@@ -134,6 +134,15 @@ static int new_event(cart_service *svc, attempt *a, cart_event_type type,
 	return cart_ids_uuid(&svc->ids, ev->event_id);
 }
 
+/* The caused-by trace of the request, if any and if it fits. */
+static void copy_trace(cart_event *ev, const cart_call_ctx *call)
+{
+	const char *h = call ? call->trace_header : NULL;
+
+	if (h && strlen(h) < sizeof(ev->trace_header))
+		strcpy(ev->trace_header, h);
+}
+
 static int apply_add(cart_service *svc, const cart_command *cmd, attempt *a,
 		     int64_t now, cart_result *out)
 {
@@ -293,6 +302,7 @@ static int attempt_once(cart_service *svc, const cart_command *cmd,
 	if (!a.event.cart_id[0])
 		strcpy(a.event.cart_id, cart_id(a.cart));
 	a.event.cart_version = cart_version(a.cart);
+	copy_trace(&a.event, cmd->call);
 	out->cart = a.cart;
 	memset(&w, 0, sizeof(w));
 	w.user_id = cmd->user_id;

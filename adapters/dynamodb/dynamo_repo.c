@@ -697,6 +697,9 @@ static cJSON *encode_event(const cart_event *ev)
 	if (ev->unit_price.currency[0])
 		cJSON_AddItemToObject(m, "cur", av_s(ev->unit_price.currency));
 	cJSON_AddItemToObject(m, "n", av_n(ev->item_count_before));
+	/* optional: items written before tracing have no "tr" */
+	if (ev->trace_header[0])
+		cJSON_AddItemToObject(m, "tr", av_s(ev->trace_header));
 	cJSON_AddItemToObject(av, "M", m);
 	return av;
 }
@@ -730,6 +733,10 @@ static int decode_event(const cJSON *av, const char *user_id, cart_event *ev)
 		       get_s(m, "cur"), false) ||
 	    copy_field(ev->user_id, sizeof(ev->user_id), user_id, true))
 		return -1;
+	/* a trace header that does not fit is dropped, never the event */
+	if (copy_field(ev->trace_header, sizeof(ev->trace_header),
+		       get_s(m, "tr"), false))
+		ev->trace_header[0] = '\0';
 	ev->type = (cart_event_type)ty;
 	ev->quantity_before = (int32_t)qb;
 	ev->quantity_after = (int32_t)qa;

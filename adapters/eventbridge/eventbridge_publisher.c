@@ -46,6 +46,10 @@ static bool add_entry(const eb_publisher *p, cJSON *entries, const cart_event *e
 	cJSON_AddStringToObject(e, "DetailType", cart_event_type_name(ev->type));
 	cJSON_AddStringToObject(e, "Detail", detail);
 	cJSON_AddStringToObject(e, "EventBusName", p->bus);
+	/* The X-Ray header of the request that caused the change: an
+	 * envelope member, not part of the event document. */
+	if (ev->trace_header[0])
+		cJSON_AddStringToObject(e, "TraceHeader", ev->trace_header);
 	cJSON_AddItemToArray(entries, e);
 	return true;
 }

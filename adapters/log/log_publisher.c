@@ -31,7 +31,8 @@ static int write_all(int fd, const char *p, size_t len)
 	return CART_OK;
 }
 
-#define LINE_MAX_BYTES 1024   /* an event document is well under 1 KB */
+/* an event document is well under 1 KB; then the trace header */
+#define LINE_MAX_BYTES (1024 + 128)
 
 /* Appends events[i]'s line at out; returns its length, 0 if too long. */
 static size_t format_line(char *out, const cart_event *ev)
@@ -48,6 +49,14 @@ static size_t format_line(char *out, const cart_event *ev)
 	if (len >= LINE_MAX_BYTES - (size_t)pre - 2)
 		return 0;
 	len += (size_t)pre;
+	/* the request's trace, beside the document (hex, '=', ';': no escaping) */
+	if (ev->trace_header[0]) {
+		int t = snprintf(out + len, LINE_MAX_BYTES - len - 2,
+				 ",\"trace_header\":\"%s\"", ev->trace_header);
+		if (t < 0 || (size_t)t >= LINE_MAX_BYTES - len - 2)
+			return 0;
+		len += (size_t)t;
+	}
 	out[len++] = '}';
 	out[len++] = '\n';
 	return len;

@@ -29,6 +29,12 @@ typedef struct cart_call_ctx {
 	 * the cart of principal->sub, unless principal->admin.
 	 */
 	const cart_principal *principal;
+	/*
+	 * The X-Ray trace header to hand on ("Root=...;Parent=...;Sampled=1"):
+	 * the events this call records carry it.  NULL or "": none; a header
+	 * longer than CART_TRACE_HEADER_MAX (cart/event.h) is not recorded.
+	 */
+	const char *trace_header;
 } cart_call_ctx;
 
 /*

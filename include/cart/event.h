@@ -13,6 +13,9 @@
 
 #define CART_EVENT_SCHEMA_VERSION 1
 
+/* An X-Ray trace header "Root=1-...;Parent=<16 hex>;Sampled=1" is 74 bytes. */
+#define CART_TRACE_HEADER_MAX 79
+
 typedef enum cart_event_type {
 	CART_EVENT_ITEM_ADDED = 1,
 	CART_EVENT_ITEM_QUANTITY_CHANGED,
@@ -35,6 +38,13 @@ typedef struct cart_event {
 	int32_t quantity_after;       /* 0 when the line is gone */
 	cart_money unit_price;        /* the line's price after the change */
 	int64_t item_count_before;    /* CLEARED: quantities dropped */
+	/*
+	 * The trace of the request that caused the change, as an X-Ray trace
+	 * header (cart_call_ctx.trace_header), or "" when none.  Travels in the
+	 * publishers' envelopes (EventBridge TraceHeader), not in the event
+	 * document: consumers follow the request to the event through it.
+	 */
+	char trace_header[CART_TRACE_HEADER_MAX + 1];
 } cart_event;
 
 #endif

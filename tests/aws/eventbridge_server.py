@@ -25,7 +25,8 @@ Detail not a JSON object -> MalformedDetail; a bus not in `buses` (when set)
 Accepted entries are stored in order. Control API (unsigned JSON):
     GET  /__control/events   -> {"events": [{"bus", "source", "detailType",
                                   "detail" (parsed), "time", "eventId",
-                                  "resources", "call", "index"}]}
+                                  "resources", "traceHeader" (or null),
+                                  "call", "index"}]}
     POST /__control/fault    {"kind": "fail_call"|"throttle"|"fail_entries"|"hang"|"drop",
                               "count": 1 (-1: until reset), "skip": 0, ...}
         fail_call    500 InternalException; or "status" and "error_type" (e.g.
@@ -140,6 +141,30 @@ _ENTRY_TYPES = {"Source": str, "DetailType": str, "Detail": str, "EventBusName":
                 "TraceHeader": str, "Resources": list, "Time": (int, float)}
 
 
+def _trace_header_bounds():
+    """TraceHeader's length bounds from botocore's EventBridge model (the
+    shape AWS publishes: an X-Ray trace header, 1-500 characters)."""
+    import botocore.session
+    model = botocore.session.get_session().get_service_model("events")
+    meta = model.shape_for("PutEventsRequestEntry").members["TraceHeader"].metadata
+    return meta["min"], meta["max"]
+
+
+_TRACE_HEADER_BOUNDS = None
+
+
+def check_trace_header(i, value):
+    global _TRACE_HEADER_BOUNDS
+    if _TRACE_HEADER_BOUNDS is None:
+        _TRACE_HEADER_BOUNDS = _trace_header_bounds()
+    lo, hi = _TRACE_HEADER_BOUNDS
+    if not lo <= len(value) <= hi:
+        raise RequestError("ValidationException",
+                           "1 validation error detected: Value at 'entries.%d.member."
+                           "traceHeader' failed to satisfy constraint: Member must have "
+                           "length between %d and %d" % (i + 1, lo, hi))
+
+
 def parse_put_events(body):
     """Validate a PutEvents body; returns the Entries list or raises RequestError."""
     try:
@@ -178,6 +203,8 @@ def parse_put_events(body):
             if value is not None and (not isinstance(value, want) or isinstance(value, bool)):
                 raise RequestError("SerializationException",
                                    "Entries[%d].%s has the wrong JSON type" % (i, key))
+        if entry.get("TraceHeader") is not None:
+            check_trace_header(i, entry["TraceHeader"])
         if any(not isinstance(r, str) for r in entry.get("Resources") or ()):
             raise RequestError("SerializationException",
                                "Entries[%d].Resources must be strings" % i)
@@ -463,6 +490,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 "detail": json.loads(entry["Detail"]),
                 "time": _iso_ms(when if when is not None else now),
                 "resources": list(entry.get("Resources") or []),
+                "traceHeader": entry.get("TraceHeader"),
                 "call": call,
                 "index": i,
             })

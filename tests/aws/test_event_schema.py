@@ -280,7 +280,10 @@ class EmittedEventsTest(unittest.TestCase):
 
         # the log line around the event
         for raw, rec in lines:
-            self.assertEqual(sorted(rec), ["event", "level", "msg", "time"], raw)
+            # beside the event: the X-Ray trace header of its request
+            self.assertEqual(sorted(rec), ["event", "level", "msg", "time", "trace_header"], raw)
+            self.assertRegex(rec["trace_header"],
+                             r"^Root=1-[0-9a-f]{8}-[0-9a-f]{24}(;Parent=[0-9a-f]{16})?;Sampled=[01]$")
             self.assertEqual((rec["level"], rec["msg"]), ("info", "event"), raw)
             self.assertEqual(rec["time"], rec["event"]["occurredAt"], raw)
 

@@ -132,6 +132,17 @@ class EventBridgeServerTest(unittest.TestCase):
         proxy = self.stack.events_proxy_stats()
         self.assertEqual(proxy["targets"], {"AWSEvents.PutEvents": 1}, proxy)
 
+    def test_trace_header_is_kept_and_its_length_checked(self):
+        header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        resp = self.put([entry({"n": 1}, TraceHeader=header), entry({"n": 2})])
+        self.assertEqual(resp["FailedEntryCount"], 0, resp)
+        self.assertEqual([e["traceHeader"] for e in self.stack.events()], [header, None])
+        for bad in ("", "x" * 501):   # botocore's model: 1-500 characters
+            with self.subTest(length=len(bad)):
+                status, body = raw_post(self.stack.events_endpoint,
+                                        {"Entries": [entry({}, TraceHeader=bad)]})
+                self.assertEqual((status, body["__type"]), (400, "ValidationException"), body)
+
     def test_ten_entries_is_the_limit(self):
         resp = self.put([entry({"n": i}) for i in range(10)])
         self.assertEqual(resp["FailedEntryCount"], 0)

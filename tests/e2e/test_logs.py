@@ -37,7 +37,8 @@ class RequestLinesTest(harness.ServerTestCase):
             rec = self.server.wait_log(lambda d, rid=rid: d.get("request_id") == rid
                                        and d.get("msg") == "request")
             self.assertIsNotNone(rec, self.server.logs())
-            self.assertNotIn("trace_id", rec)   # none yet: left out, not ""
+            # every request has a trace root (made when none came)
+            self.assertRegex(rec.get("trace_id", ""), r"^1-[0-9a-f]{8}-[0-9a-f]{24}$", rec)
         for rec in self.server.log_lines():
             self.assertIsInstance(rec, dict, rec)
             self.assertIn(rec["level"], ("debug", "info", "warn", "error"), rec)

@@ -337,6 +337,8 @@ class CommandLineTest(unittest.TestCase):
             ("JWT_JWKS_MIN_REFRESH_SECONDS", "0"), ("JWT_JWKS_TIMEOUT_MS", "0"),
             ("JWT_ADMIN_SCOPE", ""),
             ("EVENTS_BACKLOG_MAX_MB", "0"), ("EVENTS_BACKLOG_MAX_MB", "lots"),
+            # added with tracing
+            ("AWS_XRAY_DAEMON_ADDRESS", "host:2000;rm"), ("AWS_XRAY_TRACING_NAME", ""),
         )
         for var, val in cases:
             with self.subTest(var=var, val=val):
@@ -360,15 +362,21 @@ class CommandLineTest(unittest.TestCase):
                                  % (env, p.returncode, out))
                 self.assertIn(var, out)
 
-    def test_features_not_in_this_build_stop_the_start(self):
-        for env, var in (({"AWS_XRAY_ENABLED": "true"}, "AWS_XRAY_ENABLED"),):
+    def test_xray_daemon_address_is_checked_at_start(self):
+        """AWS_XRAY_ENABLED=true is provided now (tests/e2e/test_tracing.py);
+        a daemon address that is not host:port, or does not resolve, stops
+        the start with a line naming it."""
+        for env in ({"AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1"},
+                    {"AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:0"},
+                    {"AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000x"},
+                    {"AWS_XRAY_ENABLED": "true",
+                     "AWS_XRAY_DAEMON_ADDRESS": "no-such-host.invalid:2000"}):
             with self.subTest(env=env):
                 p = run_binary([], env)
                 out = (p.stdout + p.stderr).decode("utf-8", "replace")
-                self.assertNotEqual(p.returncode, 0, "%s started:\n%s"
-                                    % (env, out))
-                if var:
-                    self.assertIn(var, out)
+                self.assertEqual(p.returncode, 2, "%s: exit %s\n%s"
+                                 % (env, p.returncode, out))
+                self.assertIn("AWS_XRAY_DAEMON_ADDRESS", out)
 
     def test_secrets_in_environment_are_not_logged(self):
         secret = "S3cr3t-" + new_user("")[2:]

@@ -288,6 +288,32 @@ class EventBridgeContractTests(EventBridgeCase):
         self.assertEqual(st["entries_failed"], 0, self.where())
         self.assertNoSignatureRejections()
 
+    def test_entry_carries_the_trace_header_of_its_request(self):
+        """TraceHeader (an envelope member, not in Detail) is the X-Ray
+        header of the request that made the change: the caller's Root, its
+        Parent (X-Ray is off here, so no segment of ours sits between) and
+        decision; a request without one gets a new root, the one returned
+        in its X-Amzn-Trace-Id."""
+        srv = self.server
+        u = self.user("eb-trace")
+        root = "1-%08x-%s" % (int(time.time()), os.urandom(12).hex())
+        given = "Root=%s;Parent=53995c3f42cd8ad8;Sampled=1" % root
+        r = self.add_on(srv, u, "sku-1", headers={"X-Amzn-Trace-Id": given})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.header("X-Amzn-Trace-Id"), "Root=%s;Sampled=1" % root)
+        r = self.add_on(srv, u, "sku-2")
+        self.assertEqual(r.status, 201, r)
+        generated = r.header("X-Amzn-Trace-Id")
+        self.assertRegex(generated, r"^Root=1-[0-9a-f]{8}-[0-9a-f]{24};Sampled=0$")
+        got = dedupe(self.wait_entries(u, 2))
+        self.assertEqual([e["detail"]["itemId"] for e in got], ["sku-1", "sku-2"],
+                         self.where())
+        self.assertEqual(got[0]["traceHeader"], given, got[0])
+        self.assertEqual(got[1]["traceHeader"], generated, got[1])
+        for e in got:
+            self.assertEnvelope(e)   # the Detail document is unchanged
+            self.assertNotIn("traceHeader", e["detail"])
+
     def test_per_cart_order_by_cart_version(self):
         srv = self.server
         # (a) parallel adds to one cart: commit order is not request order

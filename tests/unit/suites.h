@@ -18,5 +18,6 @@ Suite *relay_suite(void);
 Suite *metrics_suite(void);
 Suite *log_suite(void);
 Suite *log_stall_suite(void);
+Suite *trace_suite(void);
 
 #endif

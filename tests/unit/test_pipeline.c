@@ -210,6 +210,38 @@ START_TEST(test_pipeline_request_id_honoured_or_generated)
 }
 END_TEST
 
+START_TEST(test_pipeline_trace_header_honoured_or_generated)
+{
+	fake_req f = { 0 };
+	const char *line;
+
+	hdr(&f, "X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;"
+	    "Parent=53995c3f42cd8ad8;Sampled=1");
+	run(&f, "GET", "/nope");
+	ck_assert_int_eq(res.status, 404);
+	ck_assert(has_header("X-Amzn-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;"
+			     "Sampled=1\r\n"));
+	/* X-Ray off and no decision from the caller: not sampled */
+	f.values[0] = "Root=1-5759e988-bd862e3fe1be46a994272793";
+	run(&f, "GET", "/health");
+	ck_assert(has_header("X-Amzn-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;"
+			     "Sampled=0\r\n"));
+	/* a broken header is replaced by a new root, never refused */
+	f.values[0] = "Root=1-5759e988-nothex;Sampled=1";
+	run(&f, "GET", "/health");
+	ck_assert_int_eq(res.status, 200);
+	line = strstr(res.headers.data, "X-Amzn-Trace-Id: Root=1-");
+	ck_assert_ptr_nonnull(line);
+	ck_assert(strstr(line, ";Sampled=0\r\n") == line + 22 + 35);
+	/* traceparent when there is no X-Amzn-Trace-Id */
+	f.names[0] = "traceparent";
+	f.values[0] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+	run(&f, "GET", "/health");
+	ck_assert(has_header("X-Amzn-Trace-Id: Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;"
+			     "Sampled=1\r\n"));
+}
+END_TEST
+
 /* --- READ: framing ----------------------------------------------------------- */
 
 static const char ADD[] =
@@ -611,6 +643,7 @@ Suite *pipeline_suite(void)
 	tcase_add_test(tc, test_pipeline_phases_run_in_order_until_an_answer);
 	tcase_add_test(tc, test_pipeline_add_is_bounded);
 	tcase_add_test(tc, test_pipeline_request_id_honoured_or_generated);
+	tcase_add_test(tc, test_pipeline_trace_header_honoured_or_generated);
 	tcase_add_test(tc, test_pipeline_complete_body_is_read_in_pieces);
 	tcase_add_test(tc, test_pipeline_framing_refusals_close_and_store_nothing);
 	tcase_add_test(tc, test_pipeline_short_body_is_never_executed);

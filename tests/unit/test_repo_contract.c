@@ -828,6 +828,10 @@ static cart_event outbox_event(const char *user, int n, int64_t v)
 	} else {
 		ev.item_count_before = 7;
 	}
+	if (n % 2)   /* odd events carry their request's trace, even ones none */
+		snprintf(ev.trace_header, sizeof(ev.trace_header),
+			 "Root=1-5759e988-bd862e3fe1be46a9942727%02d;"
+			 "Parent=53995c3f42cd8ad8;Sampled=1", n % 100);
 	return ev;
 }
 
@@ -895,6 +899,7 @@ START_TEST(test_repo_outbox_keeps_events_in_order_with_every_field)
 		ck_assert_int_eq(got->unit_price.amount, want.unit_price.amount);
 		ck_assert_str_eq(got->unit_price.currency, want.unit_price.currency);
 		ck_assert_int_eq(got->item_count_before, want.item_count_before);
+		ck_assert_str_eq(got->trace_header, want.trace_header);
 	}
 	cart_outbox_release(&o);
 }

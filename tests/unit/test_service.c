@@ -1345,6 +1345,35 @@ START_TEST(test_service_uuid_failure_propagates)
 }
 END_TEST
 
+/* --- trace ---------------------------------------------------------------------- */
+
+START_TEST(test_service_event_carries_the_call_trace_header)
+{
+	const char *h = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+	cart_call_ctx call = { "req-1", "1-5759e988-bd862e3fe1be46a994272793", 0, NULL, h };
+	cart_item_spec spec = { "sku", 1, { 100, "EUR" }, NULL, NULL, 0 };
+	cart_command cmd = { .kind = CART_CMD_ADD_ITEM, .call = &call,
+			     .user_id = "alice", .item = &spec };
+	opts o = { -1, NULL, NULL };
+	cart_result res;
+
+	ck_assert_int_eq(run(&cmd, &o, &res), CART_OK);
+	cart_result_release(&res);
+	ck_assert_str_eq(last_event().trace_header, h);
+	/* no trace, or one too long to be whole: none recorded */
+	cmd.call = NULL;
+	ck_assert_int_eq(run(&cmd, &o, &res), CART_OK);
+	cart_result_release(&res);
+	ck_assert_str_eq(last_event().trace_header, "");
+	call.trace_header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;"
+			    "Sampled=1;Lineage=a87bd80c:1|68fd508a:5";
+	cmd.call = &call;
+	ck_assert_int_eq(run(&cmd, &o, &res), CART_OK);
+	cart_result_release(&res);
+	ck_assert_str_eq(last_event().trace_header, "");
+}
+END_TEST
+
 /* --- authorization ------------------------------------------------------------ */
 
 static const cart_principal ALICE = { "alice", false };
@@ -1353,7 +1382,7 @@ static const cart_principal ADMIN = { "ops-bot", true };
 /* An add as principal p; cart_result released. */
 static int add_as(const cart_principal *p, const char *user, const char *key)
 {
-	cart_call_ctx call = { "req-1", NULL, 0, p };
+	cart_call_ctx call = { "req-1", NULL, 0, p, NULL };
 	cart_item_spec spec = { "sku", 1, { 100, "EUR" }, NULL, NULL, 0 };
 	cart_command cmd = { .kind = CART_CMD_ADD_ITEM, .call = &call,
 			     .user_id = user, .item = &spec };
@@ -1367,7 +1396,7 @@ static int add_as(const cart_principal *p, const char *user, const char *key)
 
 START_TEST(test_service_principal_acts_on_own_cart_only)
 {
-	cart_call_ctx call = { NULL, NULL, 0, &ALICE };
+	cart_call_ctx call = { NULL, NULL, 0, &ALICE, NULL };
 	cart *c = NULL;
 
 	ck_assert_int_eq(add_as(&ALICE, "alice", NULL), CART_OK);
@@ -1405,7 +1434,7 @@ END_TEST
 
 START_TEST(test_service_admin_acts_on_any_cart)
 {
-	cart_call_ctx call = { NULL, NULL, 0, &ADMIN };
+	cart_call_ctx call = { NULL, NULL, 0, &ADMIN, NULL };
 	cart *c = NULL;
 
 	ck_assert_int_eq(add_as(&ADMIN, "bob", NULL), CART_OK);
@@ -1417,7 +1446,7 @@ END_TEST
 
 START_TEST(test_service_no_principal_is_trusted)
 {
-	cart_call_ctx call = { "r", NULL, 0, NULL };
+	cart_call_ctx call = { "r", NULL, 0, NULL, NULL };
 	cart *c = NULL;
 
 	ck_assert(cart_call_may_access(NULL, "x"));
@@ -1486,6 +1515,7 @@ Suite *service_suite(void)
 	tc = tcase_create("events");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_service_events_one_per_commit);
+	tcase_add_test(tc, test_service_event_carries_the_call_trace_header);
 	tcase_add_test(tc, test_service_event_set_quantity_zero_is_removal);
 	tcase_add_test(tc, test_service_events_none_on_rejected);
 	tcase_add_test(tc, test_service_publish_failure_keeps_commit);
