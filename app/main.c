@@ -365,7 +365,7 @@ static int wire_metrics(app_ctx *app, wiring *w)
 {
 	app_metrics *m = app_metrics_process();
 	app_metrics_sources src = { w->svc, app->relay, w->dynamo, w->events,
-				    w->ratelimit };
+				    w->ratelimit, w->xray };
 
 	if (!g_cfg.metrics_enabled && !g_cfg.metrics_emf)
 		return 0;

@@ -69,6 +69,7 @@ typedef struct app_metrics_sources {
 	cart_aws_client *dynamo;
 	cart_aws_client *events;
 	const app_ratelimit *ratelimit;
+	const struct app_xray *xray;      /* NULL unless AWS_XRAY_ENABLED */
 } app_metrics_sources;
 
 void app_metrics_set_sources(app_metrics *m, const app_metrics_sources *src);

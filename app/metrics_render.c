@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics_registry.h"
 #include "ratelimit.h"
+#include "xray.h"
 
 #ifndef CART_VERSION
 #define CART_VERSION "unknown"
@@ -202,6 +203,26 @@ static void render_outbox(const app_metrics *m, buf *out)
 		   (double)st.acks_waiting);
 }
 
+/* X-Ray's UDP sends (AWS_XRAY_ENABLED): segments that went, and did not. */
+static void render_xray(const app_metrics *m, buf *out)
+{
+	app_xray_counters c;
+
+	if (!m->src.xray)
+		return;
+	app_xray_counters_get(m->src.xray, &c);
+	counter_line(out, "xray_segments_sent_total",
+		     "Segments sent to the X-Ray daemon.", c.segments_sent);
+	counter_line(out, "xray_subsegments_sent_total",
+		     "Subsegments sent as documents of their own.", c.subsegments_sent);
+	counter_line(out, "xray_send_failures_total",
+		     "Datagrams the socket refused (not retried).", c.send_failed);
+	counter_line(out, "xray_subsegments_dropped_total",
+		     "Subsegments dropped past a segment's bound.", c.subsegments_dropped);
+	counter_line(out, "xray_segments_too_large_total",
+		     "Documents not sent: too large, or out of memory.", c.too_large);
+}
+
 /* --- the process ------------------------------------------------------------ */
 
 static int open_fds(void)
@@ -299,6 +320,7 @@ void app_metrics_render(app_metrics *m, buf *out, bool scrape)
 	render_aws(m, out);
 	render_use_cases(m, out);
 	render_outbox(m, out);
+	render_xray(m, out);
 	render_logs(out);
 	render_process(out);
 }

@@ -225,6 +225,17 @@ void app_xray_end(app_xray_segment *seg, const app_xray_http *http, double end)
 	free(seg);
 }
 
+void app_xray_counters_get(const app_xray *x, app_xray_counters *out)
+{
+	app_xray *m = (app_xray *)x;
+
+	out->segments_sent = atomic_load(&m->segments_sent);
+	out->subsegments_sent = atomic_load(&m->subsegments_sent);
+	out->send_failed = atomic_load(&m->send_failed);
+	out->subsegments_dropped = atomic_load(&m->subsegments_dropped);
+	out->too_large = atomic_load(&m->too_large) + atomic_load(&m->no_memory);
+}
+
 void app_xray_stats(void *self, buf *out)
 {
 	app_xray *x = self;

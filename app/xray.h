@@ -124,6 +124,14 @@ void app_xray_subsegment_json(buf *out, const app_xray_segment *seg,
 /* Wall clock as epoch seconds with microseconds. */
 double app_xray_now(void);
 
+typedef struct app_xray_counters {
+	uint64_t segments_sent, subsegments_sent, send_failed;
+	uint64_t subsegments_dropped, too_large;   /* too_large: also out of memory */
+} app_xray_counters;
+
+/* The counters below, for /metrics.  Safe from any thread. */
+void app_xray_counters_get(const app_xray *x, app_xray_counters *out);
+
 /* Counters as JSON members (",\"sent\":3"): an app_stats_fn. */
 void app_xray_stats(void *self, buf *out);
 

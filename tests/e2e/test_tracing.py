@@ -235,6 +235,29 @@ class HeaderTest(TraceServerTestCase):
         self.assertNotIn("trace_header", ev["event"])
         self.assertNotIn("traceHeader", ev["event"])
 
+    def test_metrics_count_the_segments_sent(self):
+        """xray_segments_sent_total moves by exactly the segments the
+        daemon received (the socket never refused one here)."""
+        def counters():
+            # Sampled=0: the scrape itself sends no segment
+            text = self.request("GET", "/metrics", headers={
+                "X-Amzn-Trace-Id": "Root=%s;Sampled=0" % new_root()}).raw.decode()
+            got = dict(re.findall(r"^(xray_[a-z_]+_total) (\d+)$", text, re.M))
+            return {k: int(v) for k, v in got.items()}
+        before, docs = counters(), len(self.daemon.documents())
+        roots = [new_root() for _ in range(5)]
+        for root in roots:
+            self.request("GET", "/health", headers={
+                "X-Amzn-Trace-Id": "Root=%s;Sampled=1" % root})
+        for root in roots:
+            self.segment(root)
+        after = counters()
+        self.assertEqual(after["xray_segments_sent_total"] - before["xray_segments_sent_total"],
+                         len(self.daemon.documents()) - docs)
+        self.assertGreaterEqual(after["xray_segments_sent_total"]
+                                - before["xray_segments_sent_total"], 5)
+        self.assertEqual(after["xray_send_failures_total"], 0)
+
     def test_request_log_lines_carry_the_trace_id(self):
         """Every line of a request has its trace_id (the log queue reads
         the request's ids at write time)."""
