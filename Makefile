@@ -9,6 +9,7 @@
 #   make bench-events  event relay throughput and delay under sustained adds
 #   make bench-dynamo  DynamoDB requests per mutation and idle polling
 #   make bench-logs    GET with LOG_LEVEL=info against warn (request logs' cost)
+#   make bench-observe metrics + X-Ray on against off
 
 CC      ?= cc
 O       ?= build
@@ -62,7 +63,7 @@ EXAMPLE  := $(O)/example
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-logs \
+.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-observe bench-logs \
         bootstrap clean layering example
 
 all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
@@ -230,6 +231,9 @@ bench-logs: $(BIN)
 
 # Adds for 20 s; events/s, event delay, 503s and RSS with the EventBridge
 # publisher (PutEvents stand-in at 20 ms) and the log publisher.
+bench-observe: $(BIN)
+	tools/bench/observe.sh
+
 bench-events: $(BIN)
 	tools/bench/events.sh
 

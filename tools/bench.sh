@@ -79,6 +79,10 @@ echo "== edge on/off = $(awk -v a="$(rps edge-on-1)" -v b="$(rps edge-on-2)" \
 # (alone: make bench-logs).
 tools/bench/logs.sh
 
+# Metrics + X-Ray (issue 9): on against off, alternated (alone: make
+# bench-observe).
+tools/bench/observe.sh
+
 echo "== memory per stored cart"
 "$O/bench/mem_per_cart" 100000 | tee "$O/bench/memory.txt"
 
