@@ -14,6 +14,7 @@
 #include "app.h"
 #include "log.h"
 #include "render.h"
+#include "trace.h"
 
 int app_pipeline_add(app_pipeline *p, app_phase phase, const char *name,
 		     app_stage_fn fn, void *self)
@@ -65,6 +66,33 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+/*
+ * A random UUID (version 4 layout) from this thread's generator, seeded
+ * once from getrandom (app_trace_rand64): no system call per request.
+ * Request ids need to be unique, not secret.
+ */
+static void new_request_id(char out[CART_UUID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t a = app_trace_rand64(), b = app_trace_rand64();
+	unsigned char u[16];
+	size_t o = 0;
+
+	for (int i = 0; i < 8; i++) {
+		u[i] = (unsigned char)(a >> (8 * i));
+		u[8 + i] = (unsigned char)(b >> (8 * i));
+	}
+	u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);   /* version 4 */
+	u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[u[i] >> 4];
+		out[o++] = hex[u[i] & 15];
+	}
+	out[o] = '\0';
+}
+
 static bool request_id_valid(const char *s)
 {
 	size_t n = 0;
@@ -107,8 +135,8 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	given = app_header(r, "X-Request-Id");
 	if (given && request_id_valid(given))
 		snprintf(res->request_id, sizeof(res->request_id), "%s", given);
-	else if (cart_ids_uuid(app->ids, res->request_id))
-		snprintf(res->request_id, sizeof(res->request_id), "unknown");
+	else
+		new_request_id(res->request_id);
 	r->call = (cart_call_ctx){ res->request_id, NULL, r->deadline_ms, NULL, NULL };
 	/* Every line this thread logs until the LOG phase ends is the request's. */
 	log_request_begin(res->request_id, r->trace_id);

@@ -3,6 +3,7 @@
  * READ phase's framing rules, routing (HEAD, OPTIONS, "*", absolute
  * form), the call context reaching the core, and the one error table.
  */
+#include <ctype.h>
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,19 @@ START_TEST(test_pipeline_request_id_honoured_or_generated)
 	f.values[0] = "bad id with spaces";
 	run(&f, "GET", "/health");
 	ck_assert_uint_eq(strlen(res.request_id), 36);
+	/* generated: a version-4 UUID, a new one each time */
+	{
+		char first[CART_UUID_LEN + 1];
+		snprintf(first, sizeof(first), "%s", res.request_id);
+		ck_assert_int_eq(first[14], '4');
+		ck_assert_ptr_nonnull(strchr("89ab", first[19]));
+		for (int i = 0; i < 36; i++)
+			ck_assert(i == 8 || i == 13 || i == 18 || i == 23 ?
+				  first[i] == '-' : isxdigit((unsigned char)first[i]) &&
+				  !isupper((unsigned char)first[i]));
+		run(&f, "GET", "/health");
+		ck_assert_str_ne(res.request_id, first);
+	}
 }
 END_TEST
 
