@@ -267,9 +267,16 @@ class Server:
                  self.stderr_path, self.stderr()[-6000:]))
 
     def log_lines(self):
-        """stdout lines parsed as JSON (a non-JSON line is returned as str)."""
+        """stdout lines parsed as JSON (a non-JSON line is returned as str).
+
+        Only complete lines: the log writer thread writes many lines per
+        write(2), and a read that races it may see the last one cut; that
+        line is still being written, so it is left for the next read."""
         out = []
-        for line in self.stdout().splitlines():
+        text = self.stdout()
+        if text and not text.endswith("\n"):
+            text = text[:text.rfind("\n") + 1]
+        for line in text.splitlines():
             if not line.strip():
                 continue
             try:
