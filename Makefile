@@ -150,9 +150,10 @@ VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
 valgrind: $(UNIT)
 	CK_FORK=no $(VALGRIND) $(UNIT)
 
+# tests/e2e and tests/edge side by side (tools/run-pair.sh).
 e2e: $(BIN)
-	/usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v
-	/usr/bin/python3 -m unittest discover -s tests/edge -p 'test_*.py' -v
+	tools/run-pair.sh "/usr/bin/python3 -m unittest discover -s tests/edge -p 'test_*.py' -v" \
+	  "/usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v"
 
 # The DynamoDB adapter against dynalite, every request signature-checked:
 # the stand-ins' own tests, the repository contract and adapter tests (under
@@ -167,7 +168,7 @@ dynamo: $(DYNAMO_T) $(BIN)
 	/usr/bin/python3 tests/aws/stack.py run --eventbridge -- sh -c 'DYNAMODB_TABLE=cart-e2e $(BIN) migrate && \
 	  $(IAM) --policy docs/iam/admin-policy.json --subset --reset && \
 	  E2E_BACKEND=dynamodb E2E_DYNAMODB_TABLE=cart-e2e E2E_EVENTS=eventbridge \
-	  /usr/bin/python3 -m unittest discover -s tests/e2e -p "test_*.py" && \
+	  tools/run-split.sh tests/e2e "test_api test_validation test_logs" test_backlog && \
 	  $(IAM) --policy docs/iam/runtime-policy.json --exact'
 	tools/run-e2e-aws.sh
 
