@@ -15,8 +15,7 @@ cc -std=c11 -D_GNU_SOURCE -O2 -o "$O/bench/ceiling" tools/bench/ceiling.c -lcive
 cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -Iadapters -o "$O/bench/mem_per_cart" \
 	tools/bench/mem_per_cart.c "$O/libcart-adapters.a" "$O/libcart.a" -lz -lpthread
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1/$2" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "bench: server on $1 did not start" >&2; return 1; }
+. tools/bench/common.sh
 run_wrk() { wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$1" | tee "$O/bench/$2.txt" | grep -E "Requests/sec|99%"; }
 
 p=$(free_port)

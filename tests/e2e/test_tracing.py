@@ -17,7 +17,7 @@ import unittest
 
 import harness
 from harness import new_user
-from xray_daemon import XrayDaemon, validate_segment, ID_RE, TRACE_ID_RE
+from xray_daemon import DaemonPerClass, validate_segment, ID_RE
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 PARENT = "53995c3f42cd8ad8"
@@ -32,30 +32,10 @@ def new_root():
     return "1-%08x-%s" % (int(time.time()), os.urandom(12).hex())
 
 
-class TraceServerTestCase(harness.ServerTestCase):
+class TraceServerTestCase(DaemonPerClass, harness.ServerTestCase):
     """One daemon stand-in and one server with X-Ray on per class."""
 
-    extra_env = {}
-
-    @classmethod
-    def setUpClass(cls):
-        cls.daemon = XrayDaemon().start()
-        cls.server_env = dict({"AWS_XRAY_ENABLED": "true",
-                               "AWS_XRAY_DAEMON_ADDRESS": cls.daemon.address,
-                               "AWS_XRAY_TRACING_NAME": "cart-e2e"},
-                              **cls.extra_env)
-        try:
-            super().setUpClass()
-        except BaseException:
-            cls.daemon.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.daemon.stop()
+    xray_env = {"AWS_XRAY_TRACING_NAME": "cart-e2e"}
 
     def trace_header(self, r):
         h = r.header("X-Amzn-Trace-Id")
@@ -273,7 +253,7 @@ class HeaderTest(TraceServerTestCase):
 class ThrottleTest(TraceServerTestCase):
     """A 429 from the rate limiter: error and throttle."""
 
-    extra_env = {"RATE_LIMIT_RPS": "1", "RATE_LIMIT_BURST": "1"}
+    xray_env = dict(TraceServerTestCase.xray_env, RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="1")
 
     def test_rate_limited_request_is_a_throttle(self):
         user = new_user()
@@ -295,7 +275,7 @@ class FaultTest(TraceServerTestCase):
     """A DynamoDB nobody answers: the request fails with 5xx (fault), and
     its call is a subsegment with fault set and no response."""
 
-    extra_env = {"STORAGE_BACKEND": "dynamodb",
+    xray_env = {"AWS_XRAY_TRACING_NAME": "cart-e2e", "STORAGE_BACKEND": "dynamodb",
                  "DYNAMODB_ENDPOINT": "http://127.0.0.1:%d" % harness.free_port(),
                  "DYNAMODB_TIMEOUT_MS": "200", "DYNAMODB_CONNECT_TIMEOUT_MS": "100",
                  "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",

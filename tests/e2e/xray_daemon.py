@@ -171,3 +171,31 @@ def validate_segment(doc):
         if not ANNOTATION_KEY_RE.match(k) or \
                 not isinstance(v, (str, int, float, bool)):
             raise AssertionError("%s: bad annotation %r=%r" % (where, k, v))
+
+
+class DaemonPerClass:
+    """Mixin for a test class whose server sends X-Ray segments: starts one
+    XrayDaemon before the server (setUpClass) and stops it after, and sets
+    the server's AWS_XRAY_* variables; xray_env adds to them.  Put it
+    before the server test case class in the bases."""
+
+    xray_env = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = XrayDaemon().start()
+        cls.server_env = dict({"AWS_XRAY_ENABLED": "true",
+                               "AWS_XRAY_DAEMON_ADDRESS": cls.daemon.address},
+                              **cls.xray_env)
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls.daemon.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.daemon.stop()

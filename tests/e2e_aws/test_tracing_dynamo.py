@@ -9,32 +9,14 @@ import os
 import time
 
 from awsbase import TABLE, AwsServiceTestCase, service_env
-from xray_daemon import XrayDaemon, validate_segment, ID_RE
+from xray_daemon import DaemonPerClass, validate_segment, ID_RE
 
 
 def new_root():
     return "1-%08x-%s" % (int(time.time()), os.urandom(12).hex())
 
 
-class DynamoTracingTests(AwsServiceTestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.daemon = XrayDaemon().start()
-        cls.server_env = {"AWS_XRAY_ENABLED": "true",
-                          "AWS_XRAY_DAEMON_ADDRESS": cls.daemon.address}
-        try:
-            super().setUpClass()
-        except BaseException:
-            cls.daemon.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.daemon.stop()
+class DynamoTracingTests(DaemonPerClass, AwsServiceTestCase):
 
     def traced(self, method, path, body=None):
         root = new_root()
