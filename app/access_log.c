@@ -20,9 +20,12 @@ int app_stage_access_log(app_request *r, void *self)
 	buf_json_str(&b, r->http->method ? r->http->method : "");
 	buf_puts(&b, ",\"route\":");
 	buf_json_str(&b, res->route);
-	buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f", res->status,
-		   (double)(app_mono_ns() - r->start_ns) / 1e6);
-	buf_printf(&b, ",\"bytes\":%zu", res->body.len);
+	buf_puts(&b, ",\"status\":");
+	buf_json_i64(&b, res->status);
+	buf_puts(&b, ",\"duration_ms\":");
+	buf_put_ms3(&b, app_mono_ns() - r->start_ns);
+	buf_puts(&b, ",\"bytes\":");
+	buf_put_u64(&b, res->body.len);
 	buf_puts(&b, ",\"remote\":");
 	buf_json_str(&b, r->http->remote_addr ? r->http->remote_addr : "");
 	if (r->authenticated) {

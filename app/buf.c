@@ -156,11 +156,38 @@ void buf_json_str(buf *b, const char *s)
 	buf_put(b, "\"", 1);
 }
 
+void buf_put_u64(buf *b, uint64_t v)
+{
+	char tmp[20];
+	size_t n = sizeof(tmp);
+
+	do {
+		tmp[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_put(b, tmp + n, sizeof(tmp) - n);
+}
+
 void buf_json_i64(buf *b, int64_t v)
 {
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
-	buf_put(b, tmp, (size_t)n);
+	if (v < 0) {
+		buf_put(b, "-", 1);
+		buf_put_u64(b, (uint64_t)0 - (uint64_t)v);   /* INT64_MIN too */
+	} else {
+		buf_put_u64(b, (uint64_t)v);
+	}
+}
+
+void buf_put_ms3(buf *b, int64_t ns)
+{
+	int64_t us = ns > 0 ? (ns + 500) / 1000 : 0;
+	char frac[4] = { '.', 0, 0, 0 };
+
+	buf_put_u64(b, (uint64_t)(us / 1000));
+	frac[1] = (char)('0' + us / 100 % 10);
+	frac[2] = (char)('0' + us / 10 % 10);
+	frac[3] = (char)('0' + us % 10);
+	buf_put(b, frac, 4);
 }
 
 void buf_json_time(buf *b, int64_t ms)

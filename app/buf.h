@@ -39,6 +39,10 @@ void buf_printf(buf *b, const char *fmt, ...)
 /* JSON: a quoted, escaped string (NULL writes null), and numbers. */
 void buf_json_str(buf *b, const char *s);
 void buf_json_i64(buf *b, int64_t v);
+/* Numbers without printf (the per-request path): decimal digits, and a
+ * duration in ns as milliseconds with 3 decimals ("12.345"; < 0 is 0). */
+void buf_put_u64(buf *b, uint64_t v);
+void buf_put_ms3(buf *b, int64_t ns);
 /* RFC 3339 UTC with milliseconds, quoted; 0 writes null. */
 void buf_json_time(buf *b, int64_t ms);
 

@@ -192,13 +192,25 @@ static void send_response(struct mg_connection *conn, const http_response *res,
 	buf out;
 
 	buf_init(&out, HTTP_MAX_RESPONSE + 8192);
-	buf_printf(&out, "HTTP/1.1 %d %s\r\n", res->status, http_reason(res->status));
-	if (res->content_type)
-		buf_printf(&out, "Content-Type: %s\r\n", res->content_type);
-	if (res->status != 204)
-		buf_printf(&out, "Content-Length: %zu\r\n", res->body.len);
-	buf_printf(&out, "X-Request-Id: %s\r\nCache-Control: no-store\r\n",
-		   res->request_id);
+	/* No printf on the per-response path (issue 10). */
+	buf_puts(&out, "HTTP/1.1 ");
+	buf_json_i64(&out, res->status);
+	buf_puts(&out, " ");
+	buf_puts(&out, http_reason(res->status));
+	buf_puts(&out, "\r\n");
+	if (res->content_type) {
+		buf_puts(&out, "Content-Type: ");
+		buf_puts(&out, res->content_type);
+		buf_puts(&out, "\r\n");
+	}
+	if (res->status != 204) {
+		buf_puts(&out, "Content-Length: ");
+		buf_put_u64(&out, res->body.len);
+		buf_puts(&out, "\r\n");
+	}
+	buf_puts(&out, "X-Request-Id: ");
+	buf_puts(&out, res->request_id);
+	buf_puts(&out, "\r\nCache-Control: no-store\r\n");
 	if (res->close)
 		buf_puts(&out, "Connection: close\r\n");
 	if (res->headers.len)

@@ -5,6 +5,7 @@
  * before error and the drops reported, every value escaped.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include <cjson/cJSON.h>
 
 #include "aws/aws.h"
+#include "buf.h"
+#include "codec/event_json.h"
 #include "log.h"
 #include "log_queue.h"
 #include "unit/suites.h"
@@ -412,6 +415,75 @@ START_TEST(test_log_aws_fields_make_valid_lines)
 }
 END_TEST
 
+/* --- numbers and times without printf (issue 10) -------------------------- */
+
+/* cart_rfc3339 against gmtime_r + snprintf, the libc path it replaced. */
+START_TEST(test_log_rfc3339_matches_libc)
+{
+	static const int64_t fixed[] = {
+		0, 1, 999, 1000, 86399999, 86400000, 951782400000LL /* 2000-02-29 */,
+		951868799999LL, 4107542400000LL /* 2100-03-01 */, 1795789651238LL,
+		253402300799999LL /* 9999-12-31T23:59:59.999 */, 68256000000LL,
+	};
+	uint64_t x = 88172645463325252ULL;
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) + 20000; i++) {
+		int64_t ms;
+		char got[64], want[64];
+		time_t sec;
+		struct tm tm;
+
+		if (i < sizeof(fixed) / sizeof(fixed[0])) {
+			ms = fixed[i];
+		} else {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			ms = (int64_t)(x % 253402300800000ULL);
+		}
+		cart_rfc3339(got, sizeof(got), ms);
+		sec = (time_t)(ms / 1000);
+		gmtime_r(&sec, &tm);
+		snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+			 tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+		ck_assert_str_eq(got, want);
+	}
+}
+END_TEST
+
+START_TEST(test_log_numbers_without_printf)
+{
+	static const int64_t v[] = { 0, 7, -7, 10, 99, 100, 1234567890123LL,
+				     INT64_MAX, INT64_MIN };
+	char want[64];
+	buf b;
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		buf_init(&b, 64);
+		buf_json_i64(&b, v[i]);
+		snprintf(want, sizeof(want), "%lld", (long long)v[i]);
+		ck_assert_str_eq(b.data, want);
+		buf_release(&b);
+	}
+	buf_init(&b, 64);
+	buf_put_u64(&b, UINT64_MAX);
+	ck_assert_str_eq(b.data, "18446744073709551615");
+	buf_release(&b);
+	/* durations: ns -> ms with 3 decimals, rounded to the microsecond */
+	static const struct { int64_t ns; const char *ms; } d[] = {
+		{ 0, "0.000" }, { -5, "0.000" }, { 499, "0.000" }, { 500, "0.001" },
+		{ 1000, "0.001" }, { 202345, "0.202" }, { 1234567, "1.235" },
+		{ 12000000, "12.000" }, { 10000000000LL, "10000.000" },
+	};
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		buf_init(&b, 64);
+		buf_put_ms3(&b, d[i].ns);
+		ck_assert_str_eq(b.data, d[i].ms);
+		buf_release(&b);
+	}
+}
+END_TEST
+
+
 Suite *log_suite(void)
 {
 	Suite *s = suite_create("log");
@@ -430,6 +502,8 @@ Suite *log_suite(void)
 	tcase_add_checked_fixture(e, setup, teardown);
 	tcase_add_test(e, test_log_aws_json_str_escapes_everything);
 	tcase_add_test(e, test_log_aws_fields_make_valid_lines);
+	tcase_add_test(e, test_log_rfc3339_matches_libc);
+	tcase_add_test(e, test_log_numbers_without_printf);
 	suite_add_tcase(s, e);
 	return s;
 }
