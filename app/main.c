@@ -474,10 +474,7 @@ static void log_backlog(cart_relay *relay, int64_t *last_ms, int64_t now_ms)
 
 static int64_t mono_ms(void)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec * 1000LL + now.tv_nsec / 1000000;
+	return app_mono_ns() / 1000000;
 }
 
 /*

@@ -324,6 +324,8 @@ class CommandLineTest(unittest.TestCase):
             ("EVENTS_RELAY_ENABLED", "sometimes"),
             ("EVENTS_RELAY_CONCURRENCY", "0"), ("EVENTS_RELAY_CONCURRENCY", "257"),
             ("EVENTS_MAX_ATTEMPTS", "0"), ("EVENTS_MAX_ATTEMPTS", "101"),
+            ("EVENTS_ACK_DELAY_MS", "-1"), ("EVENTS_ACK_DELAY_MS", "10001"),
+            ("EVENTS_ACK_DELAY_MS", "1s"),
             ("IDEMPOTENCY_MAX_RECORDS", "7"), ("IDEMPOTENCY_MAX_RECORDS", "1e3"),
             ("EVENTBRIDGE_SOURCE", "has space"), ("DYNAMODB_TABLE", "t"),
             # added with the edge: timeouts, rate limits, authentication
