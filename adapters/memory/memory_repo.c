@@ -25,6 +25,8 @@ struct user_rec {
 	struct idem_table *idem;  /* idempotency records; NULL until the first */
 	cart_event *outbox;       /* pending events, oldest first */
 	size_t n_outbox;
+	/* On the shard's pending list while n_outbox > 0. */
+	struct user_rec *pend_next, **pend_pprev;
 	char user_id[];
 };
 
@@ -34,6 +36,12 @@ struct shard {
 	size_t n_buckets;
 	size_t n_users;
 	size_t n_pending;         /* events in all outboxes of this shard */
+	/*
+	 * The users with pending events, so a relay pass costs the backlog,
+	 * not the store: walking every bucket took a million-cart store's
+	 * locks for milliseconds on every pass.
+	 */
+	struct user_rec *pending;
 	size_t idem_steps;        /* see cart_memory_repo_idem_steps */
 };
 
@@ -209,6 +217,37 @@ static int outbox_reserve(struct memory_repo *repo, struct user_rec *r, size_t n
 	return CART_OK;
 }
 
+/* r has just got its first pending events.  Caller holds s->lock. */
+static void pending_link(struct shard *s, struct user_rec *r)
+{
+	r->pend_next = s->pending;
+	if (s->pending)
+		s->pending->pend_pprev = &r->pend_next;
+	s->pending = r;
+	r->pend_pprev = &s->pending;
+}
+
+/*
+ * After events left r's outbox.  An emptied outbox leaves the pending list
+ * and gives its array back: a cart_event is ~470 bytes, so keeping the
+ * capacity of a cart's last write (3 events) would cost more than the cart
+ * itself, for every cart ever written.  Caller holds the shard's lock.
+ */
+static void outbox_shrink(struct user_rec *r)
+{
+	if (r->n_outbox)
+		return;
+	free(r->outbox);
+	r->outbox = NULL;
+	if (r->pend_pprev) {
+		*r->pend_pprev = r->pend_next;
+		if (r->pend_next)
+			r->pend_next->pend_pprev = r->pend_pprev;
+		r->pend_next = NULL;
+		r->pend_pprev = NULL;
+	}
+}
+
 static int memory_save(void *self, const cart_write *w)
 {
 	uint64_t h = hash_str(w->user_id);
@@ -238,6 +277,8 @@ static int memory_save(void *self, const cart_write *w)
 			cart_free(r->cart);
 			r->cart = copy;
 			copy = NULL;
+			if (!r->n_outbox && w->event_count)
+				pending_link(s, r);
 			for (size_t i = 0; i < w->event_count; i++)
 				r->outbox[r->n_outbox++] = w->events[i];
 			s->n_pending += w->event_count;
@@ -406,24 +447,20 @@ static int list_pending(struct memory_repo *repo, cart_outbox *out,
 	for (int i = 0; i < SHARDS && !err; i++) {
 		struct shard *s = &repo->shards[i];
 		pthread_mutex_lock(&s->lock);
-		for (size_t b = 0; s->n_pending && b < s->n_buckets && !err; b++) {
-			for (struct user_rec *r = s->buckets[b]; r && !err; r = r->next) {
-				if (!r->n_outbox)
-					continue;
-				if (*n == cap) {
-					size_t c = cap ? cap * 2 : 64;
-					struct pending_user *g = realloc(*list, c * sizeof(*g));
-					if (!g) {
-						err = CART_ENOMEM;
-						break;
-					}
-					*list = g;
-					cap = c;
+		for (struct user_rec *r = s->pending; r && !err; r = r->pend_next) {
+			if (*n == cap) {
+				size_t c = cap ? cap * 2 : 64;
+				struct pending_user *g = realloc(*list, c * sizeof(*g));
+				if (!g) {
+					err = CART_ENOMEM;
+					break;
 				}
-				note_oldest(out, r);
-				(*list)[*n].oldest_at = r->outbox[0].occurred_at;
-				strcpy((*list)[(*n)++].user_id, r->user_id);
+				*list = g;
+				cap = c;
 			}
+			note_oldest(out, r);
+			(*list)[*n].oldest_at = r->outbox[0].occurred_at;
+			strcpy((*list)[(*n)++].user_id, r->user_id);
 		}
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -482,6 +519,7 @@ static int memory_outbox_ack(void *self, const char *user_id,
 	if (!err) {
 		memmove(r->outbox, r->outbox + n, (r->n_outbox - n) * sizeof(*r->outbox));
 		r->n_outbox -= n;
+		outbox_shrink(r);
 		s->n_pending -= n;
 		atomic_fetch_sub(&((struct memory_repo *)self)->pending, n);
 	}
@@ -532,6 +570,7 @@ static int memory_outbox_park(void *self, const char *user_id,
 	if (!err) {
 		memmove(r->outbox, r->outbox + 1, (r->n_outbox - 1) * sizeof(*r->outbox));
 		r->n_outbox--;
+		outbox_shrink(r);
 		s->n_pending--;
 		atomic_fetch_sub(&repo->pending, 1);
 	}
