@@ -6,8 +6,14 @@
  *  - item ids are unique and lines keep insertion order.
  * Each line's strings live in one allocation (item->mem), so a line costs
  * one malloc and a cart of n lines n + 2.
+ *
+ * Sharing: a cart counts its holders (refs).  cart_share hands out another
+ * reference without copying, so a store can give every reader the one
+ * stored cart; a shared cart is never changed (every mutator asserts it is
+ * held alone) and cart_unshare makes a private copy for a writer.
  */
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +32,7 @@ struct cart_item {
 };
 
 struct cart {
+	atomic_uint refs;                /* holders; 1: private, may change */
 	char cart_id[CART_UUID_LEN + 1]; /* "" when none */
 	int64_t version;
 	int64_t created_at;
@@ -154,6 +161,7 @@ int cart_new(cart **out, const char *user_id)
 	c = calloc(1, sizeof(*c) + len + 1);
 	if (!c)
 		return CART_ENOMEM;
+	atomic_init(&c->refs, 1);
 	memcpy(c->user_id, user_id, len + 1);
 	*out = c;
 	return CART_OK;
@@ -220,6 +228,7 @@ int cart_clone(cart **out, const cart *c)
 	if (!d)
 		return CART_ENOMEM;
 	memcpy(d, c, sizeof(*d) + len + 1);
+	atomic_init(&d->refs, 1);
 	d->items = NULL;
 	d->n_items = d->cap_items = 0;
 	if (c->n_items) {
@@ -243,9 +252,40 @@ int cart_clone(cart **out, const cart *c)
 	return CART_OK;
 }
 
+cart *cart_share(const cart *c)
+{
+	cart *m = (cart *)c;   /* the count is the one field a holder changes */
+
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	return m;
+}
+
+bool cart_is_shared(const cart *c)
+{
+	return atomic_load_explicit(&((cart *)c)->refs, memory_order_acquire) > 1;
+}
+
+int cart_unshare(cart **c)
+{
+	cart *copy;
+	int err;
+
+	if (!cart_is_shared(*c))
+		return CART_OK;
+	err = cart_clone(&copy, *c);
+	if (err)
+		return err;
+	cart_free(*c);
+	*c = copy;
+	return CART_OK;
+}
+
 void cart_free(cart *c)
 {
 	if (!c)
+		return;
+	/* The last holder frees; its acquire sees every holder's reads done. */
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (size_t i = 0; i < c->n_items; i++)
 		free(c->items[i].mem);
@@ -382,6 +422,7 @@ int cart_add_item(cart *c, const cart_item_spec *spec, const cart_limits *lim,
 	cart_item it;
 	int err;
 
+	assert(!cart_is_shared(c));   /* see cart_unshare */
 	if (rule)
 		*rule = CART_RULE_NONE;
 	err = cart_item_spec_check(spec, lim, rule);
@@ -421,6 +462,7 @@ int cart_set_quantity(cart *c, const char *item_id, int32_t quantity,
 {
 	ptrdiff_t at;
 
+	assert(!cart_is_shared(c));   /* see cart_unshare */
 	if (rule)
 		*rule = CART_RULE_NONE;
 	if (quantity < 0 || quantity > lim->max_item_quantity)
@@ -441,6 +483,7 @@ int cart_remove_item(cart *c, const char *item_id)
 {
 	ptrdiff_t at = find_index(c, item_id);
 
+	assert(!cart_is_shared(c));   /* see cart_unshare */
 	if (at < 0)
 		return CART_ENOTFOUND;
 	free(c->items[at].mem);
@@ -452,6 +495,7 @@ int cart_remove_item(cart *c, const char *item_id)
 
 void cart_clear(cart *c)
 {
+	assert(!cart_is_shared(c));   /* see cart_unshare */
 	for (size_t i = 0; i < c->n_items; i++)
 		free(c->items[i].mem);
 	c->n_items = 0;
@@ -465,6 +509,7 @@ int cart_restore_meta(cart *c, const char *cart_id, int64_t version,
 		      int64_t created_at, int64_t updated_at,
 		      int64_t expires_at)
 {
+	assert(!cart_is_shared(c));   /* see cart_unshare */
 	if (version < 0 || (cart_id && strlen(cart_id) != CART_UUID_LEN))
 		return CART_EINVALID;
 	if (cart_id)
@@ -485,6 +530,7 @@ int cart_restore_item(cart *c, const cart_item_spec *spec, int64_t added_at,
 	cart_item it;
 	int err = check_shape(spec, NULL);
 
+	assert(!cart_is_shared(c));   /* see cart_unshare */
 	if (err)
 		return err;
 	if (spec->quantity < 1 || find_index(c, spec->item_id) >= 0 ||
@@ -502,6 +548,7 @@ int cart_restore_item(cart *c, const cart_item_spec *spec, int64_t added_at,
 
 int cart_begin(cart *c, const char *cart_id, int64_t now_ms)
 {
+	assert(!cart_is_shared(c));   /* see cart_unshare */
 	if (!cart_id || strlen(cart_id) != CART_UUID_LEN)
 		return CART_EINVALID;
 	memcpy(c->cart_id, cart_id, CART_UUID_LEN + 1);
@@ -511,6 +558,7 @@ int cart_begin(cart *c, const char *cart_id, int64_t now_ms)
 
 void cart_touch(cart *c, int64_t now_ms, int64_t ttl_ms)
 {
+	assert(!cart_is_shared(c));   /* see cart_unshare */
 	c->version++;
 	/* A cleared cart has no times, like one never stored.  Expiry is kept
 	 * in whole seconds, the resolution of store TTLs (DynamoDB's). */

@@ -77,7 +77,8 @@ void cart_result_release(cart_result *res)
 /*
  * The user's current state: a stored cart, or an empty one.  An expired
  * cart reads like a cleared one but keeps its version, so versions never
- * go back.
+ * go back.  *out may be shared with the store (read-only, see cart.h): a
+ * read costs no copy, and a writer takes its own (cart_unshare).
  */
 static int load_current(cart_service *svc, const char *user_id, int64_t now,
 			cart **out)
@@ -88,8 +89,14 @@ static int load_current(cart_service *svc, const char *user_id, int64_t now,
 		return cart_new(out, user_id);
 	if (err)
 		return err;
-	if (cart_is_expired(*out, now))
+	if (cart_is_expired(*out, now)) {
+		if ((err = cart_unshare(out))) {
+			cart_free(*out);
+			*out = NULL;
+			return err;
+		}
 		cart_clear(*out);
+	}
 	return CART_OK;
 }
 
@@ -114,7 +121,7 @@ int cart_service_get(cart_service *svc, const cart_call_ctx *call,
 /* --- applying one command ----------------------------------------------- */
 
 typedef struct attempt {
-	cart *cart;                 /* loaded, then mutated in place */
+	cart *cart;                 /* loaded, unshared, then mutated in place */
 	int64_t base_version;
 	bool write;                 /* false: the command changes nothing */
 	cart_event event;
@@ -289,6 +296,11 @@ static int attempt_once(cart_service *svc, const cart_command *cmd,
 		out->current_version = a.base_version;
 		cart_free(a.cart);
 		return CART_EPRECONDITION;
+	}
+	/* The one copy a write makes: the store keeps the result as it is. */
+	if ((err = cart_unshare(&a.cart))) {
+		cart_free(a.cart);
+		return err;
 	}
 	err = apply(svc, cmd, &a, now, out);
 	if (err || !a.write) {

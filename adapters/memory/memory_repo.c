@@ -190,8 +190,10 @@ static int memory_load(void *self, const char *user_id, cart **out)
 
 	pthread_mutex_lock(&s->lock);
 	r = find(s, user_id, h);
-	if (r && r->cart)
-		err = cart_clone(out, r->cart);
+	if (r && r->cart) {
+		*out = cart_share(r->cart);   /* read-only; no copy */
+		err = CART_OK;
+	}
 	pthread_mutex_unlock(&s->lock);
 	return err;
 }
@@ -254,11 +256,9 @@ static int memory_save(void *self, const cart_write *w)
 	struct shard *s = shard_of(self, h);
 	struct idem_entry *idem = NULL;
 	struct user_rec *r;
-	cart *copy;
+	cart *copy = cart_share(w->cart);   /* kept as is; read-only from now */
 	int err;
 
-	if (cart_clone(&copy, w->cart))
-		return CART_ENOMEM;
 	if (w->idem && (err = memory_idem_entry_new(&idem, w->idem))) {
 		cart_free(copy);
 		return err;

@@ -8,7 +8,10 @@
  * never round; every sum is checked for int64 overflow when a line changes,
  * so the accessors below cannot fail.
  *
- * A cart object is not thread-safe; give each thread its own (cart_clone).
+ * A cart held alone is not thread-safe.  A shared cart (cart_share) is
+ * read-only: any number of threads may read it at once, and each holder
+ * drops its reference with cart_free.  Change only a cart you hold alone
+ * (cart_unshare first); the mutators assert it.
  * Times are milliseconds since the Unix epoch, UTC; 0 means "none".
  */
 
@@ -97,7 +100,19 @@ int cart_item_spec_check(const cart_item_spec *spec, const cart_limits *lim,
 int cart_new(cart **out, const char *user_id);
 /* Deep copy; caller owns *out. */
 int cart_clone(cart **out, const cart *c);
-/* Accepts NULL. */
+/*
+ * Another reference to c, without copying: c becomes read-only until all
+ * but one holder have called cart_free.  Thread-safe.
+ */
+cart *cart_share(const cart *c);
+/* true while c has more than one holder. */
+bool cart_is_shared(const cart *c);
+/*
+ * Makes *c a cart the caller holds alone: a shared one is replaced by a
+ * deep copy (and the reference dropped).  CART_ENOMEM leaves *c as it was.
+ */
+int cart_unshare(cart **c);
+/* Drops the caller's reference; the last one frees.  Accepts NULL. */
 void cart_free(cart *c);
 
 /* --- accessors (cannot fail; pointers borrowed until c changes) -------- */

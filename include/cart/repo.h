@@ -90,7 +90,9 @@ typedef struct cart_write {
 typedef struct cart_repo_ops {
 	int version;                  /* CART_REPO_OPS_VERSION */
 	/*
-	 * Loads the user's cart.  Caller owns *out (cart_free).  Every field
+	 * Loads the user's cart.  Caller holds a reference to *out
+	 * (cart_free), which may be shared with the store (cart_share): read
+	 * it, or cart_unshare it before changing it.  Every field
 	 * round-trips exactly; expires_at may be kept in whole seconds only
 	 * (the core never sets anything finer).
 	 * CART_ENOTFOUND if the user has no stored record.  An expired cart is
@@ -105,7 +107,9 @@ typedef struct cart_repo_ops {
 	 * if the store refuses the cart as too large, CART_EBACKLOG if the
 	 * user already has CART_OUTBOX_MAX events pending (or the adapter's
 	 * own bound on all pending events is reached).  The events join
-	 * the user's outbox (pending, in order) until outbox_ack.
+	 * the user's outbox (pending, in order) until outbox_ack.  The store
+	 * may keep a reference to w->cart (cart_share) instead of a copy, so
+	 * the caller must not change it after a save.
 	 */
 	int (*save)(void *self, const cart_write *w);
 	/*

@@ -52,6 +52,8 @@ static int rival_base(struct fault_repo *fr, const cart_write *w, cart **c,
 		      int64_t now)
 {
 	int rc = cart_repo_load(&fr->inner, w->user_id, c);
+	if (rc == CART_OK && (rc = cart_unshare(c)))
+		cart_free(*c);
 	if (rc == CART_ENOTFOUND)
 		rc = cart_new(c, w->user_id);
 	if (rc != CART_OK)

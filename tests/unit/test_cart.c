@@ -3,6 +3,8 @@
  * overflow of totals, restoring from storage, ids and error texts.
  */
 #include <check.h>
+#include <pthread.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -181,6 +183,80 @@ START_TEST(test_cart_clone_is_deep)
 	ck_assert_int_eq(cart_remove_item(c, "sku-1"), CART_OK);
 	ck_assert_uint_eq(cart_line_count(copy), 0);
 	cart_free(copy);
+}
+END_TEST
+
+/* --- sharing --------------------------------------------------------------- */
+
+START_TEST(test_cart_share_counts_holders)
+{
+	ck_assert_int_eq(add("sku-1", 2, 1999, "EUR", NULL), CART_OK);
+	ck_assert(!cart_is_shared(c));
+	cart *other = cart_share(c);
+	ck_assert_ptr_eq(other, c);            /* no copy */
+	ck_assert(cart_is_shared(c));
+	cart *third = cart_share(c);
+	cart_free(other);
+	ck_assert(cart_is_shared(c));
+	cart_free(third);
+	ck_assert(!cart_is_shared(c));         /* held alone again: may change */
+	ck_assert_int_eq(cart_set_quantity(c, "sku-1", 3, &lim, T0, NULL), CART_OK);
+}
+END_TEST
+
+START_TEST(test_cart_unshare_copies_only_a_shared_cart)
+{
+	ck_assert_int_eq(add("sku-1", 2, 1999, "EUR", NULL), CART_OK);
+	cart *mine = c;
+	ck_assert_int_eq(cart_unshare(&mine), CART_OK);
+	ck_assert_ptr_eq(mine, c);             /* alone: nothing to copy */
+
+	cart *reader = cart_share(c);
+	mine = cart_share(c);
+	ck_assert_int_eq(cart_unshare(&mine), CART_OK);
+	ck_assert_ptr_ne(mine, c);
+	ck_assert(!cart_is_shared(mine));
+	ck_assert_int_eq(cart_set_quantity(mine, "sku-1", 9, &lim, T0, NULL), CART_OK);
+	/* the readers' cart did not change */
+	ck_assert_int_eq(cart_item_quantity(cart_item_at(reader, 0)), 2);
+	cart_free(mine);
+	cart_free(reader);
+	ck_assert(!cart_is_shared(c));
+}
+END_TEST
+
+/* Changing a cart somebody else reads is a bug the mutators catch. */
+START_TEST(test_cart_changing_a_shared_cart_aborts)
+{
+	cart *reader = cart_share(c);
+	(void)reader;
+	add("sku-1", 2, 1999, "EUR", NULL);
+}
+END_TEST
+
+enum { SHARE_THREADS = 4, SHARE_LOOPS = 100000 };
+
+static void *share_loop(void *arg)
+{
+	cart *x = arg;
+
+	for (int i = 0; i < SHARE_LOOPS; i++)
+		cart_free(cart_share(x));
+	return NULL;
+}
+
+/* Holders on many threads at once: the count ends where it began. */
+START_TEST(test_cart_share_is_thread_safe)
+{
+	pthread_t t[SHARE_THREADS];
+
+	ck_assert_int_eq(add("sku-1", 2, 1999, "EUR", NULL), CART_OK);
+	for (int i = 0; i < SHARE_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, share_loop, c), 0);
+	for (int i = 0; i < SHARE_THREADS; i++)
+		pthread_join(t[i], NULL);
+	ck_assert(!cart_is_shared(c));
+	ck_assert_uint_eq(cart_line_count(c), 1);
 }
 END_TEST
 
@@ -1003,6 +1079,12 @@ Suite *cart_suite(void)
 	tcase_add_test(tc, test_cart_free_accepts_null);
 	tcase_add_test(tc, test_cart_limits_init_defaults);
 	tcase_add_test(tc, test_cart_clone_is_deep);
+	tcase_add_test(tc, test_cart_share_counts_holders);
+	tcase_add_test(tc, test_cart_unshare_copies_only_a_shared_cart);
+	/* an abort can be caught only in a forked test (not under valgrind) */
+	if (!getenv("CK_FORK") || strcmp(getenv("CK_FORK"), "no"))
+		tcase_add_test_raise_signal(tc, test_cart_changing_a_shared_cart_aborts, SIGABRT);
+	tcase_add_test(tc, test_cart_share_is_thread_safe);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("add");

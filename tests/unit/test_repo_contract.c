@@ -325,20 +325,31 @@ START_TEST(test_repo_save_successive_versions)
 }
 END_TEST
 
-START_TEST(test_repo_load_returns_independent_copy)
+/*
+ * A loaded cart may be the store's own (shared, read-only): unshared, it
+ * can be changed without touching the store.  The saved object may be
+ * freed after save (the store keeps its own reference or a copy).
+ */
+START_TEST(test_repo_load_is_read_only_until_unshared)
 {
 	const cart_repo *r = open_repo(_i);
 	cart *c = rich_cart("u1", UUID_1, 1);
 	ck_assert_int_eq(save(r, "u1", 0, c, NULL), CART_OK);
-	cart *got = NULL;
+	cart_free(c);
+	cart *got = NULL, *again = NULL;
 	ck_assert_int_eq(cart_repo_load(r, "u1", &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(r, "u1", &again), CART_OK);
+	ck_assert_int_eq(cart_unshare(&got), CART_OK);
+	ck_assert(!cart_is_shared(got));
 	cart_clear(got);
 	cart_free(got);
-	/* the saved object may be changed or freed after save, too */
-	cart_clear(c);
-	cart_free(c);
+	/* neither the store nor the other reader's cart changed */
 	c = rich_cart("u1", UUID_1, 1);
 	assert_stored(r, "u1", c);
+	ck_assert_uint_gt(cart_line_count(c), 0);
+	ck_assert_uint_eq(cart_line_count(again), cart_line_count(c));
+	ck_assert_str_eq(cart_id(again), cart_id(c));
+	cart_free(again);
 	cart_free(c);
 }
 END_TEST
@@ -704,6 +715,8 @@ static int cas_increment(struct cas_arg *a, const char *user)
 	for (;;) {
 		cart *c = NULL;
 		int rc = cart_repo_load(a->r, user, &c);
+		if (rc == CART_OK)
+			rc = cart_unshare(&c);   /* the loaded one is read-only */
 		if (rc == CART_ENOTFOUND) {
 			char id[CART_UUID_LEN + 1];
 			snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012x",
@@ -1044,7 +1057,7 @@ Suite *repo_contract_suite(const char *name, repo_factory f, void *arg)
 	ADD(tc, test_repo_round_trip_cleared_cart);
 	ADD(tc, test_repo_save_wrong_version_conflicts);
 	ADD(tc, test_repo_save_successive_versions);
-	ADD(tc, test_repo_load_returns_independent_copy);
+	ADD(tc, test_repo_load_is_read_only_until_unshared);
 	ADD(tc, test_repo_expired_cart_returned_as_stored);
 	ADD(tc, test_repo_users_are_independent);
 	ADD(tc, test_repo_save_with_events_succeeds);
