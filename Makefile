@@ -37,6 +37,9 @@ DT_SRC   := $(wildcard tests/dynamo/*.c) tests/unit/test_repo_contract.c \
 	    tests/fakes/fake_clock.c
 # The Redis limiter against real redis-server processes.
 RT_SRC   := $(wildcard tests/redis/*.c) tests/fakes/fake_clock.c
+# The real server's per-request path, allocations and sends counted
+# (a binary of its own: it interposes malloc and send).
+HT_SRC   := $(wildcard tests/hotpath/*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
 AD_OBJ   := $(AD_SRC:%.c=$(O)/%.o)
@@ -44,6 +47,7 @@ APP_OBJ  := $(APP_SRC:%.c=$(O)/%.o)
 UT_OBJ   := $(UT_SRC:%.c=$(O)/%.o)
 DT_OBJ   := $(DT_SRC:%.c=$(O)/%.o)
 RT_OBJ   := $(RT_SRC:%.c=$(O)/%.o)
+HT_OBJ   := $(HT_SRC:%.c=$(O)/%.o)
 
 LIBCART  := $(O)/libcart.a
 LIBAD    := $(O)/libcart-adapters.a
@@ -52,6 +56,7 @@ BIN      := bin/cart-service
 UNIT     := $(O)/tests/unit-tests
 DYNAMO_T := $(O)/tests/dynamo-tests
 REDIS_T  := $(O)/tests/redis-tests
+HOTPATH_T := $(O)/tests/hotpath-tests
 # Starts a throwaway redis-server, runs the command, stops it by PID.
 REDIS_RUN := tests/redis/run.sh
 # Starts dynalite behind the SigV4-verifying proxy, runs the command, stops both.
@@ -107,6 +112,10 @@ $(UNIT): $(UT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(APP_LIBS)
 
+$(HOTPATH_T): $(HT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(APP_LIBS)
+
 $(DYNAMO_T): $(DT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(APP_LIBS)
@@ -140,8 +149,9 @@ test: check
 layering:
 	@tools/check-layering.sh
 
-unit: $(UNIT)
+unit: $(UNIT) $(HOTPATH_T)
 	$(UNIT)
+	$(HOTPATH_T)
 
 VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
 	  --errors-for-leak-kinds=definite,indirect,possible \

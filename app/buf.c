@@ -40,6 +40,16 @@ void buf_reset(buf *b)
 		b->data[0] = '\0';
 }
 
+void buf_reset_keep(buf *b, size_t keep)
+{
+	if (!b->borrowed && b->cap > keep) {
+		free(b->data);
+		b->data = NULL;
+		b->cap = 0;
+	}
+	buf_reset(b);
+}
+
 char *buf_take(buf *b, size_t *len)
 {
 	char *p = b->data;

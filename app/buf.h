@@ -30,6 +30,10 @@ void buf_release(buf *b);              /* accepts NULL */
  * Returns NULL if the buffer failed or lives in borrowed storage. */
 char *buf_take(buf *b, size_t *len);
 void buf_reset(buf *b);
+/* buf_reset, and gives the heap storage back if it grew beyond keep bytes:
+ * a buffer reused per request keeps a typical response's room, not the
+ * largest one's. */
+void buf_reset_keep(buf *b, size_t keep);
 
 void buf_put(buf *b, const void *p, size_t n);
 void buf_puts(buf *b, const char *s);

@@ -55,6 +55,13 @@ typedef struct http_response {
 
 void http_response_init(http_response *res);
 void http_response_release(http_response *res);   /* accepts NULL */
+/*
+ * Empties res for the next request on the same thread, keeping the
+ * buffers' storage up to HTTP_KEEP_BYTES each (so a GET allocates
+ * nothing once its thread has served one like it).
+ */
+void http_response_reset(http_response *res);
+#define HTTP_KEEP_BYTES 8192
 /* Appends "name: value\r\n" to the extra headers. */
 void http_response_header(http_response *res, const char *name,
 			  const char *value);

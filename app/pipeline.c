@@ -245,6 +245,18 @@ void http_response_init(http_response *res)
 	res->route = "unmatched";
 }
 
+void http_response_reset(http_response *res)
+{
+	buf body = res->body, headers = res->headers;
+
+	buf_reset_keep(&body, HTTP_KEEP_BYTES);
+	buf_reset_keep(&headers, HTTP_KEEP_BYTES);
+	memset(res, 0, sizeof(*res));
+	res->body = body;
+	res->headers = headers;
+	res->route = "unmatched";
+}
+
 void http_response_release(http_response *res)
 {
 	if (!res)

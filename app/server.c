@@ -48,6 +48,14 @@ typedef struct worker {
 	bool discarding;             /* owner thread only: kicks cut civetweb's discard */
 	int64_t wait_start_ns;       /* owner thread only: began waiting for headers */
 	bool served;                 /* owner thread only: the connection had a request */
+	/*
+	 * Owner thread only: the response and the bytes sent, reused request
+	 * after request (http_response_reset), so serving a GET allocates
+	 * nothing.  Each keeps at most HTTP_KEEP_BYTES between requests:
+	 * 3 x 8 KiB per worker thread that has served, at most.
+	 */
+	http_response res;
+	buf out;
 } worker;
 
 struct server {
@@ -186,41 +194,50 @@ static int conn_read(void *ctx, char *dst, size_t len, bool *timed_out)
 	return n;
 }
 
+/*
+ * Sends res as one mg_write: status line, headers and body together, so a
+ * response is one send(2) and one TCP segment when it fits (TCP_NODELAY).
+ * out: the worker's buffer to build it in, or NULL for a one-off.
+ */
 static void send_response(struct mg_connection *conn, const http_response *res,
-			  bool head)
+			  bool head, buf *reuse)
 {
-	buf out;
+	buf local, *o = reuse ? reuse : &local;
 
-	buf_init(&out, HTTP_MAX_RESPONSE + 8192);
+	if (reuse)
+		buf_reset_keep(o, HTTP_KEEP_BYTES);
+	else
+		buf_init(o, HTTP_MAX_RESPONSE + 8192);
 	/* No printf on the per-response path (issue 10). */
-	buf_puts(&out, "HTTP/1.1 ");
-	buf_json_i64(&out, res->status);
-	buf_puts(&out, " ");
-	buf_puts(&out, http_reason(res->status));
-	buf_puts(&out, "\r\n");
+	buf_puts(o, "HTTP/1.1 ");
+	buf_json_i64(o, res->status);
+	buf_puts(o, " ");
+	buf_puts(o, http_reason(res->status));
+	buf_puts(o, "\r\n");
 	if (res->content_type) {
-		buf_puts(&out, "Content-Type: ");
-		buf_puts(&out, res->content_type);
-		buf_puts(&out, "\r\n");
+		buf_puts(o, "Content-Type: ");
+		buf_puts(o, res->content_type);
+		buf_puts(o, "\r\n");
 	}
 	if (res->status != 204) {
-		buf_puts(&out, "Content-Length: ");
-		buf_put_u64(&out, res->body.len);
-		buf_puts(&out, "\r\n");
+		buf_puts(o, "Content-Length: ");
+		buf_put_u64(o, res->body.len);
+		buf_puts(o, "\r\n");
 	}
-	buf_puts(&out, "X-Request-Id: ");
-	buf_puts(&out, res->request_id);
-	buf_puts(&out, "\r\nCache-Control: no-store\r\n");
+	buf_puts(o, "X-Request-Id: ");
+	buf_puts(o, res->request_id);
+	buf_puts(o, "\r\nCache-Control: no-store\r\n");
 	if (res->close)
-		buf_puts(&out, "Connection: close\r\n");
+		buf_puts(o, "Connection: close\r\n");
 	if (res->headers.len)
-		buf_put(&out, res->headers.data, res->headers.len);
-	buf_puts(&out, "\r\n");
+		buf_put(o, res->headers.data, res->headers.len);
+	buf_puts(o, "\r\n");
 	if (!head && res->status != 204 && res->body.len)
-		buf_put(&out, res->body.data, res->body.len);
-	if (!out.failed)
-		mg_write(conn, out.data, out.len);
-	buf_release(&out);
+		buf_put(o, res->body.data, res->body.len);
+	if (!o->failed)
+		mg_write(conn, o->data, o->len);
+	if (!reuse)
+		buf_release(o);
 }
 
 /*
@@ -285,26 +302,29 @@ static void serve(server *srv, struct mg_connection *conn, const char *target,
 	worker *w = mg_get_thread_pointer(conn);
 	conn_io io = { conn, w, 0 };
 	http_request req;
-	http_response res;
+	http_response local, *res = w ? &w->res : &local;
 	char method[17];
 	app_request request, *r = &request;
 
 	fill_request(&req, &io, method, ri, target);
 	if (closing)
 		req.read = NULL;
-	http_response_init(&res);
-	app_request_init(r, srv->app, &req, &res);
+	if (w)
+		http_response_reset(res);
+	else
+		http_response_init(res);
+	app_request_init(r, srv->app, &req, res);
 	io.deadline_ns = r->start_ns + (int64_t)srv->app->cfg->request_timeout_ms * 1000000LL;
 	app_pipeline_run(&srv->app->pipeline, r);
 	/* While draining, ask keep-alive clients to go elsewhere. */
 	if (atomic_load(&srv->app->draining))
-		res.close = true;
-	send_response(conn, &res, r->head);
+		res->close = true;
+	send_response(conn, res, r->head, w ? &w->out : NULL);
 	if (w) {
 		w->wait_start_ns = app_mono_ns();
 		w->served = true;
 	}
-	if (res.close)
+	if (res->close)
 		force_close(conn);
 	app_pipeline_log(&srv->app->pipeline, r);
 	/*
@@ -314,12 +334,13 @@ static void serve(server *srv, struct mg_connection *conn, const char *target,
 	 * at once (read_end runs in on_connection_close).  Last, so the
 	 * signal is unblocked only for that discard.
 	 */
-	if (!closing && res.close && w && (ri->content_length > (long long)r->body_len ||
+	if (!closing && res->close && w && (ri->content_length > (long long)r->body_len ||
 			       mg_get_header(conn, "Transfer-Encoding"))) {
 		read_begin(w, 0);
 		w->discarding = true;
 	}
-	http_response_release(&res);
+	if (!w)
+		http_response_release(res);
 }
 
 static int on_request(struct mg_connection *conn, void *cbdata)
@@ -416,7 +437,7 @@ static int on_http_error(struct mg_connection *conn, int status,
 	}
 	app_fail(&r, status, code, detail);
 	res.close = true;
-	send_response(conn, &res, false);
+	send_response(conn, &res, false, NULL);
 	if (w)
 		w->errored = true;   /* the close that follows must not answer again */
 	app_pipeline_log(&srv->app->pipeline, &r);
@@ -515,8 +536,11 @@ int server_start(server **out, app_ctx *app, char *err, size_t err_len)
 		return -1;
 	}
 	s->nworkers = cfg->http_threads;
-	for (int i = 0; i < s->nworkers; i++)
+	for (int i = 0; i < s->nworkers; i++) {
 		pthread_mutex_init(&s->workers[i].lock, NULL);
+		http_response_init(&s->workers[i].res);      /* allocates nothing yet */
+		buf_init(&s->workers[i].out, HTTP_MAX_RESPONSE + 8192);
+	}
 	s->app = app;
 	s->ctx = mg_start(&cb, s, options);
 	if (!s->ctx) {
@@ -551,8 +575,11 @@ void server_stop(server *s)
 	if (s->watchdog_started)
 		pthread_join(s->watchdog, NULL);
 	mg_stop(s->ctx);
-	for (int i = 0; i < s->nworkers; i++)
+	for (int i = 0; i < s->nworkers; i++) {
 		pthread_mutex_destroy(&s->workers[i].lock);
+		http_response_release(&s->workers[i].res);
+		buf_release(&s->workers[i].out);
+	}
 	free(s->workers);
 	free(s);
 }
