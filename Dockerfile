@@ -32,8 +32,8 @@ FROM debian:12-slim
 #   libssl3       libcrypto (SHA-256 request fingerprints)
 #   libcurl4, ca-certificates   HTTPS calls of the AWS adapters (DynamoDB,
 #                 EventBridge) as they land
-#   libhiredis0.14  the Redis rate limiter (adapters/redis), needed once the
-#                 binary links it, whichever store is configured
+#   libhiredis0.14  the Redis rate limiter (adapters/redis): the binary
+#                 links it, whichever store is configured
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libcivetweb1 libcjson1 libcurl4 libssl3 libhiredis0.14 ca-certificates \

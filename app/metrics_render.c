@@ -138,6 +138,8 @@ static void counter_line(buf *out, const char *name, const char *help, uint64_t 
 	buf_printf(out, "%s %llu\n", name, (unsigned long long)v);
 }
 
+static void gauge_line(buf *out, const char *name, const char *help, double v);
+
 static void render_use_cases(const app_metrics *m, buf *out)
 {
 	if (m->src.svc) {
@@ -164,6 +166,13 @@ static void render_use_cases(const app_metrics *m, buf *out)
 		app_ratelimit_stats(m->src.ratelimit, &ls);
 		counter_line(out, "cart_rate_limit_rejections_total",
 			     "Requests refused by the rate limiter (429).", ls.limited);
+		/* the memory store's bound (RATE_LIMIT_MAX_KEYS) at work */
+		gauge_line(out, "cart_rate_limit_keys",
+			   "Callers the in-memory rate limiter tracks now (0 with Redis).",
+			   (double)ls.keys);
+		counter_line(out, "cart_rate_limit_evictions_total",
+			     "Callers still limited that the in-memory rate limiter "
+			     "dropped to stay within RATE_LIMIT_MAX_KEYS.", ls.evictions);
 	}
 	family(out, "cart_auth_failures_total", "counter",
 	       "Requests answered 401, by reason (missing token or why it was refused).");

@@ -316,8 +316,9 @@ static void serve(server *srv, struct mg_connection *conn, const char *target,
 	app_request_init(r, srv->app, &req, res);
 	io.deadline_ns = r->start_ns + (int64_t)srv->app->cfg->request_timeout_ms * 1000000LL;
 	app_pipeline_run(&srv->app->pipeline, r);
-	/* While draining, ask keep-alive clients to go elsewhere. */
-	if (atomic_load(&srv->app->draining))
+	/* While draining, ask keep-alive clients to go elsewhere; and say so
+	 * when civetweb closes the connection after this answer anyway. */
+	if (closing || atomic_load(&srv->app->draining))
 		res->close = true;
 	send_response(conn, res, r->head, w ? &w->out : NULL);
 	if (w) {

@@ -8,6 +8,9 @@
 #                  no lib/ private headers, civetweb, app/ or adapters/Y/
 #                  (except the support libraries adapters/aws/ and
 #                  adapters/codec/, which adapters share)
+#   app/           only app/server.c includes civetweb.h: the rest of app/
+#                  sees http_request/http_response (app/http.h), so the
+#                  pipeline and handlers do not depend on the HTTP server
 #
 # The Makefile already compiles lib/ with only -Iinclude -Ilib; this script
 # also catches what a compiler cannot (relative paths, words in lib/) and
@@ -134,6 +137,16 @@ check_adapter_file() {  # adapters/<name>/**
 	done < <(includes "$f")
 }
 
+check_app_file() {  # app/**
+	local f=$1 line kind target
+	[[ $f == app/server.c ]] && return 0
+	while IFS=$'\t' read -r line kind target; do
+		if [[ ${target##*/} == civetweb.h ]]; then
+			fail "$f:$line" "only app/server.c may include civetweb.h (the rest of app/ uses app/http.h)"
+		fi
+	done < <(includes "$f")
+}
+
 while IFS= read -r f; do
 	checked=$((checked + 1))
 	[[ $f == include/cart/*.h ]] ||
@@ -151,8 +164,13 @@ while IFS= read -r f; do
 	check_adapter_file "$f"
 done < <(sources adapters)
 
+while IFS= read -r f; do
+	checked=$((checked + 1))
+	check_app_file "$f"
+done < <(sources app)
+
 if [ "$violations" -ne 0 ]; then
 	echo "layering: FAILED: $violations violation(s) of the include rules in ../shared/STYLE.md section 1" >&2
 	exit 1
 fi
-echo "layering: ok ($checked files in include/, lib/, adapters/)"
+echo "layering: ok ($checked files in include/, lib/, adapters/, app/)"

@@ -13,6 +13,7 @@ JwksServer is a loopback HTTP server that serves a JWKS (Cognito layout:
 """
 
 import base64
+import datetime
 import hashlib
 import hmac
 import http.server
@@ -22,10 +23,12 @@ import tempfile
 import threading
 import time
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import \
     decode_dss_signature
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Test"
 AUDIENCE = "cart-api"
@@ -69,6 +72,27 @@ class RsaKey:
         if with_alg:
             d["alg"] = "RS256"
         return d
+
+    def x5c(self, ca_issuers_url=None):
+        """A JWS x5c chain: one self-signed certificate of this key, as
+        base64 (not base64url) DER.  ca_issuers_url: an Authority
+        Information Access URL in it, where a chain builder would fetch
+        the issuer from."""
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.kid)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        b = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+             .public_key(self.public).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(days=1))
+             .not_valid_after(now + datetime.timedelta(days=30)))
+        if ca_issuers_url:
+            b = b.add_extension(x509.AuthorityInformationAccess([
+                x509.AccessDescription(
+                    AuthorityInformationAccessOID.CA_ISSUERS,
+                    x509.UniformResourceIdentifier(ca_issuers_url))]),
+                critical=False)
+        cert = b.sign(self.private, hashes.SHA256())
+        return [base64.b64encode(
+            cert.public_bytes(serialization.Encoding.DER)).decode("ascii")]
 
     def public_pem(self):
         return self.public.public_bytes(

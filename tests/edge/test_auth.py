@@ -14,7 +14,7 @@ What the contract says and these tests check:
     log line; nothing is stored either way;
   - sub must equal {userID} (otherwise 404 cart.not_found and nothing
     changes) unless the token carries the admin scope or group;
-  - keys the token names (jku, x5u, jwk) are never fetched or used;
+  - keys the token names (jku, x5u, x5c, jwk) are never fetched or used;
   - key rotation through the JWKS URL, refetches rate-limited;
   - Cognito access tokens (client_id instead of aud).
 """
@@ -514,6 +514,8 @@ class AuthTest(AuthAssertions, harness.ServerTestCase):
         c = claims(u)
         url = "http://127.0.0.1:%d/jwks.json" % self.attacker.port
         rogue_jwk = self.rogue.jwk()
+        # a certificate chain of the rogue key, whose AIA names our URL
+        rogue_x5c = self.rogue.x5c(ca_issuers_url=url)
         cases = (
             ("jku, unknown kid", sign(c, self.rogue,
                                       header_extra={"jku": url}),
@@ -528,6 +530,14 @@ class AuthTest(AuthAssertions, harness.ServerTestCase):
              {"unknown_kid"}),
             ("embedded jwk, no kid", sign(c, self.rogue, kid=False,
                                           header_extra={"jwk": rogue_jwk}),
+             {"unknown_kid", "bad_signature"}),
+            ("x5c", sign(c, self.rogue, header_extra={"x5c": rogue_x5c}),
+             {"unknown_kid"}),
+            ("x5c, our kid", sign(c, self.rogue, kid="rsa-a",
+                                  header_extra={"x5c": rogue_x5c}),
+             {"bad_signature"}),
+            ("x5c, no kid", sign(c, self.rogue, kid=False,
+                                 header_extra={"x5c": rogue_x5c}),
              {"unknown_kid", "bad_signature"}),
         )
         for name, tok, reasons in cases:

@@ -485,17 +485,18 @@ class FramingTest(FramingMixin, harness.ServerTestCase):
         base = "http://127.0.0.1:%d" % self.server.port
         u = new_user()
 
-        def exchange(method, path, body=b""):
+        def exchange(method, path, body=b"", authority=base, full=False):
             rid = "abs-" + uuid.uuid4().hex
             hdrs = [("X-Request-Id", rid)]
             if body:
                 hdrs += [("Content-Type", "application/json"),
                          ("Content-Length", str(len(body)))]
-            res = self.raw(raw_request(method, base + path, hdrs, body),
+            res = self.raw(raw_request(method, authority + path, hdrs, body),
                            expect=1, grace=0.2)
             self.assertEqual(len(res.responses), 1, "want one response to "
-                             "absolute-form %s %s: %r" % (method, path, res))
-            return rid, res.responses[0]
+                             "absolute-form %s %s%s: %r"
+                             % (method, authority, path, res))
+            return (rid, res.responses[0]) + ((res,) if full else ())
 
         rid, r = exchange("GET", "/health")
         self.assertEqual((r.status, r.body), (200, {"status": "ok"}), r)
@@ -508,6 +509,29 @@ class FramingTest(FramingMixin, harness.ServerTestCase):
         self.assertLogged(rid, 200)
         self.assertEqual(r.body, self.get_cart(u))
         self.assertEqual([i["itemId"] for i in r.body["items"]], ["sku-1"])
+        # Another host and port: the authority is not ours to check (the
+        # load balancer routed the request here), so it is routed by its
+        # path like any other.  civetweb takes it for a proxy request and
+        # closes the connection; the answer comes first and says so.
+        for authority in ("http://example.com:9999", "https://example.com:9999"):
+            with self.subTest(authority=authority):
+                rid, r, res = exchange("GET", "/health", authority=authority,
+                                       full=True)
+                self.assertEqual((r.status, r.body), (200, {"status": "ok"}),
+                                 res)
+                self.assertEqual(r.header("x-request-id"), rid, res)
+                self.assertIn("close", r.header("connection", "").lower(),
+                              "the server closes without saying so: %r"
+                              % res)
+                self.assertTrue(res.closed and not res.reset, res)
+                self.assertLogged(rid, 200)
+                rid, r, res = exchange("GET", "/v1/cart/%s" % u,
+                                       authority=authority, full=True)
+                self.assertEqual(r.status, 200, res)
+                self.assertEqual(r.body, self.get_cart(u))
+                self.assertIn("close", r.header("connection", "").lower(), res)
+                self.assertTrue(res.closed and not res.reset, res)
+                self.assertLogged(rid, 200)
 
     # -- 7. long paths -------------------------------------------------------
 

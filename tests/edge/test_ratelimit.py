@@ -3,7 +3,9 @@
 RATE_LIMIT_RPS / RATE_LIMIT_BURST with the in-memory store (one server per
 test, so budgets never leak between tests), the key (client address,
 X-Forwarded-For only from TRUSTED_PROXIES, the token's sub when
-authenticated), the 429 answer and its headers, and RATE_LIMIT_STORE=redis:
+authenticated), the 429 answer and its headers, the key table bounded by
+RATE_LIMIT_MAX_KEYS under many clients (and its size and evictions in
+/metrics and the stats line), and RATE_LIMIT_STORE=redis:
 one limit shared by two processes, the allow/deny policies while Redis is
 down, and recovery when it is back.  redis-server is started and stopped
 here, by PID.
@@ -239,6 +241,63 @@ class MemoryLimitTest(LimitAssertions, unittest.TestCase):
                 r = srv.request("GET", "/v1/cart/x")
                 self.assertEqual(r.status, 200, r)
                 self.assertEqual(self.remaining(r), 4, r.headers)
+
+    def test_key_table_stays_bounded(self):
+        # RATE_LIMIT_MAX_KEYS=64 (its minimum: one shard of 64) and 500
+        # clients behind our proxy, each sending two requests at once with
+        # a burst of 1: each key stays limited for 1 s, so the table fills
+        # and keys still limited are evicted.  A client's own second
+        # request never finds its key gone (it is the newest, the last to
+        # be evicted), so the answers are exactly 200 then 429 per client.
+        max_keys, clients = 64, 500
+        srv = self.start(RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="1",
+                         RATE_LIMIT_MAX_KEYS=str(max_keys),
+                         TRUSTED_PROXIES="127.0.0.1/32",
+                         METRICS_ENABLED="true")
+        got = []
+        conn = srv.connection(timeout=10)
+        try:
+            for i in range(clients):
+                hdr = {"X-Forwarded-For": "10.%d.%d.%d" % (
+                    i >> 16, (i >> 8) & 255, i & 255)}
+                got.append(tuple(harness.send(conn, "GET", "/v1/cart/x",
+                                              headers=hdr).status
+                                 for _ in range(2)))
+        finally:
+            conn.close()
+        self.assertIsNone(srv.proc.poll(), "the server died\n" + srv.logs())
+        wrong = [(i, s) for i, s in enumerate(got) if s != (200, 429)]
+        self.assertEqual(wrong, [], "want 200 then 429 for every client")
+        r = srv.request("GET", "/metrics")
+        self.assertEqual(r.status, 200, r)
+        text = r.raw.decode()
+
+        def metric(name):
+            m = re.search(r"^%s (\S+)$" % name, text, re.M)
+            self.assertIsNotNone(m, "no %s in /metrics:\n%s" % (name, text))
+            return float(m.group(1))
+        keys = metric("cart_rate_limit_keys")
+        evictions = metric("cart_rate_limit_evictions_total")
+        self.assertEqual(metric("cart_rate_limit_rejections_total"), clients)
+        self.assertGreaterEqual(keys, 1)
+        self.assertLessEqual(keys, max_keys, "the table outgrew "
+                             "RATE_LIMIT_MAX_KEYS")
+        # at most one eviction per new key beyond the table; at least most
+        # of them unless 500 clients took longer than the 1 s a key stays
+        # limited (then idle keys are dropped instead, and not counted)
+        self.assertLessEqual(evictions, clients - max_keys)
+        self.assertGreaterEqual(evictions, (clients - max_keys) // 2,
+                                "keys=%s evictions=%s" % (keys, evictions))
+        self.assertEqual(srv.request("GET", "/health").status, 200)
+        # the stats line written at the stop says the same
+        srv.stop()
+        rec = srv.wait_log(lambda d: "ratelimit" in d.get("stats", {}),
+                           timeout=1.0)
+        self.assertIsNotNone(rec, "no stats line with ratelimit at the "
+                             "stop\n" + srv.logs())
+        st = rec["stats"]["ratelimit"]
+        self.assertLessEqual(st.get("keys"), max_keys, rec)
+        self.assertEqual(st.get("evictions"), evictions, rec)
 
     def test_limit_is_per_sub_when_authenticated(self):
         key = jwt_util.RsaKey("rl-rsa")

@@ -6,6 +6,7 @@ connections fast; a slowloris client is cut off after REQUEST_TIMEOUT_MS;
 an idle keep-alive connection is closed after KEEP_ALIVE_TIMEOUT_MS.
 """
 
+import collections
 import os
 import resource
 import select
@@ -40,31 +41,77 @@ def connect(port, timeout=2.0):
 
 def timed_health(port, timeout=1.5):
     """(seconds from connect to the full response, status or error)."""
+    dt, status, _ = timed_request(port, HEALTH, timeout)
+    return dt, status
+
+
+def timed_request(port, raw, timeout=1.5):
+    """(seconds from connect to the full response, status or error,
+    response headers or None) for one raw request on a fresh connection."""
     t0 = time.monotonic()
     try:
         s = connect(port, timeout)
     except OSError as e:
-        return time.monotonic() - t0, "connect: %r" % e
+        return time.monotonic() - t0, "connect: %r" % e, None
     try:
-        res = harness.raw_exchange(port, HEALTH, sock=s, timeout=timeout,
+        res = harness.raw_exchange(port, raw, sock=s, timeout=timeout,
                                    expect=1, grace=0)
     except OSError as e:
-        return time.monotonic() - t0, "%r" % e
+        return time.monotonic() - t0, "%r" % e, None
     finally:
         s.close()
     dt = time.monotonic() - t0
     if len(res.responses) != 1:
-        return dt, "no response%s" % (" (closed)" if res.closed else "")
-    return dt, res.responses[0].status
+        return dt, "no response%s" % (" (closed)" if res.closed else ""), None
+    return dt, res.responses[0].status, res.responses[0].headers
+
+
+def peek_state(s):
+    """'open' (nothing to read, not closed), 'closed' (EOF), 'reset', or
+    'data: ...' (the server wrote something, e.g. a 408), without
+    blocking and without consuming anything."""
+    s.setblocking(False)
+    try:
+        got = s.recv(512, socket.MSG_PEEK)
+    except BlockingIOError:
+        return "open"
+    except ConnectionResetError:
+        return "reset"
+    except OSError as e:
+        return "error: %r" % e
+    return "data: %r" % got[:80] if got else "closed"
 
 
 class ManyConnectionsTest(harness.ServerTestCase):
-    """Default settings: 300 idle + 300 slow-body + 100 idle keep-alive."""
+    """Default settings: 300 idle + 300 slow-body (+ 100 idle keep-alive)
+    connections held open while new clients are served within 1 s.
+
+    The harness turns the rate limiter off for the functional suites
+    (RATE_LIMIT_RPS=0); this test sets it back to its default, 100/s with
+    a burst of 200, so every setting is the default (the harness's own
+    LISTEN_ADDR, APP_PORT and SHUTDOWN_TIMEOUT_SECONDS aside).
+
+    Rate-limit budget: every /v1 request here comes from 127.0.0.1, one
+    key.  The slow POSTs never finish their bodies, so they never reach
+    the limiter (it runs after the body is read).  /health probes are
+    never limited; the /v1 probes (every other one, under 10) and the 300
+    reads at the end are: the reads go 150 at once and then at 80/s,
+    below the refill of 100/s, so the bucket (200) never runs dry and
+    every answer must be 200.
+    """
 
     IDLE, SLOW, KEEPALIVE = 300, 300, 100
-    WINDOW = 15.0          # seconds all of them stay open
+    # Idle and slow connections are cut at REQUEST_TIMEOUT_MS (10 s by
+    # default, from accept resp. from the end of the headers): they are
+    # held, and checked to be still open, up to HOLD s after the first of
+    # them was opened.  The keep-alive ones are closed after
+    # KEEP_ALIVE_TIMEOUT_MS (5 s), as they must be.
+    HOLD = 8.5
     PROBE_EVERY = 0.5
     PROBE_LIMIT = 1.0      # connect -> full response
+    MIN_PROBES = 6         # fewer than 6 (2.5 s of probing) proves little
+    READ_BURST, READ_GAP = 150, 1 / 80.0
+    server_env = {"RATE_LIMIT_RPS": "100"}   # the default, see above
 
     @classmethod
     def setUpClass(cls):
@@ -75,9 +122,9 @@ class ManyConnectionsTest(harness.ServerTestCase):
                                  "needs" % (got, need))
         super().setUpClass()
 
-    def test_idle_and_slow_connections_do_not_starve_health_checks(self):
+    def test_idle_and_slow_connections_do_not_starve_new_clients(self):
         port = self.server.port
-        socks = []
+        keepalive, idle = [], []
         slow = []               # [socket, user, bytes of the body sent]
         stop = threading.Event()
         sender_errors = []
@@ -92,7 +139,7 @@ class ManyConnectionsTest(harness.ServerTestCase):
                     try:
                         s.send(BODY[sent:sent + 1])
                         entry[2] += 1
-                    except OSError as e:   # the server may cut them off
+                    except OSError as e:   # the server cut it off
                         entry[0] = None
                         sender_errors.append(repr(e))
 
@@ -102,38 +149,57 @@ class ManyConnectionsTest(harness.ServerTestCase):
         try:
             for i in range(self.KEEPALIVE):
                 s = connect(port)
-                socks.append(s)
+                keepalive.append(s)
                 res = harness.raw_exchange(port, HEALTH, sock=s, timeout=2.0,
                                            expect=1, grace=0)
                 self.assertEqual([r.status for r in res.responses], [200],
                                  "keep-alive connection %d: %r" % (i, res))
+            t_first = time.monotonic()   # the first idle/slow connection
             for _ in range(self.IDLE):
-                socks.append(connect(port))
+                idle.append(connect(port))
             for i in range(self.SLOW):
                 user = new_user("s%d" % i)
                 s = connect(port)
-                socks.append(s)
                 s.sendall(("POST /v1/cart/%s/items HTTP/1.1\r\n"
                            "Host: 127.0.0.1\r\nContent-Type: application/json"
                            "\r\nContent-Length: %d\r\n\r\n"
                            % (user, len(BODY))).encode())
                 slow.append([s, user, 0])
+            slow_socks = [e[0] for e in slow]
             sender.start()
-            setup = time.monotonic() - t_start
-
-            results = [None] * int(self.WINDOW / self.PROBE_EVERY)
+            t0 = time.monotonic()
+            setup = t0 - t_start
+            check_at = t_first + self.HOLD
+            nprobes = int((check_at - self.PROBE_LIMIT - t0)
+                          / self.PROBE_EVERY) + 1
+            self.assertGreaterEqual(
+                nprobes, self.MIN_PROBES, "setup took %.1f s: too little of "
+                "the %.1f s window left" % (setup, self.HOLD))
+            results = [None] * nprobes
+            reqs = [HEALTH if k % 2 == 0 else
+                    ("GET /v1/cart/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                     % new_user("probe")).encode() for k in range(nprobes)]
 
             def probe(k):
-                results[k] = timed_health(port, timeout=self.PROBE_LIMIT + 0.5)
+                results[k] = timed_request(port, reqs[k],
+                                           timeout=self.PROBE_LIMIT + 0.5)
 
-            t0 = time.monotonic()
-            for k in range(len(results)):
+            for k in range(nprobes):
                 delay = t0 + k * self.PROBE_EVERY - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 t = threading.Thread(target=probe, args=(k,), daemon=True)
                 t.start()
                 probes.append(t)
+            # right before the end of the window: all still held?
+            delay = check_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            t_check = time.monotonic() - t_first
+            idle_state = [peek_state(s) for s in idle]
+            slow_state = [peek_state(s) for s in slow_socks]
+            keepalive_state = [peek_state(s) for s in keepalive]
+            t_checked = time.monotonic() - t_first
             for t in probes:
                 t.join(timeout=5)
             running = self.server.proc.poll() is None
@@ -141,24 +207,49 @@ class ManyConnectionsTest(harness.ServerTestCase):
             stop.set()
             if sender.is_alive():
                 sender.join(timeout=5)
-            for s in socks:
+            for s in keepalive + idle + [e[0] for e in slow if e[0]]:
                 s.close()
 
         self.assertTrue(running, "the server died under the load\n"
                         + self.server.logs())
+        self.assertEqual(sender_errors, [], "slow-body connections failed "
+                         "while the body was trickling in")
+        self.assertLess(t_checked, 10.0, "the check came after "
+                        "REQUEST_TIMEOUT_MS; it proves nothing")
+
+        def not_open(states):
+            return collections.Counter(x for x in states if x != "open")
+        self.assertEqual(not_open(idle_state), {},
+                         "idle connections not open %.1f-%.1f s after the "
+                         "first was opened" % (t_check, t_checked))
+        self.assertEqual(not_open(slow_state), {},
+                         "slow-body connections not open %.1f-%.1f s after "
+                         "the first was opened" % (t_check, t_checked))
+        # KEEP_ALIVE_TIMEOUT_MS (5 s) has passed since their response
+        self.assertEqual(collections.Counter(keepalive_state),
+                         {"closed": self.KEEPALIVE}, "idle keep-alive "
+                         "connections after %.1f s" % (t_check,))
+
         bad = [(k, r) for k, r in enumerate(results)
                if r is None or r[1] != 200 or r[0] > self.PROBE_LIMIT]
         summary = ", ".join("#%d %s" % (k, "unfinished" if r is None else
-                                        "%.2fs %s" % r) for k, r in bad)
+                                        "%.2fs %s" % r[:2]) for k, r in bad)
         if bad:
-            self.fail("%d of %d health probes (one every %.1f s, setup took "
+            self.fail("%d of %d probes (one every %.1f s, setup took "
                       "%.1f s) were not answered 200 within %.1f s: %s"
                       % (len(bad), len(results), self.PROBE_EVERY, setup,
                          self.PROBE_LIMIT, summary))
+        # the limiter was on: the /v1 probes carry its fields
+        for k in range(1, nprobes, 2):
+            self.assertIn("ratelimit", results[k][2],
+                          "/v1 probe %d without RateLimit: the limiter is "
+                          "off" % k)
         # not one slow body was taken as complete
         conn = self.server.connection(timeout=5)
         try:
-            for _, user, sent in slow:
+            for i, (_, user, sent) in enumerate(slow):
+                if i >= self.READ_BURST:
+                    time.sleep(self.READ_GAP)
                 self.assertLess(sent, len(BODY))
                 r = harness.send(conn, "GET", "/v1/cart/" + user)
                 self.assertEqual((r.status, r.body.get("version"),
@@ -168,7 +259,7 @@ class ManyConnectionsTest(harness.ServerTestCase):
         finally:
             conn.close()
         self.assertHealthy()
-        self.assertLess(time.monotonic() - t_start, 40)
+        self.assertLess(time.monotonic() - t_start, 30)
 
 
 class SlowlorisTest(harness.ServerTestCase):
