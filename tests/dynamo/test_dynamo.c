@@ -67,7 +67,7 @@ START_TEST(test_dynamo_one_request_per_operation)
 	ck_assert_int_eq(save("u-requests", 0, c), CART_OK);
 	cart_dynamo_repo_stats(&repo, &b);
 	ck_assert_uint_eq(b.requests - a.requests, 1);   /* one conditional write */
-	ck_assert_int_eq(cart_repo_load(&repo, "u-requests", &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(&repo, NULL, "u-requests", &got), CART_OK);
 	cart_dynamo_repo_stats(&repo, &d);
 	ck_assert_uint_eq(d.requests - b.requests, 1);   /* one GetItem */
 	ck_assert_int_eq(cart_repo_idem_get(&repo, "u-requests", "k", 0, &rec),
@@ -141,7 +141,7 @@ START_TEST(test_dynamo_bad_items_are_backend_errors)
 		cart *got = NULL;
 		snprintf(user, sizeof(user), "bad-%zu", i);
 		put_raw(user, bad[i]);
-		ck_assert_msg(cart_repo_load(&repo, user, &got) == CART_EBACKEND,
+		ck_assert_msg(cart_repo_load(&repo, NULL, user, &got) == CART_EBACKEND,
 			      "bad item %zu was accepted", i);
 		ck_assert_ptr_null(got);
 	}
@@ -155,7 +155,7 @@ START_TEST(test_dynamo_item_without_version_is_no_cart)
 	cart *got = NULL;
 
 	put_raw("only-claims", ",\"idem#k\":{\"M\":{\"fp\":{\"S\":\"x\"}}}");
-	ck_assert_int_eq(cart_repo_load(&repo, "only-claims", &got), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(&repo, NULL, "only-claims", &got), CART_ENOTFOUND);
 }
 END_TEST
 
@@ -323,7 +323,7 @@ START_TEST(test_dynamo_oversized_cart_is_invalid_and_not_stored)
 	}
 	cart_touch(c, 1767225600000LL, lim.ttl_ms);
 	ck_assert_int_eq(save("u-huge", 0, c), CART_EINVALID);
-	ck_assert_int_eq(cart_repo_load(&repo, "u-huge", &got), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(&repo, NULL, "u-huge", &got), CART_ENOTFOUND);
 	cart_free(c);
 }
 END_TEST
