@@ -53,7 +53,7 @@ static cart *cart_with_lines(const char *user, int lines)
 
 static int save(const char *user, int64_t expected, const cart *c)
 {
-	cart_write w = { user, expected, c, NULL, NULL, 0 };
+	cart_write w = { user, expected, c, NULL, NULL, 0, NULL };
 	return cart_repo_save(&repo, &w);
 }
 
@@ -168,7 +168,7 @@ static cart_idem record(const char *key, int64_t exp)
 static int save_keyed(const char *user, int64_t expected, const cart *c,
 		      const cart_idem *rec)
 {
-	cart_write w = { user, expected, c, rec, NULL, 0 };
+	cart_write w = { user, expected, c, rec, NULL, 0, NULL };
 	return cart_repo_save(&repo, &w);
 }
 
@@ -250,10 +250,10 @@ START_TEST(test_dynamo_records_per_user_are_bounded)
 	claim.state = CART_IDEM_PENDING;
 	ck_assert_int_eq(cart_repo_idem_claim(&small, "u-bound", &claim, now), CART_OK);
 	ck_assert_int_eq(cart_repo_save(&small, &(cart_write){ "u-bound", 0, c, NULL,
-							       NULL, 0 }), CART_OK);
+							       NULL, 0, NULL }), CART_OK);
 	for (int i = 0; i < 30; i++) {
 		cart_idem rec = record(key, now + 60000 + i);
-		cart_write w = { "u-bound", 0, c, &rec, NULL, 0 };
+		cart_write w = { "u-bound", 0, c, &rec, NULL, 0, NULL };
 
 		snprintf(key, sizeof(key), "save-%02d", i);
 		cart_touch(c, 1767225601000LL + i + 1, 86400000);
@@ -380,7 +380,7 @@ static void save_two_events(const cart_repo *r, const char *user)
 {
 	cart *c = cart_with_lines(user, 1);
 	cart_event ev[2];
-	cart_write w = { user, 0, c, NULL, ev, 2 };
+	cart_write w = { user, 0, c, NULL, ev, 2, NULL };
 
 	memset(ev, 0, sizeof(ev));
 	for (int i = 0; i < 2; i++) {
