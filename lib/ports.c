@@ -136,9 +136,12 @@ void cart_publisher_destroy(cart_publisher *p)
 
 /* --- repository --------------------------------------------------------- */
 
-int cart_repo_load(const cart_repo *r, const char *user_id, cart **out)
+int cart_repo_load(const cart_repo *r, const cart_call_ctx *call,
+		   const char *user_id, cart **out)
 {
 	*out = NULL;
+	if (r->ops->version >= 3 && r->ops->load_call)
+		return r->ops->load_call(r->self, call, user_id, out);
 	return r->ops->load(r->self, user_id, out);
 }
 

@@ -94,16 +94,26 @@ bool cart_retry_next(cart_retry *r, int attempt, bool timeout,
 	return true;
 }
 
-void cart_retry_success(cart_retry *r)
+/* Adds n tokens, up to the quota; lock-free. */
+static void give_tokens(cart_retry *r, int n)
 {
-	assert(r);
 	int have = atomic_load(&r->tokens), want;
 	do {
 		/* tokens <= quota, so this comparison cannot overflow */
-		want = r->cfg.success_refund >= r->cfg.quota - have
-			       ? r->cfg.quota
-			       : have + r->cfg.success_refund;
+		want = n >= r->cfg.quota - have ? r->cfg.quota : have + n;
 	} while (!atomic_compare_exchange_weak(&r->tokens, &have, want));
+}
+
+void cart_retry_success(cart_retry *r)
+{
+	assert(r);
+	give_tokens(r, r->cfg.success_refund);
+}
+
+void cart_retry_cancel(cart_retry *r, bool timeout)
+{
+	assert(r);
+	give_tokens(r, timeout ? r->cfg.timeout_cost : r->cfg.retry_cost);
 }
 
 int cart_retry_tokens(const cart_retry *r)

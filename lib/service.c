@@ -80,10 +80,10 @@ void cart_result_release(cart_result *res)
  * go back.  *out may be shared with the store (read-only, see cart.h): a
  * read costs no copy, and a writer takes its own (cart_unshare).
  */
-static int load_current(cart_service *svc, const char *user_id, int64_t now,
-			cart **out)
+static int load_current(cart_service *svc, const cart_call_ctx *call,
+			const char *user_id, int64_t now, cart **out)
 {
-	int err = cart_repo_load(&svc->repo, user_id, out);
+	int err = cart_repo_load(&svc->repo, call, user_id, out);
 
 	if (err == CART_ENOTFOUND)
 		return cart_new(out, user_id);
@@ -115,7 +115,8 @@ int cart_service_get(cart_service *svc, const cart_call_ctx *call,
 		return CART_EINVALID;
 	if (!cart_call_may_access(call, user_id))
 		return CART_EACCESS;
-	return load_current(svc, user_id, cart_clock_now(&svc->clock), out);
+	return load_current(svc, call, user_id, cart_clock_now(&svc->clock),
+			    out);
 }
 
 /* --- applying one command ----------------------------------------------- */
@@ -288,7 +289,7 @@ static int attempt_once(cart_service *svc, const cart_command *cmd,
 	cart_write w;
 	int err;
 
-	err = load_current(svc, cmd->user_id, now, &a.cart);
+	err = load_current(svc, cmd->call, cmd->user_id, now, &a.cart);
 	if (err)
 		return err;
 	a.base_version = cart_version(a.cart);
@@ -322,6 +323,7 @@ static int attempt_once(cart_service *svc, const cart_command *cmd,
 	w.cart = a.cart;
 	w.events = &a.event;
 	w.event_count = 1;
+	w.call = cmd->call;   /* the request's deadline bounds the store too */
 	if (cmd->idem_key) {
 		err = render_record(svc, cmd, out, now, &rec);
 		if (err)
@@ -358,7 +360,7 @@ static int run_command(cart_service *svc, const cart_command *cmd,
 		if (cmd->if_match >= 0) {
 			/* The pinned version was current but lost the race. */
 			cart *now_cart = NULL;
-			err = load_current(svc, cmd->user_id,
+			err = load_current(svc, cmd->call, cmd->user_id,
 					   cart_clock_now(&svc->clock), &now_cart);
 			if (!err) {
 				out->current_version = cart_version(now_cart);

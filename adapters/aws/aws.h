@@ -130,7 +130,7 @@ void cart_aws_endpoint(char *out, size_t cap, cart_aws_getenv_fn env,
 /* --- signed calls ------------------------------------------------------- */
 
 /*
- * What one cart_aws_call did, all attempts together: for metrics and
+ * What one cart_aws_call(_until) did, all attempts together: for metrics and
  * traces (the app's).  Strings are borrowed for the callback's duration.
  */
 typedef struct cart_aws_call_info {
@@ -146,10 +146,11 @@ typedef struct cart_aws_call_info {
 	bool breaker_refused;        /* the breaker refused an attempt */
 	int64_t start_ms, end_ms;    /* wall clock (the clock port) */
 	int64_t duration_ns;         /* monotonic */
+	bool deadline_cut;           /* the caller's deadline stopped it */
 } cart_aws_call_info;
 
 /*
- * Called once per cart_aws_call, on the calling thread, after the last
+ * Called once per cart_aws_call(_until), on the calling thread, after the last
  * attempt; must be thread-safe and must not block.
  */
 typedef struct cart_aws_observer {
@@ -193,6 +194,10 @@ typedef struct cart_aws_response {
 	 * lost its connection after sending): a write may have applied. */
 	bool ambiguous;
 	int64_t retry_after_ms;    /* with CART_EUNAVAILABLE */
+	/* cart_aws_call_until's deadline stopped the attempts (then the
+	 * result is CART_EUNAVAILABLE; the fields above describe the last
+	 * attempt, if one was made). */
+	bool deadline_cut;
 } cart_aws_response;
 
 void cart_aws_response_release(cart_aws_response *r);   /* accepts NULL */
@@ -206,6 +211,28 @@ void cart_aws_response_release(cart_aws_response *r);   /* accepts NULL */
  */
 int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
 		  size_t body_len, cart_aws_response *out);
+
+/*
+ * cart_aws_call bounded by deadline_ms, a wall-clock time read from the
+ * client's clock port (0: none, exactly cart_aws_call):
+ *  - no attempt starts at or after the deadline;
+ *  - each attempt's timeout is min(timeout_ms, time left);
+ *  - a retry whose backoff would end at or after the deadline is not
+ *    made (and its retry tokens are given back: cart_retry_cancel).
+ * When the deadline stops the call, whatever the last attempt brought,
+ * the result is CART_EUNAVAILABLE with out->deadline_cut set (and the
+ * observer's info.deadline_cut): the request's time is up, and a
+ * throttling or 5xx answer that would have been retried is not final.
+ * out still describes the last attempt (status, error_type, ambiguous:
+ * a write may have applied) for the caller's log; attempts is 0 if the
+ * deadline had passed before the first.  An attempt cut short by the
+ * deadline's timeout counts as a failure for the breaker, like any
+ * timeout.  A final answer (success, or a non-retryable error) that
+ * arrives before the deadline is returned as by cart_aws_call.
+ */
+int cart_aws_call_until(cart_aws_client *c, const char *target, const char *body,
+			size_t body_len, int64_t deadline_ms,
+			cart_aws_response *out);
 
 cart_breaker_state cart_aws_client_breaker_state(cart_aws_client *c);
 int cart_aws_client_retry_tokens(cart_aws_client *c);

@@ -232,9 +232,10 @@ typedef enum outcome {
 	OUT_FATAL,       /* cannot even try (no credentials) */
 } outcome;
 
+/* timeout_ms: this attempt's whole-request limit (0: none, curl's rule). */
 static outcome attempt(cart_aws_client *c, const char *target, const char *body,
-		       size_t len, cart_aws_response *out, bool *timeout,
-		       bool *maybe_sent)
+		       size_t len, long timeout_ms, cart_aws_response *out,
+		       bool *timeout, bool *maybe_sent)
 {
 	cart_aws_credentials cr;
 	struct curl_slist *hdrs = NULL;
@@ -273,7 +274,7 @@ static outcome attempt(cart_aws_client *c, const char *target, const char *body,
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, out);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 	rc = curl_easy_perform(h);
@@ -340,11 +341,29 @@ static void log_attempt(cart_aws_client *c, const char *target, int n,
 	cart_aws_log_write(c->log, CART_AWS_LOG_DEBUG, "aws call attempt failed", &f);
 }
 
+static void log_deadline(cart_aws_client *c, const char *target, int n)
+{
+	cart_aws_fields f;
+
+	cart_aws_fields_init(&f);
+	cart_aws_fields_str(&f, "target", target, 0);
+	cart_aws_fields_int(&f, "attempts", n);
+	cart_aws_log_write(c->log, CART_AWS_LOG_DEBUG, "aws call stopped: deadline", &f);
+}
+
 static int call_attempts(cart_aws_client *c, const char *target, const char *body,
-			 size_t body_len, cart_aws_response *out, bool *refused);
+			 size_t body_len, int64_t deadline_ms,
+			 cart_aws_response *out, bool *refused);
 
 int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
 		  size_t body_len, cart_aws_response *out)
+{
+	return cart_aws_call_until(c, target, body, body_len, 0, out);
+}
+
+int cart_aws_call_until(cart_aws_client *c, const char *target, const char *body,
+			size_t body_len, int64_t deadline_ms,
+			cart_aws_response *out)
 {
 	cart_aws_call_info info;
 	int64_t t0, start_ms;
@@ -353,10 +372,11 @@ int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
 	int rc;
 
 	if (!c->observer || !c->observer->call_done)
-		return call_attempts(c, target, body, body_len, out, &refused);
+		return call_attempts(c, target, body, body_len, deadline_ms, out,
+				     &refused);
 	start_ms = cart_clock_now(c->clock);
 	t0 = mono_ns();
-	rc = call_attempts(c, target, body, body_len, out, &refused);
+	rc = call_attempts(c, target, body, body_len, deadline_ms, out, &refused);
 	dot = strrchr(target, '.');
 	info = (cart_aws_call_info){
 		.service = c->service, .operation = dot ? dot + 1 : target,
@@ -365,27 +385,58 @@ int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
 		.attempts = out->attempts, .throttles = out->throttles,
 		.breaker_refused = refused, .start_ms = start_ms,
 		.end_ms = cart_clock_now(c->clock), .duration_ns = mono_ns() - t0,
+		.deadline_cut = out->deadline_cut,
 	};
 	c->observer->call_done(c->observer->self, &info);
 	return rc;
 }
 
+/*
+ * Time left before deadline_ms (0: none) as a curl timeout: the client's
+ * timeout_ms or less.  0 once the deadline has come: start nothing.
+ */
+static long attempt_timeout(cart_aws_client *c, int64_t deadline_ms)
+{
+	int64_t left;
+
+	if (!deadline_ms)
+		return c->timeout_ms;
+	left = deadline_ms - cart_clock_now(c->clock);
+	if (left <= 0)
+		return 0;
+	return c->timeout_ms > 0 && c->timeout_ms < left ? c->timeout_ms : (long)left;
+}
+
+/* The deadline stops the call: out keeps the last answer, for the logs. */
+static int cut(cart_aws_client *c, const char *target, int n,
+	       cart_aws_response *out)
+{
+	out->deadline_cut = true;
+	log_deadline(c, target, n);
+	return CART_EUNAVAILABLE;
+}
+
 static int call_attempts(cart_aws_client *c, const char *target, const char *body,
-			 size_t body_len, cart_aws_response *out, bool *refused)
+			 size_t body_len, int64_t deadline_ms,
+			 cart_aws_response *out, bool *refused)
 {
 	memset(out, 0, sizeof(*out));
 	for (int n = 1;; n++) {
 		bool timeout, maybe_sent;
+		long limit = attempt_timeout(c, deadline_ms);
 		int64_t delay;
 		outcome o;
 
+		if (limit <= 0 && deadline_ms)
+			return cut(c, target, n - 1, out);
 		if (cart_breaker_allow(c->breaker, &out->retry_after_ms)) {
 			*refused = true;
 			log_refused(c, target, out->retry_after_ms);
 			return CART_EUNAVAILABLE;
 		}
 		out->attempts = n;
-		o = attempt(c, target, body, body_len, out, &timeout, &maybe_sent);
+		o = attempt(c, target, body, body_len, limit, out, &timeout,
+			    &maybe_sent);
 		if (o == OUT_FATAL)
 			return CART_EBACKEND;
 		cart_breaker_record(c->breaker, o == OUT_DONE);
@@ -396,8 +447,14 @@ static int call_attempts(cart_aws_client *c, const char *target, const char *bod
 		if (maybe_sent)
 			out->ambiguous = true;
 		log_attempt(c, target, n, out, o == OUT_TRANSPORT);
+		if (deadline_ms && cart_clock_now(c->clock) >= deadline_ms)
+			return cut(c, target, n, out);
 		if (!cart_retry_next(c->retry, n, timeout, &delay))
 			return o == OUT_RETRY ? CART_OK : CART_EBACKEND;
+		if (deadline_ms && cart_clock_now(c->clock) + delay >= deadline_ms) {
+			cart_retry_cancel(c->retry, timeout);
+			return cut(c, target, n, out);
+		}
 		cart_clock_sleep(c->clock, delay);
 	}
 }

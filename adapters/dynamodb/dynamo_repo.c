@@ -305,21 +305,27 @@ static void log_failure(dynamo_repo *r, const char *op, int rc,
 	cart_aws_fields_str(&f, "outcome", cart_err_name(rc), 0);
 	cart_aws_fields_int(&f, "status", ar->status);
 	cart_aws_fields_str(&f, "error", ar->error_type, 0);
-	/* no attempt: the client's circuit breaker refused the call */
-	cart_aws_fields_str(&f, "detail", ar->attempts ? ar->message : "circuit open: not sent", 160);
+	/* no attempt: the deadline had come, or the breaker refused */
+	cart_aws_fields_str(&f, "detail", ar->attempts ? ar->message
+				: ar->deadline_cut ? "deadline reached: not sent"
+				: "circuit open: not sent", 160);
 	cart_aws_fields_int(&f, "attempts", ar->attempts);
+	if (ar->deadline_cut)
+		cart_aws_fields_bool(&f, "deadline_cut", true);
 	if (ar->request_id[0])
 		cart_aws_fields_str(&f, "aws_request_id", ar->request_id, 0);
 	cart_aws_log_write(r->log, CART_AWS_LOG_WARN, "dynamodb request failed", &f);
 }
 
 /*
- * Sends op with req (consumed).  CART_OK with res->resp, CART_ECONFLICT for
- * a failed condition, CART_EINVALID for an item too large,
- * CART_EUNAVAILABLE (breaker open or throttled), else CART_EBACKEND.
+ * Sends op with req (consumed), giving up at deadline_ms (wall clock, the
+ * request's; 0: none): see cart_aws_call_until.  CART_OK with res->resp,
+ * CART_ECONFLICT for a failed condition, CART_EINVALID for an item too
+ * large, CART_EUNAVAILABLE (breaker open, throttled, or the deadline
+ * came), else CART_EBACKEND.
  */
-static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
-		bool write)
+static int call_until(dynamo_repo *r, const char *op, cJSON *req,
+		      call_result *res, bool write, int64_t deadline_ms)
 {
 	char target[64];
 	cart_aws_response ar;
@@ -337,7 +343,8 @@ static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
 		return CART_ENOMEM;
 	snprintf(target, sizeof(target), TARGET "%s", op);
 	atomic_fetch_add(&r->requests, 1);
-	rc = cart_aws_call(r->client, target, body, strlen(body), &ar);
+	rc = cart_aws_call_until(r->client, target, body, strlen(body),
+				 deadline_ms, &ar);
 	cJSON_free(body);
 	res->ambiguous = ar.ambiguous;
 	snprintf(res->error_type, sizeof(res->error_type), "%s", ar.error_type);
@@ -368,13 +375,26 @@ static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
 	return rc;
 }
 
+/* A request no client request waits for (the relay, ping, migrations). */
+static int call(dynamo_repo *r, const char *op, cJSON *req, call_result *res,
+		bool write)
+{
+	return call_until(r, op, req, res, write, 0);
+}
+
+/* The request's deadline (cart/call.h), 0 if there is no request. */
+static int64_t deadline_of(const cart_call_ctx *c)
+{
+	return c ? c->deadline_ms : 0;
+}
+
 /*
  * A consistent GetItem of one top-level attribute of the user's item.
  * CART_OK with *resp (caller deletes) and *value (borrowed from it, NULL
  * if the attribute is absent), or the call's error.
  */
 static int get_attr(dynamo_repo *r, const char *user_id, const char *attr,
-		    cJSON **resp, const cJSON **value)
+		    int64_t deadline_ms, cJSON **resp, const cJSON **value)
 {
 	cJSON *req = cJSON_CreateObject();
 	call_result res;
@@ -387,7 +407,7 @@ static int get_attr(dynamo_repo *r, const char *user_id, const char *attr,
 	cJSON_AddTrueToObject(req, "ConsistentRead");
 	cJSON_AddStringToObject(req, "ProjectionExpression", expr_name(&e, attr, nb));
 	expr_attach(&e, req);
-	rc = call(r, "GetItem", req, &res, false);
+	rc = call_until(r, "GetItem", req, &res, false, deadline_ms);
 	*resp = res.resp;
 	*value = rc ? NULL : cJSON_GetObjectItemCaseSensitive(
 		cJSON_GetObjectItemCaseSensitive(res.resp, "Item"), attr);
@@ -515,7 +535,9 @@ int cart_dynamo_decode_item(const char *json, size_t len, const char *user_id,
 
 /* --- the port: carts ---------------------------------------------------- */
 
-static int dynamo_load(void *self, const char *user_id, cart **out)
+/* Gives up at the request's deadline: CART_EUNAVAILABLE (repo.h). */
+static int dynamo_load_call(void *self, const cart_call_ctx *rq,
+			    const char *user_id, cart **out)
 {
 	dynamo_repo *r = self;
 	cJSON *req = cJSON_CreateObject();
@@ -525,13 +547,18 @@ static int dynamo_load(void *self, const char *user_id, cart **out)
 
 	cJSON_AddItemToObject(req, "Key", key_of(user_id));
 	cJSON_AddTrueToObject(req, "ConsistentRead");
-	rc = call(r, "GetItem", req, &res, false);
+	rc = call_until(r, "GetItem", req, &res, false, deadline_of(rq));
 	if (rc)
 		return rc;
 	item = cJSON_GetObjectItemCaseSensitive(res.resp, "Item");
 	rc = item ? decode_cart(r, item, user_id, out) : CART_ENOTFOUND;
 	cJSON_Delete(res.resp);
 	return rc;
+}
+
+static int dynamo_load(void *self, const char *user_id, cart **out)
+{
+	return dynamo_load_call(self, NULL, user_id, out);
 }
 
 static cJSON *encode_line(const cart_item *it, int64_t created)
@@ -661,13 +688,14 @@ static void encode_cart(expr *e, clauses *cl, const cart *c, const char *write_i
 }
 
 /* After an unknown outcome: did our attempt (write_id) commit after all? */
-static bool write_landed(dynamo_repo *r, const char *user_id, const char *write_id)
+static bool write_landed(dynamo_repo *r, const char *user_id,
+			 const char *write_id, int64_t deadline_ms)
 {
 	const cJSON *av, *got;
 	cJSON *resp;
 	bool landed;
 
-	if (get_attr(r, user_id, "writeId", &resp, &av))
+	if (get_attr(r, user_id, "writeId", deadline_ms, &resp, &av))
 		return false;
 	got = cJSON_GetObjectItemCaseSensitive(av, "S");
 	landed = cJSON_IsString(got) && !strcmp(got->valuestring, write_id);
@@ -811,8 +839,8 @@ static int rec_order(const void *a, const void *b)
 }
 
 /* Every record of the user (key, state, expiry): one Query per 1 MB. */
-static int list_records(dynamo_repo *r, const char *user_id, rec_ref **out,
-			size_t *n_out)
+static int list_records(dynamo_repo *r, const char *user_id,
+			int64_t deadline_ms, rec_ref **out, size_t *n_out)
 {
 	char pk[CART_ID_MAX + 8], b0[16], b1[16], b2[16], b3[16], b4[16], b5[16];
 	char kc[96], proj[64];
@@ -841,7 +869,7 @@ static int list_records(dynamo_repo *r, const char *user_id, rec_ref **out,
 			cJSON_AddItemToObject(req, "ExclusiveStartKey", start);
 		start = NULL;
 		expr_attach(&e, req);
-		rc = call(r, "Query", req, &res, false);
+		rc = call_until(r, "Query", req, &res, false, deadline_ms);
 		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(res.resp, "Items")) {
 			const char *sk = get_s(it, "SK"), *st = get_s(it, "st");
 			int64_t exp = 0;
@@ -879,7 +907,7 @@ static int list_records(dynamo_repo *r, const char *user_id, rec_ref **out,
 
 /* Deletes refs[0..n) with BatchWriteItem; returns how many went. */
 static size_t delete_records(dynamo_repo *r, const char *user_id,
-			     const rec_ref *refs, size_t n)
+			     const rec_ref *refs, size_t n, int64_t deadline_ms)
 {
 	char pk[CART_ID_MAX + 8];
 	size_t gone = 0;
@@ -904,7 +932,8 @@ static size_t delete_records(dynamo_repo *r, const char *user_id,
 		}
 		cJSON_AddItemToObject(ri, r->table, list);
 		cJSON_AddItemToObject(req, "RequestItems", ri);
-		if (call(r, "BatchWriteItem", req, &res, true) == CART_OK) {
+		if (call_until(r, "BatchWriteItem", req, &res, true,
+			       deadline_ms) == CART_OK) {
 			/* what DynamoDB did not get to stays for the next sweep */
 			left = cJSON_GetObjectItemCaseSensitive(
 				cJSON_GetObjectItemCaseSensitive(res.resp, "UnprocessedItems"),
@@ -933,7 +962,8 @@ static void log_swept(dynamo_repo *r, const char *user_id, size_t gone, size_t k
  * keyed writes, not on each), and set the count to what is left.  PENDING
  * claims are never deleted.  Expired records sort first, so they go first.
  */
-static int sweep_records(dynamo_repo *r, const char *user_id)
+static int sweep_records(dynamo_repo *r, const char *user_id,
+			 int64_t deadline_ms)
 {
 	size_t n = 0, complete = 0, keep = (size_t)(r->idem_max * 3 / 4), gone = 0;
 	char nb[16], vb[16], update[48];
@@ -943,13 +973,14 @@ static int sweep_records(dynamo_repo *r, const char *user_id)
 	expr e;
 	int rc;
 
-	rc = list_records(r, user_id, &refs, &n);
+	rc = list_records(r, user_id, deadline_ms, &refs, &n);
 	if (!rc) {
 		qsort(refs, n, sizeof(*refs), rec_order);
 		while (complete < n && !refs[complete].pending)
 			complete++;
 		if (complete > keep)
-			gone = delete_records(r, user_id, refs, complete - keep);
+			gone = delete_records(r, user_id, refs, complete - keep,
+					      deadline_ms);
 		req = cJSON_CreateObject();
 		expr_init(&e);
 		snprintf(update, sizeof(update), "SET %s = %s", expr_name(&e, "idemN", nb),
@@ -957,7 +988,7 @@ static int sweep_records(dynamo_repo *r, const char *user_id)
 		cJSON_AddItemToObject(req, "Key", key_of(user_id));
 		cJSON_AddStringToObject(req, "UpdateExpression", update);
 		expr_attach(&e, req);
-		rc = call(r, "UpdateItem", req, &res, true);
+		rc = call_until(r, "UpdateItem", req, &res, true, deadline_ms);
 		cJSON_Delete(res.resp);
 		log_swept(r, user_id, gone, n - gone);
 	}
@@ -983,7 +1014,7 @@ static int why_refused(dynamo_repo *r, const cart_write *w)
 	cJSON_AddItemToObject(req, "Key", key_of(w->user_id));
 	cJSON_AddTrueToObject(req, "ConsistentRead");
 	cJSON_AddStringToObject(req, "ProjectionExpression", "version, outbox, idemN");
-	if (call(r, "GetItem", req, &res, false))
+	if (call_until(r, "GetItem", req, &res, false, deadline_of(w->call)))
 		return CART_ECONFLICT;
 	item = cJSON_GetObjectItemCaseSensitive(res.resp, "Item");
 	ob = cJSON_GetObjectItemCaseSensitive(
@@ -1552,24 +1583,29 @@ static int save_once(dynamo_repo *r, const cart_write *w)
 		req = save_with_record(r, w, req, write_id);
 	if (!req)
 		return CART_ENOMEM;
-	rc = call(r, w->idem ? "TransactWriteItems" : "UpdateItem", req, &res, true);
+	rc = call_until(r, w->idem ? "TransactWriteItems" : "UpdateItem", req,
+			&res, true, deadline_of(w->call));
 	cJSON_Delete(res.resp);
 	/* A retried write whose first attempt may have landed fails its own
 	 * condition; the writeId tells whether it was ours. */
 	if (rc == CART_ECONFLICT && res.ambiguous &&
-	    write_landed(r, w->user_id, write_id))
+	    write_landed(r, w->user_id, write_id, deadline_of(w->call)))
 		rc = CART_OK;
 	if (rc == CART_ECONFLICT && (w->event_count || w->idem))
 		rc = why_refused(r, w);
 	return rc;
 }
 
-/* At the records' bound: sweep the oldest, then try once more. */
+/*
+ * At the records' bound: sweep the oldest, then try once more.  Every
+ * request of it stops at the request's deadline (w->call).
+ */
 static int dynamo_save(void *self, const cart_write *w)
 {
 	int rc = save_once(self, w);
 
-	if (rc == RECORDS_FULL && sweep_records(self, w->user_id) == CART_OK)
+	if (rc == RECORDS_FULL &&
+	    sweep_records(self, w->user_id, deadline_of(w->call)) == CART_OK)
 		rc = save_once(self, w);
 	return rc == RECORDS_FULL ? CART_EUNAVAILABLE : rc;   /* claims fill it */
 }
@@ -1780,7 +1816,7 @@ static int dynamo_idem_complete(void *self, const char *user_id,
 {
 	int rc = complete_once(self, user_id, rec);
 
-	if (rc == CART_ECONFLICT && sweep_records(self, user_id) == CART_OK)
+	if (rc == CART_ECONFLICT && sweep_records(self, user_id, 0) == CART_OK)
 		rc = complete_once(self, user_id, rec);
 	return rc == CART_ECONFLICT ? CART_EUNAVAILABLE : rc;
 }
@@ -1861,6 +1897,7 @@ static const cart_repo_ops dynamo_repo_ops = {
 	.ping = dynamo_ping,
 	.destroy = dynamo_destroy,
 	.outbox_park = dynamo_outbox_park,
+	.load_call = dynamo_load_call,
 };
 
 /*

@@ -631,6 +631,13 @@ static void memory_destroy(void *self)
 	free(repo);
 }
 
+/* No I/O and nothing to wait for: the request's deadline cannot matter. */
+static int memory_load_call(void *self, const cart_call_ctx *call,
+			    const char *user_id, cart **out)
+{
+	return memory_load(self, user_id, out);
+}
+
 static const cart_repo_ops memory_repo_ops = {
 	.version = CART_REPO_OPS_VERSION,
 	.load = memory_load,
@@ -644,6 +651,7 @@ static const cart_repo_ops memory_repo_ops = {
 	.ping = memory_ping,
 	.destroy = memory_destroy,
 	.outbox_park = memory_outbox_park,
+	.load_call = memory_load_call,
 };
 
 int cart_memory_repo_new(cart_repo *out)

@@ -3,9 +3,14 @@
 
 /*
  * Who is calling, and for which request: the small context that travels
- * from the edge into the use cases (and, through them, to the ports), so
- * the core can decide authorization and adapters can log, trace and time
- * a call for the request that caused it (curl's per-transfer `data`).
+ * from the edge into the use cases, so the core can decide authorization
+ * and copy the trace header into events (curl's per-transfer `data`).
+ * Through the use cases it reaches the repository's cart reads and
+ * writes (cart_repo_load and cart_write.call, cart/repo.h, port version
+ * 3), so an adapter can log, trace and time a call for the request that
+ * caused it and stop retrying at its deadline (the DynamoDB adapter
+ * does).  The repository's idempotency and outbox methods, the clock,
+ * ids and publisher ports get no call.
  *
  * Everything is borrowed for the duration of the call.
  */
@@ -22,7 +27,9 @@ typedef struct cart_principal {
 typedef struct cart_call_ctx {
 	const char *request_id;            /* for logs; may be NULL */
 	const char *trace_id;              /* trace root ("1-5f..."); may be NULL */
-	int64_t deadline_ms;               /* wall clock; 0: none */
+	/* wall clock (the clock port's ms); 0: none.  The app sets the
+	 * request's start + REQUEST_TIMEOUT_MS. */
+	int64_t deadline_ms;
 	/*
 	 * NULL: the caller is trusted (authentication is off, or a C program
 	 * using the library directly).  Otherwise the use cases act only on

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cart/call.h"
 #include "cart/cart.h"
 #include "cart/event.h"
 
@@ -71,7 +72,11 @@ typedef struct cart_outbox {
 
 void cart_outbox_release(cart_outbox *o);   /* accepts NULL */
 
-/* One atomic write; see cart_repo_ops.save. Everything is borrowed. */
+/*
+ * One atomic write; see cart_repo_ops.save. Everything is borrowed.
+ * Fields are only ever appended: callers zero the struct (or use a
+ * designated initializer) so a newer field reads as "none".
+ */
 typedef struct cart_write {
 	const char *user_id;
 	int64_t expected_version;   /* 0: no record may exist yet */
@@ -79,10 +84,19 @@ typedef struct cart_write {
 	const cart_idem *idem;      /* completed record to store, or NULL */
 	const cart_event *events;   /* the events of this mutation */
 	size_t event_count;
+	/*
+	 * The request this write is made for (cart/call.h), or NULL: no
+	 * request (the relay, a tool).  An adapter may log or trace with it
+	 * and should stop its own retries at call->deadline_ms (the
+	 * DynamoDB adapter does: CART_EUNAVAILABLE once the deadline cuts
+	 * its requests short).  The service sets it on every save
+	 * (lib/service.c); it is independent of the ops version.
+	 */
+	const cart_call_ctx *call;
 } cart_write;
 
 /* See cart/ports.h on versions: methods are only ever appended. */
-#define CART_REPO_OPS_VERSION 2
+#define CART_REPO_OPS_VERSION 3
 
 /* Longest reason (the bus's error code) kept with a parked event. */
 #define CART_PARK_REASON_MAX 63
@@ -165,6 +179,21 @@ typedef struct cart_repo_ops {
 	int (*outbox_park)(void *self, const char *user_id,
 			   const cart_event *event, const char *reason,
 			   int64_t parked_at_ms);
+	/*
+	 * Version 3.  load for the request call (cart/call.h; may be NULL:
+	 * no request): the same contract as load, and the adapter may log,
+	 * trace and time the read with call and should give up at
+	 * call->deadline_ms (CART_EUNAVAILABLE) instead of retrying past
+	 * it.  cart_repo_load uses it when present, else load.
+	 *
+	 * The idempotency methods, ping and the outbox methods take no
+	 * call: the outbox and ping serve no request, and the idempotency
+	 * records are read and claimed before (and completed or released
+	 * after) the command itself, so their calls are not bounded by the
+	 * request's deadline.
+	 */
+	int (*load_call)(void *self, const cart_call_ctx *call,
+			 const char *user_id, cart **out);
 } cart_repo_ops;
 
 typedef struct cart_repo {
@@ -173,7 +202,10 @@ typedef struct cart_repo {
 } cart_repo;
 
 /* One-line wrappers: the single home for checks around port calls. */
-int cart_repo_load(const cart_repo *r, const char *user_id, cart **out);
+/* call (borrowed, may be NULL) goes to load_call (version 3); an older
+ * adapter gets load without it. */
+int cart_repo_load(const cart_repo *r, const cart_call_ctx *call,
+		   const char *user_id, cart **out);
 int cart_repo_save(const cart_repo *r, const cart_write *w);
 int cart_repo_idem_get(const cart_repo *r, const char *user_id,
 		       const char *key, int64_t now_ms, cart_idem **out);

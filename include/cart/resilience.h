@@ -56,6 +56,13 @@ bool cart_retry_next(cart_retry *r, int attempt, bool timeout,
 		     int64_t *delay_ms);
 /* A call succeeded: refunds success_refund tokens (up to the quota). */
 void cart_retry_success(cart_retry *r);
+/*
+ * The retry cart_retry_next just allowed (with the same timeout) is not
+ * made after all, say because its backoff would end past the caller's
+ * deadline: gives back the tokens it took (up to the quota), since an
+ * attempt never sent puts no load on the service.
+ */
+void cart_retry_cancel(cart_retry *r, bool timeout);
 int cart_retry_tokens(const cart_retry *r);
 
 typedef enum cart_breaker_state {

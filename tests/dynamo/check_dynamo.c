@@ -121,6 +121,7 @@ int main(void)
 	sr = srunner_create(repo_contract_suite("repo_contract_dynamodb",
 						dynamo_factory, NULL));
 	srunner_add_suite(sr, dynamo_adapter_suite());
+	srunner_add_suite(sr, dynamo_deadline_suite());
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

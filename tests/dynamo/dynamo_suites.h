@@ -29,5 +29,7 @@ int dynamo_env_client(cart_aws_client **out, const char *endpoint,
 int dynamo_new_table(char *name, size_t cap);
 
 Suite *dynamo_adapter_suite(void);
+/* cart_aws_call_until and the adapter under a deadline (test_deadline.c). */
+Suite *dynamo_deadline_suite(void);
 
 #endif

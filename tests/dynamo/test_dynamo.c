@@ -53,7 +53,7 @@ static cart *cart_with_lines(const char *user, int lines)
 
 static int save(const char *user, int64_t expected, const cart *c)
 {
-	cart_write w = { user, expected, c, NULL, NULL, 0 };
+	cart_write w = { user, expected, c, NULL, NULL, 0, NULL };
 	return cart_repo_save(&repo, &w);
 }
 
@@ -67,7 +67,7 @@ START_TEST(test_dynamo_one_request_per_operation)
 	ck_assert_int_eq(save("u-requests", 0, c), CART_OK);
 	cart_dynamo_repo_stats(&repo, &b);
 	ck_assert_uint_eq(b.requests - a.requests, 1);   /* one conditional write */
-	ck_assert_int_eq(cart_repo_load(&repo, "u-requests", &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(&repo, NULL, "u-requests", &got), CART_OK);
 	cart_dynamo_repo_stats(&repo, &d);
 	ck_assert_uint_eq(d.requests - b.requests, 1);   /* one GetItem */
 	ck_assert_int_eq(cart_repo_idem_get(&repo, "u-requests", "k", 0, &rec),
@@ -141,7 +141,7 @@ START_TEST(test_dynamo_bad_items_are_backend_errors)
 		cart *got = NULL;
 		snprintf(user, sizeof(user), "bad-%zu", i);
 		put_raw(user, bad[i]);
-		ck_assert_msg(cart_repo_load(&repo, user, &got) == CART_EBACKEND,
+		ck_assert_msg(cart_repo_load(&repo, NULL, user, &got) == CART_EBACKEND,
 			      "bad item %zu was accepted", i);
 		ck_assert_ptr_null(got);
 	}
@@ -155,7 +155,7 @@ START_TEST(test_dynamo_item_without_version_is_no_cart)
 	cart *got = NULL;
 
 	put_raw("only-claims", ",\"idem#k\":{\"M\":{\"fp\":{\"S\":\"x\"}}}");
-	ck_assert_int_eq(cart_repo_load(&repo, "only-claims", &got), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(&repo, NULL, "only-claims", &got), CART_ENOTFOUND);
 }
 END_TEST
 
@@ -168,7 +168,7 @@ static cart_idem record(const char *key, int64_t exp)
 static int save_keyed(const char *user, int64_t expected, const cart *c,
 		      const cart_idem *rec)
 {
-	cart_write w = { user, expected, c, rec, NULL, 0 };
+	cart_write w = { user, expected, c, rec, NULL, 0, NULL };
 	return cart_repo_save(&repo, &w);
 }
 
@@ -250,10 +250,10 @@ START_TEST(test_dynamo_records_per_user_are_bounded)
 	claim.state = CART_IDEM_PENDING;
 	ck_assert_int_eq(cart_repo_idem_claim(&small, "u-bound", &claim, now), CART_OK);
 	ck_assert_int_eq(cart_repo_save(&small, &(cart_write){ "u-bound", 0, c, NULL,
-							       NULL, 0 }), CART_OK);
+							       NULL, 0, NULL }), CART_OK);
 	for (int i = 0; i < 30; i++) {
 		cart_idem rec = record(key, now + 60000 + i);
-		cart_write w = { "u-bound", 0, c, &rec, NULL, 0 };
+		cart_write w = { "u-bound", 0, c, &rec, NULL, 0, NULL };
 
 		snprintf(key, sizeof(key), "save-%02d", i);
 		cart_touch(c, 1767225601000LL + i + 1, 86400000);
@@ -323,7 +323,7 @@ START_TEST(test_dynamo_oversized_cart_is_invalid_and_not_stored)
 	}
 	cart_touch(c, 1767225600000LL, lim.ttl_ms);
 	ck_assert_int_eq(save("u-huge", 0, c), CART_EINVALID);
-	ck_assert_int_eq(cart_repo_load(&repo, "u-huge", &got), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(&repo, NULL, "u-huge", &got), CART_ENOTFOUND);
 	cart_free(c);
 }
 END_TEST
@@ -380,7 +380,7 @@ static void save_two_events(const cart_repo *r, const char *user)
 {
 	cart *c = cart_with_lines(user, 1);
 	cart_event ev[2];
-	cart_write w = { user, 0, c, NULL, ev, 2 };
+	cart_write w = { user, 0, c, NULL, ev, 2, NULL };
 
 	memset(ev, 0, sizeof(ev));
 	for (int i = 0; i < 2; i++) {

@@ -1,5 +1,6 @@
 #include "fakes/fault_repo.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,24 @@ struct fault_repo {
 	bool compete;
 	size_t conflicts;
 	size_t rival_writes;
+	fault_repo_call last_call[FAULT_SAVE + 1];   /* load and save */
 };
+
+/* Keeps a copy of what call said: it is only borrowed. */
+static void note_call(struct fault_repo *fr, fault_op op,
+		      const cart_call_ctx *call)
+{
+	fault_repo_call seen = { .had_call = call != NULL };
+
+	if (call && call->request_id)
+		snprintf(seen.request_id, sizeof(seen.request_id), "%s",
+			 call->request_id);
+	if (call)
+		seen.deadline_ms = call->deadline_ms;
+	pthread_mutex_lock(&fr->lock);
+	fr->last_call[op] = seen;
+	pthread_mutex_unlock(&fr->lock);
+}
 
 /* Counts the call; returns the error to inject for op, or 0. */
 static int take_fault(struct fault_repo *fr, fault_op op)
@@ -51,7 +69,7 @@ static bool take_conflict(struct fault_repo *fr, bool *compete)
 static int rival_base(struct fault_repo *fr, const cart_write *w, cart **c,
 		      int64_t now)
 {
-	int rc = cart_repo_load(&fr->inner, w->user_id, c);
+	int rc = cart_repo_load(&fr->inner, NULL, w->user_id, c);
 	if (rc == CART_OK && (rc = cart_unshare(c)))
 		cart_free(*c);
 	if (rc == CART_ENOTFOUND)
@@ -110,17 +128,25 @@ static int rival_write(struct fault_repo *fr, const cart_write *w)
 	return rc;
 }
 
-static int fr_load(void *self, const char *user_id, cart **out)
+static int fr_load_call(void *self, const cart_call_ctx *call,
+			const char *user_id, cart **out)
 {
 	struct fault_repo *fr = self;
 	int err = take_fault(fr, FAULT_LOAD);
-	return err ? err : cart_repo_load(&fr->inner, user_id, out);
+	note_call(fr, FAULT_LOAD, call);
+	return err ? err : cart_repo_load(&fr->inner, call, user_id, out);
+}
+
+static int fr_load(void *self, const char *user_id, cart **out)
+{
+	return fr_load_call(self, NULL, user_id, out);
 }
 
 static int fr_save(void *self, const cart_write *w)
 {
 	struct fault_repo *fr = self;
 	int err = take_fault(fr, FAULT_SAVE);
+	note_call(fr, FAULT_SAVE, w->call);
 	if (err)
 		return err;
 	bool compete = false;
@@ -192,6 +218,7 @@ static const cart_repo_ops fault_repo_ops = {
 	.idem_release = fr_idem_release,
 	.ping = fr_ping,
 	.destroy = fr_destroy,
+	.load_call = fr_load_call,
 };
 
 int fault_repo_new(cart_repo *out, fault_repo **ctl, const cart_repo *inner)
@@ -231,6 +258,18 @@ size_t fault_repo_calls(const fault_repo *cfr, fault_op op)
 	size_t n = fr->calls[op];
 	pthread_mutex_unlock(&fr->lock);
 	return n;
+}
+
+fault_repo_call fault_repo_last_call(const fault_repo *cfr, fault_op op)
+{
+	struct fault_repo *fr = (struct fault_repo *)cfr;
+	fault_repo_call seen;
+
+	assert(op == FAULT_LOAD || op == FAULT_SAVE);
+	pthread_mutex_lock(&fr->lock);
+	seen = fr->last_call[op];
+	pthread_mutex_unlock(&fr->lock);
+	return seen;
 }
 
 size_t fault_repo_conflicts(const fault_repo *cfr)

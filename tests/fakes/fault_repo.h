@@ -8,8 +8,9 @@
  *    the race: it adds one unit of FAULT_RIVAL_ITEM to the user's cart and
  *    bumps the version), so the core must reload to succeed;
  *  - any error (CART_EBACKEND, CART_EUNAVAILABLE...) on chosen operations.
- * Everything not injected goes to the inner repo unchanged.  Safe from
- * many threads.
+ * Everything not injected goes to the inner repo unchanged, loads and
+ * saves with the request's call (port version 3), and the wrapper
+ * remembers the last call each received.  Safe from many threads.
  */
 
 #include <stdbool.h>
@@ -47,6 +48,16 @@ void fault_repo_fail(fault_repo *fr, fault_op op, int n, int err);
  * each first performs the rival write described above.
  */
 void fault_repo_conflict(fault_repo *fr, int n, bool compete);
+
+/* What the last load or save got as its request (cart/call.h). */
+typedef struct fault_repo_call {
+	bool had_call;            /* false: NULL, or no load/save yet */
+	char request_id[64];      /* a copy; "" if none */
+	int64_t deadline_ms;
+} fault_repo_call;
+
+/* op: FAULT_LOAD or FAULT_SAVE. */
+fault_repo_call fault_repo_last_call(const fault_repo *fr, fault_op op);
 
 /* Calls of op that reached the wrapper (injected or not). */
 size_t fault_repo_calls(const fault_repo *fr, fault_op op);

@@ -67,7 +67,7 @@ START_TEST(test_memory_repo_outbox_process_bound)
 	/* A fourth cart's event would pass the bound: refused, nothing kept. */
 	ck_assert_int_eq(save_one_event(&r, "d", 1, 4), CART_EBACKLOG);
 	cart *c = NULL;
-	ck_assert_int_eq(cart_repo_load(&r, "d", &c), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(&r, NULL, "d", &c), CART_ENOTFOUND);
 	/* Publishing one frees one place. */
 	ck_assert_int_eq(cart_repo_outbox_fetch(&r, 100, &o), CART_OK);
 	ck_assert_uint_eq(o.backlog, 3);

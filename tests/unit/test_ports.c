@@ -495,17 +495,86 @@ START_TEST(test_fault_repo_passes_through_and_injects)
 	ck_assert_uint_eq(fault_repo_rival_writes(fr), 1);
 	ck_assert_int_eq(cart_repo_save(&r, &w), CART_ECONFLICT);  /* real now */
 	cart *got = NULL;
-	ck_assert_int_eq(cart_repo_load(&r, "u1", &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(&r, NULL, "u1", &got), CART_OK);
 	ck_assert_int_eq(cart_version(got), 1);
 	ck_assert_int_eq(cart_item_quantity(cart_find_item(got, FAULT_RIVAL_ITEM)), 1);
 	cart_free(got);
 	cart_free(c);
 	fault_repo_fail(fr, FAULT_LOAD, -1, CART_EUNAVAILABLE);
-	ck_assert_int_eq(cart_repo_load(&r, "u1", &got), CART_EUNAVAILABLE);
-	ck_assert_int_eq(cart_repo_load(&r, "u1", &got), CART_EUNAVAILABLE);
+	ck_assert_int_eq(cart_repo_load(&r, NULL, "u1", &got), CART_EUNAVAILABLE);
+	ck_assert_int_eq(cart_repo_load(&r, NULL, "u1", &got), CART_EUNAVAILABLE);
 	fault_repo_fail(fr, FAULT_LOAD, 0, 0);
-	ck_assert_int_eq(cart_repo_load(&r, "u1", &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(&r, NULL, "u1", &got), CART_OK);
 	cart_free(got);
+	cart_repo_destroy(&r);
+	cart_repo_destroy(&mem);
+}
+END_TEST
+
+/* --- repository versions ------------------------------------------------------ */
+
+/*
+ * A repository written against port version 2: load, no load_call.  Its
+ * table also sets the version-3 slot, which a real version-2 table would
+ * not even have: the wrapper must go by the version, not by the slot.
+ */
+static int v2_loads;
+
+static int v2_load(void *self, const char *user_id, cart **out)
+{
+	v2_loads++;
+	return cart_new(out, user_id);
+}
+
+static int v2_load_call(void *self, const cart_call_ctx *call,
+			const char *user_id, cart **out)
+{
+	ck_abort_msg("load_call of a version-2 table was called");
+	return CART_EBACKEND;
+}
+
+static const cart_repo_ops v2_repo_ops = {
+	.version = 2,
+	.load = v2_load,
+	.load_call = v2_load_call,
+};
+
+START_TEST(test_ports_repo_version2_load_without_call)
+{
+	cart_repo r = { &v2_repo_ops, NULL };
+	cart_call_ctx call = { "req-1", NULL, T0 + 100, NULL, NULL };
+	cart *c = NULL;
+
+	v2_loads = 0;
+	ck_assert_int_eq(cart_repo_load(&r, &call, "u1", &c), CART_OK);
+	ck_assert_str_eq(cart_user_id(c), "u1");
+	cart_free(c);
+	ck_assert_int_eq(cart_repo_load(&r, NULL, "u2", &c), CART_OK);
+	cart_free(c);
+	ck_assert_int_eq(v2_loads, 2);
+}
+END_TEST
+
+/* Version 3: load_call gets the caller's call (or NULL) unchanged. */
+START_TEST(test_ports_repo_version3_load_gets_the_call)
+{
+	cart_repo mem, r;
+	fault_repo *fr;
+	cart_call_ctx call = { "req-9", NULL, T0 + 300, NULL, NULL };
+	cart *c = NULL;
+
+	ck_assert_int_eq(cart_memory_repo_new(&mem), CART_OK);
+	ck_assert_int_ge(mem.ops->version, 3);
+	ck_assert_ptr_nonnull(mem.ops->load_call);
+	ck_assert_int_eq(fault_repo_new(&r, &fr, &mem), 0);
+	ck_assert_int_eq(cart_repo_load(&r, &call, "u1", &c), CART_ENOTFOUND);
+	ck_assert_ptr_null(c);
+	fault_repo_call seen = fault_repo_last_call(fr, FAULT_LOAD);
+	ck_assert(seen.had_call);
+	ck_assert_str_eq(seen.request_id, "req-9");
+	ck_assert_int_eq(seen.deadline_ms, T0 + 300);
+	ck_assert_int_eq(cart_repo_load(&r, NULL, "u1", &c), CART_ENOTFOUND);
+	ck_assert(!fault_repo_last_call(fr, FAULT_LOAD).had_call);
 	cart_repo_destroy(&r);
 	cart_repo_destroy(&mem);
 }
@@ -519,6 +588,8 @@ Suite *ports_suite(void)
 	tcase_add_test(tc, test_ports_repo_destroy_twice_is_safe);
 	tcase_add_test(tc, test_ports_wrappers_forward_to_adapter);
 	tcase_add_test(tc, test_ports_idem_clone_is_deep);
+	tcase_add_test(tc, test_ports_repo_version2_load_without_call);
+	tcase_add_test(tc, test_ports_repo_version3_load_gets_the_call);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("system");

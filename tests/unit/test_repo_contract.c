@@ -167,7 +167,7 @@ static cart *save_simple(const cart_repo *r, const char *user, int64_t v)
 static void assert_stored(const cart_repo *r, const char *user, const cart *want)
 {
 	cart *got = NULL;
-	ck_assert_int_eq(cart_repo_load(r, user, &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(r, NULL, user, &got), CART_OK);
 	ck_assert_ptr_nonnull(got);
 	assert_same_cart(got, want);
 	cart_free(got);
@@ -176,7 +176,7 @@ static void assert_stored(const cart_repo *r, const char *user, const cart *want
 static void assert_version(const cart_repo *r, const char *user, int64_t v)
 {
 	cart *got = NULL;
-	ck_assert_int_eq(cart_repo_load(r, user, &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(r, NULL, user, &got), CART_OK);
 	ck_assert_int_eq(cart_version(got), v);
 	cart_free(got);
 }
@@ -232,7 +232,7 @@ START_TEST(test_repo_load_missing_is_not_found)
 {
 	const cart_repo *r = open_repo(_i);
 	cart *c = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "nobody", &c), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "nobody", &c), CART_ENOTFOUND);
 }
 END_TEST
 
@@ -252,7 +252,7 @@ START_TEST(test_repo_round_trip_preserves_every_field)
 	ck_assert_int_eq(save(r, "user.name@example.com", 0, c, NULL), CART_OK);
 	assert_stored(r, "user.name@example.com", c);
 	cart *got = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "user.name@example.com", &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "user.name@example.com", &got), CART_OK);
 	ck_assert_str_eq(cart_item_id(cart_item_at(got, 0)), "zeta");
 	ck_assert_ptr_null(cart_item_name(cart_item_at(got, 0)));
 	ck_assert_str_eq(cart_item_name(cart_item_at(got, 2)), "");
@@ -270,7 +270,7 @@ START_TEST(test_repo_round_trip_cleared_cart)
 	c = meta_cart("u1", NULL, 2, 0);
 	ck_assert_int_eq(save(r, "u1", 1, c, NULL), CART_OK);
 	cart *got = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "u1", &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "u1", &got), CART_OK);
 	ck_assert_ptr_null(cart_id(got));
 	ck_assert_int_eq(cart_version(got), 2);
 	ck_assert_uint_eq(cart_line_count(got), 0);
@@ -287,7 +287,7 @@ START_TEST(test_repo_save_wrong_version_conflicts)
 	cart *c = meta_cart("u1", UUID_1, 4, T0);
 	ck_assert_int_eq(save(r, "u1", 3, c, NULL), CART_ECONFLICT);
 	cart *none = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "u1", &none), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "u1", &none), CART_ENOTFOUND);
 	cart_free(c);
 
 	cart *v1 = save_simple(r, "u1", 1);
@@ -319,7 +319,7 @@ START_TEST(test_repo_save_successive_versions)
 	cart_free(stale);
 	assert_version(r, "u1", 5);
 	cart *got = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "u1", &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "u1", &got), CART_OK);
 	ck_assert_int_eq(cart_item_quantity(cart_item_at(got, 0)), 5);
 	cart_free(got);
 }
@@ -337,8 +337,8 @@ START_TEST(test_repo_load_is_read_only_until_unshared)
 	ck_assert_int_eq(save(r, "u1", 0, c, NULL), CART_OK);
 	cart_free(c);
 	cart *got = NULL, *again = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "u1", &got), CART_OK);
-	ck_assert_int_eq(cart_repo_load(r, "u1", &again), CART_OK);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "u1", &got), CART_OK);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "u1", &again), CART_OK);
 	ck_assert_int_eq(cart_unshare(&got), CART_OK);
 	ck_assert(!cart_is_shared(got));
 	cart_clear(got);
@@ -376,7 +376,7 @@ START_TEST(test_repo_users_are_independent)
 	assert_stored(r, "alice", a2);
 	assert_stored(r, "bob", b);
 	cart *none = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "carol", &none), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "carol", &none), CART_ENOTFOUND);
 	cart_free(a);
 	cart_free(a2);
 	cart_free(b);
@@ -473,11 +473,11 @@ START_TEST(test_repo_idem_claim_does_not_create_cart)
 				   T0 + 60000);
 	ck_assert_int_eq(cart_repo_idem_claim(r, "u1", &claim, T0), CART_OK);
 	cart *none = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "u1", &none), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "u1", &none), CART_ENOTFOUND);
 	cart_idem done = idem_rec("k2", "fp", CART_IDEM_COMPLETE, 404, "nf", 2,
 				  T0 + 60000);
 	ck_assert_int_eq(cart_repo_idem_complete(r, "u1", &done), CART_OK);
-	ck_assert_int_eq(cart_repo_load(r, "u1", &none), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "u1", &none), CART_ENOTFOUND);
 	/* the user still has no version: the first save expects 0 */
 	cart_free(save_simple(r, "u1", 1));
 	assert_idem(r, "u1", "k", T0, &claim);
@@ -544,7 +544,7 @@ START_TEST(test_repo_idem_complete_replaces_claim)
 	ck_assert_int_eq(cart_repo_idem_complete(r, "u1", &done), CART_OK);
 	assert_idem(r, "u1", "k", T0 + 70000, &done);
 	cart *none = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "u1", &none), CART_ENOTFOUND);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "u1", &none), CART_ENOTFOUND);
 }
 END_TEST
 
@@ -714,7 +714,7 @@ static int cas_increment(struct cas_arg *a, const char *user)
 	lim.max_item_quantity = 1000000;
 	for (;;) {
 		cart *c = NULL;
-		int rc = cart_repo_load(a->r, user, &c);
+		int rc = cart_repo_load(a->r, NULL, user, &c);
 		if (rc == CART_OK)
 			rc = cart_unshare(&c);   /* the loaded one is read-only */
 		if (rc == CART_ENOTFOUND) {
@@ -785,7 +785,7 @@ START_TEST(test_repo_concurrent_cas_increments_lose_nothing)
 	}
 	run_workers(args, CAS_THREADS);
 	cart *c = NULL;
-	ck_assert_int_eq(cart_repo_load(r, "hot-user", &c), CART_OK);
+	ck_assert_int_eq(cart_repo_load(r, NULL, "hot-user", &c), CART_OK);
 	ck_assert_int_eq(cart_version(c), CAS_THREADS * CAS_LOOPS);
 	ck_assert_uint_eq(cart_line_count(c), 1);
 	ck_assert_int_eq(cart_quantity_total(c), CAS_THREADS * CAS_LOOPS);
@@ -809,7 +809,7 @@ START_TEST(test_repo_concurrent_many_users)
 		char user[32];
 		snprintf(user, sizeof(user), "user-%d", u);
 		cart *c = NULL;
-		ck_assert_int_eq(cart_repo_load(r, user, &c), CART_OK);
+		ck_assert_int_eq(cart_repo_load(r, NULL, user, &c), CART_OK);
 		ck_assert_int_eq(cart_version(c), CAS_THREADS * 3);
 		ck_assert_int_eq(cart_quantity_total(c), CAS_THREADS * 3);
 		cart_free(c);

@@ -335,6 +335,28 @@ START_TEST(test_resilience_retry_refund_capped_at_quota)
 }
 END_TEST
 
+/* A retry allowed but then not made (a deadline) costs nothing. */
+START_TEST(test_resilience_retry_cancel_gives_the_tokens_back)
+{
+	cart_retry_config cfg;
+	cart_retry_config_init(&cfg);
+	cfg.quota = 20;
+	cfg.retry_cost = 5;
+	cfg.timeout_cost = 10;
+	new_retry(&cfg);
+	int64_t d;
+	ck_assert(cart_retry_next(retry, 1, false, &d));
+	ck_assert(cart_retry_next(retry, 1, true, &d));
+	ck_assert_int_eq(cart_retry_tokens(retry), 5);
+	cart_retry_cancel(retry, true);
+	ck_assert_int_eq(cart_retry_tokens(retry), 15);
+	cart_retry_cancel(retry, false);
+	ck_assert_int_eq(cart_retry_tokens(retry), 20);
+	cart_retry_cancel(retry, true);                  /* never past the quota */
+	ck_assert_int_eq(cart_retry_tokens(retry), 20);
+}
+END_TEST
+
 /* --- breaker: closed ------------------------------------------------------ */
 
 START_TEST(test_resilience_breaker_opens_only_after_min_calls)
@@ -658,6 +680,7 @@ Suite *resilience_suite(void)
 	tcase_add_test(tc, test_resilience_retry_respects_max_attempts);
 	tcase_add_test(tc, test_resilience_retry_quota_exhaustion);
 	tcase_add_test(tc, test_resilience_retry_refund_capped_at_quota);
+	tcase_add_test(tc, test_resilience_retry_cancel_gives_the_tokens_back);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("breaker-closed");

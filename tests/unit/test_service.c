@@ -237,7 +237,7 @@ static int64_t version_of(const char *user)
 static int64_t stored_version(const char *user)
 {
 	cart *c = NULL;
-	int rc = cart_repo_load(&mem, user, &c);
+	int rc = cart_repo_load(&mem, NULL, user, &c);
 	if (rc == CART_ENOTFOUND)
 		return -1;
 	ck_assert_int_eq(rc, CART_OK);
@@ -1374,6 +1374,53 @@ START_TEST(test_service_event_carries_the_call_trace_header)
 }
 END_TEST
 
+/* --- the request's context reaches the repository (issue 7) --------------- */
+
+/*
+ * Every load and save a command makes carries the command's call, so an
+ * adapter can bound its retries by the request's deadline; a get's load
+ * too; and no call stays no call.
+ */
+START_TEST(test_service_passes_the_call_to_load_and_save)
+{
+	cart_call_ctx call = { "req-77", NULL, T0 + 2500, NULL, NULL };
+	cart_item_spec spec = { "sku", 1, { 100, "EUR" }, NULL, NULL, 0 };
+	cart_command cmd = { .kind = CART_CMD_ADD_ITEM, .call = &call,
+			     .user_id = "alice", .item = &spec };
+	cart_result res;
+	fault_repo_call seen;
+	cart *c = NULL;
+
+	ck_assert_int_eq(run(&cmd, &NONE, &res), CART_OK);
+	cart_result_release(&res);
+	for (fault_op op = FAULT_LOAD; op <= FAULT_SAVE; op++) {
+		seen = fault_repo_last_call(faults, op);
+		ck_assert_msg(seen.had_call, "op %d got no call", (int)op);
+		ck_assert_str_eq(seen.request_id, "req-77");
+		ck_assert_int_eq(seen.deadline_ms, T0 + 2500);
+	}
+	/* after a lost race: the reload and the second save too */
+	fault_repo_conflict(faults, 1, true);
+	call.request_id = "req-78";
+	ck_assert_int_eq(run(&cmd, &NONE, &res), CART_OK);
+	cart_result_release(&res);
+	ck_assert_uint_eq(fault_repo_conflicts(faults), 1);
+	ck_assert_str_eq(fault_repo_last_call(faults, FAULT_LOAD).request_id, "req-78");
+	ck_assert_str_eq(fault_repo_last_call(faults, FAULT_SAVE).request_id, "req-78");
+	/* a get */
+	call.request_id = "req-79";
+	ck_assert_int_eq(cart_service_get(svc, &call, "alice", &c), CART_OK);
+	cart_free(c);
+	ck_assert_str_eq(fault_repo_last_call(faults, FAULT_LOAD).request_id, "req-79");
+	/* no call */
+	cmd.call = NULL;
+	ck_assert_int_eq(run(&cmd, &NONE, &res), CART_OK);
+	cart_result_release(&res);
+	ck_assert(!fault_repo_last_call(faults, FAULT_LOAD).had_call);
+	ck_assert(!fault_repo_last_call(faults, FAULT_SAVE).had_call);
+}
+END_TEST
+
 /* --- authorization ------------------------------------------------------------ */
 
 static const cart_principal ALICE = { "alice", false };
@@ -1516,6 +1563,7 @@ Suite *service_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_service_events_one_per_commit);
 	tcase_add_test(tc, test_service_event_carries_the_call_trace_header);
+	tcase_add_test(tc, test_service_passes_the_call_to_load_and_save);
 	tcase_add_test(tc, test_service_event_set_quantity_zero_is_removal);
 	tcase_add_test(tc, test_service_events_none_on_rejected);
 	tcase_add_test(tc, test_service_publish_failure_keeps_commit);
