@@ -78,7 +78,7 @@ int app_stage_authenticate(app_request *r, void *self)
 		r->auth_failure = cart_jwt_status_name(st);
 		return APP_NEXT;
 	}
-	snprintf(r->sub, sizeof(r->sub), "%s", p.sub);
+	fmt_copy(r->sub, sizeof(r->sub), p.sub, (size_t)-1);
 	r->principal = (cart_principal){ r->sub, p.admin };
 	r->call.principal = &r->principal;
 	r->authenticated = true;

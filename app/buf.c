@@ -166,7 +166,7 @@ void buf_json_str(buf *b, const char *s)
 	buf_put(b, "\"", 1);
 }
 
-void buf_put_u64(buf *b, uint64_t v)
+size_t fmt_u64(char *dst, uint64_t v)
 {
 	char tmp[20];
 	size_t n = sizeof(tmp);
@@ -175,7 +175,46 @@ void buf_put_u64(buf *b, uint64_t v)
 		tmp[--n] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	buf_put(b, tmp + n, sizeof(tmp) - n);
+	memcpy(dst, tmp + n, sizeof(tmp) - n);
+	dst[sizeof(tmp) - n] = '\0';
+	return sizeof(tmp) - n;
+}
+
+size_t fmt_i64(char *dst, int64_t v)
+{
+	if (v >= 0)
+		return fmt_u64(dst, (uint64_t)v);
+	dst[0] = '-';
+	return 1 + fmt_u64(dst + 1, (uint64_t)0 - (uint64_t)v);   /* INT64_MIN too */
+}
+
+void fmt_hex(char *dst, uint64_t v, int width)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = width - 1; i >= 0; i--, v >>= 4)
+		dst[i] = hex[v & 15];
+	dst[width] = '\0';
+}
+
+size_t fmt_copy(char *dst, size_t cap, const char *src, size_t n)
+{
+	if (!cap)
+		return 0;
+	if (n == (size_t)-1)
+		n = strlen(src);
+	if (n > cap - 1)
+		n = cap - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return n;
+}
+
+void buf_put_u64(buf *b, uint64_t v)
+{
+	char tmp[21];
+
+	buf_put(b, tmp, fmt_u64(tmp, v));
 }
 
 void buf_json_i64(buf *b, int64_t v)

@@ -50,4 +50,17 @@ void buf_put_ms3(buf *b, int64_t ns);
 /* RFC 3339 UTC with milliseconds, quoted; 0 writes null. */
 void buf_json_time(buf *b, int64_t ms);
 
+/*
+ * The same without a buffer, into caller storage, NUL-terminated (the
+ * per-request path's small strings: ETags, rate-limit fields, trace ids).
+ * fmt_u64/fmt_i64: dst has room for 21 bytes; returns the length.
+ * fmt_hex: exactly width (1..16) lower-case digits of v's low bits.
+ * fmt_copy: at most cap - 1 bytes of src[0..n) (n: strlen if (size_t)-1);
+ * returns the length copied.
+ */
+size_t fmt_u64(char *dst, uint64_t v);
+size_t fmt_i64(char *dst, int64_t v);
+void fmt_hex(char *dst, uint64_t v, int width);
+size_t fmt_copy(char *dst, size_t cap, const char *src, size_t n);
+
 #endif

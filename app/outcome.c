@@ -15,8 +15,12 @@
 void outcome_set_etag(http_response *res, int64_t version)
 {
 	char tag[32];
+	size_t n;
 
-	snprintf(tag, sizeof(tag), "\"%lld\"", (long long)version);
+	tag[0] = '"';
+	n = 1 + fmt_i64(tag + 1, version);
+	tag[n] = '"';
+	tag[n + 1] = '\0';
 	http_response_header(res, "ETag", tag);
 }
 

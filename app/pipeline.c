@@ -134,7 +134,7 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	r->deadline_ms = wall_ms() + (app->cfg ? app->cfg->request_timeout_ms : 10000);
 	given = app_header(r, "X-Request-Id");
 	if (given && request_id_valid(given))
-		snprintf(res->request_id, sizeof(res->request_id), "%s", given);
+		fmt_copy(res->request_id, sizeof(res->request_id), given, (size_t)-1);
 	else
 		new_request_id(res->request_id);
 	r->call = (cart_call_ctx){ res->request_id, NULL, r->deadline_ms, NULL, NULL };
@@ -149,7 +149,7 @@ int app_fail(app_request *r, int status, const char *code, const char *detail)
 
 	/* Refused before routing: the instance is still the request's path. */
 	if (!r->path[0] && t && *t)
-		snprintf(r->path, sizeof(r->path), "%.*s", (int)strcspn(t, "?#"), t);
+		fmt_copy(r->path, sizeof(r->path), t, strcspn(t, "?#"));
 	render_problem(r->res, &p, r->path[0] ? r->path : NULL);
 	return APP_DONE;
 }

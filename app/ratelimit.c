@@ -18,6 +18,7 @@ struct app_ratelimit {
 	cart_limiter limiter;
 	cart_limit_policy policy;
 	int window_s;            /* RateLimit-Policy w: burst / rate, rounded up */
+	char policy_header[64];  /* RateLimit-Policy: the same on every answer */
 	cidr proxies[MAX_PROXIES];
 	int nproxies;
 };
@@ -136,6 +137,8 @@ int app_ratelimit_new(app_ratelimit **out, const app_config *cfg,
 	rl->policy.burst = cfg->rate_limit_burst;
 	rl->window_s = (int)((rl->policy.burst + rl->policy.rate_per_sec - 1) /
 			     rl->policy.rate_per_sec);
+	snprintf(rl->policy_header, sizeof(rl->policy_header), "\"default\";q=%lld;w=%d",
+		 (long long)rl->policy.burst, rl->window_s);
 	if (parse_proxies(rl, cfg->trusted_proxies)) {
 		snprintf(err, err_len, "invalid TRUSTED_PROXIES=\"%.100s\": expected "
 			 "comma-separated IPv4 addresses or CIDRs (at most %d)",
@@ -206,28 +209,32 @@ int app_stage_ratelimit(app_request *r, void *self)
 	app_ratelimit *rl = self;
 	cart_limit_decision d;
 	char ip[64], hv[96];
-	int n;
+	size_t n;
 
 	if (!app_route_is_cart(r->route))
 		return APP_NEXT;
+	/* No printf here: this runs on every request (issue 10). */
 	if (r->authenticated) {
-		n = snprintf(r->rate_key, sizeof(r->rate_key), "sub:%s", r->sub);
+		memcpy(r->rate_key, "sub:", 4);
+		n = 4 + fmt_copy(r->rate_key + 4, sizeof(r->rate_key) - 4, r->sub, (size_t)-1);
 	} else {
 		app_ratelimit_client_ip(rl, r->http->remote_addr,
 					app_header(r, "X-Forwarded-For"), ip, sizeof(ip));
-		n = snprintf(r->rate_key, sizeof(r->rate_key), "ip:%s", ip);
+		memcpy(r->rate_key, "ip:", 3);
+		n = 3 + fmt_copy(r->rate_key + 3, sizeof(r->rate_key) - 3, ip, (size_t)-1);
 	}
-	cart_limiter_take(&rl->limiter, r->rate_key, (size_t)n, &d);
-	snprintf(hv, sizeof(hv), "\"default\";q=%lld;w=%d", (long long)rl->policy.burst,
-		 rl->window_s);
-	http_response_header(r->res, "RateLimit-Policy", hv);
-	snprintf(hv, sizeof(hv), "\"default\";r=%lld;t=%lld", (long long)d.remaining,
-		 (long long)ceil_s(d.reset_ms));
+	cart_limiter_take(&rl->limiter, r->rate_key, n, &d);
+	http_response_header(r->res, "RateLimit-Policy", rl->policy_header);
+	/* "default";r=<remaining>;t=<seconds>: at most 14 + 2 x 20 bytes */
+	n = fmt_copy(hv, sizeof(hv), "\"default\";r=", (size_t)-1);
+	n += fmt_i64(hv + n, d.remaining);
+	memcpy(hv + n, ";t=", 3);
+	n += 3;
+	fmt_i64(hv + n, ceil_s(d.reset_ms));
 	http_response_header(r->res, "RateLimit", hv);
 	if (d.allowed)
 		return APP_NEXT;
-	snprintf(hv, sizeof(hv), "%lld", (long long)(ceil_s(d.retry_after_ms) > 0 ?
-						     ceil_s(d.retry_after_ms) : 1));
+	fmt_i64(hv, ceil_s(d.retry_after_ms) > 0 ? ceil_s(d.retry_after_ms) : 1);
 	http_response_header(r->res, "Retry-After", hv);
 	if (d.degraded)
 		return app_fail(r, 503, "cart.unavailable",

@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "buf.h"
 #include "trace.h"
 
 static bool is_hex(char c)
@@ -200,9 +201,13 @@ void app_trace_new_root(char out[APP_TRACE_ROOT_LEN + 1], int64_t epoch_s)
 {
 	uint64_t a = app_trace_rand64(), b = app_trace_rand64();
 
-	snprintf(out, APP_TRACE_ROOT_LEN + 1, "1-%08x-%08x%016llx",
-		 (unsigned)(uint32_t)epoch_s, (unsigned)(uint32_t)a,
-		 (unsigned long long)b);
+	/* "1-%08x-%08x%016llx", without printf (every request makes one) */
+	out[0] = '1';
+	out[1] = '-';
+	fmt_hex(out + 2, (uint64_t)(uint32_t)epoch_s, 8);
+	out[10] = '-';
+	fmt_hex(out + 11, a, 8);
+	fmt_hex(out + 19, b, 16);
 }
 
 void app_trace_new_id(char out[APP_TRACE_ID_LEN + 1])
@@ -212,20 +217,27 @@ void app_trace_new_id(char out[APP_TRACE_ID_LEN + 1])
 	do
 		v = app_trace_rand64();
 	while (!v);
-	snprintf(out, APP_TRACE_ID_LEN + 1, "%016llx", (unsigned long long)v);
+	fmt_hex(out, v, 16);
 }
 
 size_t app_trace_format(char *out, size_t cap, const char *root,
 			const char *parent, bool sampled)
 {
-	int n;
+	/* "Root=%s;Parent=%s;Sampled=%d" without printf (on every response);
+	 * fmt_copy cuts at cap, and the result is what snprintf returns */
+	size_t n = 0, need = 5 + strlen(root) + 10 +
+			     (parent && *parent ? 8 + strlen(parent) : 0);
 
-	if (parent && *parent)
-		n = snprintf(out, cap, "Root=%s;Parent=%s;Sampled=%d", root, parent,
-			     sampled ? 1 : 0);
-	else
-		n = snprintf(out, cap, "Root=%s;Sampled=%d", root, sampled ? 1 : 0);
-	return n < 0 ? cap : (size_t)n;
+	if (!cap)
+		return need;
+	n += fmt_copy(out + n, cap - n, "Root=", 5);
+	n += fmt_copy(out + n, cap - n, root, (size_t)-1);
+	if (parent && *parent) {
+		n += fmt_copy(out + n, cap - n, ";Parent=", 8);
+		n += fmt_copy(out + n, cap - n, parent, (size_t)-1);
+	}
+	fmt_copy(out + n, cap - n, sampled ? ";Sampled=1" : ";Sampled=0", 10);
+	return need;
 }
 
 /* --- sampling -------------------------------------------------------------- */

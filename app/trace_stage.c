@@ -45,7 +45,7 @@ int app_stage_trace(app_request *r, void *self)
 		return APP_NEXT;   /* already done (civetweb's error path) */
 	incoming(r, &t, now);
 	r->sampled = decide(app->xray, &t, now);
-	snprintf(r->trace_id, sizeof(r->trace_id), "%s", t.root);
+	fmt_copy(r->trace_id, sizeof(r->trace_id), t.root, (size_t)-1);
 	r->call.trace_id = r->trace_id;
 	if (r->sampled && app->xray) {
 		r->segment = app_xray_begin(app->xray, t.root, t.parent,

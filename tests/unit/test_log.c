@@ -22,6 +22,7 @@
 #include "codec/event_json.h"
 #include "log.h"
 #include "log_queue.h"
+#include "trace.h"
 #include "unit/suites.h"
 
 /* --- helpers ------------------------------------------------------------ */
@@ -484,6 +485,68 @@ START_TEST(test_log_numbers_without_printf)
 END_TEST
 
 
+/* The per-request small strings (ETag, RateLimit, trace ids) against libc. */
+START_TEST(test_log_fmt_matches_libc)
+{
+	char got[64], want[64];
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+
+	for (int i = 0; i < 20000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		int64_t v = (int64_t)(x >> (i % 64));
+		if (i & 1)
+			v = -v;
+		ck_assert_uint_eq(fmt_i64(got, v), (size_t)snprintf(want, sizeof(want), "%lld", (long long)v));
+		ck_assert_str_eq(got, want);
+		ck_assert_uint_eq(fmt_u64(got, x), (size_t)snprintf(want, sizeof(want), "%llu", (unsigned long long)x));
+		ck_assert_str_eq(got, want);
+		int w = 1 + i % 16;
+		fmt_hex(got, x, w);
+		snprintf(want, sizeof(want), "%016llx", (unsigned long long)x);
+		ck_assert_str_eq(got, want + 16 - w);
+	}
+	ck_assert_uint_eq(fmt_i64(got, INT64_MIN), 20);
+	ck_assert_str_eq(got, "-9223372036854775808");
+	/* copies cut at the room, never past it */
+	memset(got, 'x', sizeof(got));
+	ck_assert_uint_eq(fmt_copy(got, 4, "abcdef", (size_t)-1), 3);
+	ck_assert_str_eq(got, "abc");
+	ck_assert_int_eq(got[4], 'x');
+	ck_assert_uint_eq(fmt_copy(got, 10, "abc?q=1", 3), 3);
+	ck_assert_str_eq(got, "abc");
+	ck_assert_uint_eq(fmt_copy(got, 0, "abc", 3), 0);
+	ck_assert_int_eq(got[0], 'a');
+}
+END_TEST
+
+/* Trace headers and ids as snprintf wrote them, truncation included. */
+START_TEST(test_log_trace_format_matches_libc)
+{
+	static const char root[] = "1-5759e988-bd862e3fe1be46a994272793";
+	char got[128], want[128], id[APP_TRACE_ID_LEN + 1], r[APP_TRACE_ROOT_LEN + 1];
+
+	for (size_t cap = 1; cap <= sizeof(got); cap++) {
+		size_t n = app_trace_format(got, cap, root, "53995c3f42cd8ad8", true);
+		int m = snprintf(want, cap, "Root=%s;Parent=%s;Sampled=%d", root, "53995c3f42cd8ad8", 1);
+		ck_assert_uint_eq(n, (size_t)m);
+		ck_assert_str_eq(got, want);
+		n = app_trace_format(got, cap, root, "", false);
+		m = snprintf(want, cap, "Root=%s;Sampled=%d", root, 0);
+		ck_assert_uint_eq(n, (size_t)m);
+		ck_assert_str_eq(got, want);
+	}
+	app_trace_new_root(r, 0x5759e988);
+	ck_assert_uint_eq(strlen(r), APP_TRACE_ROOT_LEN);
+	ck_assert(!strncmp(r, "1-5759e988-", 11));
+	ck_assert_uint_eq(strspn(r + 11, "0123456789abcdef"), 24);
+	app_trace_new_id(id);
+	ck_assert_uint_eq(strlen(id), APP_TRACE_ID_LEN);
+	ck_assert_uint_eq(strspn(id, "0123456789abcdef"), 16);
+}
+END_TEST
+
 Suite *log_suite(void)
 {
 	Suite *s = suite_create("log");
@@ -504,6 +567,8 @@ Suite *log_suite(void)
 	tcase_add_test(e, test_log_aws_fields_make_valid_lines);
 	tcase_add_test(e, test_log_rfc3339_matches_libc);
 	tcase_add_test(e, test_log_numbers_without_printf);
+	tcase_add_test(e, test_log_fmt_matches_libc);
+	tcase_add_test(e, test_log_trace_format_matches_libc);
 	suite_add_tcase(s, e);
 	return s;
 }
