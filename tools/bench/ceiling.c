@@ -12,7 +12,7 @@
  *
  * The head carries the service's header set (request id, trace id, rate
  * limit, ETag) with fixed values, so both sides put the same bytes on the
- * wire.  Nothing the service does per request (routing, JSON, the core,
+ * wire; like the service, it echoes the caller's X-Request-Id.  Nothing the service does per request (routing, JSON, the core,
  * auth, rate limiting, logs, metrics) happens here, so service/ceiling is
  * the cost of our own code.
  *
@@ -43,21 +43,48 @@ static const char cart_body[] =
 	"\"createdAt\":\"2026-11-27T17:25:02.531Z\",\"updatedAt\":\"2026-11-27T17:25:02.585Z\","
 	"\"expiresAt\":\"2026-12-27T17:25:02.000Z\"}";
 
+/* After X-Request-Id: the rest of the service's head, fixed values. */
 static const char common_head[] =
-	"X-Request-Id: 8d833c32-f490-43ef-a408-df04a0bc57d0\r\n"
 	"Cache-Control: no-store\r\n"
 	"X-Amzn-Trace-Id: Root=1-6b09bcee-f52c11e871e7cefa620616ad;Sampled=0\r\n"
 	"RateLimit-Policy: \"default\";q=2000000;w=2\r\n"
 	"RateLimit: \"default\";r=1999999;t=1\r\n";
 
-static char ok200[4096], created201[4096], nocontent204[1024];
-static size_t ok200_len, created201_len, nocontent204_len;
+/* An answer: pre, the request id, post.  The request id is the caller's
+ * X-Request-Id when it sends one (the service echoes it too, and
+ * tests/load/add_delete.lua relies on it), else a fixed UUID. */
+struct answer {
+	char pre[256], post[2048];
+	size_t pre_len, post_len;
+};
+static struct answer ok200, created201, nocontent204;
 
-static size_t with_cart(char *dst, size_t cap, const char *status)
+static void with_cart(struct answer *a, const char *status)
 {
-	return (size_t)snprintf(dst, cap,
-		"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s"
-		"ETag: \"3\"\r\n\r\n%s", status, strlen(cart_body), common_head, cart_body);
+	a->pre_len = (size_t)snprintf(a->pre, sizeof(a->pre),
+		"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+		"X-Request-Id: ", status, strlen(cart_body));
+	a->post_len = (size_t)snprintf(a->post, sizeof(a->post), "\r\n%sETag: \"3\"\r\n\r\n%s",
+				       common_head, cart_body);
+}
+
+static void answer(struct mg_connection *conn, const struct answer *a)
+{
+	const char *id = mg_get_header(conn, "X-Request-Id");
+	char out[4096];
+	size_t id_len, n = 0;
+
+	if (!id || (id_len = strlen(id)) > 128) {
+		id = "8d833c32-f490-43ef-a408-df04a0bc57d0";
+		id_len = strlen(id);
+	}
+	memcpy(out, a->pre, a->pre_len);
+	n += a->pre_len;
+	memcpy(out + n, id, id_len);
+	n += id_len;
+	memcpy(out + n, a->post, a->post_len);
+	n += a->post_len;
+	mg_write(conn, out, n);
 }
 
 /* Reads and drops the request body, as the service reads every byte of it. */
@@ -84,19 +111,19 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 	(void)cbdata;
 	if (!strcmp(m, "POST")) {
 		drain_body(conn);
-		mg_write(conn, created201, created201_len);
+		answer(conn, &created201);
 		return 201;
 	}
 	if (!strcmp(m, "PATCH")) {
 		drain_body(conn);
-		mg_write(conn, ok200, ok200_len);
+		answer(conn, &ok200);
 		return 200;
 	}
 	if (!strcmp(m, "DELETE") && !strstr(uri, "/items/")) {
-		mg_write(conn, nocontent204, nocontent204_len);
+		answer(conn, &nocontent204);
 		return 204;
 	}
-	mg_write(conn, ok200, ok200_len);   /* GET, DELETE of a line */
+	answer(conn, &ok200);   /* GET, DELETE of a line */
 	return 200;
 }
 
@@ -126,10 +153,12 @@ int main(int argc, char **argv)
 	int sig;
 
 	snprintf(ports, sizeof(ports), "127.0.0.1:%s", argc > 1 ? argv[1] : "18090");
-	ok200_len = with_cart(ok200, sizeof(ok200), "200 OK");
-	created201_len = with_cart(created201, sizeof(created201), "201 Created");
-	nocontent204_len = (size_t)snprintf(nocontent204, sizeof(nocontent204),
-		"HTTP/1.1 204 No Content\r\n%s\r\n", common_head);
+	with_cart(&ok200, "200 OK");
+	with_cart(&created201, "201 Created");
+	nocontent204.pre_len = (size_t)snprintf(nocontent204.pre, sizeof(nocontent204.pre),
+		"HTTP/1.1 204 No Content\r\nX-Request-Id: ");
+	nocontent204.post_len = (size_t)snprintf(nocontent204.post, sizeof(nocontent204.post),
+		"\r\n%s\r\n", common_head);
 	/* As app/main.c's set_thread_stacks: 256 KiB stacks for the workers. */
 	if (!pthread_attr_init(&attr)) {
 		if (!pthread_attr_setstacksize(&attr, 256 * 1024))
