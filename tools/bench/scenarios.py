@@ -423,14 +423,17 @@ def ok(good):
 def markdown(result):
     m = result["meta"]
     lines = ["# make bench: scenario table", "",
-             "%s; wrk -t%d -c%d, %d s per run, %d pairs (ceiling, service) per row; "
-             "%d carts x 3 lines seeded before each service run; servers %s, wrk unpinned. "
-             "Service: LOG_LEVEL=info to a file, RATE_LIMIT_RPS=1000000, METRICS_ENABLED=true, "
-             "memory store; auth on: one admin token (RS256)."
-             % (m["date"], m["threads"], m["connections"], m["seconds"], m["pairs"], m["carts"],
-                ("on cpus " + m["cpus"]) if m["cpus"] else "unpinned"), ""]
+             "%s, commit %s, %d CPUs; wrk -t%d -c%d, unpinned; servers %s. %d carts x 3 lines "
+             "seeded before each service run. Service: memory store, LOG_LEVEL=info to a file, "
+             "RATE_LIMIT_RPS=1000000, METRICS_ENABLED=true; auth on: one admin token (RS256)."
+             % (m["date"], m["commit"], m["nproc"], m["threads"], m["connections"],
+                ("pinned to cpus " + m["cpus"]) if m["cpus"] else "unpinned", m["carts"]), ""]
     if result["rows"]:
-        lines += ["| scenario | config | req/s | ceiling req/s | ratio | pair median | target | "
+        lines += ["Ceiling and service alternated, %d pairs of %d s runs per row; req/s is the "
+                  "mean over runs, ratio = sum(service) / sum(ceiling), pair median = median of "
+                  "the per-pair ratios, p50 the median and p99 the worst over the service runs."
+                  % (m["pairs"], m["seconds"]), "",
+                  "| scenario | config | req/s | ceiling req/s | ratio | pair median | target | "
                   "p50 ms | p99 ms (< %g) | errors | RSS after MiB |" % P99_TARGET_MS,
                   "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
         for r in result["rows"]:
