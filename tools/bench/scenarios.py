@@ -570,6 +570,9 @@ def main():
             scaling()
         else:
             run(mode, OUT)
+    except KeyboardInterrupt:
+        print("bench: interrupted; stopping the servers", file=sys.stderr)
+        raise SystemExit(130)
     finally:
         for proc in list(live):
             stop(proc)
