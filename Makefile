@@ -5,7 +5,17 @@
 #   make check      install what is missing, build, run every test
 #   make coverage   lcov report of lib/, adapters/ and app/ in build/coverage
 #   make fuzz       run each fuzz target for FUZZ_SECONDS (libFuzzer, clang)
-#   make bench      throughput/latency/memory measurements (see tools/bench)
+#   make bench      the scenario table, soak and memory (tools/bench/scenarios.py all),
+#                   then request logs, observability and events (tools/bench.sh)
+#   make bench-table   only the table: get, mixed, add, patch, add_delete, each
+#                   auth off and on, ceiling/service alternated (BENCH_SCENARIOS=get,mixed
+#                   to choose; BENCH_SECONDS 10, BENCH_PAIRS 2, BENCH_CPUS to pin servers)
+#                   targets, service/ceiling req/s: get >= 0.85, mixed >= 0.75,
+#                   add >= 0.70, patch >= 0.70, add_delete >= 0.65; p99 < 5 ms;
+#                   no errors; auth on/off >= 0.90 on get
+#   make bench-soak    mixed for BENCH_SOAK_SECONDS (60) twice on one process; targets:
+#                   last 10 s within 10 % of the first, RSS <= 64 MB, growth < 2 MB
+#   make bench-scaling the table with the servers pinned to 1 core, then 2 (wrk unpinned)
 #   make bench-events  event relay throughput and delay under sustained adds
 #   make bench-dynamo  DynamoDB requests per mutation and idle polling
 #   make bench-logs    GET with LOG_LEVEL=info against warn (request logs' cost)
@@ -69,6 +79,7 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
 .PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-observe bench-logs \
+        bench-table bench-soak bench-scaling \
         bootstrap clean layering example
 
 all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
@@ -233,8 +244,20 @@ fuzz: $(FUZZ_BIN)
 	    || { tail -50 $(O)/fuzz/$$n.log; exit 1; }; \
 	done
 
-bench: $(BIN)
+bench: $(BIN) $(LIBCART) $(LIBAD)
 	tools/bench.sh
+
+# The scenario table alone (tools/bench/scenarios.py; build/bench/table.md
+# and table.json).
+bench-table: $(BIN) $(LIBCART) $(LIBAD)
+	/usr/bin/python3 tools/bench/scenarios.py table
+
+bench-soak: $(BIN) $(LIBCART) $(LIBAD)
+	/usr/bin/python3 tools/bench/scenarios.py soak
+
+# BENCH_SCALING_CPUS="0 0,1": build/bench/table-cpus-*.md and table-scaling.md.
+bench-scaling: $(BIN) $(LIBCART) $(LIBAD)
+	/usr/bin/python3 tools/bench/scenarios.py scaling
 
 # GET with LOG_LEVEL=info against warn, alternated: throughput and p99 ratios.
 bench-logs: $(BIN)

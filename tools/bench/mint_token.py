@@ -1,8 +1,11 @@
 """Writes a JWKS with one fresh RSA-2048 key and prints a bearer token for
 sub "bench" signed with it (RS256, iss https://bench.test, aud cart, valid
-for an hour).  Used by tools/bench.sh for the auth-on scenario.
+for an hour).  Used by tools/bench.sh for the auth-on scenario.  With
+SCOPE the token also carries "scope": SCOPE, e.g. cart:admin (the
+service's default JWT_ADMIN_SCOPE): an admin token that may act on every
+cart, which tools/bench/scenarios.py uses for its 10,000 users.
 
-    /usr/bin/python3 tools/bench/mint_token.py JWKS_PATH
+    /usr/bin/python3 tools/bench/mint_token.py JWKS_PATH [SCOPE]
 """
 import base64
 import json
@@ -26,7 +29,10 @@ with open(sys.argv[1], "w") as f:
     json.dump(jwks, f)
 now = int(time.time())
 head = b64(json.dumps({"alg": "RS256", "kid": "bench", "typ": "JWT"}).encode())
-body = b64(json.dumps({"sub": "bench", "iss": "https://bench.test", "aud": "cart",
-                       "iat": now, "exp": now + 3600}).encode())
+claims = {"sub": "bench", "iss": "https://bench.test", "aud": "cart",
+          "iat": now, "exp": now + 3600}
+if len(sys.argv) > 2:
+    claims["scope"] = sys.argv[2]
+body = b64(json.dumps(claims).encode())
 sig = key.sign((head + "." + body).encode(), padding.PKCS1v15(), hashes.SHA256())
 print(head + "." + body + "." + b64(sig))

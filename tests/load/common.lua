@@ -1,0 +1,105 @@
+-- Shared by the wrk scripts of tests/load (loaded with require("common")
+-- after each script puts its own directory on package.path).
+--
+-- Environment (set by tools/bench/scenarios.py):
+--   BENCH_CARTS        users u-0 .. u-(N-1) seeded with 3 lines (10000)
+--   BENCH_CONNECTIONS  wrk -c (64)      BENCH_THREADS  wrk -t (2)
+--   BENCH_TOKEN        a bearer token for every /v1 request (auth on): one
+--                      admin token (scope cart:admin) for all users
+--
+-- Every script counts statuses per thread; done() prints one line
+-- "status <code> <count>" per status, summed over the threads.
+local M = {}
+
+M.carts = tonumber(os.getenv("BENCH_CARTS") or "10000")
+M.connections = tonumber(os.getenv("BENCH_CONNECTIONS") or "64")
+M.threads = tonumber(os.getenv("BENCH_THREADS") or "2")
+M.get_headers = {}
+M.json_headers = { ["Content-Type"] = "application/json" }
+local token = os.getenv("BENCH_TOKEN")
+if token and token ~= "" then
+	M.get_headers["Authorization"] = "Bearer " .. token
+	M.json_headers["Authorization"] = "Bearer " .. token
+end
+
+-- The 3 lines every seeded cart holds (tests/load/seed.lua).
+M.seed_lines = 3
+
+function M.user(i)
+	return "u-" .. i
+end
+
+function M.random_user()
+	return M.user(math.random(0, M.carts - 1))
+end
+
+function M.get(path)
+	return wrk.format("GET", path, M.get_headers)
+end
+
+function M.post_item(user, sku, quantity, name)
+	local body = string.format(
+		'{"itemId":"%s","quantity":%d,"unitPrice":{"amount":1999,"currency":"EUR"},"name":"%s"}',
+		sku, quantity, name)
+	return wrk.format("POST", "/v1/cart/" .. user .. "/items", M.json_headers, body)
+end
+
+function M.patch_quantity(user, sku, quantity)
+	return wrk.format("PATCH", "/v1/cart/" .. user .. "/items/" .. sku, M.json_headers,
+			  string.format('{"quantity":%d}', quantity))
+end
+
+function M.delete_item(user, sku)
+	return wrk.format("DELETE", "/v1/cart/" .. user .. "/items/" .. sku, M.get_headers)
+end
+
+-- wrk 4.1 calls request() once in thread 0's state before the thread runs
+-- (script_verify_request in main) and throws the answer away.  A script
+-- whose requests are a sequence (seed, add_delete) must not lose an
+-- element there: its request() starts with
+--     if c.first_call() then return c.health() end
+-- which skips the first call of every thread (thread 0: the verify call;
+-- the others, or a wrk without that call: one GET /health on the wire).
+local called = false
+function M.first_call()
+	if called then
+		return false
+	end
+	called = true
+	return true
+end
+
+function M.health()
+	return wrk.format("GET", "/health", {})
+end
+
+-- wrk's phases: setup and done run in one Lua state, each thread in its own.
+local all = {}
+counts = {}
+
+function setup(thread)
+	thread:set("id", #all)
+	table.insert(all, thread)
+end
+
+function init(args)
+	math.randomseed(os.time() + 7919 * (id + 1))
+end
+
+function response(status, headers, body)
+	counts[status] = (counts[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+	local total = {}
+	for _, t in ipairs(all) do
+		for k, v in pairs(t:get("counts")) do
+			total[k] = (total[k] or 0) + v
+		end
+	end
+	for k, v in pairs(total) do
+		io.write(string.format("status %d %d\n", k, v))
+	end
+end
+
+return M
