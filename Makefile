@@ -18,6 +18,7 @@
 #   make bench-scaling the table with the servers pinned to 1 core, then 2 (wrk unpinned)
 #   make bench-events  event relay throughput and delay under sustained adds
 #   make bench-dynamo  DynamoDB requests per mutation and idle polling
+#   make bench-dynamo-raw  service on DynamoDB against dynalite's own raw rate
 #   make bench-logs    GET with LOG_LEVEL=info against warn (request logs' cost)
 #   make bench-observe metrics + X-Ray on against off
 
@@ -78,7 +79,7 @@ EXAMPLE  := $(O)/example
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-observe bench-logs \
+.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-dynamo-raw bench-observe bench-logs \
         bench-table bench-soak bench-scaling \
         bootstrap clean layering example
 
@@ -275,6 +276,13 @@ bench-events: $(BIN)
 # polling: tools/bench/dynamo_mix.py (MIX_KEYED=1 for Idempotency-Key).
 bench-dynamo: $(BIN)
 	/usr/bin/python3 tools/bench/dynamo_mix.py
+
+# The service's GET and add on DynamoDB against a minimal client sending the
+# same DynamoDB requests, both straight to dynalite, alternating
+# (tools/bench/dynamo_raw.py: BENCH_SECONDS, BENCH_ROUNDS, BENCH_CARTS,
+# BENCH_CONNECTIONS, BENCH_DYNALITE_CPUS). Table: build/bench/dynamo_raw.md.
+bench-dynamo-raw: $(BIN)
+	/usr/bin/python3 tools/bench/dynamo_raw.py
 
 clean:
 	rm -rf build bin
