@@ -27,14 +27,15 @@
 typedef struct relay_kick {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int pending;                 /* guarded by lock */
+	atomic_int pending;          /* set by kicks, cleared by the waiter */
 	cart_relay *relay;           /* guarded by lock; borrowed, NULL: none.
 				      * Kicked too, so a pass in progress
 				      * fetches the new events at once */
 } relay_kick;
 
 void relay_kick_signal(relay_kick *k);            /* accepts NULL */
-/* Sleeps up to ms, less if kicked; clears the kick; true if kicked. */
+/* Sleeps up to ms, less if kicked; true if kicked.  A kick is cleared
+ * 2 ms after it came, so the commits of those 2 ms join the same pass. */
 bool relay_kick_wait(relay_kick *k, int64_t ms);
 
 /*

@@ -131,8 +131,8 @@ static const var vars[] = {
 	  "memory store: events waiting for the relay, all carts together (at the bound, and at 100 for one cart, writes get 503 cart.events_backlog)" },
 	{ "EVENTS_RELAY_ENABLED", "true", V_BOOL, F(events_relay_enabled), 0, 0, NULL, NOSET,
 	  "publish the event outbox from this process (false: another task relays)" },
-	{ "EVENTS_RELAY_CONCURRENCY", STR(CART_RELAY_CONCURRENCY_DEFAULT), V_INT, F(events_relay_concurrency), 1, 256, NULL, NOSET,
-	  "event publisher calls in flight at once (each carries up to 10 events of several carts)" },
+	{ "EVENTS_RELAY_CONCURRENCY", NULL, V_INT, F(events_relay_concurrency), 1, 256, NULL, SET(set_relay_concurrency),
+	  "event publisher calls in flight at once (each carries up to 10 events of several carts; default: " STR(CART_RELAY_CONCURRENCY_DEFAULT) " for eventbridge, 1 for log and none, which never wait on a network)" },
 	{ "EVENTS_MAX_ATTEMPTS", "5", V_INT, F(events_max_attempts), 1, 100, NULL, NOSET,
 	  "relay passes in a row the bus may refuse an event for good (malformed, invalid; not a missing bus or permission) before it is parked in the store's dead-letter list" },
 	{ "EVENTS_ACK_DELAY_MS", NULL, V_INT, F(events_ack_delay_ms), 0, 10000, NULL, SET(set_ack_delay),
@@ -256,6 +256,11 @@ static void apply_env_defaults(app_config *cfg)
 		       dev ? "log" : cfg->eventbridge_enabled ? "eventbridge" : "none");
 	if (!cfg->set_auth)
 		cfg->auth_enabled = !dev;
+	/* A pool of callers only pays where calls wait on a network: for the
+	 * log and none publishers it would be threads woken for nothing. */
+	if (!cfg->set_relay_concurrency)
+		cfg->events_relay_concurrency = strcmp(cfg->events_publisher, "eventbridge") ?
+						1 : CART_RELAY_CONCURRENCY_DEFAULT;
 	if (!cfg->set_ack_delay)
 		cfg->events_ack_delay_ms = strcmp(cfg->storage_backend, "dynamodb") ? 0 : 1000;
 	if (!cfg->rate_limit_burst)

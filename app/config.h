@@ -88,6 +88,7 @@ typedef struct app_config {
 	bool set_storage;
 	bool set_publisher;
 	bool set_ack_delay;
+	bool set_relay_concurrency;
 	bool set_eventbridge;
 } app_config;
 

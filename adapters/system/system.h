@@ -2,8 +2,9 @@
 #define CART_SYSTEM_H
 
 /*
- * The real clock (CLOCK_REALTIME, nanosleep) and a random source backed by
- * getrandom(2).  Both are stateless (self is NULL) and thread-safe.
+ * The real clock (CLOCK_REALTIME, nanosleep; stateless) and a random
+ * source backed by getrandom(2), read 4 KiB at a time.  Both thread-safe.
+ * The ids own a small pool: release them with cart_ids_destroy.
  */
 
 #include "cart/ports.h"

@@ -4,6 +4,7 @@
  * test fakes themselves, so a broken fake cannot hide a broken service.
  */
 #include <check.h>
+#include <pthread.h>
 #include <ctype.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -188,6 +189,44 @@ START_TEST(test_system_ids_make_v4_uuids)
 		ck_assert(seen[i]);
 	ck_assert_uint_eq(cart_ids_random(&ids, 1), 0);
 	cart_ids_destroy(&ids);
+}
+END_TEST
+
+enum { UUID_THREADS = 4, UUID_EACH = 2000 };   /* ~31 pool refills */
+static char uuids[UUID_THREADS * UUID_EACH][CART_UUID_LEN + 1];
+static cart_ids shared_ids;
+
+static void *make_uuids(void *arg)
+{
+	size_t t = (size_t)arg;
+
+	for (size_t i = 0; i < UUID_EACH; i++)
+		if (cart_ids_uuid(&shared_ids, uuids[t * UUID_EACH + i]))
+			uuids[t * UUID_EACH + i][0] = '\0';
+	return NULL;
+}
+
+static int cmp_uuid(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* The pool hands every byte out once: threads at once, across refills. */
+START_TEST(test_system_ids_pool_never_repeats)
+{
+	pthread_t th[UUID_THREADS];
+
+	cart_system_ids_init(&shared_ids);
+	for (size_t t = 0; t < UUID_THREADS; t++)
+		ck_assert_int_eq(pthread_create(&th[t], NULL, make_uuids, (void *)t), 0);
+	for (size_t t = 0; t < UUID_THREADS; t++)
+		pthread_join(th[t], NULL);
+	cart_ids_destroy(&shared_ids);
+	for (size_t i = 0; i < UUID_THREADS * UUID_EACH; i++)
+		ck_assert_msg(uuid_v4_shape(uuids[i]), "bad uuid %s", uuids[i]);
+	qsort(uuids, UUID_THREADS * UUID_EACH, sizeof(uuids[0]), cmp_uuid);
+	for (size_t i = 1; i < UUID_THREADS * UUID_EACH; i++)
+		ck_assert_str_ne(uuids[i - 1], uuids[i]);
 }
 END_TEST
 
@@ -595,6 +634,7 @@ Suite *ports_suite(void)
 	tc = tcase_create("system");
 	tcase_add_test(tc, test_system_clock_reads_wall_time);
 	tcase_add_test(tc, test_system_ids_make_v4_uuids);
+	tcase_add_test(tc, test_system_ids_pool_never_repeats);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("publishers");

@@ -86,5 +86,6 @@ int main(int argc, char **argv)
 	cart_relay_free(relay);
 	cart_service_free(svc);
 	cart_repo_destroy(&repo);
+	cart_ids_destroy(&ids);
 	return 0;
 }
