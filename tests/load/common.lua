@@ -8,7 +8,8 @@
 --                      admin token (scope cart:admin) for all users
 --
 -- Every script counts statuses per thread; done() prints one line
--- "status <code> <count>" per status, summed over the threads.
+-- "status <code> <count>" per status, summed over the threads, then the
+-- script's own counters (M.sums) and "duration_us <us>".
 local M = {}
 
 M.carts = tonumber(os.getenv("BENCH_CARTS") or "10000")
@@ -90,16 +91,56 @@ function response(status, headers, body)
 	counts[status] = (counts[status] or 0) + 1
 end
 
+-- Per-thread numbers done() sums besides the status counts: a script
+-- lists the names of its own global counters here (M.sums = { "found" }).
+M.sums = {}
+
 function done(summary, latency, requests)
-	local total = {}
+	local total, extra = {}, {}
 	for _, t in ipairs(all) do
 		for k, v in pairs(t:get("counts")) do
 			total[k] = (total[k] or 0) + v
+		end
+		for _, name in ipairs(M.sums) do
+			extra[name] = (extra[name] or 0) + t:get(name)
 		end
 	end
 	for k, v in pairs(total) do
 		io.write(string.format("status %d %d\n", k, v))
 	end
+	for _, name in ipairs(M.sums) do
+		io.write(string.format("%s %d\n", name, extra[name] or 0))
+	end
+	io.write(string.format("duration_us %d\n", summary.duration))
+end
+
+-- DynamoDB JSON-protocol headers for target ("GetItem"...), with a
+-- well-formed Authorization that is not signed: dynalite checks the shape
+-- only (tools/bench/dynamo_raw.py talks to it directly).
+function M.dynamo_headers(target)
+	local date = os.date("!%Y%m%dT%H%M%SZ")
+	return {
+		["Content-Type"] = "application/x-amz-json-1.0",
+		["X-Amz-Target"] = "DynamoDB_20120810." .. target,
+		["X-Amz-Date"] = date,
+		["Authorization"] = "AWS4-HMAC-SHA256 Credential=AKIDCARTTEST/" ..
+			date:sub(1, 8) .. "/us-east-1/dynamodb/aws4_request, " ..
+			"SignedHeaders=content-type;host;x-amz-date;x-amz-target, " ..
+			"Signature=0000000000000000000000000000000000000000000000000000000000000000",
+	}
+end
+
+-- The dynamo_raw scripts and their service twins: thread id walks users
+-- id, id + threads, ... of <BENCH_PREFIX><n>, the same order on both sides.
+function M.walk_init()
+	M.n = id
+	M.step = tonumber(os.getenv("BENCH_THREADS") or "2")
+end
+
+function M.next_user(carts, prefix)
+	local n = M.n
+	M.n = M.n + M.step
+	return prefix .. (n % carts), n
 end
 
 return M

@@ -21,32 +21,16 @@
 -- env: BENCH_TABLE, BENCH_CARTS, BENCH_PREFIX, BENCH_THREADS.
 -- done() prints "ops <n>" (UpdateItem 200s), "status <code> <count>" over
 -- both requests, "gets <n>", "updates <n>" (sent) and "duration_us <us>".
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+package.path = dir .. "?.lua;" .. package.path
+local c = require("common")
 local table_name = os.getenv("BENCH_TABLE") or "cart-bench"
 local carts = tonumber(os.getenv("BENCH_CARTS") or "1000")
 local prefix = os.getenv("BENCH_PREFIX") or "bench-"
-local threads = {}
-counts = {}
 ops = 0
 gets = 0
 updates = 0
-
-function setup(thread)
-	thread:set("id", #threads)
-	table.insert(threads, thread)
-end
-
-local function auth_headers(target)
-	local date = os.date("!%Y%m%dT%H%M%SZ")
-	return {
-		["Content-Type"] = "application/x-amz-json-1.0",
-		["X-Amz-Target"] = "DynamoDB_20120810." .. target,
-		["X-Amz-Date"] = date,
-		["Authorization"] = "AWS4-HMAC-SHA256 Credential=AKIDCARTTEST/" ..
-			date:sub(1, 8) .. "/us-east-1/dynamodb/aws4_request, " ..
-			"SignedHeaders=content-type;host;x-amz-date;x-amz-target, " ..
-			"Signature=0000000000000000000000000000000000000000000000000000000000000000",
-	}
-end
+c.sums = { "ops", "gets", "updates" }
 
 local function hex(len)
 	local t = {}
@@ -60,12 +44,10 @@ local function uuid()
 	return hex(8) .. "-" .. hex(4) .. "-4" .. hex(3) .. "-a" .. hex(3) .. "-" .. hex(12)
 end
 
-local n, step
 local queue, head, tail = {}, 1, 0
 
 function init(args)
-	n = id
-	step = tonumber(os.getenv("BENCH_THREADS") or "2")
+	c.walk_init()
 	math.randomseed(os.time() + id * 7919)
 end
 
@@ -112,15 +94,14 @@ function request()
 		queue[head] = nil
 		head = head + 1
 		updates = updates + 1
-		return wrk.format("POST", "/", auth_headers("UpdateItem"), update_body(it))
+		return wrk.format("POST", "/", c.dynamo_headers("UpdateItem"), update_body(it))
 	end
-	local user = prefix .. (n % carts)
-	n = n + step
+	local user = c.next_user(carts, prefix)
 	gets = gets + 1
 	local body = string.format(
 		'{"Key":{"PK":{"S":"CART#%s"},"SK":{"S":"CART"}},"ConsistentRead":true,' ..
 		'"TableName":"%s","ReturnConsumedCapacity":"TOTAL"}', user, table_name)
-	return wrk.format("POST", "/", auth_headers("GetItem"), body)
+	return wrk.format("POST", "/", c.dynamo_headers("GetItem"), body)
 end
 
 function response(status, headers, body)
@@ -146,21 +127,4 @@ function response(status, headers, body)
 	else
 		counts[0] = (counts[0] or 0) + 1   -- an item the client cannot read
 	end
-end
-
-function done(summary, latency, requests)
-	local total, o, g, u = {}, 0, 0, 0
-	for _, t in ipairs(threads) do
-		for k, v in pairs(t:get("counts")) do
-			total[k] = (total[k] or 0) + v
-		end
-		o = o + t:get("ops")
-		g = g + t:get("gets")
-		u = u + t:get("updates")
-	end
-	for k, v in pairs(total) do
-		io.write(string.format("status %d %d\n", k, v))
-	end
-	io.write(string.format("ops %d\ngets %d\nupdates %d\nduration_us %d\n", o, g, u,
-			       summary.duration))
 end

@@ -2,41 +2,14 @@
 -- same order as tests/load/dynamo_raw_get.lua (tools/bench/dynamo_raw.py).
 -- env: BENCH_CARTS, BENCH_PREFIX, BENCH_THREADS.
 -- done() prints "status <code> <count>" and "duration_us <us>".
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+package.path = dir .. "?.lua;" .. package.path
+local c = require("common")
 local carts = tonumber(os.getenv("BENCH_CARTS") or "1000")
 local prefix = os.getenv("BENCH_PREFIX") or "bench-"
-local threads = {}
-counts = {}
 
-function setup(thread)
-	thread:set("id", #threads)
-	table.insert(threads, thread)
-end
-
-local n, step
-function init(args)
-	n = id
-	step = tonumber(os.getenv("BENCH_THREADS") or "2")
-end
+init = c.walk_init
 
 function request()
-	local path = "/v1/cart/" .. prefix .. (n % carts)
-	n = n + step
-	return wrk.format("GET", path)
-end
-
-function response(status, headers, body)
-	counts[status] = (counts[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-	local total = {}
-	for _, t in ipairs(threads) do
-		for k, v in pairs(t:get("counts")) do
-			total[k] = (total[k] or 0) + v
-		end
-	end
-	for k, v in pairs(total) do
-		io.write(string.format("status %d %d\n", k, v))
-	end
-	io.write(string.format("duration_us %d\n", summary.duration))
+	return wrk.format("GET", "/v1/cart/" .. c.next_user(carts, prefix))
 end
