@@ -138,31 +138,54 @@ void buf_printf(buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+static int json_plain(unsigned char ch)
+{
+	return ch >= 0x20 && ch != '"' && ch != '\\';
+}
+
 void buf_json_str(buf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
-	const char *run;
+	const char *p, *run;
 
 	if (!s) {
 		buf_put(b, "null", 4);
 		return;
 	}
+	for (p = s; json_plain((unsigned char)*p); p++)
+		;
+	if (!*p) {
+		/* Nothing to escape (ids, routes, names): one copy. */
+		size_t n = (size_t)(p - s);
+		char *d;
+
+		if (!reserve(b, n + 2))
+			return;
+		d = b->data + b->len;
+		d[0] = '"';
+		memcpy(d + 1, s, n);
+		d[n + 1] = '"';
+		d[n + 2] = '\0';
+		b->len += n + 2;
+		return;
+	}
 	buf_put(b, "\"", 1);
-	for (run = s; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		char esc[6] = { '\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15] };
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
+	for (run = s; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (json_plain(ch))
 			continue;
-		buf_put(b, run, (size_t)(s - run));
-		run = s + 1;
+		buf_put(b, run, (size_t)(p - run));
+		run = p + 1;
 		if (ch == '"' || ch == '\\') {
-			esc[1] = (char)ch;
+			char esc[2] = { '\\', (char)ch };
 			buf_put(b, esc, 2);
 		} else {
+			char esc[6] = { '\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15] };
 			buf_put(b, esc, 6);
 		}
 	}
-	buf_put(b, run, (size_t)(s - run));
+	buf_put(b, run, (size_t)(p - run));
 	buf_put(b, "\"", 1);
 }
 
@@ -239,16 +262,62 @@ void buf_put_ms3(buf *b, int64_t ns)
 	buf_put(b, frac, 4);
 }
 
+/*
+ * Most times written are today's (a log line's time, a cart's updatedAt):
+ * each thread keeps the last day's "YYYY-MM-DD" and formats only the time
+ * of day; any other day takes cart_rfc3339 and becomes the kept one.
+ */
+static _Thread_local int64_t t_day = -1;
+static _Thread_local char t_date[10];
+
+static void put_2(char *p, unsigned v)
+{
+	p[0] = (char)('0' + v / 10);
+	p[1] = (char)('0' + v % 10);
+}
+
 void buf_json_time(buf *b, int64_t ms)
 {
-	char tmp[64];
+	int64_t day;
+	unsigned sod, msec;
+	char *d;
 
 	if (ms <= 0) {
 		buf_put(b, "null", 4);
 		return;
 	}
-	cart_rfc3339(tmp, sizeof(tmp), ms);
-	buf_put(b, "\"", 1);
-	buf_puts(b, tmp);
-	buf_put(b, "\"", 1);
+	day = ms / 86400000;
+	if (day != t_day) {
+		char tmp[64];
+
+		cart_rfc3339(tmp, sizeof(tmp), ms);
+		if (strlen(tmp) != 24) {   /* a year past 9999: not kept */
+			buf_put(b, "\"", 1);
+			buf_puts(b, tmp);
+			buf_put(b, "\"", 1);
+			return;
+		}
+		memcpy(t_date, tmp, 10);
+		t_day = day;
+	}
+	if (!reserve(b, 26))
+		return;
+	sod = (unsigned)(ms / 1000 - day * 86400);
+	msec = (unsigned)(ms % 1000);
+	d = b->data + b->len;
+	d[0] = '"';
+	memcpy(d + 1, t_date, 10);
+	d[11] = 'T';
+	put_2(d + 12, sod / 3600);
+	d[14] = ':';
+	put_2(d + 15, sod / 60 % 60);
+	d[17] = ':';
+	put_2(d + 18, sod % 60);
+	d[20] = '.';
+	d[21] = (char)('0' + msec / 100);
+	put_2(d + 22, msec % 100);
+	d[24] = 'Z';
+	d[25] = '"';
+	d[26] = '\0';
+	b->len += 26;
 }

@@ -32,6 +32,9 @@
 /* The queue bound: 4096 lines of up to 1000 bytes in place (4 MiB);
  * longer lines are copied to the heap and take one slot. */
 #define LOG_QUEUE_LINES 4096
+/* log_start_writer asks for this much pipe buffer when the fd is a pipe
+ * (fcntl F_SETPIPE_SZ; kept as is if refused). */
+#define LOG_PIPE_BYTES (1024 * 1024)
 /* How long log_stop waits for the writer to drain the queue. */
 #define LOG_STOP_WAIT_MS 2000
 

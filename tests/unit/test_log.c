@@ -275,6 +275,32 @@ START_TEST(test_log_stalled_stdout_drops_info_first_and_reports)
 }
 END_TEST
 
+/* The writer asks for LOG_PIPE_BYTES of pipe when stdout is a pipe (as on
+ * ECS), so a reader late by ~100 ms costs no line; a file is left alone. */
+START_TEST(test_log_writer_grows_a_pipe)
+{
+	long max = 0;
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+	int p[2], before;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld", &max), 1);
+	fclose(f);
+	ck_assert_int_eq(pipe(p), 0);
+	before = fcntl(p[1], F_GETPIPE_SZ);
+	ck_assert_int_lt(before, LOG_PIPE_BYTES);
+	log_setup(LOG_INFO, p[1]);
+	ck_assert_int_eq(log_start_writer(), 0);
+	if (max >= LOG_PIPE_BYTES || getuid() == 0)
+		ck_assert_int_eq(fcntl(p[1], F_GETPIPE_SZ), LOG_PIPE_BYTES);
+	else
+		ck_assert_int_eq(fcntl(p[1], F_GETPIPE_SZ), before);
+	ck_assert_int_eq(log_stop(), 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 START_TEST(test_log_stop_gives_up_on_a_stalled_fd)
 {
 	int p[2];
@@ -283,6 +309,17 @@ START_TEST(test_log_stop_gives_up_on_a_stalled_fd)
 	ck_assert_int_eq(pipe(p), 0);
 	log_setup(LOG_INFO, p[1]);
 	ck_assert_int_eq(log_start_writer(), 0);
+	/* fill the (grown) pipe first, so the writer's first write blocks */
+	{
+		static const char fill[4096];
+		int fl = fcntl(p[1], F_GETFL);
+
+		ck_assert_int_eq(fcntl(p[1], F_SETFL, fl | O_NONBLOCK), 0);
+		while (write(p[1], fill, sizeof(fill)) > 0)
+			;
+		ck_assert_int_eq(errno, EAGAIN);
+		ck_assert_int_eq(fcntl(p[1], F_SETFL, fl), 0);
+	}
 	for (int i = 0; i < 5000; i++)
 		log_write(LOG_ERROR, "never read", ",\"pad\":\"................................................................\"");
 	t0 = now_s();
@@ -451,6 +488,59 @@ START_TEST(test_log_rfc3339_matches_libc)
 }
 END_TEST
 
+/* buf_json_time (which keeps the last day's date per thread) writes what
+ * cart_rfc3339 writes, on a day change, within a day and past 9999. */
+START_TEST(test_log_buf_json_time_matches_rfc3339)
+{
+	static const int64_t fixed[] = {
+		1, 86399999, 86400000, 86400001, 86399999, 1795789651238LL,
+		1795789651239LL, 1795795199999LL /* 23:59:59.999 */, 1795795200000LL,
+		253402300799999LL, 253402300800000LL /* year 10000 */, 253402300799998LL,
+		951782400000LL, 951782400000LL + 3600000, 951782400000LL - 1,
+	};
+	uint64_t x = 88172645463325252ULL;
+	int64_t base = 1795789651238LL;
+	char want[100], got[80];
+	buf b;
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) + 20000; i++) {
+		int64_t ms;
+
+		if (i < sizeof(fixed) / sizeof(fixed[0])) {
+			ms = fixed[i];
+		} else {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			/* half within two days of base (the kept day hits), half anywhere */
+			ms = (i & 1) ? base + (int64_t)(x % 172800000ULL)
+				     : 1 + (int64_t)(x % 253402300800000ULL);
+		}
+		buf_init(&b, 128);
+		buf_puts(&b, "t=");
+		buf_json_time(&b, ms);
+		cart_rfc3339(got, sizeof(got), ms);
+		snprintf(want, sizeof(want), "t=\"%s\"", got);
+		ck_assert_str_eq(b.data, want);
+		ck_assert_uint_eq(b.len, strlen(want));
+		buf_release(&b);
+	}
+	buf_init(&b, 16);
+	buf_json_time(&b, 0);
+	ck_assert_str_eq(b.data, "null");
+	buf_release(&b);
+	{
+		char room[27];
+
+		buf_init_on(&b, room, 26, 25);   /* 26 bytes and the NUL needed */
+		buf_json_time(&b, base);
+		ck_assert(b.failed);
+		buf_init_on(&b, room, 27, 26);
+		buf_json_time(&b, base);
+		ck_assert(!b.failed);
+		ck_assert_uint_eq(b.len, 26);
+	}
+}
+END_TEST
+
 START_TEST(test_log_numbers_without_printf)
 {
 	static const int64_t v[] = { 0, 7, -7, 10, 99, 100, 1234567890123LL,
@@ -484,6 +574,72 @@ START_TEST(test_log_numbers_without_printf)
 }
 END_TEST
 
+
+/* The reference: one byte at a time, as RFC 8259 section 7 says. */
+static void json_str_slow(char *out, const char *s)
+{
+	*out++ = '"';
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			out += sprintf(out, "\\%c", ch);
+		else if (ch < 0x20)
+			out += sprintf(out, "\\u%04x", ch);
+		else
+			*out++ = (char)ch;
+	}
+	strcpy(out, "\"");
+}
+
+/* buf_json_str's one-copy path (nothing to escape) and its escaping path
+ * give the reference's bytes, for every byte value at every position. */
+START_TEST(test_log_buf_json_str_matches_reference)
+{
+	static const char *fixed[] = { "", "a", "GET", "/v1/cart/{userID}",
+				       "q\"uote", "back\\slash", "tab\tnl\n",
+				       "\x01\x1f\x7f\xc3\xa9", "\"\"\"", "end\\" };
+	char in[8], want[64];
+	buf b;
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		buf_init(&b, 256);
+		buf_puts(&b, "x");
+		buf_json_str(&b, fixed[i]);
+		json_str_slow(want, fixed[i]);
+		ck_assert_str_eq(b.data + 1, want);
+		ck_assert_uint_eq(b.len, 1 + strlen(want));
+		buf_release(&b);
+	}
+	for (int ch = 1; ch < 256; ch++)
+		for (int at = 0; at < 3; at++) {
+			memcpy(in, "abc", 4);
+			in[at] = (char)ch;
+			buf_init(&b, 256);
+			buf_json_str(&b, in);
+			json_str_slow(want, in);
+			ck_assert_str_eq(b.data, want);
+			buf_release(&b);
+		}
+	/* a bounded buffer fails whole on either path, never overruns */
+	{
+		char room[8];
+		buf_init_on(&b, room, sizeof(room), 7);
+		buf_json_str(&b, "abcdef");       /* 8 bytes with the quotes */
+		ck_assert(b.failed);
+		buf_init_on(&b, room, sizeof(room), 7);
+		buf_json_str(&b, "a\"b\"c");      /* 9 escaped */
+		ck_assert(b.failed);
+		buf_init_on(&b, room, sizeof(room), 7);
+		buf_json_str(&b, "abcde");        /* 7: fits */
+		ck_assert(!b.failed);
+		ck_assert_str_eq(b.data, "\"abcde\"");
+	}
+	buf_init(&b, 16);
+	buf_json_str(&b, NULL);
+	ck_assert_str_eq(b.data, "null");
+	buf_release(&b);
+}
+END_TEST
 
 /* The per-request small strings (ETag, RateLimit, trace ids) against libc. */
 START_TEST(test_log_fmt_matches_libc)
@@ -561,12 +717,15 @@ Suite *log_suite(void)
 	tcase_add_test(w, test_log_concurrent_writers_lose_nothing_and_never_interleave);
 	tcase_add_test(w, test_log_stalled_stdout_drops_info_first_and_reports);
 	tcase_add_test(w, test_log_lines_of_a_request_carry_its_ids);
+	tcase_add_test(w, test_log_writer_grows_a_pipe);
 	suite_add_tcase(s, w);
 	tcase_add_checked_fixture(e, setup, teardown);
 	tcase_add_test(e, test_log_aws_json_str_escapes_everything);
 	tcase_add_test(e, test_log_aws_fields_make_valid_lines);
 	tcase_add_test(e, test_log_rfc3339_matches_libc);
 	tcase_add_test(e, test_log_numbers_without_printf);
+	tcase_add_test(e, test_log_buf_json_time_matches_rfc3339);
+	tcase_add_test(e, test_log_buf_json_str_matches_reference);
 	tcase_add_test(e, test_log_fmt_matches_libc);
 	tcase_add_test(e, test_log_trace_format_matches_libc);
 	suite_add_tcase(s, e);
