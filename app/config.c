@@ -128,7 +128,7 @@ static const var vars[] = {
 	{ "EVENTBRIDGE_SOURCE", "cart-service", V_STR, F(eventbridge_source), 1, 0, ID_CHARS "-_./:", NOSET,
 	  "Source of the EventBridge entries" },
 	{ "EVENTS_BACKLOG_MAX_MB", "64", V_INT, F(events_backlog_max_mb), 1, 65536, NULL, NOSET,
-	  "memory store: events waiting for the relay, all carts together (at the bound, and at 100 for one cart, writes get 503 cart.events_backlog)" },
+	  "memory store: events waiting for the relay, all carts together (past a quarter of it writes wait up to 500 ms for a draining relay; at the bound, and at 100 for one cart, writes get 503 cart.events_backlog)" },
 	{ "EVENTS_RELAY_ENABLED", "true", V_BOOL, F(events_relay_enabled), 0, 0, NULL, NOSET,
 	  "publish the event outbox from this process (false: another task relays)" },
 	{ "EVENTS_RELAY_CONCURRENCY", NULL, V_INT, F(events_relay_concurrency), 1, 256, NULL, SET(set_relay_concurrency),

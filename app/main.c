@@ -31,6 +31,11 @@
 #include "xray.h"
 #include "system/system.h"
 
+/* The longest a write waits for the relay on the memory store (pacing,
+ * cart_memory_repo_pace_outbox); then it is stored, or refused at the
+ * EVENTS_BACKLOG_MAX_MB bound. */
+#define EVENTS_PACE_MAX_WAIT_MS 500
+
 /* Process-wide state, set up before any thread starts (STYLE.md, 7). */
 static app_config g_cfg;
 static app_ctx g_app;
@@ -155,8 +160,15 @@ static int wire_repo(wiring *w, const app_config *cfg, char *err, size_t err_len
 
 	if (!strcmp(cfg->storage_backend, "memory")) {
 		if (cart_memory_repo_new(&w->repo) == CART_OK) {
-			cart_memory_repo_limit_outbox(&w->repo,
-				(size_t)cfg->events_backlog_max_mb * 1024 * 1024);
+			size_t bound = (size_t)cfg->events_backlog_max_mb * 1024 * 1024;
+
+			cart_memory_repo_limit_outbox(&w->repo, bound);
+			/* Past a quarter of the bound, writes wait for a relay
+			 * that drains (at most EVENTS_PACE_MAX_WAIT_MS, and the
+			 * request's deadline) instead of filling it: 503s only
+			 * when it does not drain. */
+			cart_memory_repo_pace_outbox(&w->repo, bound / 4,
+						     EVENTS_PACE_MAX_WAIT_MS);
 			return 0;
 		}
 		snprintf(err, err_len, "cannot create the memory repository");
@@ -365,7 +377,8 @@ static int wire_metrics(app_ctx *app, wiring *w)
 {
 	app_metrics *m = app_metrics_process();
 	app_metrics_sources src = { w->svc, app->relay, w->dynamo, w->events,
-				    w->ratelimit, w->xray };
+				    w->ratelimit, w->xray,
+				    strcmp(g_cfg.storage_backend, "memory") ? NULL : &w->repo };
 
 	if (!g_cfg.metrics_enabled && !g_cfg.metrics_emf)
 		return 0;

@@ -12,6 +12,7 @@
 
 #include "cart/relay.h"
 #include "log.h"
+#include "memory/memory_repo.h"
 #include "metrics_registry.h"
 #include "ratelimit.h"
 #include "xray.h"
@@ -210,6 +211,18 @@ static void render_outbox(const app_metrics *m, buf *out)
 	gauge_line(out, "cart_outbox_acks_waiting",
 		   "Published events whose removal from the outbox still waits.",
 		   (double)st.acks_waiting);
+	if (m->src.memory_repo) {
+		uint64_t paced, paced_ms;
+
+		cart_memory_repo_pace_stats(m->src.memory_repo, &paced, &paced_ms);
+		counter_line(out, "cart_outbox_paced_writes_total",
+			     "Writes that waited for the relay (memory store, backlog "
+			     "past a quarter of EVENTS_BACKLOG_MAX_MB).", paced);
+		family(out, "cart_outbox_paced_seconds_total", "counter",
+		       "Time those writes waited.");
+		buf_printf(out, "cart_outbox_paced_seconds_total %.3f\n",
+			   (double)paced_ms / 1000.0);
+	}
 }
 
 /* X-Ray's UDP sends (AWS_XRAY_ENABLED): segments that went, and did not. */

@@ -5,12 +5,14 @@
  * Objects are copied outside the lock where possible; the lock covers
  * only the lookup and the pointer swap.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "memory/memory_repo.h"
 #include "memory/memory_repo_internal.h"
@@ -54,12 +56,120 @@ struct dlq {
 	size_t dropped;
 };
 
+/*
+ * Pacing (cart_memory_repo_pace_outbox): a save that would take the
+ * backlog past `from` waits on `room` until the relay's acks make room
+ * for it, its wait ends, or its call's deadline: writes are admitted at
+ * the rate the relay drains.  Each event acked wakes one waiter (no
+ * herd).  A waiter that sees no ack for PACE_STALL_MS marks the relay
+ * stalled (a failing publisher, or one not started): until the next ack
+ * nobody waits, and the bound alone applies.
+ */
+struct pace {
+	pthread_mutex_t lock;         /* only for the condition variable */
+	pthread_cond_t room;          /* CLOCK_MONOTONIC */
+	size_t from;                  /* events; 0: no pacing */
+	int64_t max_wait_ms;
+	atomic_int waiters;
+	atomic_llong last_ack_ms;     /* monotonic ms of the latest ack, 0: none */
+	atomic_llong stalled_ms;      /* when a waiter last saw no ack, 0: never */
+	atomic_ullong paced;          /* saves that waited */
+	atomic_ullong paced_ms;       /* their waits, in ms */
+};
+
 struct memory_repo {
 	struct shard shards[SHARDS];
 	struct dlq dlq;
 	size_t max_pending;           /* events in all outboxes; 0: no bound */
 	atomic_size_t pending;        /* events in all outboxes (sum of n_pending) */
+	struct pace pace;
 };
+
+/* A waiter that sees no ack for this long stops waiting, and so does
+ * everyone until the next ack: the relay is not draining. */
+#define PACE_STALL_MS 250
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void abs_ms(struct timespec *ts, int64_t ms)
+{
+	ts->tv_sec = (time_t)(ms / 1000);
+	ts->tv_nsec = (long)(ms % 1000) * 1000000L;
+}
+
+/*
+ * Before a save with events: waits while pacing applies (see struct
+ * pace).  Takes no shard lock.
+ */
+static void pace_wait(struct memory_repo *repo, const cart_write *w)
+{
+	struct pace *p = &repo->pace;
+	int64_t t0, end, now;
+	struct timespec until;
+
+	if (!p->from || !w->event_count ||
+	    atomic_load(&repo->pending) + w->event_count <= p->from ||
+	    atomic_load(&p->stalled_ms) > atomic_load(&p->last_ack_ms))
+		return;
+	t0 = now = mono_ms();
+	end = t0 + p->max_wait_ms;
+	if (w->call && w->call->deadline_ms) {
+		int64_t left = w->call->deadline_ms - wall_ms();
+		if (t0 + left < end)
+			end = t0 + left;
+	}
+	if (end <= t0)
+		return;
+	pthread_mutex_lock(&p->lock);
+	atomic_fetch_add(&p->waiters, 1);
+	/* seq_cst: either room_freed sees this waiter, or this sees its acks */
+	while (atomic_load(&repo->pending) + w->event_count > p->from && now < end) {
+		int64_t last = atomic_load(&p->last_ack_ms);
+		int64_t stall = (last > t0 ? last : t0) + PACE_STALL_MS;
+
+		if (now >= stall) {
+			atomic_store(&p->stalled_ms, now);
+			break;
+		}
+		abs_ms(&until, stall < end ? stall : end);
+		pthread_cond_timedwait(&p->room, &p->lock, &until);
+		now = mono_ms();
+	}
+	atomic_fetch_sub(&p->waiters, 1);
+	pthread_mutex_unlock(&p->lock);
+	atomic_fetch_add(&p->paced, 1);
+	atomic_fetch_add(&p->paced_ms, (unsigned long long)(now - t0));
+}
+
+/* After n events left the outboxes (no shard lock held). */
+static void room_freed(struct memory_repo *repo, size_t n)
+{
+	struct pace *p = &repo->pace;
+
+	if (!p->from)
+		return;
+	atomic_store(&p->last_ack_ms, mono_ms());
+	if (atomic_load(&p->waiters)) {
+		pthread_mutex_lock(&p->lock);
+		while (n--)
+			pthread_cond_signal(&p->room);
+		pthread_mutex_unlock(&p->lock);
+	}
+}
 
 /*
  * FNV-1a, then murmur3's fmix64: FNV alone barely mixes the last byte into
@@ -259,6 +369,7 @@ static int memory_save(void *self, const cart_write *w)
 	cart *copy = cart_share(w->cart);   /* kept as is; read-only from now */
 	int err;
 
+	pace_wait(self, w);
 	if (w->idem && (err = memory_idem_entry_new(&idem, w->idem))) {
 		cart_free(copy);
 		return err;
@@ -524,6 +635,8 @@ static int memory_outbox_ack(void *self, const char *user_id,
 		atomic_fetch_sub(&((struct memory_repo *)self)->pending, n);
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (!err)
+		room_freed(self, n);
 	return err;
 }
 
@@ -575,6 +688,8 @@ static int memory_outbox_park(void *self, const char *user_id,
 		atomic_fetch_sub(&repo->pending, 1);
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (!err)
+		room_freed(repo, 1);
 	return err;
 }
 
@@ -628,6 +743,8 @@ static void memory_destroy(void *self)
 	}
 	free(repo->dlq.ring);
 	pthread_mutex_destroy(&repo->dlq.lock);
+	pthread_cond_destroy(&repo->pace.room);
+	pthread_mutex_destroy(&repo->pace.lock);
 	free(repo);
 }
 
@@ -663,6 +780,15 @@ int cart_memory_repo_new(cart_repo *out)
 	if (!repo)
 		return CART_ENOMEM;
 	pthread_mutex_init(&repo->dlq.lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_mutex_init(&repo->pace.lock, NULL);
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&repo->pace.room, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *s = &repo->shards[i];
 		pthread_mutex_init(&s->lock, NULL);
@@ -687,6 +813,24 @@ void cart_memory_repo_limit_outbox(cart_repo *r, size_t max_bytes)
 	repo->max_pending = max_bytes / sizeof(cart_event);
 	if (max_bytes && !repo->max_pending)
 		repo->max_pending = 1;
+}
+
+void cart_memory_repo_pace_outbox(cart_repo *r, size_t from_bytes, int64_t max_wait_ms)
+{
+	struct memory_repo *repo = r->self;
+
+	repo->pace.from = from_bytes / sizeof(cart_event);
+	if (from_bytes && !repo->pace.from)
+		repo->pace.from = 1;
+	repo->pace.max_wait_ms = max_wait_ms > 0 ? max_wait_ms : 0;
+}
+
+void cart_memory_repo_pace_stats(const cart_repo *r, uint64_t *paced, uint64_t *paced_ms)
+{
+	struct memory_repo *repo = r->self;
+
+	*paced = atomic_load(&repo->pace.paced);
+	*paced_ms = atomic_load(&repo->pace.paced_ms);
 }
 
 size_t cart_memory_repo_idem_steps(const cart_repo *r)

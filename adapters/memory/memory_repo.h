@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cart/repo.h"
 
@@ -48,6 +49,30 @@ size_t cart_memory_repo_shard_of(const char *user_id);
  * Call once, before the repository is shared.
  */
 void cart_memory_repo_limit_outbox(cart_repo *r, size_t max_bytes);
+
+/*
+ * Slows writers down to the relay's pace instead of refusing them, for a
+ * relay that works but cannot keep up (one core, where 64 request threads
+ * out-ran the relay's one thread and writes got CART_EBACKLOG).
+ *
+ * Once the events waiting in all outboxes would pass from_bytes (each
+ * counts sizeof(cart_event)), a save with events first waits until the
+ * relay's acks make room for them under from_bytes -- each event acked
+ * lets one waiting save go, so writes go at the rate the relay drains --
+ * for at most max_wait_ms, and never past its call's deadline
+ * (cart_write.call->deadline_ms, read against the system's wall clock);
+ * then it goes on as usual (so the bound of cart_memory_repo_limit_outbox
+ * still refuses it there).  Only while the relay is draining: a waiter
+ * that sees no ack for 250 ms stops waiting, and until the next ack no
+ * save waits (a failing publisher costs one such wait, not one per
+ * write).  The wait holds no lock.  from_bytes 0: no pacing (the
+ * default).  Call once, before the repository is shared.
+ */
+void cart_memory_repo_pace_outbox(cart_repo *r, size_t from_bytes, int64_t max_wait_ms);
+
+/* Saves that waited for the relay, and their waits in ms, so far.
+ * Thread-safe. */
+void cart_memory_repo_pace_stats(const cart_repo *r, uint64_t *paced, uint64_t *paced_ms);
 
 /*
  * The dead-letter list (outbox_park): the events the relay gave up on,

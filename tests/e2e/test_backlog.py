@@ -10,6 +10,10 @@ process bound (memory store: EVENTS_BACKLOG_MAX_MB), and nothing stored.
 
 import http.client
 import json
+import os
+import subprocess
+import threading
+import time
 
 import harness
 from harness import new_user
@@ -104,3 +108,152 @@ class ProcessBacklogTest(harness.ServerTestCase):
         self.assertNotIn("sku-%d" % i, [it["itemId"] for it in cart["items"]])
         # Reads still work, and /ready still says ready (degraded).
         self.assertEqual(self.events_check()["status"], "degraded")
+
+
+class PacedBacklogTest(harness.ServerTestCase):
+    """A relay that works but cannot keep up (issue 10: on one core the 64
+    workers out-ran the relay's one thread and ~1 add in 9 got 503
+    cart.events_backlog).  Here the bus answers each PutEvents call in
+    50 ms and the relay makes one call at a time (EVENTS_RELAY_CONCURRENCY
+    =1: at most ~200 events/s), while 8 connections add as fast as they
+    can, each add to a new cart (the per-cart bound never hits).  Past a
+    quarter of the process bound (EVENTS_BACKLOG_MAX_MB=4: 8738 events)
+    a write waits for the relay instead of being refused, so every write
+    succeeds, the backlog stays near a quarter of the bound and everything
+    is delivered."""
+    BOUND = 4 * 1024 * 1024 // 480
+    SECONDS = 6.0
+    WRITERS = 8
+
+    @classmethod
+    def setUpClass(cls):
+        cls.bus_port = harness.free_port()
+        cls.bus = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(harness.REPO_ROOT, "tests", "aws",
+                                              "eventbridge_server.py"),
+             "--port", str(cls.bus_port), "--bus", "cart-bus", "--delay-ms", "50",
+             "--no-keep"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", cls.bus_port, timeout=1)
+                    c.request("GET", "/__control/health")
+                    if c.getresponse().status == 200:
+                        c.close()
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the PutEvents stand-in did not start")
+                time.sleep(0.05)
+            cls.server_env = {
+                "STORAGE_BACKEND": "memory",
+                "EVENTS_PUBLISHER": "eventbridge",
+                "EVENTBRIDGE_ENDPOINT": "http://127.0.0.1:%d" % cls.bus_port,
+                "EVENTBRIDGE_BUS_NAME": "cart-bus",
+                "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+                "AWS_SECRET_ACCESS_KEY": "secret",
+                "EVENTS_RELAY_CONCURRENCY": "1",
+                "EVENTS_BACKLOG_MAX_MB": "4",
+                "RATE_LIMIT_RPS": "0",
+            }
+            super().setUpClass()
+        except BaseException:
+            cls.bus.kill()
+            cls.bus.wait()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.bus.terminate()
+            cls.bus.wait(timeout=10)
+
+    def bus_stats(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.bus_port, timeout=5)
+        try:
+            c.request("GET", "/__control/stats")
+            return json.loads(c.getresponse().read())
+        finally:
+            c.close()
+
+    def test_writes_wait_for_a_slow_relay_instead_of_503(self):
+        # A relay that works: the first event is delivered before the load.
+        self.assertEqual(self.add(new_user("pace-warm"), "w").status, 201)
+        deadline = time.monotonic() + 10
+        while self.bus_stats()["entries_accepted"] < 1:
+            self.assertLess(time.monotonic(), deadline, "the relay delivered nothing")
+            time.sleep(0.05)
+        statuses = {}
+        slowest = [0.0]
+        backlog_max = [0]
+        lock = threading.Lock()
+        stop = time.monotonic() + self.SECONDS
+
+        def writer(t):
+            conn = self.server.connection()
+            i = 0
+            try:
+                while time.monotonic() < stop:
+                    t0 = time.monotonic()
+                    r = harness.send(conn, "POST", "/v1/cart/pace-%d-%d/items" % (t, i),
+                                     add_body("sku-1"))
+                    took = time.monotonic() - t0
+                    with lock:
+                        statuses[r.status] = statuses.get(r.status, 0) + 1
+                        slowest[0] = max(slowest[0], took)
+                    if r.status == 503:
+                        with lock:
+                            codes = statuses.setdefault("codes", {})
+                            c = (r.body or {}).get("code") if isinstance(r.body, dict) else None
+                            codes[c] = codes.get(c, 0) + 1
+                        conn.close()    # the answer may have asked to close
+                        conn = self.server.connection()
+                    i += 1
+            finally:
+                conn.close()
+
+        def watcher():
+            while time.monotonic() < stop:
+                r = self.request("GET", "/ready")
+                ev = {c["name"]: c for c in r.body["checks"]}["events"]
+                with lock:
+                    backlog_max[0] = max(backlog_max[0], ev["backlog"])
+                time.sleep(0.1)
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(self.WRITERS)]
+        threads.append(threading.Thread(target=watcher))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = statuses.pop("codes", {})
+        written = statuses.get(201, 0) + statuses.get(200, 0)
+        self.assertEqual(statuses.get(503, 0), 0,
+                         "writes refused while the relay was draining: %r %r (backlog max %d)"
+                         % (statuses, codes, backlog_max[0]))
+        self.assertEqual(written, sum(statuses.values()), statuses)
+        # The relay delivered at least its rate over the run, so the
+        # writers went on at its pace (not stuck), and no request waited
+        # much longer than the pacing's own limit (500 ms).
+        self.assertGreater(written, 200 * self.SECONDS * 0.5, statuses)
+        self.assertLess(slowest[0], 2.0, "a write took %.2f s" % slowest[0])
+        # Near a quarter of the bound (2184), with the writers in flight.
+        self.assertLessEqual(backlog_max[0], self.BOUND // 4 + 4 * self.WRITERS, backlog_max)
+        # The waits show in /metrics.
+        r = self.request("GET", "/metrics")
+        self.assertEqual(r.status, 200, r)
+        text = r.body.decode()
+        paced = [l for l in text.splitlines() if l.startswith("cart_outbox_paced_writes_total ")]
+        self.assertEqual(len(paced), 1, text[:2000])
+        self.assertGreater(int(paced[0].split()[1]), 0, paced)
+        # Everything written is delivered once the writers stop.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.bus_stats()["entries_accepted"] >= written + 1:
+                break
+            time.sleep(0.2)
+        self.assertEqual(self.bus_stats()["entries_accepted"], written + 1)

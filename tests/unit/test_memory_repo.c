@@ -1,7 +1,10 @@
 /* The repository contract, run against the in-memory adapter. */
 #include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "memory/memory_repo.h"
 #include "unit/repo_contract.h"
@@ -80,6 +83,149 @@ START_TEST(test_memory_repo_outbox_process_bound)
 }
 END_TEST
 
+/* --- pacing (cart_memory_repo_pace_outbox) ------------------------------ */
+
+static int64_t test_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Publishes (acks) the oldest pending user's events. */
+static void ack_one_user(const cart_repo *r)
+{
+	cart_outbox o;
+
+	ck_assert_int_eq(cart_repo_outbox_fetch(r, 1, &o), CART_OK);
+	ck_assert_uint_ge(o.n_batches, 1);
+	ck_assert_int_eq(cart_repo_outbox_ack(r, o.batches[0].user_id, o.batches[0].events,
+					      o.batches[0].n), CART_OK);
+	cart_outbox_release(&o);
+}
+
+typedef struct paced_save {
+	const cart_repo *r;
+	const char *user;
+	int n;
+	int rc;
+	int64_t took_ms;
+	atomic_int done;
+} paced_save;
+
+static void *paced_save_thread(void *arg)
+{
+	paced_save *ps = arg;
+	int64_t t0 = test_mono_ms();
+
+	ps->rc = save_one_event(ps->r, ps->user, 1, ps->n);
+	ps->took_ms = test_mono_ms() - t0;
+	atomic_store(&ps->done, 1);
+	return NULL;
+}
+
+/* Past the pacing level a save waits until an ack makes room, then goes. */
+START_TEST(test_memory_repo_pacing_admits_writes_as_the_relay_acks)
+{
+	cart_repo r;
+	pthread_t t;
+	paced_save ps = { .r = &r, .user = "p-e", .n = 5 };
+	uint64_t paced, paced_ms;
+
+	ck_assert_int_eq(cart_memory_repo_new(&r), CART_OK);
+	cart_memory_repo_limit_outbox(&r, 100 * sizeof(cart_event));
+	cart_memory_repo_pace_outbox(&r, 4 * sizeof(cart_event), 5000);
+	/* a relay that works: one event published */
+	ck_assert_int_eq(save_one_event(&r, "p-0", 1, 100), CART_OK);
+	ack_one_user(&r);
+	ck_assert_int_eq(save_one_event(&r, "p-a", 1, 1), CART_OK);
+	ck_assert_int_eq(save_one_event(&r, "p-b", 1, 2), CART_OK);
+	ck_assert_int_eq(save_one_event(&r, "p-c", 1, 3), CART_OK);
+	ck_assert_int_eq(save_one_event(&r, "p-d", 1, 4), CART_OK);
+	cart_memory_repo_pace_stats(&r, &paced, &paced_ms);
+	ck_assert_uint_eq(paced, 0);
+	/* the fifth waits ... */
+	ck_assert_int_eq(pthread_create(&t, NULL, paced_save_thread, &ps), 0);
+	sleep_ms(150);
+	ck_assert_int_eq(atomic_load(&ps.done), 0);
+	/* ... until one event leaves (150 ms < the 250 ms stall rule: the
+	 * relay counts as draining), then goes at once */
+	ack_one_user(&r);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(ps.rc, CART_OK);
+	ck_assert_int_ge(ps.took_ms, 140);
+	ck_assert_int_lt(ps.took_ms, 1000);
+	cart_memory_repo_pace_stats(&r, &paced, &paced_ms);
+	ck_assert_uint_eq(paced, 1);
+	ck_assert_uint_ge(paced_ms, 140);
+	cart_repo_destroy(&r);
+}
+END_TEST
+
+/* A relay that acks nothing costs one waiter PACE_STALL_MS, then nobody
+ * waits until an ack comes; a deadline shortens a wait. */
+START_TEST(test_memory_repo_pacing_stops_for_a_stalled_relay)
+{
+	cart_repo r;
+	paced_save ps = { .n = 0 };
+	int64_t t0;
+	char user[32];
+
+	ck_assert_int_eq(cart_memory_repo_new(&r), CART_OK);
+	cart_memory_repo_limit_outbox(&r, 100 * sizeof(cart_event));
+	cart_memory_repo_pace_outbox(&r, 2 * sizeof(cart_event), 5000);
+	ck_assert_int_eq(save_one_event(&r, "s-0", 1, 1), CART_OK);
+	ck_assert_int_eq(save_one_event(&r, "s-1", 1, 2), CART_OK);
+	/* never acked: the first save past the level waits ~250 ms, no more */
+	t0 = test_mono_ms();
+	ck_assert_int_eq(save_one_event(&r, "s-2", 1, 3), CART_OK);
+	ck_assert_int_ge(test_mono_ms() - t0, 240);
+	ck_assert_int_lt(test_mono_ms() - t0, 2000);
+	/* the relay is stalled now: the next ones do not wait */
+	t0 = test_mono_ms();
+	for (int i = 3; i < 8; i++) {
+		snprintf(user, sizeof(user), "s-%d", i);
+		ck_assert_int_eq(save_one_event(&r, user, 1, i + 1), CART_OK);
+	}
+	ck_assert_int_lt(test_mono_ms() - t0, 200);
+	/* an ack: waiting is back, here cut by the call's deadline (60 ms) */
+	ack_one_user(&r);
+	{
+		struct timespec now;
+		cart_call_ctx call = { 0 };
+		cart_event ev;
+		cart *c = NULL;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		call.deadline_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + 60;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = CART_EVENT_CLEARED;
+		snprintf(ev.event_id, sizeof(ev.event_id), "00000000-0000-4000-8000-%012d", 99);
+		snprintf(ev.user_id, sizeof(ev.user_id), "s-dl");
+		ev.cart_version = 1;
+		ck_assert_int_eq(cart_new(&c, "s-dl"), CART_OK);
+		ck_assert_int_eq(cart_restore_meta(c, NULL, 1, 0, 0, 0), CART_OK);
+		cart_write w = { .user_id = "s-dl", .expected_version = 0, .cart = c,
+				 .events = &ev, .event_count = 1, .call = &call };
+		t0 = test_mono_ms();
+		ck_assert_int_eq(cart_repo_save(&r, &w), CART_OK);
+		ck_assert_int_ge(test_mono_ms() - t0, 50);
+		ck_assert_int_lt(test_mono_ms() - t0, 240);
+		cart_free(c);
+	}
+	(void)ps;
+	cart_repo_destroy(&r);
+}
+END_TEST
+
 /* The dead-letter list keeps the newest CART_MEMORY_DLQ_MAX, counts drops. */
 START_TEST(test_memory_repo_dead_letters_bounded_oldest_dropped)
 {
@@ -133,6 +279,8 @@ Suite *memory_repo_contract_suite(void)
 
 	tcase_add_test(tc, test_memory_repo_shards_spread_sequential_ids);
 	tcase_add_test(tc, test_memory_repo_outbox_process_bound);
+	tcase_add_test(tc, test_memory_repo_pacing_admits_writes_as_the_relay_acks);
+	tcase_add_test(tc, test_memory_repo_pacing_stops_for_a_stalled_relay);
 	tcase_add_test(tc, test_memory_repo_dead_letters_bounded_oldest_dropped);
 	suite_add_tcase(s, tc);
 	return s;
