@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@ struct user_rec {
 	size_t n_outbox;
 	/* On the shard's pending list while n_outbox > 0. */
 	struct user_rec *pend_next, **pend_pprev;
+	uint32_t fetch_gen;       /* the fetch that last took its events */
 	char user_id[];
 };
 
@@ -41,9 +43,12 @@ struct shard {
 	/*
 	 * The users with pending events, so a relay pass costs the backlog,
 	 * not the store: walking every bucket took a million-cart store's
-	 * locks for milliseconds on every pass.
+	 * locks for milliseconds on every pass.  Sorted by their oldest
+	 * pending event when linked (pending_link), so a fetch merges the
+	 * shards' heads instead of sorting the backlog.
 	 */
 	struct user_rec *pending;
+	struct user_rec **pend_tail;   /* &last->pend_next, or &pending */
 	size_t idem_steps;        /* see cart_memory_repo_idem_steps */
 };
 
@@ -82,6 +87,7 @@ struct memory_repo {
 	struct dlq dlq;
 	size_t max_pending;           /* events in all outboxes; 0: no bound */
 	atomic_size_t pending;        /* events in all outboxes (sum of n_pending) */
+	atomic_uint fetch_gen;        /* numbers the fetches (user_rec.fetch_gen) */
 	struct pace pace;
 };
 
@@ -330,13 +336,32 @@ static int outbox_reserve(struct memory_repo *repo, struct user_rec *r, size_t n
 }
 
 /* r has just got its first pending events.  Caller holds s->lock. */
-static void pending_link(struct shard *s, struct user_rec *r)
+/* The user before the one whose pend_pprev is pprev; NULL at the head. */
+static struct user_rec *pend_before(struct shard *s, struct user_rec **pprev)
 {
-	r->pend_next = s->pending;
-	if (s->pending)
-		s->pending->pend_pprev = &r->pend_next;
-	s->pending = r;
-	r->pend_pprev = &s->pending;
+	if (pprev == &s->pending)
+		return NULL;
+	return (struct user_rec *)((char *)pprev - offsetof(struct user_rec, pend_next));
+}
+
+/*
+ * Links r, whose oldest pending event is at `at`, keeping the list sorted
+ * by oldest event: it goes after the last user not newer, found from the
+ * tail (at once, unless the clock went back).
+ */
+static void pending_link(struct shard *s, struct user_rec *r, int64_t at)
+{
+	struct user_rec *p = pend_before(s, s->pend_tail);
+
+	while (p && p->outbox[0].occurred_at > at)
+		p = pend_before(s, p->pend_pprev);
+	r->pend_pprev = p ? &p->pend_next : &s->pending;
+	r->pend_next = *r->pend_pprev;
+	if (r->pend_next)
+		r->pend_next->pend_pprev = &r->pend_next;
+	else
+		s->pend_tail = &r->pend_next;
+	*r->pend_pprev = r;
 }
 
 /*
@@ -345,7 +370,7 @@ static void pending_link(struct shard *s, struct user_rec *r)
  * capacity of a cart's last write (3 events) would cost more than the cart
  * itself, for every cart ever written.  Caller holds the shard's lock.
  */
-static void outbox_shrink(struct user_rec *r)
+static void outbox_shrink(struct shard *s, struct user_rec *r)
 {
 	if (r->n_outbox)
 		return;
@@ -355,6 +380,8 @@ static void outbox_shrink(struct user_rec *r)
 		*r->pend_pprev = r->pend_next;
 		if (r->pend_next)
 			r->pend_next->pend_pprev = r->pend_pprev;
+		else
+			s->pend_tail = r->pend_pprev;
 		r->pend_next = NULL;
 		r->pend_pprev = NULL;
 	}
@@ -389,7 +416,7 @@ static int memory_save(void *self, const cart_write *w)
 			r->cart = copy;
 			copy = NULL;
 			if (!r->n_outbox && w->event_count)
-				pending_link(s, r);
+				pending_link(s, r, w->events[0].occurred_at);
 			for (size_t i = 0; i < w->event_count; i++)
 				r->outbox[r->n_outbox++] = w->events[i];
 			s->n_pending += w->event_count;
@@ -526,87 +553,76 @@ static int outbox_take(cart_outbox *out, const struct user_rec *r)
 	return CART_OK;
 }
 
-static void note_oldest(cart_outbox *out, const struct user_rec *r)
+/*
+ * The next user a fetch takes from a shard, skipping those this fetch
+ * already took (gen).  Caller holds the shard's lock.
+ */
+static struct user_rec *next_untaken(struct user_rec *r, uint32_t gen)
 {
-	out->backlog += r->n_outbox;
-	if (!out->oldest_at || r->outbox[0].occurred_at < out->oldest_at)
-		out->oldest_at = r->outbox[0].occurred_at;
-}
-
-/* A user with pending events, as seen by the first sweep of a fetch. */
-struct pending_user {
-	int64_t oldest_at;
-	char user_id[CART_ID_MAX + 1];
-};
-
-static int by_oldest(const void *a, const void *b)
-{
-	const struct pending_user *x = a, *y = b;
-
-	return (x->oldest_at > y->oldest_at) - (x->oldest_at < y->oldest_at);
-}
-
-/* Lists every user with pending events; fills out's backlog and oldest_at. */
-static int list_pending(struct memory_repo *repo, cart_outbox *out,
-			struct pending_user **list, size_t *n)
-{
-	size_t cap = 0;
-	int err = CART_OK;
-
-	*list = NULL;
-	*n = 0;
-	for (int i = 0; i < SHARDS && !err; i++) {
-		struct shard *s = &repo->shards[i];
-		pthread_mutex_lock(&s->lock);
-		for (struct user_rec *r = s->pending; r && !err; r = r->pend_next) {
-			if (*n == cap) {
-				size_t c = cap ? cap * 2 : 64;
-				struct pending_user *g = realloc(*list, c * sizeof(*g));
-				if (!g) {
-					err = CART_ENOMEM;
-					break;
-				}
-				*list = g;
-				cap = c;
-			}
-			note_oldest(out, r);
-			(*list)[*n].oldest_at = r->outbox[0].occurred_at;
-			strcpy((*list)[(*n)++].user_id, r->user_id);
-		}
-		pthread_mutex_unlock(&s->lock);
-	}
-	return err;
+	while (r && r->fetch_gen == gen)
+		r = r->pend_next;
+	return r;
 }
 
 /*
- * Two sweeps: list the users with pending events, then take the backlogs
- * of those whose oldest event is oldest, up to max_events.  Scanning in
- * table order instead would serve the same carts on every pass and starve
- * the rest while the first ones keep writing.
+ * Oldest first across shards, costing the events taken, not the backlog:
+ * each shard's pending list is sorted by its users' oldest pending event
+ * (as it was when they were linked; a user partly acked keeps its place),
+ * so the fetch repeatedly takes the user at the head of the shard whose
+ * head is oldest (a merge of 64 sorted lists).  Between
+ * takes a shard's lock is dropped; user records are never freed while
+ * the store lives, so a shard's cursor stays valid memory, and if its
+ * user left the list meanwhile (an ack of an earlier fetch) the shard is
+ * walked again from its head, skipping the users this fetch took.
+ * Scanning in table order instead would serve the same carts on every
+ * pass and starve the rest while the first ones keep writing; sorting
+ * every pending user on every fetch made a 35,000-event backlog cost the
+ * relay most of a core (issue 10, one core).
  */
 static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 {
 	struct memory_repo *repo = self;
-	struct pending_user *list;
-	size_t n, taken = 0;
-	int err = list_pending(repo, out, &list, &n);
+	struct { struct user_rec *next; int64_t at; } cur[SHARDS];
+	uint32_t gen = (uint32_t)atomic_fetch_add(&repo->fetch_gen, 1) + 1;
+	size_t taken = 0;
+	int err = CART_OK;
 
-	if (!err && n > 1)   /* list is NULL when nothing is pending */
-		qsort(list, n, sizeof(*list), by_oldest);
-	for (size_t i = 0; i < n && taken < max_events && !err; i++) {
-		uint64_t h = hash_str(list[i].user_id);
-		struct shard *s = shard_of(repo, h);
-		struct user_rec *r;
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *s = &repo->shards[i];
 
 		pthread_mutex_lock(&s->lock);
-		r = find(s, list[i].user_id, h);
-		if (r && r->n_outbox) {
-			err = outbox_take(out, r);
-			taken += r->n_outbox;
-		}
+		out->backlog += s->n_pending;
+		cur[i].next = s->pending;
+		cur[i].at = s->pending ? s->pending->outbox[0].occurred_at : INT64_MAX;
+		if (s->pending && (!out->oldest_at || cur[i].at < out->oldest_at))
+			out->oldest_at = cur[i].at;
 		pthread_mutex_unlock(&s->lock);
 	}
-	free(list);
+	while (taken < max_events && !err) {
+		struct user_rec *r;
+		struct shard *s;
+		int best = -1;
+
+		for (int i = 0; i < SHARDS; i++)
+			if (cur[i].next && (best < 0 || cur[i].at < cur[best].at))
+				best = i;
+		if (best < 0)
+			break;
+		s = &repo->shards[best];
+		pthread_mutex_lock(&s->lock);
+		r = cur[best].next;
+		if (!r->pend_pprev || r->fetch_gen == gen)
+			r = next_untaken(s->pending, gen);
+		if (r) {
+			err = outbox_take(out, r);
+			r->fetch_gen = gen;
+			taken += r->n_outbox;
+			r = next_untaken(r->pend_next, gen);
+		}
+		cur[best].next = r;
+		cur[best].at = r ? r->outbox[0].occurred_at : INT64_MAX;
+		pthread_mutex_unlock(&s->lock);
+	}
 	if (err)
 		cart_outbox_release(out);
 	return err;
@@ -630,7 +646,7 @@ static int memory_outbox_ack(void *self, const char *user_id,
 	if (!err) {
 		memmove(r->outbox, r->outbox + n, (r->n_outbox - n) * sizeof(*r->outbox));
 		r->n_outbox -= n;
-		outbox_shrink(r);
+		outbox_shrink(s, r);
 		s->n_pending -= n;
 		atomic_fetch_sub(&((struct memory_repo *)self)->pending, n);
 	}
@@ -683,7 +699,7 @@ static int memory_outbox_park(void *self, const char *user_id,
 	if (!err) {
 		memmove(r->outbox, r->outbox + 1, (r->n_outbox - 1) * sizeof(*r->outbox));
 		r->n_outbox--;
-		outbox_shrink(r);
+		outbox_shrink(s, r);
 		s->n_pending--;
 		atomic_fetch_sub(&repo->pending, 1);
 	}
@@ -792,6 +808,7 @@ int cart_memory_repo_new(cart_repo *out)
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *s = &repo->shards[i];
 		pthread_mutex_init(&s->lock, NULL);
+		s->pend_tail = &s->pending;
 		s->buckets = calloc(INITIAL_BUCKETS, sizeof(*s->buckets));
 		s->n_buckets = s->buckets ? INITIAL_BUCKETS : 0;
 		if (!s->buckets) {

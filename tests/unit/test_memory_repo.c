@@ -2,7 +2,9 @@
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -226,6 +228,130 @@ START_TEST(test_memory_repo_pacing_stops_for_a_stalled_relay)
 }
 END_TEST
 
+/* One event at time `at` for user (version v); the save's code. */
+static int save_event_at(const cart_repo *r, const char *user, int64_t v, int n, int64_t at)
+{
+	cart_event ev;
+	cart *c = NULL;
+	int rc;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = CART_EVENT_CLEARED;
+	snprintf(ev.event_id, sizeof(ev.event_id), "00000000-0000-4000-8000-%012d", n);
+	snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
+	ev.cart_version = v;
+	ev.occurred_at = at;
+	ck_assert_int_eq(cart_new(&c, user), CART_OK);
+	ck_assert_int_eq(cart_restore_meta(c, NULL, v, 0, 0, 0), CART_OK);
+	cart_write w = { .user_id = user, .expected_version = v - 1, .cart = c,
+			 .events = &ev, .event_count = 1 };
+	rc = cart_repo_save(r, &w);
+	cart_free(c);
+	return rc;
+}
+
+/* A fetch takes the oldest carts first across all shards, whatever order
+ * they were written in, and the next fetch the next oldest. */
+START_TEST(test_memory_repo_fetch_merges_oldest_first)
+{
+	enum { USERS = 20000 };
+	cart_repo r;
+	cart_outbox o;
+	char user[32];
+
+	ck_assert_int_eq(cart_memory_repo_new(&r), CART_OK);
+	/* written in a scrambled time order: user i's event is at T + perm(i) */
+	for (int i = 0; i < USERS; i++) {
+		int t = (int)(((long long)i * 7919) % USERS);
+		snprintf(user, sizeof(user), "m-%d", t);
+		ck_assert_int_eq(save_event_at(&r, user, 1, i, 1000000 + t), CART_OK);
+	}
+	for (int round = 0; round < 3; round++) {
+		ck_assert_int_eq(cart_repo_outbox_fetch(&r, 50, &o), CART_OK);
+		ck_assert_uint_eq(o.backlog, USERS - 50 * round);
+		ck_assert_int_eq(o.oldest_at, 1000000 + 50 * round);
+		ck_assert_uint_eq(o.n_batches, 50);
+		for (size_t b = 0; b < o.n_batches; b++) {
+			snprintf(user, sizeof(user), "m-%d", (int)(50 * round + b));
+			ck_assert_str_eq(o.batches[b].user_id, user);
+			ck_assert_int_eq(cart_repo_outbox_ack(&r, o.batches[b].user_id,
+							      o.batches[b].events, 1), CART_OK);
+		}
+		cart_outbox_release(&o);
+	}
+	cart_repo_destroy(&r);
+}
+END_TEST
+
+typedef struct churn {
+	const cart_repo *r;
+	atomic_int done;
+	atomic_int written;
+} churn;
+
+/* Writes one event per user, 60 rounds over 500 users. */
+static void *churn_writer(void *arg)
+{
+	churn *c = arg;
+	char user[32];
+
+	for (int v = 1; v <= 30; v++)
+		for (int u = 0; u < 500; u++) {
+			snprintf(user, sizeof(user), "c-%d", u);
+			ck_assert_int_eq(save_event_at(c->r, user, v, v * 1000 + u, v * 1000 + u),
+					 CART_OK);
+			atomic_fetch_add(&c->written, 1);
+		}
+	atomic_store(&c->done, 1);
+	return NULL;
+}
+
+/* Fetches racing writes and acks: never a user twice in one fetch, every
+ * event delivered once, in order per user. */
+START_TEST(test_memory_repo_fetch_under_churn)
+{
+	cart_repo r;
+	churn c = { 0 };
+	pthread_t t;
+	int acked = 0, last_v[500] = { 0 };
+
+	ck_assert_int_eq(cart_memory_repo_new(&r), CART_OK);
+	c.r = &r;
+	ck_assert_int_eq(pthread_create(&t, NULL, churn_writer, &c), 0);
+	for (;;) {
+		int done = atomic_load(&c.done);
+		size_t n;
+		cart_outbox o;
+		char seen[500] = { 0 };
+
+		ck_assert_int_eq(cart_repo_outbox_fetch(&r, 37, &o), CART_OK);
+		for (size_t b = 0; b < o.n_batches; b++) {
+			int u = atoi(o.batches[b].user_id + 2);
+			ck_assert_int_eq(seen[u], 0);
+			seen[u] = 1;
+			for (size_t i = 0; i < o.batches[b].n; i++) {
+				ck_assert_int_eq((int)o.batches[b].events[i].cart_version, last_v[u] + 1);
+				last_v[u]++;
+			}
+			ck_assert_int_eq(cart_repo_outbox_ack(&r, o.batches[b].user_id,
+							      o.batches[b].events, o.batches[b].n),
+					 CART_OK);
+			acked += (int)o.batches[b].n;
+		}
+		n = o.n_batches;
+		cart_outbox_release(&o);
+		if (done && !n)
+			break;
+	}
+	pthread_join(t, NULL);
+	ck_assert_int_eq(atomic_load(&c.written), 500 * 30);
+	ck_assert_int_eq(acked, 500 * 30);
+	for (int u = 0; u < 500; u++)
+		ck_assert_int_eq(last_v[u], 30);
+	cart_repo_destroy(&r);
+}
+END_TEST
+
 /* The dead-letter list keeps the newest CART_MEMORY_DLQ_MAX, counts drops. */
 START_TEST(test_memory_repo_dead_letters_bounded_oldest_dropped)
 {
@@ -281,6 +407,8 @@ Suite *memory_repo_contract_suite(void)
 	tcase_add_test(tc, test_memory_repo_outbox_process_bound);
 	tcase_add_test(tc, test_memory_repo_pacing_admits_writes_as_the_relay_acks);
 	tcase_add_test(tc, test_memory_repo_pacing_stops_for_a_stalled_relay);
+	tcase_add_test(tc, test_memory_repo_fetch_merges_oldest_first);
+	tcase_add_test(tc, test_memory_repo_fetch_under_churn);
 	tcase_add_test(tc, test_memory_repo_dead_letters_bounded_oldest_dropped);
 	suite_add_tcase(s, tc);
 	return s;

@@ -23,9 +23,11 @@ same process (RSS growth).  memory: tools/bench/mem_per_cart
 BENCH_MEM_CARTS.
 
 The service runs in its production shape on the memory store:
-LOG_LEVEL=info with stdout (and stderr) to a file, RATE_LIMIT_RPS=1000000
-(the limiter on, never refusing), METRICS_ENABLED=true, the default event
-publisher of ENV_NAME=dev (log lines to the same file).  Auth on:
+LOG_LEVEL=info with stdout (and stderr) to a pipe, as on ECS, read by a
+grep that keeps the warn and error lines in the run's .log
+(BENCH_LOG_SINK=file: every line to that file instead), RATE_LIMIT_RPS=
+1000000 (the limiter on, never refusing), METRICS_ENABLED=true, the
+default event publisher of ENV_NAME=dev (log lines to the same stdout).  Auth on:
 AUTH_ENABLED=true with a JWKS file, issuer and audience, and ONE admin
 token (scope cart:admin, the default JWT_ADMIN_SCOPE) minted by
 tools/bench/mint_token.py for all 10,000 users: simpler than a token per
@@ -83,6 +85,7 @@ ISSUER, AUDIENCE, ADMIN_SCOPE = "https://bench.test", "cart", "cart:admin"
 JWKS = os.path.join(O, "bench", "jwks.json")
 
 live = []          # servers running: stopped in finally, and on SIGTERM/SIGINT
+sinks = {}         # service process -> its log reader (BENCH_LOG_SINK=pipe)
 
 
 def log(msg):
@@ -137,6 +140,9 @@ def stop(proc):
             proc.wait()
     if proc in live:
         live.remove(proc)
+    sink = sinks.pop(proc, None)
+    if sink:
+        sink.wait(timeout=40)   # EOF once the service is gone
 
 
 def rss_kib(pid):
@@ -199,11 +205,22 @@ def service_env(port, auth):
 
 
 def start_service(name, auth, token):
+    """stdout (and stderr) is a pipe, as on ECS where the log driver reads
+    it, read by a grep that keeps the warn and error lines in name.log;
+    BENCH_LOG_SINK=file writes every line to name.log instead (a disk
+    file's writeback shares the cores: docs/performance.md, issue 9)."""
     port = free_port()
     out = open(os.path.join(WORK, name + ".log"), "w")
+    sink = None
+    if os.environ.get("BENCH_LOG_SINK", "pipe") == "pipe":
+        sink = subprocess.Popen(["grep", "-F", "-e", '"level":"warn"', "-e", '"level":"error"'],
+                                stdin=subprocess.PIPE, stdout=out)
     proc = subprocess.Popen(pinned([SERVICE]), env=service_env(port, auth),
-                            stdout=out, stderr=subprocess.STDOUT)
+                            stdout=sink.stdin if sink else out, stderr=subprocess.STDOUT)
     out.close()
+    if sink:
+        sink.stdin.close()      # the service holds the pipe's only writer
+        sinks[proc] = sink
     live.append(proc)
     wait_up(proc, port, "/health")
     seed(proc, port, name, token)
@@ -424,10 +441,11 @@ def markdown(result):
     m = result["meta"]
     lines = ["# make bench: scenario table", "",
              "%s, commit %s, %d CPUs; wrk -t%d -c%d, unpinned; servers %s. %d carts x 3 lines "
-             "seeded before each service run. Service: memory store, LOG_LEVEL=info to a file, "
+             "seeded before each service run. Service: memory store, LOG_LEVEL=info to a %s, "
              "RATE_LIMIT_RPS=1000000, METRICS_ENABLED=true; auth on: one admin token (RS256)."
              % (m["date"], m["commit"], m["nproc"], m["threads"], m["connections"],
-                ("pinned to cpus " + m["cpus"]) if m["cpus"] else "unpinned", m["carts"]), ""]
+                ("pinned to cpus " + m["cpus"]) if m["cpus"] else "unpinned", m["carts"],
+                m.get("log_sink", "file")), ""]
     if result["rows"]:
         lines += ["Ceiling and service alternated, %d pairs of %d s runs per row; req/s is the "
                   "mean over runs, ratio = sum(service) / sum(ceiling), pair median = median of "
@@ -510,6 +528,8 @@ def run(mode, out):
     result = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "threads": THREADS,
                        "connections": CONNS, "seconds": SECONDS, "pairs": PAIRS, "carts": CARTS,
                        "cpus": CPUS or None, "auth": AUTHS, "nproc": os.cpu_count(),
+                       "log_sink": ("pipe read by another process"
+                                    if os.environ.get("BENCH_LOG_SINK", "pipe") == "pipe" else "file"),
                        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
                                                 capture_output=True, text=True).stdout.strip()},
               "rows": [], "auth": [], "soak": [], "memory": None}
