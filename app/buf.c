@@ -99,18 +99,13 @@ static bool reserve(buf *b, size_t extra)
 	return true;
 }
 
-void buf_put(buf *b, const void *p, size_t n)
+void buf_put_slow(buf *b, const void *p, size_t n)
 {
 	if (!reserve(b, n))
 		return;
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
 	b->data[b->len] = '\0';
-}
-
-void buf_puts(buf *b, const char *s)
-{
-	buf_put(b, s, strlen(s));
 }
 
 void buf_printf(buf *b, const char *fmt, ...)

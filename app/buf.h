@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct buf {
 	char *data;       /* NUL-terminated when not failed */
@@ -35,8 +36,26 @@ void buf_reset(buf *b);
  * largest one's. */
 void buf_reset_keep(buf *b, size_t keep);
 
-void buf_put(buf *b, const void *p, size_t n);
-void buf_puts(buf *b, const char *s);
+/* Appends n bytes.  Inline when they fit (most writes of a response:
+ * the strlen of a literal then folds to a constant); else buf_put_slow
+ * grows the storage. */
+void buf_put_slow(buf *b, const void *p, size_t n);
+
+static inline void buf_put(buf *b, const void *p, size_t n)
+{
+	if (!b->failed && b->len + n < b->cap) {
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+		b->data[b->len] = '\0';
+		return;
+	}
+	buf_put_slow(b, p, n);
+}
+
+static inline void buf_puts(buf *b, const char *s)
+{
+	buf_put(b, s, strlen(s));
+}
 void buf_printf(buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

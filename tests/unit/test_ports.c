@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <ctype.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "cart/ports.h"
 #include "cart/repo.h"
+#include "codec/event_json.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_ids.h"
 #include "fakes/fake_publisher.h"
@@ -241,6 +243,18 @@ START_TEST(test_log_publisher_writes_one_line_per_event)
 	cart_event ev[2] = { sample_event(), sample_event() };
 	ev[1].type = CART_EVENT_CLEARED;
 	ev[1].item_id[0] = '\0';
+	snprintf(ev[0].trace_header, sizeof(ev[0].trace_header),
+		 "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1");
+	char want[2][2048], at[64], doc[1024];
+	cart_rfc3339(at, sizeof(at), ev[0].occurred_at);
+	cart_event_to_json(doc, sizeof(doc), &ev[0]);
+	snprintf(want[0], sizeof(want[0]),
+		 "{\"time\":\"%s\",\"level\":\"info\",\"msg\":\"event\",\"event\":%s,"
+		 "\"trace_header\":\"%s\"}", at, doc, ev[0].trace_header);
+	cart_rfc3339(at, sizeof(at), ev[1].occurred_at);
+	cart_event_to_json(doc, sizeof(doc), &ev[1]);
+	snprintf(want[1], sizeof(want[1]),
+		 "{\"time\":\"%s\",\"level\":\"info\",\"msg\":\"event\",\"event\":%s}", at, doc);
 	ck_assert_int_eq(cart_publisher_publish(&pub, ev, 2), CART_OK);
 	cart_publisher_destroy(&pub);
 	close(fds[1]);
@@ -256,6 +270,7 @@ START_TEST(test_log_publisher_writes_one_line_per_event)
 	*nl = '\0';
 	char *second = nl + 1;
 	ck_assert_msg(buf[0] == '{' && nl[-1] == '}', "line 1: %s", buf);
+	ck_assert_str_eq(buf, want[0]);
 	ck_assert_ptr_nonnull(strstr(buf, "CartItemAdded"));
 	ck_assert_ptr_nonnull(strstr(buf, UUID_1));
 	ck_assert_ptr_nonnull(strstr(buf, "sku-9"));
@@ -265,6 +280,7 @@ START_TEST(test_log_publisher_writes_one_line_per_event)
 	ck_assert_str_eq(nl + 1, "");
 	*nl = '\0';
 	ck_assert_msg(second[0] == '{' && nl[-1] == '}', "line 2: %s", second);
+	ck_assert_str_eq(second, want[1]);
 	ck_assert_ptr_null(strstr(second, "CartItemAdded"));
 }
 END_TEST
@@ -420,6 +436,71 @@ START_TEST(test_log_event_to_json_reports_needed_length)
 	ck_assert_uint_eq(cart_event_to_json(small, sizeof(small), &ev), need);
 	ck_assert_uint_eq(strlen(small), sizeof(small) - 1);
 	ck_assert_int_eq(strncmp(small, full, sizeof(small) - 1), 0);
+}
+END_TEST
+
+/* The printf version cart_event_to_json replaced: the reference. */
+static size_t event_json_printf(char *buf, size_t cap, const cart_event *ev)
+{
+	char at[64];
+	int n;
+
+	cart_rfc3339(at, sizeof(at), ev->occurred_at);
+	n = snprintf(buf, cap,
+		     "{\"schemaVersion\":%d,\"eventId\":\"%s\",\"eventType\":\"%s\","
+		     "\"occurredAt\":\"%s\",\"userId\":\"%s\",\"cartId\":\"%s\","
+		     "\"cartVersion\":%" PRId64,
+		     CART_EVENT_SCHEMA_VERSION, ev->event_id,
+		     cart_event_type_name(ev->type), at, ev->user_id,
+		     ev->cart_id, ev->cart_version);
+	if (ev->type == CART_EVENT_CLEARED)
+		n += snprintf((size_t)n < cap ? buf + n : NULL,
+			      (size_t)n < cap ? cap - (size_t)n : 0,
+			      ",\"itemCountBefore\":%" PRId64 "}", ev->item_count_before);
+	else
+		n += snprintf((size_t)n < cap ? buf + n : NULL,
+			      (size_t)n < cap ? cap - (size_t)n : 0,
+			      ",\"itemId\":\"%s\",\"quantityBefore\":%d,"
+			      "\"quantityAfter\":%d,\"unitPrice\":{\"amount\":%" PRId64
+			      ",\"currency\":\"%s\"}}",
+			      ev->item_id, (int)ev->quantity_before,
+			      (int)ev->quantity_after, ev->unit_price.amount,
+			      ev->unit_price.currency);
+	return (size_t)n;
+}
+
+/* The same bytes and length as printf gave, for every type, extreme
+ * numbers, and every buffer size from 0 up (the cut and its NUL). */
+START_TEST(test_event_to_json_matches_printf_at_every_cap)
+{
+	static const int64_t nums[] = { 0, 1, -1, 999, INT64_MAX, INT64_MIN, 1234567890123LL };
+	cart_event ev = sample_event();
+
+	for (int t = CART_EVENT_ITEM_ADDED; t <= CART_EVENT_CLEARED; t++)
+		for (size_t k = 0; k < sizeof(nums) / sizeof(nums[0]); k++) {
+			char want[1024], got[1024];
+			size_t need;
+
+			ev.type = (cart_event_type)t;
+			ev.cart_version = nums[k];
+			ev.item_count_before = nums[(k + 1) % 7];
+			ev.unit_price.amount = nums[(k + 2) % 7];
+			ev.quantity_before = (int32_t)(k * 7919);
+			ev.quantity_after = -(int32_t)k;
+			need = event_json_printf(want, sizeof(want), &ev);
+			ck_assert_uint_lt(need, sizeof(want));
+			for (size_t cap = 0; cap <= need + 2; cap++) {
+				char a[1024], b[1024];
+
+				memset(a, 'Z', sizeof(a));
+				memset(b, 'Z', sizeof(b));
+				ck_assert_uint_eq(cart_event_to_json(a, cap, &ev), need);
+				event_json_printf(b, cap, &ev);
+				ck_assert_int_eq(memcmp(a, b, cap + 2), 0);
+			}
+			ck_assert_uint_eq(cart_event_to_json(got, sizeof(got), &ev), need);
+			ck_assert_str_eq(got, want);
+		}
 }
 END_TEST
 
@@ -641,6 +722,7 @@ Suite *ports_suite(void)
 	tcase_add_test(tc, test_log_publisher_writes_one_line_per_event);
 	tcase_add_test(tc, test_log_publisher_disabled_writes_nothing);
 	tcase_add_test(tc, test_log_event_to_json_reports_needed_length);
+	tcase_add_test(tc, test_event_to_json_matches_printf_at_every_cap);
 	tcase_add_test(tc, test_log_publisher_writes_a_call_with_one_write);
 	tcase_add_test(tc, test_log_publisher_failed_write_fails_every_entry);
 	tcase_add_test(tc, test_publisher_version1_publish_each_is_all_or_nothing);
