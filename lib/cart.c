@@ -5,7 +5,10 @@
  *    quantity sum fit in int64, so the accessors cannot fail;
  *  - item ids are unique and lines keep insertion order.
  * Each line's strings live in one allocation (item->mem), so a line costs
- * one malloc and a cart of n lines n + 2.
+ * one malloc and a cart of n lines n + 2.  That block never changes once
+ * built and counts its holders, so a copy of a cart (cart_clone, a
+ * writer's copy) shares its lines' blocks: two mallocs, not n + 2, and a
+ * merge that keeps a line's name and attributes keeps its block.
  *
  * Sharing: a cart counts its holders (refs).  cart_share hands out another
  * reference without copying, so a store can give every reader the one
@@ -19,6 +22,14 @@
 
 #include "cart/cart.h"
 
+/* A line's strings and attributes, immutable once built, after this
+ * header (8 bytes: the cart_attr array that follows needs pointer
+ * alignment). */
+typedef struct item_mem {
+	atomic_uint refs;
+	unsigned pad;
+} item_mem;
+
 struct cart_item {
 	const char *item_id;
 	const char *name;          /* NULL for none */
@@ -28,7 +39,7 @@ struct cart_item {
 	cart_money unit_price;
 	int64_t added_at;
 	int64_t updated_at;
-	void *mem;                 /* owns attrs and every string above */
+	item_mem *mem;             /* owns attrs and every string above; shared */
 };
 
 struct cart {
@@ -179,10 +190,11 @@ static int item_build(cart_item *it, const cart_item_spec *spec)
 	need += idl + nl;
 	for (size_t i = 0; i < spec->attr_count; i++)
 		need += strlen(spec->attrs[i].key) + strlen(spec->attrs[i].value) + 2;
-	it->mem = malloc(need);
+	it->mem = malloc(sizeof(item_mem) + need);
 	if (!it->mem)
 		return CART_ENOMEM;
-	attrs = it->mem;
+	atomic_init(&it->mem->refs, 1);
+	attrs = (cart_attr *)(it->mem + 1);
 	p = (char *)(attrs + spec->attr_count);
 	it->item_id = memcpy(p, spec->item_id, idl);
 	p += idl;
@@ -205,17 +217,33 @@ static int item_build(cart_item *it, const cart_item_spec *spec)
 	return CART_OK;
 }
 
-static cart_item_spec item_spec_of(const cart_item *it)
+static void item_mem_share(item_mem *m)
 {
-	cart_item_spec s = {
-		.item_id = it->item_id,
-		.quantity = it->quantity,
-		.unit_price = it->unit_price,
-		.name = it->name,
-		.attrs = it->attrs,
-		.attr_count = it->attr_count,
-	};
-	return s;
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+}
+
+/* The last holder frees; its acquire sees the other holders' reads done. */
+static void item_mem_release(item_mem *m)
+{
+	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+		free(m);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/* it already holds spec's name and attributes (its block can stay). */
+static bool item_same_strings(const cart_item *it, const cart_item_spec *spec)
+{
+	if (!str_eq(it->name, spec->name) || it->attr_count != spec->attr_count)
+		return false;
+	for (size_t i = 0; i < spec->attr_count; i++)
+		if (strcmp(it->attrs[i].key, spec->attrs[i].key) ||
+		    strcmp(it->attrs[i].value, spec->attrs[i].value))
+			return false;
+	return true;
 }
 
 int cart_clone(cart **out, const cart *c)
@@ -240,12 +268,8 @@ int cart_clone(cart **out, const cart *c)
 		d->cap_items = c->n_items;
 	}
 	for (size_t i = 0; i < c->n_items; i++) {
-		cart_item_spec s = item_spec_of(&c->items[i]);
 		d->items[i] = c->items[i];
-		if (item_build(&d->items[i], &s)) {
-			cart_free(d);
-			return CART_ENOMEM;
-		}
+		item_mem_share(d->items[i].mem);
 		d->n_items++;
 	}
 	*out = d;
@@ -288,7 +312,7 @@ void cart_free(cart *c)
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (size_t i = 0; i < c->n_items; i++)
-		free(c->items[i].mem);
+		item_mem_release(c->items[i].mem);
 	free(c->items);
 	free(c);
 }
@@ -440,13 +464,22 @@ int cart_add_item(cart *c, const cart_item_spec *spec, const cart_limits *lim,
 		return fail(rule, CART_RULE_OVERFLOW);
 	if (at < 0 && grow(c))
 		return CART_ENOMEM;
+	if (at >= 0 && item_same_strings(&c->items[at], spec)) {
+		/* a merge that keeps the line's strings keeps its block */
+		c->items[at].quantity = (int32_t)q;
+		c->items[at].unit_price = spec->unit_price;
+		c->items[at].updated_at = now_ms;
+		if (created)
+			*created = false;
+		return CART_OK;
+	}
 	if (item_build(&it, spec))
 		return CART_ENOMEM;
 	it.quantity = (int32_t)q;
 	it.updated_at = now_ms;
 	if (at >= 0) {
 		it.added_at = c->items[at].added_at;
-		free(c->items[at].mem);
+		item_mem_release(c->items[at].mem);
 		c->items[at] = it;
 	} else {
 		it.added_at = now_ms;
@@ -486,7 +519,7 @@ int cart_remove_item(cart *c, const char *item_id)
 	assert(!cart_is_shared(c));   /* see cart_unshare */
 	if (at < 0)
 		return CART_ENOTFOUND;
-	free(c->items[at].mem);
+	item_mem_release(c->items[at].mem);
 	memmove(&c->items[at], &c->items[at + 1],
 		(c->n_items - (size_t)at - 1) * sizeof(*c->items));
 	c->n_items--;
@@ -497,7 +530,7 @@ void cart_clear(cart *c)
 {
 	assert(!cart_is_shared(c));   /* see cart_unshare */
 	for (size_t i = 0; i < c->n_items; i++)
-		free(c->items[i].mem);
+		item_mem_release(c->items[i].mem);
 	c->n_items = 0;
 	c->cart_id[0] = '\0';
 	c->created_at = c->updated_at = c->expires_at = 0;

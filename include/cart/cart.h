@@ -98,7 +98,12 @@ int cart_item_spec_check(const cart_item_spec *spec, const cart_limits *lim,
  * Returns CART_EINVALID for a bad user id, CART_ENOMEM. Caller owns *out.
  */
 int cart_new(cart **out, const char *user_id);
-/* Deep copy; caller owns *out. */
+/*
+ * A private copy: changing either cart never changes the other.  The
+ * lines' strings are immutable and shared between the two (counted, freed
+ * by their last holder), so a copy costs two allocations, whatever the
+ * lines.  Thread-safe against readers of c.  Caller owns *out.
+ */
 int cart_clone(cart **out, const cart *c);
 /*
  * Another reference to c, without copying: c becomes read-only until all
