@@ -37,8 +37,10 @@ START_TEST(test_memory_repo_shards_spread_sequential_ids)
 }
 END_TEST
 
-/* One write of version v with one event for user; returns the save's code. */
-static int save_one_event(const cart_repo *r, const char *user, int64_t v, int n)
+/* One write of version v with one event (id n, at `at`) for user, under
+ * call (may be NULL); returns the save's code. */
+static int save_event(const cart_repo *r, const char *user, int64_t v, int n,
+		      int64_t at, const cart_call_ctx *call)
 {
 	cart_event ev;
 	cart *c = NULL;
@@ -49,13 +51,24 @@ static int save_one_event(const cart_repo *r, const char *user, int64_t v, int n
 	snprintf(ev.event_id, sizeof(ev.event_id), "00000000-0000-4000-8000-%012d", n);
 	snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
 	ev.cart_version = v;
+	ev.occurred_at = at;
 	ck_assert_int_eq(cart_new(&c, user), CART_OK);
 	ck_assert_int_eq(cart_restore_meta(c, NULL, v, 0, 0, 0), CART_OK);
 	cart_write w = { .user_id = user, .expected_version = v - 1, .cart = c,
-			 .events = &ev, .event_count = 1 };
+			 .events = &ev, .event_count = 1, .call = call };
 	rc = cart_repo_save(r, &w);
 	cart_free(c);
 	return rc;
+}
+
+static int save_one_event(const cart_repo *r, const char *user, int64_t v, int n)
+{
+	return save_event(r, user, v, n, 0, NULL);
+}
+
+static int save_event_at(const cart_repo *r, const char *user, int64_t v, int n, int64_t at)
+{
+	return save_event(r, user, v, n, at, NULL);
 }
 
 /* EVENTS_BACKLOG_MAX_MB: all carts' pending events together are bounded. */
@@ -177,7 +190,6 @@ END_TEST
 START_TEST(test_memory_repo_pacing_stops_for_a_stalled_relay)
 {
 	cart_repo r;
-	paced_save ps = { .n = 0 };
 	int64_t t0;
 	char user[32];
 
@@ -203,52 +215,17 @@ START_TEST(test_memory_repo_pacing_stops_for_a_stalled_relay)
 	{
 		struct timespec now;
 		cart_call_ctx call = { 0 };
-		cart_event ev;
-		cart *c = NULL;
 
 		clock_gettime(CLOCK_REALTIME, &now);
 		call.deadline_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + 60;
-		memset(&ev, 0, sizeof(ev));
-		ev.type = CART_EVENT_CLEARED;
-		snprintf(ev.event_id, sizeof(ev.event_id), "00000000-0000-4000-8000-%012d", 99);
-		snprintf(ev.user_id, sizeof(ev.user_id), "s-dl");
-		ev.cart_version = 1;
-		ck_assert_int_eq(cart_new(&c, "s-dl"), CART_OK);
-		ck_assert_int_eq(cart_restore_meta(c, NULL, 1, 0, 0, 0), CART_OK);
-		cart_write w = { .user_id = "s-dl", .expected_version = 0, .cart = c,
-				 .events = &ev, .event_count = 1, .call = &call };
 		t0 = test_mono_ms();
-		ck_assert_int_eq(cart_repo_save(&r, &w), CART_OK);
+		ck_assert_int_eq(save_event(&r, "s-dl", 1, 99, 0, &call), CART_OK);
 		ck_assert_int_ge(test_mono_ms() - t0, 50);
 		ck_assert_int_lt(test_mono_ms() - t0, 240);
-		cart_free(c);
 	}
-	(void)ps;
 	cart_repo_destroy(&r);
 }
 END_TEST
-
-/* One event at time `at` for user (version v); the save's code. */
-static int save_event_at(const cart_repo *r, const char *user, int64_t v, int n, int64_t at)
-{
-	cart_event ev;
-	cart *c = NULL;
-	int rc;
-
-	memset(&ev, 0, sizeof(ev));
-	ev.type = CART_EVENT_CLEARED;
-	snprintf(ev.event_id, sizeof(ev.event_id), "00000000-0000-4000-8000-%012d", n);
-	snprintf(ev.user_id, sizeof(ev.user_id), "%s", user);
-	ev.cart_version = v;
-	ev.occurred_at = at;
-	ck_assert_int_eq(cart_new(&c, user), CART_OK);
-	ck_assert_int_eq(cart_restore_meta(c, NULL, v, 0, 0, 0), CART_OK);
-	cart_write w = { .user_id = user, .expected_version = v - 1, .cart = c,
-			 .events = &ev, .event_count = 1 };
-	rc = cart_repo_save(r, &w);
-	cart_free(c);
-	return rc;
-}
 
 /* A fetch takes the oldest carts first across all shards, whatever order
  * they were written in, and the next fetch the next oldest. */
