@@ -58,7 +58,8 @@ void http_response_release(http_response *res);   /* accepts NULL */
 /*
  * Empties res for the next request on the same thread, keeping the
  * buffers' storage up to HTTP_KEEP_BYTES each (so a GET allocates
- * nothing once its thread has served one like it).
+ * nothing once its thread has served one like it; the server frees them
+ * when the worker's connection closes).
  */
 void http_response_reset(http_response *res);
 #define HTTP_KEEP_BYTES 8192

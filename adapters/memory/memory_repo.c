@@ -335,7 +335,6 @@ static int outbox_reserve(struct memory_repo *repo, struct user_rec *r, size_t n
 	return CART_OK;
 }
 
-/* r has just got its first pending events.  Caller holds s->lock. */
 /* The user before the one whose pend_pprev is pprev; NULL at the head. */
 static struct user_rec *pend_before(struct shard *s, struct user_rec **pprev)
 {
@@ -345,9 +344,10 @@ static struct user_rec *pend_before(struct shard *s, struct user_rec **pprev)
 }
 
 /*
- * Links r, whose oldest pending event is at `at`, keeping the list sorted
- * by oldest event: it goes after the last user not newer, found from the
- * tail (at once, unless the clock went back).
+ * r has just got its first pending events, the oldest at `at`: links it
+ * keeping the list sorted by oldest event, after the last user not newer,
+ * found from the tail (at once, unless the clock went back).  Caller
+ * holds s->lock.
  */
 static void pending_link(struct shard *s, struct user_rec *r, int64_t at)
 {
@@ -586,6 +586,9 @@ static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 	uint32_t gen = (uint32_t)atomic_fetch_add(&repo->fetch_gen, 1) + 1;
 	size_t taken = 0;
 	int err = CART_OK;
+
+	if (!gen)   /* 0 is every record's start: never a fetch's number */
+		gen = (uint32_t)atomic_fetch_add(&repo->fetch_gen, 1) + 1;
 
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *s = &repo->shards[i];
