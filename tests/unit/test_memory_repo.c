@@ -266,14 +266,16 @@ typedef struct churn {
 	atomic_int written;
 } churn;
 
-/* Writes one event per user, 60 rounds over 500 users. */
+/* Writes one event per user, CHURN_ROUNDS rounds over CHURN_USERS users. */
+enum { CHURN_USERS = 300, CHURN_ROUNDS = 15 };
+
 static void *churn_writer(void *arg)
 {
 	churn *c = arg;
 	char user[32];
 
-	for (int v = 1; v <= 15; v++)
-		for (int u = 0; u < 300; u++) {
+	for (int v = 1; v <= CHURN_ROUNDS; v++)
+		for (int u = 0; u < CHURN_USERS; u++) {
 			snprintf(user, sizeof(user), "c-%d", u);
 			ck_assert_int_eq(save_event_at(c->r, user, v, v * 1000 + u, v * 1000 + u),
 					 CART_OK);
@@ -290,7 +292,7 @@ START_TEST(test_memory_repo_fetch_under_churn)
 	cart_repo r;
 	churn c = { 0 };
 	pthread_t t;
-	int acked = 0, last_v[500] = { 0 };
+	int acked = 0, last_v[CHURN_USERS] = { 0 };
 
 	ck_assert_int_eq(cart_memory_repo_new(&r), CART_OK);
 	c.r = &r;
@@ -299,7 +301,7 @@ START_TEST(test_memory_repo_fetch_under_churn)
 		int done = atomic_load(&c.done);
 		size_t n;
 		cart_outbox o;
-		char seen[500] = { 0 };
+		char seen[CHURN_USERS] = { 0 };
 
 		ck_assert_int_eq(cart_repo_outbox_fetch(&r, 37, &o), CART_OK);
 		for (size_t b = 0; b < o.n_batches; b++) {
@@ -321,10 +323,10 @@ START_TEST(test_memory_repo_fetch_under_churn)
 			break;
 	}
 	pthread_join(t, NULL);
-	ck_assert_int_eq(atomic_load(&c.written), 300 * 15);
-	ck_assert_int_eq(acked, 300 * 15);
-	for (int u = 0; u < 300; u++)
-		ck_assert_int_eq(last_v[u], 15);
+	ck_assert_int_eq(atomic_load(&c.written), CHURN_USERS * CHURN_ROUNDS);
+	ck_assert_int_eq(acked, CHURN_USERS * CHURN_ROUNDS);
+	for (int u = 0; u < CHURN_USERS; u++)
+		ck_assert_int_eq(last_v[u], CHURN_ROUNDS);
 	cart_repo_destroy(&r);
 }
 END_TEST
