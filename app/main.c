@@ -17,6 +17,7 @@
 #include "cart/service.h"
 #include "aws/aws.h"
 #include "config.h"
+#include "json_arena.h"
 #include "dynamodb/dynamo_repo.h"
 #include "eventbridge/eventbridge_publisher.h"
 #include "app.h"
@@ -725,6 +726,7 @@ int main(int argc, char **argv)
 	}
 	log_setup(g_cfg.log_level, STDOUT_FILENO);
 	curl_global_init(CURL_GLOBAL_DEFAULT);   /* before any thread starts */
+	json_arena_install();                    /* likewise */
 	if (do_migrate)
 		return migrate(&g_cfg);
 	/* Every thread inherits this mask; only main receives the signals. */
