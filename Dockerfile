@@ -34,9 +34,10 @@ FROM debian:12-slim
 #                 EventBridge) as they land
 #   libhiredis0.14  the Redis rate limiter (adapters/redis): the binary
 #                 links it, whichever store is configured
+#   libjemalloc2  the allocator (ADR 17)
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libcivetweb1 libcjson1 libcurl4 libssl3 libhiredis0.14 ca-certificates \
+      libcivetweb1 libcjson1 libcurl4 libssl3 libhiredis0.14 libjemalloc2 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 cart \

@@ -21,6 +21,7 @@
 #   make bench-dynamo-raw  service on DynamoDB against dynalite's own raw rate
 #   make bench-logs    GET with LOG_LEVEL=info against warn (request logs' cost)
 #   make bench-observe metrics + X-Ray on against off
+#   make bench-locks   lock sleeps per 1,000 writes, jemalloc against glibc malloc (root, perf)
 
 CC      ?= cc
 O       ?= build
@@ -81,7 +82,7 @@ JOBS         := $(shell nproc 2>/dev/null || echo 2)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
 .PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-dynamo-raw bench-observe bench-logs \
-        bench-table bench-soak bench-scaling \
+        bench-table bench-soak bench-scaling bench-locks \
         bootstrap clean layering example
 
 all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
@@ -117,9 +118,15 @@ $(LIBAD): $(AD_OBJ)
 $(LIBAPP): $(APP_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
+# The service's allocator: jemalloc (ADR 17; its settings are in
+# app/main.c).  Only the executable links it: libcart and the test
+# binaries keep the C library's malloc (valgrind, the malloc-counting
+# hot-path test).  MALLOC_LIBS= builds with glibc's malloc.
+MALLOC_LIBS ?= -ljemalloc
+
 $(BIN): $(O)/app/main.o $(LIBAPP) $(LIBAD) $(LIBCART)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(APP_LIBS)
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(APP_LIBS) $(MALLOC_LIBS)
 
 $(UNIT): $(UT_OBJ) $(LIBAPP) $(LIBAD) $(LIBCART)
 	@mkdir -p $(@D)
@@ -282,6 +289,9 @@ bench-logs: $(BIN)
 
 # Adds for 20 s; events/s, event delay, 503s and RSS with the EventBridge
 # publisher (PutEvents stand-in at 20 ms) and the log publisher.
+bench-locks: $(BIN)
+	tools/bench/locks.sh
+
 bench-observe: $(BIN)
 	tools/bench/observe.sh
 

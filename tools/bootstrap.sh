@@ -8,8 +8,9 @@ profile=${1:-check}
 cd "$(dirname "$0")/.."
 
 # Needed to build and run the service (libhiredis-dev: the Redis rate
-# limiter; it pulls the runtime library libhiredis0.14).
-RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-openssl-dev libssl-dev libhiredis-dev zlib1g-dev curl ca-certificates"
+# limiter; it pulls the runtime library libhiredis0.14.  libjemalloc-dev:
+# the service's allocator, ADR 17; it pulls libjemalloc2).
+RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-openssl-dev libssl-dev libhiredis-dev libjemalloc-dev zlib1g-dev curl ca-certificates"
 # Needed by the test suites: unit (check), memory checking, coverage,
 # end-to-end (Debian's /usr/bin/python3), fuzzing (clang's libFuzzer), and
 # the AWS stand-ins: botocore verifies every SigV4 signature independently,
