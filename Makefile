@@ -3,6 +3,7 @@
 #   make            build bin/cart-service, build/libcart.a and the example
 #   make run        install what is missing, build, start on APP_PORT
 #   make check      install what is missing, build, run every test
+#   make postman    docs/postman.json with newman against the service (in check)
 #   make coverage   lcov report of lib/, adapters/ and app/ in build/coverage
 #   make fuzz       run each fuzz target for FUZZ_SECONDS (libFuzzer, clang)
 #   make bench      the scenario table, soak and memory (tools/bench/scenarios.py all),
@@ -81,7 +82,7 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 JOBS         := $(shell nproc 2>/dev/null || echo 2)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-.PHONY: all run check test unit e2e dynamo redis valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-dynamo-raw bench-observe bench-logs \
+.PHONY: all run check test unit e2e dynamo redis postman valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-dynamo-raw bench-observe bench-logs \
         bench-table bench-soak bench-scaling bench-locks \
         bootstrap clean layering example
 
@@ -160,7 +161,7 @@ run:
 check:
 	@tools/bootstrap.sh check
 	@$(MAKE) --no-print-directory -j$(JOBS) all $(UNIT) $(HOTPATH_T) $(DYNAMO_T) $(REDIS_T) fuzz-build
-	@$(MAKE) --no-print-directory layering unit valgrind e2e dynamo redis
+	@$(MAKE) --no-print-directory layering unit valgrind e2e dynamo redis postman
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-10}
 	@echo "make check: all green"
 
@@ -207,6 +208,13 @@ dynamo: $(DYNAMO_T) $(BIN)
 redis: $(REDIS_T)
 	$(REDIS_RUN) $(REDIS_T)
 	$(REDIS_RUN) env CK_FORK=no $(VALGRIND) $(REDIS_T)
+
+# docs/postman.json run by newman (pinned in tests/postman/package-lock.json)
+# against the started service: auth off, auth on, and a server the
+# collection must fail on (tests/postman/test_newman.py).
+postman: $(BIN)
+	tools/bootstrap.sh check >/dev/null
+	/usr/bin/python3 -m unittest discover -s tests/postman -p 'test_*.py' -v
 
 example: $(EXAMPLE)
 	$(EXAMPLE)

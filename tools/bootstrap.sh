@@ -37,7 +37,7 @@ for p in $want; do
 	fi
 done
 
-# Node.js runs dynalite; any node >= 18 will do (Debian's, or one already there).
+# Node.js runs dynalite and newman; any node >= 18 will do (Debian's, or one already there).
 if [ "$profile" != run ] && ! command -v npm >/dev/null 2>&1; then
 	missing="$missing nodejs npm"
 fi
@@ -54,9 +54,16 @@ else
 	echo "bootstrap: all $profile packages present"
 fi
 
-# dynalite, project-local and pinned (tests/aws/package-lock.json).
-if [ "$profile" != run ] && [ ! -f tests/aws/node_modules/dynalite/cli.js ]; then
-	echo "bootstrap: npm ci in tests/aws (dynalite)"
-	(cd tests/aws && npm ci --no-audit --no-fund --loglevel=error)
+# npm tools of the test suites, project-local and pinned by each folder's
+# package-lock.json; installed only when the file named is missing.
+npm_ci() { # folder, a file the install makes, what it is
+	if [ ! -f "$1/node_modules/$2" ]; then
+		echo "bootstrap: npm ci in $1 ($3)"
+		(cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+}
+if [ "$profile" != run ]; then
+	npm_ci tests/aws dynalite/cli.js dynalite
+	npm_ci tests/postman newman/bin/newman.js "newman, runs docs/postman.json"
 fi
 echo "bootstrap: done"
