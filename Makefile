@@ -157,15 +157,11 @@ run:
 	@$(MAKE) --no-print-directory $(BIN)
 	./$(BIN)
 
-# Everything the README promises, from a fresh machine.  The unit tests
-# under valgrind (one busy core) run beside the end-to-end suites (which
-# mostly wait on servers): a minute and a half less on 2 cores.
+# Everything the README promises, from a fresh machine.
 check:
 	@tools/bootstrap.sh check
 	@$(MAKE) --no-print-directory -j$(JOBS) all $(UNIT) $(HOTPATH_T) $(DYNAMO_T) $(REDIS_T) fuzz-build
-	@$(MAKE) --no-print-directory layering unit
-	@tools/run-pair.sh "$(MAKE) --no-print-directory valgrind" "$(MAKE) --no-print-directory e2e"
-	@$(MAKE) --no-print-directory dynamo redis postman
+	@$(MAKE) --no-print-directory layering unit valgrind e2e dynamo redis postman
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-10}
 	@echo "make check: all green"
 
