@@ -8,7 +8,8 @@
 int app_stage_access_log(app_request *r, void *self)
 {
 	const http_response *res = r->res;
-	log_level lvl = res->status >= 500 ? LOG_ERROR : LOG_INFO;
+	log_level lvl = res->status >= 500 ? LOG_ERROR :
+			r->auth_log_only ? LOG_WARN : LOG_INFO;
 	char fields[1024];
 	buf b;
 
@@ -39,6 +40,8 @@ int app_stage_access_log(app_request *r, void *self)
 	if (r->auth_failure) {
 		buf_puts(&b, ",\"auth_failure\":");
 		buf_json_str(&b, r->auth_failure);
+		if (r->auth_log_only)
+			buf_puts(&b, ",\"auth_enforced\":false");
 	}
 	log_write(lvl, "request", b.failed ? NULL : fields);
 	return APP_NEXT;

@@ -70,7 +70,7 @@ typedef struct app_stats_source {
 	void *self;
 } app_stats_source;
 
-#define APP_MAX_STATS 8
+#define APP_MAX_STATS 12
 
 typedef struct app_request app_request;
 
@@ -117,6 +117,7 @@ typedef struct app_ctx {
 	size_t stats_count;
 	atomic_int draining;         /* set once shutdown begins */
 	struct app_metrics *metrics; /* NULL: METRICS_ENABLED=false, no /metrics */
+	struct app_flags *flags;     /* feature flags (flags.h); NULL: defaults */
 } app_ctx;
 
 /* Registers a readiness check (wiring time only).  -1 when full. */
@@ -169,6 +170,7 @@ struct app_request {
 	char sub[APP_SUB_MAX + 1];
 	cart_principal principal;
 	const char *auth_failure;    /* why a token was refused (log field) */
+	bool auth_log_only;          /* refused token let through: auth_enforce off */
 	const char *error;           /* cart_err_name of a backend failure (log field) */
 	char rate_key[APP_SUB_MAX + 8];  /* "sub:..." or "ip:..." */
 

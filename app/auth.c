@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "flags.h"
 #include "jwt/jwt.h"
 
 struct app_auth {
@@ -92,7 +93,16 @@ int app_stage_require_auth(app_request *r, void *self)
 	(void)self;
 	if (!app_route_is_cart(r->route) || r->authenticated)
 		return APP_NEXT;
-	if (!r->auth_failure || !strcmp(r->auth_failure, "missing")) {
+	if (!r->auth_failure)
+		r->auth_failure = "missing";
+	/* Log-only rollout (auth_enforce off): the request goes on without a
+	 * principal, as with AUTH_ENABLED=false; the access line (at warn)
+	 * and cart_auth_failures_total say what would have been refused. */
+	if (!app_flags_on(app_flags_get(r->app->flags), APP_FLAG_AUTH_ENFORCE)) {
+		r->auth_log_only = true;
+		return APP_NEXT;
+	}
+	if (!strcmp(r->auth_failure, "missing")) {
 		r->auth_failure = "missing";
 		http_response_header(r->res, "WWW-Authenticate", "Bearer realm=\"cart-service\"");
 		return app_fail(r, 401, "cart.unauthorized",

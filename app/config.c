@@ -161,6 +161,29 @@ static const var vars[] = {
 	  "idle keep-alive connections are closed after this long" },
 	{ "REQUEST_TIMEOUT_MS", "10000", V_INT, F(request_timeout_ms), 100, 120000, NULL, NOSET,
 	  "a client must send the request line and headers within this, and then the body within this (else 408 and close)" },
+	/* Feature flags (app/flags.h, docs/adr/0015-feature-flags.md). */
+	{ "FEATURE_REQUIRE_IF_MATCH", NULL, V_ENUM, F(feature_require_if_match), 0, 0, "on|off", NOSET,
+	  "on|off pins the flag (default off): changes without If-Match get 428 cart.if_match_required" },
+	{ "FEATURE_IDEMPOTENCY_REQUIRED", NULL, V_ENUM, F(feature_idempotency_required), 0, 0, "on|off", NOSET,
+	  "on|off pins the flag (default off): changes without Idempotency-Key get 428 cart.idempotency_key_required" },
+	{ "FEATURE_EVENTS", NULL, V_ENUM, F(feature_events), 0, 0, "on|off", NOSET,
+	  "on|off pins the flag (default on): off holds publishing, the outbox keeps recording" },
+	{ "FEATURE_AUTH_ENFORCE", NULL, V_ENUM, F(feature_auth_enforce), 0, 0, "on|off", NOSET,
+	  "on|off pins the flag (default on; with AUTH_ENABLED): off lets requests with no or a bad token through, logged at warn and counted" },
+	{ "FEATURE_FLAGS_FILE", "", V_STR, F(feature_flags_file), 0, 0, ID_CHARS "-._/", NOSET,
+	  "JSON file of flags ({\"events\": false, ...}, at most 64 KiB), read at start (invalid: exit 2), on SIGHUP and when it changes" },
+	{ "FEATURE_FLAGS_RELOAD_SECONDS", "30", V_INT, F(feature_flags_reload_seconds), 1, 3600, NULL, NOSET,
+	  "how often FEATURE_FLAGS_FILE is checked for a change" },
+	{ "FEATURE_FLAGS_APPCONFIG_APPLICATION", "", V_STR, F(appconfig_application), 0, 0, ID_CHARS "-._", NOSET,
+	  "AWS AppConfig application (name or id) of the flags; with _ENVIRONMENT and _PROFILE turns the AppConfig source on" },
+	{ "FEATURE_FLAGS_APPCONFIG_ENVIRONMENT", "", V_STR, F(appconfig_environment), 0, 0, ID_CHARS "-._", NOSET,
+	  "AWS AppConfig environment (name or id)" },
+	{ "FEATURE_FLAGS_APPCONFIG_PROFILE", "", V_STR, F(appconfig_profile), 0, 0, ID_CHARS "-._", NOSET,
+	  "AWS AppConfig configuration profile (name or id): a feature-flags or freeform JSON profile" },
+	{ "FEATURE_FLAGS_APPCONFIG_ENDPOINT", "", V_STR, F(appconfig_endpoint), 0, 0, NULL, NOSET,
+	  "AppConfig data endpoint URL (default: AWS_ENDPOINT_URL_APPCONFIGDATA, AWS_ENDPOINT_URL, the region's appconfigdata)" },
+	{ "FEATURE_FLAGS_APPCONFIG_MIN_POLL_SECONDS", "15", V_INT, F(appconfig_min_poll_seconds), 1, 86400, NULL, NOSET,
+	  "shortest wait between two AppConfig polls, whatever NextPollIntervalInSeconds says (also the session's RequiredMinimumPollIntervalInSeconds, at least 15)" },
 };
 #define N_VARS (sizeof(vars) / sizeof(vars[0]))
 
@@ -285,7 +308,8 @@ int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 			*(bool *)((char *)cfg + v->set_offset) = true;
 		if (parse_one(cfg, v, val) ||
 		    ((v->offset == offsetof(app_config, dynamodb_endpoint) ||
-		      v->offset == offsetof(app_config, eventbridge_endpoint)) &&
+		      v->offset == offsetof(app_config, eventbridge_endpoint) ||
+		      v->offset == offsetof(app_config, appconfig_endpoint)) &&
 		     check_endpoint(val))) {
 			snprintf(err, err_len, "invalid %s=\"%.64s\": expected %s",
 				 v->name, val, v->help);
@@ -317,6 +341,13 @@ static int check_combinations(const app_config *cfg, char *err, size_t err_len)
 	if (cfg->rate_limit_rps > 0 && !strcmp(cfg->rate_limit_store, "redis") &&
 	    strncmp(cfg->redis_url, "redis://", 8)) {
 		snprintf(err, err_len, "RATE_LIMIT_STORE=redis needs REDIS_URL=redis://host:port");
+		return -1;
+	}
+	if ((!!cfg->appconfig_application[0] + !!cfg->appconfig_environment[0] +
+	     !!cfg->appconfig_profile[0]) % 3) {
+		snprintf(err, err_len, "FEATURE_FLAGS_APPCONFIG_APPLICATION, "
+			 "FEATURE_FLAGS_APPCONFIG_ENVIRONMENT and FEATURE_FLAGS_APPCONFIG_PROFILE "
+			 "go together: set all three or none");
 		return -1;
 	}
 	if (cfg->rate_limit_rps > 0 && cfg->rate_limit_burst < 1) {

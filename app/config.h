@@ -81,6 +81,19 @@ typedef struct app_config {
 	int http_threads;
 	int keep_alive_timeout_ms;
 	int request_timeout_ms;
+	/* Feature flags (app/flags.h): FEATURE_<NAME> pins ("on", "off" or
+	 * "" when unset), the flags file and AppConfig. */
+	char feature_require_if_match[4];
+	char feature_idempotency_required[4];
+	char feature_events[4];
+	char feature_auth_enforce[4];
+	char feature_flags_file[256];
+	int feature_flags_reload_seconds;
+	char appconfig_application[129];
+	char appconfig_environment[129];
+	char appconfig_profile[129];
+	char appconfig_endpoint[512];
+	int appconfig_min_poll_seconds;
 	/* Which variables were set explicitly (for "feature not in this build"). */
 	bool set_rate_limit;
 	bool set_auth;

@@ -23,7 +23,9 @@
 #include "allocator.h"
 #include "app.h"
 #include "auth.h"
+#include "appconfig/appconfig.h"
 #include "aws_observe.h"
+#include "flags.h"
 #include "log.h"
 #include "log/log_publisher.h"
 #include "metrics.h"
@@ -67,6 +69,9 @@ typedef struct wiring {
 	app_auth *auth;              /* NULL unless AUTH_ENABLED */
 	app_ratelimit *ratelimit;    /* NULL if RATE_LIMIT_RPS=0 */
 	app_xray *xray;              /* NULL unless AWS_XRAY_ENABLED */
+	app_flags *flags;
+	cart_aws_client *appconfig_client;   /* NULL unless AppConfig flags */
+	cart_appconfig *appconfig;
 } wiring;
 
 static const char *env(const char *name)
@@ -114,7 +119,8 @@ static int wire_aws_client(wiring *w, const app_config *cfg, cart_aws_client **o
 	cc.breaker.window_ms = cfg->breaker_window_seconds * 1000LL;
 	cc.breaker.open_ms = cfg->breaker_open_seconds * 1000LL;
 	cc.breaker.half_open_probes = cfg->breaker_half_open_probes;
-	cc.resource = !strcmp(service, "dynamodb") ? cfg->dynamodb_table
+	cc.resource = !strcmp(service, "dynamodb") ? cfg->dynamodb_table :
+		      !strcmp(service, "appconfig") ? cfg->appconfig_profile
 						    : cfg->eventbridge_bus_name;
 	cc.observer = &app_aws_observer;
 	if (cart_aws_client_new(out, &cc, w->creds, &w->clock, &w->ids, &g_aws_log)) {
@@ -158,6 +164,41 @@ static int wire_publisher(wiring *w, const app_config *cfg, char *err,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Feature flags: pins and the file now (a bad file: exit 2), AppConfig
+ * when its three identifiers are set (docs/adr/0015-feature-flags.md).
+ */
+static int wire_flags(wiring *w, const app_config *cfg, char *err, size_t err_len)
+{
+	cart_appconfig_config ac = { cfg->appconfig_application, cfg->appconfig_environment,
+				     cfg->appconfig_profile, cfg->appconfig_min_poll_seconds,
+				     APP_FLAGS_DOC_MAX };
+	char endpoint[512];
+
+	if (app_flags_new(&w->flags, cfg, err, err_len))
+		return -1;
+	if (!cfg->appconfig_application[0])
+		return 0;
+	cart_aws_endpoint(endpoint, sizeof(endpoint), env, "FEATURE_FLAGS_APPCONFIG_ENDPOINT",
+			  "APPCONFIGDATA", "appconfigdata", cfg->aws_region);
+	if (wire_aws_client(w, cfg, &w->appconfig_client, "appconfig", "application/json",
+			    endpoint, err, err_len))
+		return -1;
+	if (cart_appconfig_new(&w->appconfig, &ac, w->appconfig_client, &g_aws_log)) {
+		snprintf(err, err_len, "invalid FEATURE_FLAGS_APPCONFIG_* identifiers");
+		return -1;
+	}
+	app_flags_set_appconfig(w->flags, w->appconfig, cfg->appconfig_min_poll_seconds);
+	return 0;
+}
+
+/* events turned on again: the held relay goes at once. */
+static void flags_changed(void *self, app_flags_snapshot before, app_flags_snapshot after)
+{
+	if (!app_flags_on(before, APP_FLAG_EVENTS) && app_flags_on(after, APP_FLAG_EVENTS))
+		relay_kick_signal(self);
 }
 
 static int wire_repo(wiring *w, const app_config *cfg, char *err, size_t err_len)
@@ -264,6 +305,9 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 
 static void unwire(wiring *w)
 {
+	app_flags_free(w->flags);   /* its thread polls AppConfig: first */
+	cart_appconfig_free(w->appconfig);
+	cart_aws_client_free(w->appconfig_client);
 	app_xray_free(w->xray);
 	app_auth_free(w->auth);
 	app_ratelimit_free(w->ratelimit);
@@ -356,6 +400,8 @@ static int ready_events(void *self, buf *detail)
 		   (unsigned long long)st.parked);
 	if (memory)
 		buf_printf(detail, ",\"bound\":%zu", bound);
+	if (!app_flags_on(app_flags_get(g_app.flags), APP_FLAG_EVENTS))
+		buf_puts(detail, ",\"publishing\":\"held\"");   /* flag events off */
 	if (st.oldest_age_ms > 60000 || (memory && st.backlog * 5 >= bound * 4))
 		return APP_READY_DEGRADED;
 	return CART_OK;
@@ -378,6 +424,7 @@ static int wire_stats(app_ctx *app, wiring *w)
 		rc |= app_stats_add(app, "ratelimit", app_ratelimit_stats_json, w->ratelimit);
 	if (w->xray)
 		rc |= app_stats_add(app, "xray", app_xray_stats, w->xray);
+	rc |= app_stats_add(app, "feature_flags", app_flags_stats, w->flags);
 	return rc;
 }
 
@@ -390,7 +437,8 @@ static int wire_metrics(app_ctx *app, wiring *w)
 	app_metrics *m = app_metrics_process();
 	app_metrics_sources src = { w->svc, app->relay, w->dynamo, w->events,
 				    w->ratelimit, w->xray,
-				    strcmp(g_cfg.storage_backend, "memory") ? NULL : &w->repo };
+				    strcmp(g_cfg.storage_backend, "memory") ? NULL : &w->repo,
+				    w->flags };
 
 	if (!g_cfg.metrics_enabled && !g_cfg.metrics_emf)
 		return 0;
@@ -414,6 +462,7 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 	app_pipeline *p = &app->pipeline;
 
 	app->cfg = &g_cfg;
+	app->flags = w->flags;
 	app->svc = w->svc;
 	app->ids = &w->ids;
 	app->kick = g_cfg.events_relay_enabled ? &g_kick : NULL;
@@ -536,7 +585,15 @@ static void *relay_loop(void *arg)
 	int64_t wait_ms = 0, last_log = 0;
 
 	while (!atomic_load(&rt->stop)) {
-		int n = cart_relay_run_once(rt->relay);
+		int n;
+
+		/* Feature flag events off: hold; the outbox keeps every event
+		 * and a change back to on kicks the loop (flags_changed). */
+		if (!app_flags_on(app_flags_get(g_app.flags), APP_FLAG_EVENTS)) {
+			relay_sleep(rt, 1000);
+			continue;
+		}
+		n = cart_relay_run_once(rt->relay);
 
 		log_backlog(rt->relay, &last_log, mono_ms());
 		if (n < 0)
@@ -572,6 +629,17 @@ static void relay_stop(relay_thread *rt)
 	pthread_mutex_lock(&rt->kick->lock);
 	rt->kick->relay = NULL;
 	pthread_mutex_unlock(&rt->kick->lock);
+	if (!app_flags_on(app_flags_get(g_app.flags), APP_FLAG_EVENTS)) {
+		cart_relay_stats st;
+		char fields[64];
+
+		cart_relay_stats_get(rt->relay, &st);
+		snprintf(fields, sizeof(fields), ",\"backlog\":%zu", st.backlog);
+		log_write(LOG_WARN, "event publishing held at shutdown (feature flag events "
+			  "off): pending events stay in the outbox", fields);
+		cart_relay_flush_acks(rt->relay, true);
+		return;
+	}
 	if (cart_relay_run_once(rt->relay) < 0)
 		log_write(LOG_WARN, "event outbox unreadable at shutdown", NULL);
 	cart_relay_flush_acks(rt->relay, true);   /* nothing republished */
@@ -657,6 +725,10 @@ static int wait_for_signal(const sigset_t *set)
 			struct timespec t = { left / 1000, (left % 1000) * 1000000L };
 			int sig = sigtimedwait(set, NULL, &t);
 
+			if (sig == SIGHUP) {   /* re-read FEATURE_FLAGS_FILE */
+				app_flags_reload(g_app.flags);
+				continue;
+			}
 			if (sig > 0)
 				return sig;
 			now = mono_ms();
@@ -744,6 +816,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);   /* feature flags: re-read the file */
 	/* The body-read watchdog's signal: workers unblock it while reading. */
 	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
@@ -756,6 +829,12 @@ int main(int argc, char **argv)
 		unwire(&w);
 		return 1;
 	}
+	if (wire_flags(&w, &g_cfg, err, sizeof(err))) {
+		fprintf(stderr, "cart-service: %s\n", err);
+		unwire(&w);
+		return 2;
+	}
+	app_flags_on_change(w.flags, flags_changed, &g_kick);
 	if (wire_app(&g_app, &w, err, sizeof(err))) {
 		fprintf(stderr, "cart-service: %s\n", err);
 		unwire(&w);
@@ -772,6 +851,10 @@ int main(int argc, char **argv)
 	 * first requests are served before server_start returns. */
 	if (log_start_writer())
 		log_write(LOG_WARN, "log writer not started: logging synchronously", NULL);
+	/* Before the first request: AppConfig's flags count from the start. */
+	if (app_flags_start(w.flags))
+		log_write(LOG_ERROR, "feature flags: reloader not started: the flags "
+			  "stay as they are", NULL);
 	if (server_start(&srv, &g_app, err, sizeof(err))) {
 		log_stop();   /* the failure is written synchronously, after the rest */
 		fprintf(stderr, "cart-service: %s\n", err);

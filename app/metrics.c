@@ -239,6 +239,10 @@ static void count_outcome(app_metrics *m, const app_request *r, int status)
 		bump(&m->conflicts, 1);
 	else if (status == 401 && r->auth_failure)
 		bump(&m->auth_failures[metrics_auth_reason_id(r->auth_failure)], 1);
+	if (r->auth_log_only) {   /* auth_enforce off: counted, not refused */
+		bump(&m->auth_failures[metrics_auth_reason_id(r->auth_failure)], 1);
+		bump(&m->auth_unenforced, 1);
+	}
 }
 
 int app_stage_metrics(app_request *r, void *self)

@@ -35,6 +35,7 @@ struct app_metrics {
 	counter conflicts;             /* 409 answered (not replayed) */
 	counter replays;               /* idempotent replays */
 	counter auth_failures[METRICS_AUTH_REASONS];
+	counter auth_unenforced;       /* of those, let through (auth_enforce off) */
 	metrics_aws aws[METRICS_AWS_COUNT];
 	app_metrics_sources src;       /* set at wiring time */
 };

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cart/relay.h"
+#include "flags.h"
 #include "log.h"
 #include "memory/memory_repo.h"
 #include "metrics_registry.h"
@@ -175,8 +176,13 @@ static void render_use_cases(const app_metrics *m, buf *out)
 			     "Callers still limited that the in-memory rate limiter "
 			     "dropped to stay within RATE_LIMIT_MAX_KEYS.", ls.evictions);
 	}
+	counter_line(out, "cart_auth_unenforced_total",
+		     "Requests with no or a refused token let through because the "
+		     "auth_enforce feature flag is off (also in cart_auth_failures_total).",
+		     LOAD(m->auth_unenforced));
 	family(out, "cart_auth_failures_total", "counter",
-	       "Requests answered 401, by reason (missing token or why it was refused).");
+	       "Requests answered 401, or let through with auth_enforce off, by reason "
+	       "(missing token or why it was refused).");
 	for (int i = 0; i < METRICS_AUTH_REASONS; i++)
 		if (LOAD(m->auth_failures[i]))
 			buf_printf(out, "cart_auth_failures_total{reason=\"%s\"} %llu\n",
@@ -343,6 +349,7 @@ void app_metrics_render(app_metrics *m, buf *out, bool scrape)
 	render_use_cases(m, out);
 	render_outbox(m, out);
 	render_xray(m, out);
+	app_flags_metrics(m->src.flags, out);
 	render_logs(out);
 	render_process(out);
 }

@@ -8,6 +8,7 @@
 
 #include "cart/relay.h"
 #include "cjson/cJSON.h"
+#include "flags.h"
 #include "outcome.h"
 #include "preconditions.h"
 #include "render.h"
@@ -153,9 +154,21 @@ void outcome_execute(app_request *r, cart_command *cmd)
 	const char *key = app_header(r, "Idempotency-Key");
 	const char *im = app_header(r, "If-Match");
 	render_ctx rctx = { r, cmd->kind };
+	app_flags_snapshot flags = app_flags_get(r->app->flags);
 	char fp[65];
 	cart_result res;
 
+	/* RFC 6585 428: the feature flags that make these headers required. */
+	if (!im && app_flags_on(flags, APP_FLAG_REQUIRE_IF_MATCH)) {
+		app_fail(r, 428, "cart.if_match_required",
+			 "changes need If-Match with the cart's ETag (or *)");
+		return;
+	}
+	if (!key && app_flags_on(flags, APP_FLAG_IDEMPOTENCY_REQUIRED)) {
+		app_fail(r, 428, "cart.idempotency_key_required",
+			 "changes need an Idempotency-Key header");
+		return;
+	}
 	if (!pre_parse_if_match(im, &cmd->if_match)) {
 		app_fail(r, 400, "cart.invalid_if_match",
 			 "If-Match must be a quoted version such as \"3\", or *");

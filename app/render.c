@@ -124,6 +124,7 @@ static const char *title_for(int status)
 	case 505: return "HTTP Version Not Supported";
 	case 409: return "Conflict";
 	case 412: return "Precondition Failed";
+	case 428: return "Precondition Required";
 	case 413: return "Content Too Large";
 	case 415: return "Unsupported Media Type";
 	case 422: return "Unprocessable Content";

@@ -198,6 +198,10 @@ typedef struct cart_aws_response {
 	 * result is CART_EUNAVAILABLE; the fields above describe the last
 	 * attempt, if one was made). */
 	bool deadline_cut;
+	/* cart_aws_call_rest only: the last answer's header lines as
+	 * received (owned, NUL-terminated, at most 16 KiB kept); else NULL. */
+	char *headers;
+	size_t headers_len;
 } cart_aws_response;
 
 void cart_aws_response_release(cart_aws_response *r);   /* accepts NULL */
@@ -233,6 +237,37 @@ int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
 int cart_aws_call_until(cart_aws_client *c, const char *target, const char *body,
 			size_t body_len, int64_t deadline_ms,
 			cart_aws_response *out);
+
+/*
+ * A call to a rest-json service (e.g. AppConfig's data plane): the same
+ * signing, retries, breaker, deadline and observer as cart_aws_call_until,
+ * but the operation is in the method and path instead of X-Amz-Target, and
+ * the answer's headers are kept (cart_aws_response_header).  GET without
+ * a body, or POST with one (sent with the client's content_type).
+ * CART_EINVALID for any other combination or a path without a leading '/'.
+ */
+typedef struct cart_aws_rest_request {
+	const char *method;          /* "GET" or "POST" */
+	const char *path;            /* "/configuration?configuration_token=...",
+				      * already percent-encoded (RFC 3986
+				      * unreserved characters as they are,
+				      * the rest %XX): SigV4 signs it as sent */
+	const char *operation;       /* observers and logs: "GetLatestConfiguration" */
+	const char *body;            /* NULL: none */
+	size_t body_len;
+	int64_t deadline_ms;         /* wall clock, 0: none (cart_aws_call_until) */
+} cart_aws_rest_request;
+
+int cart_aws_call_rest(cart_aws_client *c, const cart_aws_rest_request *req,
+		       cart_aws_response *out);
+
+/*
+ * The value of header `name` (case-insensitive) in a REST answer, without
+ * surrounding blanks, copied into out: its length, or -1 when absent (or
+ * not a REST answer) or longer than cap - 1.
+ */
+long cart_aws_response_header(const cart_aws_response *r, const char *name,
+			      char *out, size_t cap);
 
 cart_breaker_state cart_aws_client_breaker_state(cart_aws_client *c);
 int cart_aws_client_retry_tokens(cart_aws_client *c);

@@ -54,7 +54,36 @@ void cart_aws_response_release(cart_aws_response *r)
 	if (!r)
 		return;
 	free(r->body);
+	free(r->headers);
 	memset(r, 0, sizeof(*r));
+}
+
+long cart_aws_response_header(const cart_aws_response *r, const char *name,
+			      char *out, size_t cap)
+{
+	size_t nl = strlen(name);
+	const char *p = r->headers, *end = p ? p + r->headers_len : NULL;
+
+	for (; p && p < end;) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		size_t ll = eol ? (size_t)(eol - p) : (size_t)(end - p);
+
+		if (ll > nl && p[nl] == ':' && !strncasecmp(p, name, nl)) {
+			const char *v = p + nl + 1;
+			size_t vl = ll - nl - 1;
+			while (vl && (*v == ' ' || *v == '\t'))
+				v++, vl--;
+			while (vl && (v[vl - 1] == '\r' || v[vl - 1] == ' '))
+				vl--;
+			if (vl >= cap)
+				return -1;
+			memcpy(out, v, vl);
+			out[vl] = '\0';
+			return (long)vl;
+		}
+		p = eol ? eol + 1 : end;
+	}
+	return -1;
 }
 
 static int set_str(char *dst, size_t cap, const char *src)
@@ -170,11 +199,32 @@ size_t aws_membuf_collect(char *data, size_t size, size_t n, void *arg)
 }
 
 
-/* Keeps x-amzn-RequestId (the id AWS support and X-Ray ask for). */
+/* What one attempt sends: a JSON-protocol target, or a REST method and path. */
+typedef struct aws_req {
+	const char *target;          /* X-Amz-Target, or NULL (REST) */
+	const char *method;          /* REST: "GET" or "POST" */
+	const char *path;            /* REST: "/path?query", percent-encoded */
+	const char *body;
+	size_t len;
+} aws_req;
+
+/* REST answers carry their results in headers: kept up to this. */
+#define MAX_HEADERS 16384
+
+/* Keeps x-amzn-RequestId (the id AWS support and X-Ray ask for), and
+ * for REST calls every header line (out->headers, bounded). */
 static size_t header_line(char *data, size_t size, size_t n, void *arg)
 {
 	cart_aws_response *out = arg;
 	size_t len = size * n, k = sizeof("x-amzn-RequestId:") - 1;
+
+	if (out->headers && !strncmp(data, "HTTP/", 5))
+		out->headers_len = 0;   /* a new response (after a 100) */
+	if (out->headers && out->headers_len + len < MAX_HEADERS) {
+		memcpy(out->headers + out->headers_len, data, len);
+		out->headers_len += len;
+		out->headers[out->headers_len] = '\0';
+	}
 
 	if (len > k && !strncasecmp(data, "x-amzn-RequestId:", k)) {
 		const char *v = data + k;
@@ -209,6 +259,11 @@ static void parse_error(cart_aws_response *out)
 	if (cJSON_IsString(m))
 		snprintf(out->message, sizeof(out->message), "%s", m->valuestring);
 	cJSON_Delete(j);
+	/* rest-json: "x-amzn-ErrorType: BadRequestException:http://..." */
+	if (!out->error_type[0] &&
+	    cart_aws_response_header(out, "x-amzn-ErrorType", out->error_type,
+				     sizeof(out->error_type)) > 0)
+		out->error_type[strcspn(out->error_type, ":")] = '\0';
 }
 
 static bool throttled(const char *type)
@@ -233,10 +288,10 @@ typedef enum outcome {
 } outcome;
 
 /* timeout_ms: this attempt's whole-request limit (0: none, curl's rule). */
-static outcome attempt(cart_aws_client *c, const char *target, const char *body,
-		       size_t len, long timeout_ms, cart_aws_response *out,
-		       bool *timeout, bool *maybe_sent)
+static outcome attempt(cart_aws_client *c, const aws_req *rq, long timeout_ms,
+		       cart_aws_response *out, bool *timeout, bool *maybe_sent)
 {
+	char *url;
 	cart_aws_credentials cr;
 	struct curl_slist *hdrs = NULL;
 	char line[CART_AWS_TOKEN_MAX + 64];
@@ -247,22 +302,45 @@ static outcome attempt(cart_aws_client *c, const char *target, const char *body,
 	*timeout = *maybe_sent = false;
 	if (cart_aws_creds_get(c->creds, &cr))
 		return OUT_FATAL;
-	h = pool_take(c);
-	if (!h)
+	free(out->headers);
+	out->headers = NULL;
+	out->headers_len = 0;
+	if (!rq->target && !(out->headers = malloc(MAX_HEADERS)))
 		return OUT_FATAL;
-	snprintf(line, sizeof(line), "Content-Type: %s", c->content_type);
-	hdrs = curl_slist_append(hdrs, line);
-	snprintf(line, sizeof(line), "X-Amz-Target: %s", target);
-	hdrs = curl_slist_append(hdrs, line);
+	if (out->headers)
+		out->headers[0] = '\0';
+	url = malloc(strlen(c->url) + (rq->target ? 0 : strlen(rq->path)) + 1);
+	if (!url)
+		return OUT_FATAL;
+	strcpy(url, c->url);
+	if (!rq->target)
+		strcat(url, rq->path + (*rq->path == '/'));
+	h = pool_take(c);
+	if (!h) {
+		free(url);
+		return OUT_FATAL;
+	}
+	if (rq->body) {
+		snprintf(line, sizeof(line), "Content-Type: %s", c->content_type);
+		hdrs = curl_slist_append(hdrs, line);
+	}
+	if (rq->target) {
+		snprintf(line, sizeof(line), "X-Amz-Target: %s", rq->target);
+		hdrs = curl_slist_append(hdrs, line);
+	}
 	if (cr.session_token[0]) {
 		snprintf(line, sizeof(line), "X-Amz-Security-Token: %s", cr.session_token);
 		hdrs = curl_slist_append(hdrs, line);
 	}
 	curl_easy_reset(h);
-	curl_easy_setopt(h, CURLOPT_URL, c->url);
-	curl_easy_setopt(h, CURLOPT_POST, 1L);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	if (rq->body) {
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)rq->len);
+	} else {
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_AWS_SIGV4, c->sigv4);
 	curl_easy_setopt(h, CURLOPT_USERNAME, cr.access_key_id);
@@ -279,6 +357,7 @@ static outcome attempt(cart_aws_client *c, const char *target, const char *body,
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 	rc = curl_easy_perform(h);
 	curl_slist_free_all(hdrs);
+	free(url);
 	memset(&cr, 0, sizeof(cr));
 	free(out->body);
 	out->body = m.p;
@@ -351,9 +430,8 @@ static void log_deadline(cart_aws_client *c, const char *target, int n)
 	cart_aws_log_write(c->log, CART_AWS_LOG_DEBUG, "aws call stopped: deadline", &f);
 }
 
-static int call_attempts(cart_aws_client *c, const char *target, const char *body,
-			 size_t body_len, int64_t deadline_ms,
-			 cart_aws_response *out, bool *refused);
+static int call_attempts(cart_aws_client *c, const aws_req *rq, const char *target,
+			 int64_t deadline_ms, cart_aws_response *out, bool *refused);
 
 int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
 		  size_t body_len, cart_aws_response *out)
@@ -361,25 +439,23 @@ int cart_aws_call(cart_aws_client *c, const char *target, const char *body,
 	return cart_aws_call_until(c, target, body, body_len, 0, out);
 }
 
-int cart_aws_call_until(cart_aws_client *c, const char *target, const char *body,
-			size_t body_len, int64_t deadline_ms,
-			cart_aws_response *out)
+/* target: what logs name the call by; operation: what observers do. */
+static int call_observed(cart_aws_client *c, const aws_req *rq, const char *target,
+			 const char *operation, int64_t deadline_ms,
+			 cart_aws_response *out)
 {
 	cart_aws_call_info info;
 	int64_t t0, start_ms;
-	const char *dot;
 	bool refused = false;
 	int rc;
 
 	if (!c->observer || !c->observer->call_done)
-		return call_attempts(c, target, body, body_len, deadline_ms, out,
-				     &refused);
+		return call_attempts(c, rq, target, deadline_ms, out, &refused);
 	start_ms = cart_clock_now(c->clock);
 	t0 = mono_ns();
-	rc = call_attempts(c, target, body, body_len, deadline_ms, out, &refused);
-	dot = strrchr(target, '.');
+	rc = call_attempts(c, rq, target, deadline_ms, out, &refused);
 	info = (cart_aws_call_info){
-		.service = c->service, .operation = dot ? dot + 1 : target,
+		.service = c->service, .operation = operation,
 		.resource = c->resource, .rc = rc, .status = out->status,
 		.error_type = out->error_type, .request_id = out->request_id,
 		.attempts = out->attempts, .throttles = out->throttles,
@@ -389,6 +465,29 @@ int cart_aws_call_until(cart_aws_client *c, const char *target, const char *body
 	};
 	c->observer->call_done(c->observer->self, &info);
 	return rc;
+}
+
+int cart_aws_call_until(cart_aws_client *c, const char *target, const char *body,
+			size_t body_len, int64_t deadline_ms,
+			cart_aws_response *out)
+{
+	aws_req rq = { target, "POST", "/", body, body_len };
+	const char *dot = strrchr(target, '.');
+
+	return call_observed(c, &rq, target, dot ? dot + 1 : target, deadline_ms, out);
+}
+
+int cart_aws_call_rest(cart_aws_client *c, const cart_aws_rest_request *req,
+		       cart_aws_response *out)
+{
+	aws_req rq = { NULL, req->method, req->path, req->body, req->body_len };
+
+	if (strcmp(req->method, req->body ? "POST" : "GET") || *req->path != '/') {
+		memset(out, 0, sizeof(*out));
+		return CART_EINVALID;
+	}
+	return call_observed(c, &rq, req->operation, req->operation,
+			     req->deadline_ms, out);
 }
 
 /*
@@ -416,9 +515,8 @@ static int cut(cart_aws_client *c, const char *target, int n,
 	return CART_EUNAVAILABLE;
 }
 
-static int call_attempts(cart_aws_client *c, const char *target, const char *body,
-			 size_t body_len, int64_t deadline_ms,
-			 cart_aws_response *out, bool *refused)
+static int call_attempts(cart_aws_client *c, const aws_req *rq, const char *target,
+			 int64_t deadline_ms, cart_aws_response *out, bool *refused)
 {
 	memset(out, 0, sizeof(*out));
 	for (int n = 1;; n++) {
@@ -435,8 +533,7 @@ static int call_attempts(cart_aws_client *c, const char *target, const char *bod
 			return CART_EUNAVAILABLE;
 		}
 		out->attempts = n;
-		o = attempt(c, target, body, body_len, limit, out, &timeout,
-			    &maybe_sent);
+		o = attempt(c, rq, limit, out, &timeout, &maybe_sent);
 		if (o == OUT_FATAL)
 			return CART_EBACKEND;
 		cart_breaker_record(c->breaker, o == OUT_DONE);

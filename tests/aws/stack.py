@@ -52,6 +52,7 @@ from sigv4_proxy import (SigV4Proxy, TEST_AKID, TEST_SECRET,  # noqa: E402,F401
                          TEST_SESSION_AKID, TEST_SESSION_SECRET, TEST_SESSION_TOKEN)
 from ecs_creds_server import EcsCredentialsServer  # noqa: E402
 from eventbridge_server import EventBridgeServer  # noqa: E402
+from appconfig_server import AppConfigServer, DEFAULT_TARGET  # noqa: E402
 
 DYNALITE_CLI = os.path.join(HERE, "node_modules", "dynalite", "cli.js")
 REGION = "us-east-1"
@@ -165,10 +166,12 @@ class AwsStack:
     def __init__(self, table=None, ecs=False, ecs_lifetime_seconds=1200, ecs_rotate=True,
                  ecs_auth_token=ECS_AUTH_TOKEN, region=REGION, service="dynamodb",
                  create_table_ms=200, verbose=None, extra_credentials=None,
-                 eventbridge=False, event_buses=None, dynamodb=True):
+                 eventbridge=False, event_buses=None, dynamodb=True, appconfig=False):
         """eventbridge=True also starts the PutEvents stand-in behind a second
         SigV4 proxy (service "events"); event_buses limits the bus names it
-        accepts. dynamodb=False skips dynalite and its proxy (EventBridge only)."""
+        accepts. dynamodb=False skips dynalite and its proxy (EventBridge only).
+        appconfig=True starts the AppConfig data stand-in behind a SigV4 proxy
+        (service "appconfig") with "{}" deployed at DEFAULT_TARGET."""
         if table and not dynamodb:
             raise ValueError("table needs dynamodb=True")
         self.table = table
@@ -177,6 +180,9 @@ class AwsStack:
         self.event_buses = list(event_buses) if event_buses else None
         self.events_server = None   # EventBridgeServer
         self.events_proxy = None    # SigV4Proxy(service="events") in front of it
+        self.want_appconfig = appconfig
+        self.appconfig_server = None   # AppConfigServer
+        self.appconfig_proxy = None    # SigV4Proxy(service="appconfig")
         self.region = region
         self.service = service
         self.want_ecs = ecs
@@ -221,6 +227,13 @@ class AwsStack:
                                                verbose=self.verbose,
                                                upstream_keepalive=False,
                                                mirror_upstream_close=True).start()
+            if self.want_appconfig:
+                self.appconfig_server = AppConfigServer(verbose=self.verbose).start()
+                self.appconfig_server.deploy(*DEFAULT_TARGET, content="{}")
+                self.appconfig_proxy = SigV4Proxy(self.appconfig_server.url,
+                                                  region=self.region, service="appconfig",
+                                                  credentials=creds,
+                                                  verbose=self.verbose).start()
             if self.want_ecs:
                 self.ecs = EcsCredentialsServer(
                     auth_token=self.ecs_auth_token, lifetime_seconds=self.ecs_lifetime_seconds,
@@ -301,7 +314,7 @@ class AwsStack:
 
     def add_credentials(self, akid, secret, token=None, expires_at=None):
         """Accept a key set on every proxy of the stack (DynamoDB and events)."""
-        for proxy in (self.proxy, self.events_proxy):
+        for proxy in (self.proxy, self.events_proxy, self.appconfig_proxy):
             if proxy is not None:
                 proxy.add_credentials(akid, secret, token, expires_at)
 
@@ -315,6 +328,10 @@ class AwsStack:
                 self.events_proxy.stop()
             if self.events_server is not None:
                 self.events_server.stop()
+            if self.appconfig_proxy is not None:
+                self.appconfig_proxy.stop()
+            if self.appconfig_server is not None:
+                self.appconfig_server.stop()
         finally:
             self._stop_dynalite()
             if self._tmpdir is not None:
@@ -345,6 +362,16 @@ class AwsStack:
     def events_control(self):
         """Base URL of the PutEvents stand-in's /__control/ API (unsigned)."""
         return self.events_server.url if self.events_server else None
+
+    @property
+    def appconfig_endpoint(self):
+        """The appconfig SigV4 proxy: FEATURE_FLAGS_APPCONFIG_ENDPOINT."""
+        return self.appconfig_proxy.url if self.appconfig_proxy else None
+
+    @property
+    def appconfig_control(self):
+        """Base URL of the AppConfig stand-in's /__control/ API (unsigned)."""
+        return self.appconfig_server.url if self.appconfig_server else None
 
     # --- EventBridge stand-in -------------------------------------------------
     def events(self):
@@ -432,6 +459,13 @@ class AwsStack:
             })
             if self.event_buses:
                 env["CART_TEST_EVENT_BUS"] = self.event_buses[0]
+        if self.appconfig_proxy is not None:
+            for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_APPCONFIGDATA"):
+                env.pop(name, None)
+            env.update({
+                "FEATURE_FLAGS_APPCONFIG_ENDPOINT": self.appconfig_endpoint,
+                "CART_TEST_APPCONFIG_CONTROL": self.appconfig_control,
+            })
         if self.table:
             env["CART_TEST_TABLE"] = self.table
         if creds == "env":
@@ -476,7 +510,8 @@ def _cli_run(args):
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     stack = AwsStack(table=args.table, ecs=args.creds == "ecs" or args.ecs,
-                     eventbridge=args.eventbridge, event_buses=args.bus)
+                     eventbridge=args.eventbridge, event_buses=args.bus,
+                     appconfig=args.appconfig)
     try:
         stack.start()
         env = stack.env(creds=args.creds)
@@ -485,7 +520,8 @@ def _cli_run(args):
             env[key] = value
         if args.verbose:
             for key in sorted(env):
-                if key.startswith(("AWS_", "DYNAMODB_", "EVENTBRIDGE_", "CART_TEST_")):
+                if key.startswith(("AWS_", "DYNAMODB_", "EVENTBRIDGE_", "CART_TEST_",
+                                   "FEATURE_")):
                     sys.stderr.write("stack: %s=%s\n" % (key, env[key]))
         try:
             child = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
@@ -516,7 +552,8 @@ def _cli_run(args):
 
 def _cli_serve(args):
     stack = AwsStack(table=args.table, ecs=args.ecs or args.creds == "ecs",
-                     eventbridge=args.eventbridge, event_buses=args.bus)
+                     eventbridge=args.eventbridge, event_buses=args.bus,
+                     appconfig=args.appconfig)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
@@ -546,6 +583,11 @@ def main(argv=None):
         p.add_argument("--bus", action="append", default=None, metavar="NAME",
                        help="with --eventbridge: accept only this bus name (repeatable; "
                             "the first is exported as CART_TEST_EVENT_BUS)")
+        p.add_argument("--appconfig", action="store_true",
+                       help="also start the AppConfig data stand-in behind a SigV4 proxy "
+                            "for service appconfig (exports FEATURE_FLAGS_APPCONFIG_ENDPOINT, "
+                            "CART_TEST_APPCONFIG_CONTROL; deploys {} at "
+                            "cart-service/prod/feature-flags)")
         p.add_argument("--verbose", action="store_true")
         if name == "run":
             p.add_argument("--env", action="append", default=[], metavar="K=V",
