@@ -118,6 +118,16 @@ class MetricsTest(MetricsMixin, harness.ServerTestCase):
         self.assertEqual((p.returncode, p.stdout, p.stderr), (0, b"", b""),
                          text)
 
+    def test_feature_flags_default_without_sources(self):
+        """No flag source: every flag from its default (existing behaviour),
+        nothing reloaded (tests/e2e/test_flags.py: each flag on and off)."""
+        s = self.metrics()
+        for name, on in (("require_if_match", 0), ("idempotency_required", 0),
+                         ("events", 1), ("auth_enforce", 1)):
+            self.assertEqual(select(s, "cart_feature_flag", source="default"
+                                    ).get(lbl(name=name, source="default")), on, name)
+        self.assertEqual(value(s, "cart_feature_flags_reloads_total"), 0)
+
     def test_counters_move_by_exactly_the_requests_sent(self):
         user = new_user()
         before = self.metrics()

@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -353,6 +354,15 @@ class CommandLineTest(unittest.TestCase):
             ("EVENTS_BACKLOG_MAX_MB", "0"), ("EVENTS_BACKLOG_MAX_MB", "lots"),
             # added with tracing
             ("AWS_XRAY_DAEMON_ADDRESS", "host:2000;rm"), ("AWS_XRAY_TRACING_NAME", ""),
+            # added with feature flags
+            ("FEATURE_EVENTS", "maybe"), ("FEATURE_REQUIRE_IF_MATCH", "1"),
+            ("FEATURE_IDEMPOTENCY_REQUIRED", "ON"), ("FEATURE_AUTH_ENFORCE", ""),
+            ("FEATURE_FLAGS_FILE", "/no/such/flags.json"), ("FEATURE_FLAGS_FILE", "/tmp/a b"),
+            ("FEATURE_FLAGS_RELOAD_SECONDS", "0"), ("FEATURE_FLAGS_RELOAD_SECONDS", "3601"),
+            ("FEATURE_FLAGS_APPCONFIG_MIN_POLL_SECONDS", "0"),
+            ("FEATURE_FLAGS_APPCONFIG_ENDPOINT", "ftp://x"),
+            ("FEATURE_FLAGS_APPCONFIG_APPLICATION", "a b"),
+            ("FEATURE_FLAGS_APPCONFIG_PROFILE", "flags"),   # without the other two
         )
         for var, val in cases:
             with self.subTest(var=var, val=val):
@@ -375,6 +385,23 @@ class CommandLineTest(unittest.TestCase):
                 self.assertEqual(p.returncode, 2, "%s: exit %s\n%s"
                                  % (env, p.returncode, out))
                 self.assertIn(var, out)
+
+    def test_a_bad_flags_file_stops_the_start(self):
+        """FEATURE_FLAGS_FILE that is not a valid flags document: exit 2
+        with one line naming the variable and why."""
+        for text, why in (('{"events": fals', "not valid JSON"),
+                          ('{"evnets": false}', "unknown flag"),
+                          ('{"events": "yes"}', "expected true, false")):
+            with self.subTest(text=text), \
+                    tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+                f.write(text)
+                f.flush()
+                p = run_binary([], {"FEATURE_FLAGS_FILE": f.name})
+                err = p.stderr.decode("utf-8", "replace").strip().splitlines()
+                self.assertEqual(p.returncode, 2, (p.stdout, p.stderr))
+                self.assertEqual(len(err), 1, err)
+                self.assertIn("FEATURE_FLAGS_FILE", err[0])
+                self.assertIn(why, err[0])
 
     def test_xray_daemon_address_is_checked_at_start(self):
         """AWS_XRAY_ENABLED=true is provided now (tests/e2e/test_tracing.py);
