@@ -189,16 +189,16 @@ e2e: $(BIN)
 # The DynamoDB adapter against dynalite, every request signature-checked:
 # the stand-ins' own tests, the repository contract and adapter tests (under
 # valgrind), the whole end-to-end suite with STORAGE_BACKEND=dynamodb on a
-# table made by `cart-service migrate` (and the IAM policies checked against
-# the actions seen), then faults, retries, breaker, credentials and the
+# table made by `cart-service migrate`, feature flags from the AppConfig
+# stand-in (and the IAM policies checked against the actions seen), then faults, retries, breaker, credentials and the
 # event outbox end to end (tests/e2e_aws, each class with its own stack).
 dynamo: $(DYNAMO_T) $(BIN)
 	tools/bootstrap.sh check >/dev/null
 	/usr/bin/python3 -m unittest discover -s tests/aws -p 'test_*.py'
 	CART_CONTRACT_LOOPS=5 CK_FORK=no $(STACK) $(VALGRIND) $(DYNAMO_T)
-	/usr/bin/python3 tests/aws/stack.py run --eventbridge -- sh -c 'DYNAMODB_TABLE=cart-e2e $(BIN) migrate && \
+	/usr/bin/python3 tests/aws/stack.py run --eventbridge --appconfig -- sh -c 'DYNAMODB_TABLE=cart-e2e $(BIN) migrate && \
 	  $(IAM) --policy docs/iam/admin-policy.json --subset --reset && \
-	  E2E_BACKEND=dynamodb E2E_DYNAMODB_TABLE=cart-e2e E2E_EVENTS=eventbridge \
+	  E2E_BACKEND=dynamodb E2E_DYNAMODB_TABLE=cart-e2e E2E_EVENTS=eventbridge E2E_APPCONFIG=1 \
 	  tools/run-split.sh tests/e2e "test_api test_validation test_logs" test_backlog && \
 	  $(IAM) --policy docs/iam/runtime-policy.json --exact'
 	tools/run-e2e-aws.sh

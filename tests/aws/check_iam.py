@@ -15,8 +15,16 @@ are not compared (the tests use their own tables), only table vs index.
   --reset   clear the proxy's counters afterwards, so the next phase is
             counted on its own
 
+AppConfig's data plane is rest-json: its proxy counts "POST
+/configurationsessions" (appconfig:StartConfigurationSession) and "GET
+/configuration" (appconfig:GetLatestConfiguration).  IAM checks both on the
+configuration's resource, application/A/environment/E/configuration/P,
+so these names are compared: the sessions the AppConfig stand-in opened
+must each be covered by the policy's Resource for both actions.
+
 Run inside `tests/aws/stack.py run` (it sets CART_TEST_CONTROL, and with
---eventbridge EVENTBRIDGE_ENDPOINT, whose proxy counts PutEvents).
+--eventbridge EVENTBRIDGE_ENDPOINT, whose proxy counts PutEvents, and with
+--appconfig FEATURE_FLAGS_APPCONFIG_ENDPOINT and CART_TEST_APPCONFIG_CONTROL).
 """
 import argparse
 import json
@@ -26,6 +34,36 @@ import urllib.request
 
 # X-Amz-Target prefix -> IAM service prefix
 SERVICES = {"DynamoDB_20120810": "dynamodb", "AWSEvents": "events"}
+# rest-json operations (method and path, as the proxy counts them) -> action
+REST = {"POST /configurationsessions": "appconfig:StartConfigurationSession",
+        "GET /configuration": "appconfig:GetLatestConfiguration"}
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.load(r)
+
+
+def appconfig_actions(proxy, standin):
+    """(action, "application/A/environment/E/configuration/P") pairs: the
+    REST operations the AppConfig proxy saw, on every configuration a
+    session was opened for (a token carries its session's resource)."""
+    if not proxy:
+        return set()
+    targets = _get(proxy + "/__control/stats").get("targets", {})
+    used = {REST[t] for t, n in targets.items() if n and t in REST}
+    unknown = [t for t, n in targets.items() if n and t not in REST]
+    if unknown:
+        raise SystemExit("check_iam: unknown AppConfig operation %r" % unknown[0])
+    if not used:
+        return set()
+    if not standin:
+        raise SystemExit("check_iam: AppConfig calls seen but CART_TEST_APPCONFIG_CONTROL "
+                         "is not set (which configuration did they read?)")
+    resources = {"application/%(application)s/environment/%(environment)s"
+                 "/configuration/%(profile)s" % s
+                 for s in _get(standin + "/__control/stats")["sessions"]}
+    return {(a, r) for a in used for r in resources}
 
 
 def used_actions(control):
@@ -33,8 +71,7 @@ def used_actions(control):
     None.  scope: "table" or "index/NAME" for DynamoDB, "*" otherwise."""
     if not control:
         return set()
-    with urllib.request.urlopen(control + "/__control/stats", timeout=5) as r:
-        stats = json.load(r)
+    stats = _get(control + "/__control/stats")
     actions = set()
     # IAM has no TransactWriteItems action: a transaction needs the
     # item-level action of each of its items (ddb_transact counts them)
@@ -64,8 +101,12 @@ def used_actions(control):
 
 def scope_of(action, resource):
     """What a policy Resource covers for action: "table", "index/NAME"
-    (NAME may be *), or "*"."""
-    if not action.startswith("dynamodb:") or resource == "*":
+    (NAME may be *), an AppConfig configuration path, or "*"."""
+    if resource == "*":
+        return "*"
+    if action.startswith("appconfig:"):
+        return resource.split(":", 5)[5] if resource.count(":") >= 5 else resource
+    if not action.startswith("dynamodb:"):
         return "*"
     _, _, path = resource.partition(":table/")
     _, sep, index = path.partition("/index/")
@@ -112,7 +153,10 @@ def main():
                          "(run inside tests/aws/stack.py run)")
     # The EventBridge proxy (stack.py --eventbridge) counts PutEvents.
     events = os.environ.get("EVENTBRIDGE_ENDPOINT")
-    used = used_actions(control) | used_actions(events)
+    appconfig = os.environ.get("FEATURE_FLAGS_APPCONFIG_ENDPOINT")
+    standin = os.environ.get("CART_TEST_APPCONFIG_CONTROL")
+    used = used_actions(control) | used_actions(events) | \
+        appconfig_actions(appconfig, standin)
     granted = granted_actions(args.policy)
     problems = ["used but not granted: %s" % show(u) for u in sorted(used)
                 if not any(a == u[0] and covers(g, u[1]) for a, g in granted)]
@@ -123,7 +167,7 @@ def main():
         problems.append("no AWS action was seen at all")
     print("check_iam: %s: used %s" % (args.policy, ", ".join(map(show, sorted(used)))))
     if args.reset:
-        for c in filter(None, (control, events)):
+        for c in filter(None, (control, events, appconfig, standin)):
             req = urllib.request.Request(c + "/__control/reset", data=b"{}",
                                          method="POST")
             urllib.request.urlopen(req, timeout=5).close()

@@ -24,6 +24,12 @@ def policy(*actions, statements=None):
 
 def run_check(st, path, mode):
     env = dict(os.environ, CART_TEST_CONTROL=st.dynamodb_endpoint)
+    for k in ("FEATURE_FLAGS_APPCONFIG_ENDPOINT", "CART_TEST_APPCONFIG_CONTROL",
+              "EVENTBRIDGE_ENDPOINT"):
+        env.pop(k, None)
+    if st.appconfig_proxy is not None:
+        env.update(FEATURE_FLAGS_APPCONFIG_ENDPOINT=st.appconfig_endpoint,
+                   CART_TEST_APPCONFIG_CONTROL=st.appconfig_control)
     return subprocess.run(
         [sys.executable, os.path.join(HERE, "check_iam.py"),
          "--policy", path, mode], env=env,
@@ -103,6 +109,42 @@ class CheckIamTest(unittest.TestCase):
                 self.assertEqual(run_check(st, anywhere, "--exact"), 0)
             finally:
                 for p in (exact, scan_on_table, no_scan, extra_table_scan, anywhere):
+                    os.unlink(p)
+
+    def test_appconfig_actions_on_the_configuration_read(self):
+        """AppConfig's two actions, on application/A/environment/E/
+        configuration/P of the sessions opened: another profile's grant
+        does not cover them, an unused grant fails --exact."""
+        from stack import botocore_client
+        with AwsStack(table="iam-appconfig", appconfig=True) as st:
+            st.client().get_item(TableName="iam-appconfig",
+                                 Key={"PK": {"S": "a"}, "SK": {"S": "b"}})
+            ac = botocore_client(st.appconfig_endpoint, service="appconfigdata")
+            self.addCleanup(ac.close)
+            tok = ac.start_configuration_session(
+                ApplicationIdentifier="cart-service", EnvironmentIdentifier="prod",
+                ConfigurationProfileIdentifier="feature-flags")["InitialConfigurationToken"]
+            ac.get_latest_configuration(ConfigurationToken=tok)
+            conf = "arn:aws:appconfig:*:*:application/cart-service/environment/prod/" \
+                   "configuration/"
+            both = ["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"]
+            exact = policy(statements=[(["dynamodb:GetItem"], TABLE),
+                                       (both, conf + "feature-flags")])
+            other_profile = policy(statements=[(["dynamodb:GetItem"], TABLE),
+                                               (both, conf + "other")])
+            start_only = policy(statements=[(["dynamodb:GetItem"], TABLE),
+                                            (both[:1], conf + "feature-flags")])
+            extra = policy(statements=[(["dynamodb:GetItem"], TABLE),
+                                       (both, conf + "feature-flags"),
+                                       (both, conf + "other")])
+            try:
+                self.assertEqual(run_check(st, exact, "--exact"), 0)
+                self.assertEqual(run_check(st, other_profile, "--subset"), 1)
+                self.assertEqual(run_check(st, start_only, "--subset"), 1)
+                self.assertEqual(run_check(st, extra, "--subset"), 0)
+                self.assertEqual(run_check(st, extra, "--exact"), 1)
+            finally:
+                for p in (exact, other_profile, start_only, extra):
                     os.unlink(p)
 
     def test_runtime_policy_grants_scan_on_the_index_only(self):

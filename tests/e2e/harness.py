@@ -333,6 +333,16 @@ def backend_env():
             raise AssertionError("E2E_EVENTS=eventbridge needs EVENTBRIDGE_ENDPOINT")
         env.update({"EVENTS_PUBLISHER": "eventbridge",
                     "EVENTBRIDGE_ENDPOINT": os.environ["EVENTBRIDGE_ENDPOINT"]})
+    # E2E_APPCONFIG=1: feature flags from the AppConfig stand-in
+    # (stack.py --appconfig), at the configuration the runtime policy names.
+    if os.environ.get("E2E_APPCONFIG") == "1":
+        if not os.environ.get("FEATURE_FLAGS_APPCONFIG_ENDPOINT"):
+            raise AssertionError("E2E_APPCONFIG=1 needs FEATURE_FLAGS_APPCONFIG_ENDPOINT")
+        env.update({"FEATURE_FLAGS_APPCONFIG_ENDPOINT":
+                    os.environ["FEATURE_FLAGS_APPCONFIG_ENDPOINT"],
+                    "FEATURE_FLAGS_APPCONFIG_APPLICATION": "cart-service",
+                    "FEATURE_FLAGS_APPCONFIG_ENVIRONMENT": "prod",
+                    "FEATURE_FLAGS_APPCONFIG_PROFILE": "feature-flags"})
     return env
 
 

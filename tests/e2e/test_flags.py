@@ -90,9 +90,13 @@ class FlagsFileTest(MetricsMixin, harness.ServerTestCase):
         cls.path = os.path.join(cls.dir, "flags.json")
         cls.write('{"events": false, "require_if_match": "off"}')
         # the timer is long: SIGHUP is what reloads in these tests
+        # the memory store and the log publisher also under make dynamo
+        # (E2E_BACKEND=dynamodb): the events are read from this process's
+        # stdout, and no other test process's relay shares its outbox
         cls.server_env = {"FEATURE_FLAGS_FILE": cls.path,
                           "FEATURE_FLAGS_RELOAD_SECONDS": "3600",
-                          "FEATURE_REQUIRE_IF_MATCH": "off"}
+                          "FEATURE_REQUIRE_IF_MATCH": "off",
+                          "STORAGE_BACKEND": "memory", "EVENTS_PUBLISHER": "log"}
         super().setUpClass()
 
     @classmethod
