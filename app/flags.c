@@ -581,6 +581,15 @@ void app_flags_free(app_flags *f)
 
 /* --- views ----------------------------------------------------------------- */
 
+static const char *const reload_sources[RS_COUNT] = { "file", "appconfig" };
+
+static unsigned long long reloads(const app_flags *f, int source, int outcome)
+{
+	return f ? (unsigned long long)atomic_load_explicit(
+			   &((app_flags *)f)->reloads[source][outcome], memory_order_relaxed)
+		 : 0ULL;
+}
+
 void app_flags_metrics(const app_flags *f, buf *out)
 {
 	app_flags_snapshot s = app_flags_get(f);
@@ -598,11 +607,13 @@ void app_flags_metrics(const app_flags *f, buf *out)
 		 "(unreadable or no answer).\n"
 		 "# TYPE cart_feature_flags_reloads_total counter\n");
 	for (int r = 0; r < RS_COUNT; r++)
-		for (int o = 0; o < OUT_COUNT; o++)
+		for (int o = 0; o < OUT_COUNT; o++) {
+			if (r == RS_FILE && o == OUT_NO_CHANGE)
+				continue;   /* AppConfig's only */
 			buf_printf(out, "cart_feature_flags_reloads_total{source=\"%s\","
-				   "outcome=\"%s\"} %llu\n", r == RS_FILE ? "file" : "appconfig",
-				   outcome_names[o], f ? (unsigned long long)atomic_load_explicit(
-				   &((app_flags *)f)->reloads[r][o], memory_order_relaxed) : 0ULL);
+				   "outcome=\"%s\"} %llu\n", reload_sources[r],
+				   outcome_names[o], reloads(f, r, o));
+		}
 	buf_puts(out, "# HELP cart_feature_flags_generation Changes of the effective "
 		 "feature flags since the start (modulo 65536).\n"
 		 "# TYPE cart_feature_flags_generation gauge\n");
@@ -611,12 +622,12 @@ void app_flags_metrics(const app_flags *f, buf *out)
 
 void app_flags_stats(void *self, buf *out)
 {
-	app_flags *f = self;
+	const app_flags *f = self;
 
 	app_flags_json(app_flags_get(f), out);
 	for (int r = 0; r < RS_COUNT; r++)
 		for (int o = 0; o < OUT_COUNT; o++)
-			buf_printf(out, ",\"%s_%s\":%llu", r == RS_FILE ? "file" : "appconfig",
-				   outcome_names[o], (unsigned long long)atomic_load_explicit(
-				   &f->reloads[r][o], memory_order_relaxed));
+			if (r != RS_FILE || o != OUT_NO_CHANGE)
+				buf_printf(out, ",\"%s_%s\":%llu", reload_sources[r],
+					   outcome_names[o], reloads(f, r, o));
 }
