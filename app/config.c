@@ -397,6 +397,28 @@ int config_check_features(const app_config *cfg, char *err, size_t err_len,
 	return 0;
 }
 
+int config_check_prefix(char *const *envp, const char *prefix, char *err,
+			size_t err_len)
+{
+	size_t pl = strlen(prefix);
+
+	for (; envp && *envp; envp++) {
+		size_t nl = strcspn(*envp, "=");
+		bool known = false;
+
+		if (strncmp(*envp, prefix, pl))
+			continue;
+		for (size_t i = 0; i < N_VARS && !known; i++)
+			known = strlen(vars[i].name) == nl && !strncmp(vars[i].name, *envp, nl);
+		if (!known) {
+			snprintf(err, err_len, "unknown variable %.*s: not a setting of this "
+				 "service (see --help)", (int)(nl < 64 ? nl : 64), *envp);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void config_print_help(FILE *out)
 {
 	fprintf(out,

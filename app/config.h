@@ -123,6 +123,14 @@ int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 int config_check_features(const app_config *cfg, char *err, size_t err_len,
 			  char *warn, size_t warn_len);
 
+/*
+ * A variable in envp ("NAME=value" strings) that starts with prefix but is
+ * not one of ours, e.g. FEATURE_EVENT=off for FEATURE_EVENTS (a typo
+ * would otherwise be ignored): -1 with one line naming it in err.
+ */
+int config_check_prefix(char *const *envp, const char *prefix, char *err,
+			size_t err_len);
+
 /* Prints the --help text: every variable with its default. */
 void config_print_help(FILE *out);
 

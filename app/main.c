@@ -803,6 +803,7 @@ int main(int argc, char **argv)
 		do_migrate = true;
 	}
 	if (config_load(&g_cfg, env, err, sizeof(err)) ||
+	    config_check_prefix(environ, "FEATURE_", err, sizeof(err)) ||
 	    config_check_features(&g_cfg, err, sizeof(err), warn, sizeof(warn))) {
 		fprintf(stderr, "cart-service: %s\n", err);
 		return 2;

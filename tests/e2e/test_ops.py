@@ -363,6 +363,7 @@ class CommandLineTest(unittest.TestCase):
             ("FEATURE_FLAGS_APPCONFIG_ENDPOINT", "ftp://x"),
             ("FEATURE_FLAGS_APPCONFIG_APPLICATION", "a b"),
             ("FEATURE_FLAGS_APPCONFIG_PROFILE", "flags"),   # without the other two
+            ("FEATURE_EVENT", "off"),   # a typo of FEATURE_EVENTS
         )
         for var, val in cases:
             with self.subTest(var=var, val=val):
