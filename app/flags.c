@@ -409,6 +409,19 @@ static int poll_appconfig(app_flags *f, int64_t deadline_ms)
 
 /* --- the registry ----------------------------------------------------------- */
 
+/* The reloader's waits are deadlines on the monotonic clock. */
+static int init_wake(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+	int rc = pthread_condattr_init(&a);
+
+	if (rc)
+		return rc;
+	rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) || pthread_cond_init(c, &a);
+	pthread_condattr_destroy(&a);
+	return rc;
+}
+
 int app_flags_new(app_flags **out, const app_config *cfg, char *err, size_t err_len)
 {
 	app_flags *f = calloc(1, sizeof(*f));
@@ -421,7 +434,13 @@ int app_flags_new(app_flags **out, const app_config *cfg, char *err, size_t err_
 	}
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_mutex_init(&f->wake_lock, NULL);
-	pthread_cond_init(&f->wake, NULL);
+	if (init_wake(&f->wake)) {
+		snprintf(err, err_len, "cannot create the feature flags' condition variable");
+		pthread_mutex_destroy(&f->wake_lock);
+		pthread_mutex_destroy(&f->lock);
+		free(f);
+		return -1;
+	}
 	for (int i = 0; i < APP_FLAG_COUNT; i++) {
 		const char *pin = (const char *)cfg + defs[i].pin;
 		if (*pin) {
@@ -469,24 +488,15 @@ static int64_t mono_ms(void)
 /* Waits until `until` (monotonic ms) or a kick; true when kicked. */
 static bool wait_until(app_flags *f, int64_t until)
 {
+	struct timespec ts = { (time_t)(until / 1000), (long)(until % 1000) * 1000000L };
 	bool kicked;
 
 	pthread_mutex_lock(&f->wake_lock);
-	while (!f->kick && !f->stop) {
-		int64_t left = until - mono_ms();
-		struct timespec ts;
-
-		if (left <= 0)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&f->wake, &f->wake_lock, &ts);
-	}
+	while (!f->kick && !f->stop && until != INT64_MAX &&
+	       pthread_cond_timedwait(&f->wake, &f->wake_lock, &ts) == 0)
+		;
+	while (until == INT64_MAX && !f->kick && !f->stop)
+		pthread_cond_wait(&f->wake, &f->wake_lock);
 	kicked = f->kick;
 	f->kick = false;
 	pthread_mutex_unlock(&f->wake_lock);

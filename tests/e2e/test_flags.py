@@ -135,8 +135,12 @@ class FlagsFileTest(MetricsMixin, harness.ServerTestCase):
         r = self.request("GET", "/ready")
         events = [c for c in r.body["checks"] if c["name"] == "events"][0]
         self.assertEqual(events.get("publishing"), "held", r.body)
+        cpu = value(self.metrics(), "process_cpu_seconds_total")
         time.sleep(1.2)   # more than a held relay's wait: still nothing out
         self.assertEqual(self.events_of(user), [])
+        # the held relay and the flags reloader sleep (a spinning wait once
+        # cost most of a core)
+        self.assertLess(value(self.metrics(), "process_cpu_seconds_total") - cpu, 0.3)
 
         self.reload('{"events": "on"}')
         deadline = time.monotonic() + 5
