@@ -374,16 +374,21 @@ int app_flags_apply_appconfig(app_flags *f, const char *data, size_t len)
 	return rc;
 }
 
-/* The first poll holds the start: at most this long. */
-#define START_POLL_MS 5000
+/* A poll, retries included, takes at most this long: the first holds the
+ * start, any other the shutdown (app_flags_free joins the reloader). */
+#define POLL_MAX_MS 5000
 
-/* One poll (deadline_ms: wall clock, 0: the client's timeouts); returns
- * the seconds until the next. */
-static int poll_appconfig(app_flags *f, int64_t deadline_ms)
+/* One poll; returns the seconds until the next. */
+static int poll_appconfig(app_flags *f)
 {
 	cart_appconfig_result res;
+	struct timespec now;
 	char why[512];
-	int rc = cart_appconfig_poll(f->ac, deadline_ms, &res, why, sizeof(why));
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &now);   /* the AWS client's clock */
+	rc = cart_appconfig_poll(f->ac, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 +
+					POLL_MAX_MS, &res, why, sizeof(why));
 	int wait = res.next_poll_seconds > f->floor_seconds ? res.next_poll_seconds
 							    : f->floor_seconds;
 
@@ -537,20 +542,15 @@ static void *reloader(void *arg)
 			next_file = now + f->reload_seconds * 1000LL;
 		}
 		if (f->ac && now >= next_ac)
-			next_ac = mono_ms() + poll_appconfig(f, 0) * 1000LL;
+			next_ac = mono_ms() + poll_appconfig(f) * 1000LL;
 	}
 	return NULL;
 }
 
 int app_flags_start(app_flags *f)
 {
-	if (f->ac) {
-		struct timespec now;
-
-		clock_gettime(CLOCK_REALTIME, &now);   /* the AWS client's clock */
-		f->next_ac_wait_ms = poll_appconfig(f, (int64_t)now.tv_sec * 1000 +
-						    now.tv_nsec / 1000000 + START_POLL_MS) * 1000LL;
-	}
+	if (f->ac)
+		f->next_ac_wait_ms = poll_appconfig(f) * 1000LL;
 	log_flags(LOG_INFO, "feature flags", app_flags_get(f));
 	if (!f->path[0] && !f->ac)
 		return 0;   /* pins and defaults only: nothing to reload */

@@ -119,7 +119,7 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	memset(r, 0, offsetof(app_request, path));
 	r->path[0] = '\0';
 	r->user_id[0] = r->item_id[0] = '\0';
-	r->ids_valid = r->authenticated = false;
+	r->ids_valid = r->authenticated = r->auth_log_only = false;
 	r->sub[0] = r->rate_key[0] = r->trace_id[0] = r->trace_header[0] = '\0';
 	r->sampled = false;
 	r->segment = NULL;

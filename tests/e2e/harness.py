@@ -373,6 +373,9 @@ ENV_DEFAULTS = collections.OrderedDict([
     ("LISTEN_ADDR", "0.0.0.0"),
     ("KEEP_ALIVE_TIMEOUT_MS", "5000"),
     ("REQUEST_TIMEOUT_MS", "10000"),
+    ("FEATURE_FLAGS_FILE", ""),
+    ("FEATURE_FLAGS_RELOAD_SECONDS", "30"),
+    ("FEATURE_FLAGS_APPCONFIG_MIN_POLL_SECONDS", "15"),
 ])
 # Every variable the service reads: cleared from the inherited environment
 # so a developer's service config does not leak into a test server.
