@@ -17,7 +17,6 @@
 #include "cart/service.h"
 #include "aws/aws.h"
 #include "config.h"
-#include "json_arena.h"
 #include "dynamodb/dynamo_repo.h"
 #include "eventbridge/eventbridge_publisher.h"
 #include "allocator.h"
@@ -737,7 +736,6 @@ int main(int argc, char **argv)
 	}
 	log_setup(g_cfg.log_level, STDOUT_FILENO);
 	curl_global_init(CURL_GLOBAL_DEFAULT);   /* before any thread starts */
-	json_arena_install();                    /* likewise */
 	if (do_migrate)
 		return migrate(&g_cfg);
 	/* Every thread inherits this mask; only main receives the signals. */
