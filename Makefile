@@ -193,7 +193,7 @@ e2e: $(BIN)
 # docs/swagger.yaml: linted by @redocly/cli (tests/contract/redocly.yaml:
 # recommended-strict, each exception with its reason), then live traffic
 # from three real servers checked against it with Prism's validator
-# (tests/contract/test_contract.py, validate.js; docs/adr/0014).
+# (tests/contract/test_contract.py, validate.js; docs/adr/0018).
 contract: $(BIN)
 	tools/bootstrap.sh check >/dev/null
 	cd tests/contract && node_modules/.bin/redocly lint --format=stylish

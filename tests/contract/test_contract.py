@@ -20,7 +20,7 @@ Allow, WWW-Authenticate, Connection), framing refusals over raw sockets,
 and answers no path can describe (unknown paths, methods a path does not
 serve, OPTIONS *, 414, 505). Every exchange is recorded and checked by
 tests/contract/validate.js with Prism's validator (@stoplight/prism-http,
-pinned in tests/contract/package-lock.json; docs/adr/0014): status,
+pinned in tests/contract/package-lock.json; docs/adr/0018): status,
 headers, media type (application/problem+json exactly) and body; requests
 the server accepted or refused only for a rule (422) must be valid against
 the request schemas, and bodies it refused as malformed (400) invalid.
