@@ -83,6 +83,8 @@ OPS = {   # operationId: (method, path template, needs a token)
     "setItemQuantity": ("PATCH", "/v1/cart/{u}/items/{i}", True),
     "removeItem": ("DELETE", "/v1/cart/{u}/items/{i}", True),
 }
+# The operations behind a token (authentication, the limiter, the store).
+GUARDED = [(m, tpl) for m, tpl, needs in OPS.values() if needs]
 SERVED = {}
 for _m, _p, _ in OPS.values():
     SERVED.setdefault(_p, set()).add(_m)
@@ -90,6 +92,12 @@ ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def sample_body(method, quantity=1):
+    """A valid body for the operation of this method (None: it takes none)."""
+    return item() if method == "POST" else \
+        {"quantity": quantity} if method == "PATCH" else None
 
 
 def item(iid="sku-1", q=1, amount=1999, cur="EUR", **extra):
@@ -328,7 +336,7 @@ class ContractTest(unittest.TestCase):
         s(p, "DELETE", "/v1/cart/%s/items/%s" % (u, "x" * 129), token=t, check=False)
         for op in ("clearCart", "addItem", "setItemQuantity", "removeItem"):
             m, tpl, _ = OPS[op]
-            body = item() if m == "POST" else {"quantity": 1} if m == "PATCH" else None
+            body = sample_body(m)
             s(p, m, self.path(tpl, u), body, token=t, check=False, headers={"If-Match": "v1"})
             s(p, m, self.path(tpl, u), body, token=t, check=False,
               headers={"Idempotency-Key": "has space"})
@@ -342,10 +350,8 @@ class ContractTest(unittest.TestCase):
         s, p = self.rec.send, self.main.port
         alice = self.token("alice")
         expired = jwt_util.sign(jwt_util.claims("alice", ttl=-120), self.key)
-        for op, (m, tpl, needs) in OPS.items():
-            if not needs:
-                continue
-            body = item() if m == "POST" else {"quantity": 1} if m == "PATCH" else None
+        for m, tpl in GUARDED:
+            body = sample_body(m)
             s(p, m, self.path(tpl, "alice"), body)
             s(p, m, self.path(tpl, "alice"), body, token=expired)
             s(p, m, self.path(tpl, "bob"), body, token=alice)
@@ -357,7 +363,7 @@ class ContractTest(unittest.TestCase):
         s(p, "POST", base + "/items", item(), token=t, check=True)
         for op in ("clearCart", "addItem", "setItemQuantity", "removeItem"):
             m, tpl, _ = OPS[op]
-            body = item() if m == "POST" else {"quantity": 2} if m == "PATCH" else None
+            body = sample_body(m, quantity=2)
             r = s(p, m, self.path(tpl, u), body, token=t, check=True,
                   headers={"If-Match": '"99"'})
             self.assertEqual(r.body["currentVersion"], 1, r)
@@ -453,25 +459,19 @@ class ContractTest(unittest.TestCase):
             for m in ("GET", "HEAD", "OPTIONS"):
                 s(p, m, path)                                         # 404: metrics off
         # The budget is one request: the second and later are refused.
-        for op, (m, tpl, needs) in OPS.items():
-            if needs:
-                body = item() if m == "POST" else {"quantity": 1} if m == "PATCH" else None
-                s(p, m, self.path(tpl), body, check=True)
-        for op, (m, tpl, needs) in OPS.items():
-            if needs:
-                body = item() if m == "POST" else {"quantity": 1} if m == "PATCH" else None
-                r = s(p, m, self.path(tpl), body, check=True)
-                self.assertEqual(r.status, 429, r)
+        for m, tpl in GUARDED:
+            s(p, m, self.path(tpl), sample_body(m), check=True)
+        for m, tpl in GUARDED:
+            r = s(p, m, self.path(tpl), sample_body(m), check=True)
+            self.assertEqual(r.status, 429, r)
 
     def down_traffic(self):
         s, p = self.rec.send, self.down.port
         s(p, "GET", "/ready")
         s(p, "HEAD", "/ready")
-        for op, (m, tpl, needs) in OPS.items():
-            if needs:
-                body = item() if m == "POST" else {"quantity": 1} if m == "PATCH" else None
-                r = s(p, m, self.path(tpl), body, check=True)
-                self.assertEqual(r.status, 503, r)
+        for m, tpl in GUARDED:
+            r = s(p, m, self.path(tpl), sample_body(m), check=True)
+            self.assertEqual(r.status, 503, r)
 
     def shutdown_traffic(self):
         """/ready turns 503 while the small server drains after SIGTERM."""
