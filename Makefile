@@ -4,6 +4,8 @@
 #   make run        install what is missing, build, start on APP_PORT
 #   make check      install what is missing, build, run every test
 #   make postman    docs/postman.json with newman against the service (in check)
+#   make contract   docs/swagger.yaml: redocly lint, then live traffic checked by Prism's
+#                   validator (in check, ~20 s; docs/adr/0018)
 #   make coverage   lcov report of lib/, adapters/ and app/ in build/coverage
 #   make fuzz       run each fuzz target for FUZZ_SECONDS (libFuzzer, clang)
 #   make bench      the scenario table, soak and memory (tools/bench/scenarios.py all),
