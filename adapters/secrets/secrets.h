@@ -75,10 +75,11 @@ void cart_secret_wipe_free(char *p, size_t len);
  * or SecretBinary decoded from base64, then ref->key selected when set.
  * *out is malloc'd, NUL-terminated, at most CART_SECRET_MAX_BYTES;
  * version (65 bytes) gets VersionId.  Returns CART_OK, CART_ENOTFOUND
- * (ResourceNotFoundException) or CART_EBACKEND (any other failure:
- * AccessDeniedException, DecryptionFailure, throttling after the
- * client's retries, no answer, a value too large, a key that is not
- * there), each with a one-line reason in err.
+ * (ResourceNotFoundException), CART_EINVALID (ref->key is not a string
+ * member of a JSON object secret) or CART_EBACKEND (any other failure:
+ * AccessDeniedException, DecryptionFailure, InvalidRequestException,
+ * throttling after the client's retries, no answer, a value too large),
+ * each with a one-line reason in err.
  */
 int cart_secretsmanager_get(char **out, size_t *out_len, char version[65],
 			    cart_aws_client *client, const cart_secret_ref *ref,

@@ -191,7 +191,7 @@ int cart_secretsmanager_get(char **out, size_t *out_len, char version[65],
 
 		if (cart_secret_select(out, out_len, raw, raw_len, ref->key, why, sizeof(why))) {
 			snprintf(err, err_len, "secret %s: %s", ref->id, why);
-			rc = CART_EBACKEND;
+			rc = CART_EINVALID;   /* the reference is wrong, not the service */
 		}
 	} else {
 		*out = raw;
