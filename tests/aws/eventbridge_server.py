@@ -556,9 +556,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class _Server(TrackingServer):
-    def __init__(self, addr, owner):
+    """A stand-in's server: its handler reaches the stand-in as server.owner
+    (secretsmanager_server.py passes its own handler)."""
+
+    def __init__(self, addr, owner, handler=None):
         self.owner = owner
-        super().__init__(addr, _Handler)
+        super().__init__(addr, handler or _Handler)
 
 
 class EventBridgeServer(BackgroundServer):

@@ -44,7 +44,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from standin import BackgroundServer, TrackingServer  # noqa: E402
+from standin import BackgroundServer  # noqa: E402
 import eventbridge_server  # noqa: E402  (its request reading and answers)
 
 TARGET = "secretsmanager.GetSecretValue"
@@ -255,12 +255,6 @@ class _Handler(eventbridge_server._Handler):
                           "application/json")
 
 
-class _Server(TrackingServer):
-    def __init__(self, addr, owner):
-        self.owner = owner
-        super().__init__(addr, _Handler)
-
-
 class SecretsManagerServer(BackgroundServer):
     """The GetSecretValue stand-in; start() serves on a background thread."""
 
@@ -272,7 +266,7 @@ class SecretsManagerServer(BackgroundServer):
         for name, value in (secrets or {}).items():
             self.state.put({"name": name, "string": value})
         self.stop_event = threading.Event()
-        self._server = _Server((host, port), self)
+        self._server = eventbridge_server._Server((host, port), self, _Handler)
         self.host, self.port = self._server.server_address[:2]
 
     @property

@@ -14,7 +14,7 @@ sys.path.insert(0, HERE)
 
 from botocore.exceptions import ClientError  # noqa: E402
 
-from stack import AwsStack, TEST_AKID  # noqa: E402
+from stack import AwsStack, TEST_AKID, botocore_client  # noqa: E402
 
 
 class SecretsManagerStandInTest(unittest.TestCase):
@@ -79,29 +79,19 @@ class SecretsManagerStandInTest(unittest.TestCase):
         self.assertEqual(self.code(SecretId="cart-service/plain"), "InternalServiceError")
         self.assertEqual(self.sm.stats()["reads"], {})
 
-    def test_bad_signature_never_reaches_the_stand_in(self):
-        bad = self.stack.secrets_client(akid=TEST_AKID, secret="wrong")
-        try:
-            with self.assertRaises(ClientError) as cm:
-                bad.get_secret_value(SecretId="cart-service/plain")
-        finally:
-            bad.close()
-        self.assertEqual(cm.exception.response["Error"]["Code"],
-                         "InvalidSignatureException")
+    def test_bad_signatures_never_reach_the_stand_in(self):
+        """A wrong secret key and a scope for another region: the proxy
+        refuses both, the stand-in sees nothing."""
+        for kw in ({"akid": TEST_AKID, "secret": "wrong"}, {"region": "eu-west-1"}):
+            bad = botocore_client(self.stack.secrets_endpoint, service="secretsmanager", **kw)
+            try:
+                with self.assertRaises(ClientError) as cm:
+                    bad.get_secret_value(SecretId="cart-service/plain")
+            finally:
+                bad.close()
+            self.assertEqual(cm.exception.response["Error"]["Code"],
+                             "InvalidSignatureException", kw)
         self.assertEqual(self.sm.stats()["calls"], 0)
-
-    def test_wrong_scope_is_refused(self):
-        from stack import botocore_client
-        other = botocore_client(self.stack.secrets_endpoint, service="secretsmanager",
-                                region="eu-west-1")
-        try:
-            with self.assertRaises(ClientError) as cm:
-                other.get_secret_value(SecretId="cart-service/plain")
-        finally:
-            other.close()
-        self.assertEqual(cm.exception.response["Error"]["Code"],
-                         "InvalidSignatureException")
-
 
 if __name__ == "__main__":
     unittest.main()
