@@ -413,7 +413,12 @@ void config_print_help(FILE *out)
 		"AWS_SESSION_TOKEN, or the ECS task role (AWS_CONTAINER_CREDENTIALS_\n"
 		"RELATIVE_URI, or _FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN).\n"
 		"The DynamoDB endpoint is DYNAMODB_ENDPOINT, else AWS_ENDPOINT_URL_DYNAMODB,\n"
-		"else AWS_ENDPOINT_URL, else the region's public endpoint.\n");
+		"else AWS_ENDPOINT_URL, else the region's public endpoint.\n"
+		"Secrets (JWT_JWKS, REDIS_PASSWORD, EVENTBRIDGE_BUS_NAME): set one of X,\n"
+		"X_FILE or X_SECRET_ID (a Secrets Manager name or ARN, #key for a member\n"
+		"of a JSON secret); files and secrets are re-read after 3/4 of\n"
+		"SECRETS_TTL_SECONDS and new values used without a restart. No value is\n"
+		"ever logged.\n");
 }
 
 static size_t put_kv(char *buf, size_t cap, size_t at, const char *k,

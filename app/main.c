@@ -525,7 +525,8 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 	     app_pipeline_add(p, APP_PHASE_PREACCESS, "ratelimit",
 			      app_stage_ratelimit, w->ratelimit)))
 		return -1;
-	app_secrets_bind(w->secrets, w->auth, w->ratelimit,
+	app_secrets_bind(w->secrets, w->auth,
+			 strcmp(g_cfg.rate_limit_store, "redis") ? NULL : w->ratelimit,
 			 w->events ? &w->pub : NULL);
 	if (app_secrets_start(w->secrets)) {
 		snprintf(err, err_len, "cannot start the secrets' refresher thread");
