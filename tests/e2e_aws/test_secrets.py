@@ -288,6 +288,32 @@ class SecretsAtStartTest(SecretsBase):
         self.start_fails(2, "EVENTBRIDGE_BUS_NAME", "secretsmanager",
                          EVENTBRIDGE_BUS_NAME_SECRET_ID="cart-service/bad-bus")
 
+    def test_binary_secret_and_the_size_bound(self):
+        """SecretBinary (base64 on the wire) is decoded; a value over
+        64 KiB (Secrets Manager's own limit) is refused."""
+        self.sm.put("cart-service/bus-binary", binary=BUS1.encode())
+        srv = Server(env=self.env(EVENTBRIDGE_BUS_NAME_SECRET_ID="cart-service/bus-binary",
+                                  AUTH_ENABLED="false", RATE_LIMIT_RPS="0",
+                                  REDIS_PASSWORD_SECRET_ID="", REDIS_URL=""))
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        user = "bin-" + TAG
+        r = srv.request("POST", "/v1/cart/%s/items" % user, body={
+            "itemId": "sku-1", "quantity": 1, "unitPrice": {"amount": 1, "currency": "EUR"},
+            "name": "Mug"})
+        self.assertEqual(r.status, 201, r)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+                e["detail"].get("userId") == user for e in self.stack.events()):
+            time.sleep(0.1)
+        srv.stop()
+        self.assertEqual([e["bus"] for e in self.stack.events()
+                          if e["detail"].get("userId") == user], [BUS1])   # decoded
+        self.assertNotIn(BUS1, srv.stdout() + srv.stderr())
+        self.sm.put("cart-service/too-big", string="x" * 65537)
+        self.start_fails(1, "JWT_JWKS_SECRET_ID", "larger than 65536 bytes",
+                         JWT_JWKS_SECRET_ID="cart-service/too-big")
+
 
 if __name__ == "__main__":
     unittest.main()
