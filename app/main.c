@@ -309,9 +309,9 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 
 static void unwire(wiring *w)
 {
+	app_secrets_free(w->secrets);   /* first: its thread calls the others */
 	app_xray_free(w->xray);
 	app_auth_free(w->auth);
-	app_secrets_free(w->secrets);   /* first: its thread calls the others */
 	app_ratelimit_free(w->ratelimit);
 	cart_relay_free(w->relay);
 	cart_service_free(w->svc);
