@@ -299,15 +299,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     srv = SecretsManagerServer(port=args.port, verbose=args.verbose,
                                secrets=dict(s.split("=", 1) for s in args.secret))
-    print("secretsmanager_server listening at %s (unsigned; put sigv4_proxy.py "
-          "--service secretsmanager in front)" % srv.url, flush=True)
-    try:
-        srv._server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.stop_event.set()
-        srv._server.server_close()
+    srv.serve_until_interrupted("secretsmanager_server listening at %s (unsigned; put "
+                                "sigv4_proxy.py --service secretsmanager in front)" % srv.url)
 
 
 if __name__ == "__main__":
