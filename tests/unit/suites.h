@@ -21,5 +21,6 @@ Suite *log_stall_suite(void);
 Suite *trace_suite(void);
 Suite *json_in_suite(void);
 Suite *flags_suite(void);
+Suite *secrets_suite(void);
 
 #endif
