@@ -211,6 +211,10 @@ class ContractTest(unittest.TestCase):
             # every call reaches the dead store: 503 without Retry-After (an
             # open breaker's 503 has one, like the backlog's below)
             "CIRCUIT_BREAKER_ENABLED": "false"})
+        # the feature flags that make If-Match and Idempotency-Key required
+        cls.flags = cls._start({
+            "FEATURE_REQUIRE_IF_MATCH": "on", "FEATURE_IDEMPOTENCY_REQUIRED": "on",
+            "RATE_LIMIT_RPS": "0", "EVENTS_RELAY_ENABLED": "false"})
 
     @classmethod
     def _start(cls, env):
@@ -390,6 +394,20 @@ class ContractTest(unittest.TestCase):
         s(p, "DELETE", base + "/items/x", token=t, check=True,
           headers={"Idempotency-Key": "key-404"})
 
+    def flags_traffic(self):
+        """428 on every mutation, for each header a feature flag requires."""
+        s, p = self.rec.send, self.flags.port
+        u = harness.new_user("flags")
+        for op in ("clearCart", "addItem", "setItemQuantity", "removeItem"):
+            m, tpl, _ = OPS[op]
+            body = sample_body(m)
+            r = s(p, m, self.path(tpl, u), body, check=True,
+                  headers={"Idempotency-Key": "k-" + op})
+            self.assertEqual((r.status, r.body["code"]), (428, "cart.if_match_required"), r)
+            r = s(p, m, self.path(tpl, u), body, check=True, headers={"If-Match": "*"})
+            self.assertEqual((r.status, r.body["code"]),
+                             (428, "cart.idempotency_key_required"), r)
+
     def backlog_traffic(self):
         """The relay is off: a cart's 101st pending event is refused."""
         s, p = self.rec.send, self.main.port
@@ -517,6 +535,7 @@ class ContractTest(unittest.TestCase):
         self.malformed_traffic()
         self.auth_traffic()
         self.precondition_and_idempotency_traffic()
+        self.flags_traffic()
         self.backlog_traffic()
         self.route_less_traffic()
         self.framing()
