@@ -381,7 +381,16 @@ ALL_VARS = set(ENV_DEFAULTS) | {
     "JWT_LEEWAY_SECONDS", "JWT_JWKS_MIN_REFRESH_SECONDS",
     "JWT_JWKS_MAX_AGE_SECONDS", "JWT_JWKS_TIMEOUT_MS", "JWT_ADMIN_SCOPE",
     "METRICS_ENABLED", "METRICS_EMF", "METRICS_EMF_INTERVAL_SECONDS",
-    "AWS_XRAY_DAEMON_ADDRESS", "AWS_XRAY_TRACING_NAME"}
+    "AWS_XRAY_DAEMON_ADDRESS", "AWS_XRAY_TRACING_NAME",
+    # the SDKs' endpoint names, read by the AWS clients and checked at start
+    # (the credential variables are not here: a DynamoDB run inherits them
+    # from tests/aws/stack.py; see AWS_CREDENTIAL_VARS)
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_EVENTBRIDGE"}
+# The credential chain's variables (adapters/aws/aws_creds.c).
+AWS_CREDENTIAL_VARS = {
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"}
 
 
 # -- raw HTTP/1.1 over a socket ---------------------------------------------
