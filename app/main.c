@@ -378,7 +378,8 @@ static int wire_metrics(app_ctx *app, wiring *w)
 	app_metrics *m = app_metrics_process();
 	app_metrics_sources src = { w->svc, app->relay, w->dynamo, w->events,
 				    w->ratelimit, w->xray,
-				    strcmp(g_cfg.storage_backend, "memory") ? NULL : &w->repo };
+				    strcmp(g_cfg.storage_backend, "memory") ? NULL : &w->repo,
+				    w->creds };
 
 	if (!g_cfg.metrics_enabled && !g_cfg.metrics_emf)
 		return 0;
