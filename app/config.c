@@ -502,7 +502,7 @@ int config_check_features(const app_config *cfg, char *err, size_t err_len,
 void config_print_help(FILE *out)
 {
 	fprintf(out,
-		"usage: cart-service [--help | migrate]\n\n"
+		"usage: cart-service [--help | migrate | healthcheck]\n\n"
 		"Shopping-cart REST service, configured by environment variables:\n\n");
 	for (size_t i = 0; i < N_VARS; i++)
 		fprintf(out, "  %-32s default: %-20s %s\n", vars[i].name,
@@ -511,6 +511,9 @@ void config_print_help(FILE *out)
 	fprintf(out,
 		"\n`migrate` creates the DynamoDB table (PK/SK, on-demand) and enables\n"
 		"TTL on expiresAt, then exits.\n"
+		"`healthcheck` asks GET /health of the service on APP_PORT (LISTEN_ADDR,\n"
+		"or 127.0.0.1 for 0.0.0.0) within 2 s: exit 0 on 200, else 1 (the\n"
+		"image's HEALTHCHECK; the image has no curl).\n"
 		"AWS credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and\n"
 		"AWS_SESSION_TOKEN, or the ECS task role (AWS_CONTAINER_CREDENTIALS_\n"
 		"RELATIVE_URI, or _FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN).\n"

@@ -446,6 +446,22 @@ class CommandLineTest(unittest.TestCase):
                 p.kill()
                 p.wait()
 
+    def test_healthcheck_command(self):
+        """`cart-service healthcheck` (the image's HEALTHCHECK, the ECS
+        container health check): 0 while /health answers 200 on
+        APP_PORT, 1 when nothing answers."""
+        srv = harness.Server().start()
+        self.addCleanup(srv.cleanup)
+        try:
+            p = run_binary(["healthcheck"], {"APP_PORT": str(srv.port)})
+            self.assertEqual(p.returncode, 0, p)
+            self.assertEqual(p.stdout + p.stderr, b"")
+        finally:
+            srv.stop()
+        p = run_binary(["healthcheck"], {"APP_PORT": str(srv.port)})
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn(b"/health", p.stderr)
+
     def test_settings_that_do_not_fit_together_stop_the_start(self):
         """Valid one by one, unusable together: exit 2 with one line naming
         the variable (the rate limiter is on by default here)."""
