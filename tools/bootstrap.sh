@@ -58,4 +58,10 @@ if [ "$profile" != run ] && [ ! -f tests/aws/node_modules/dynalite/cli.js ]; the
 	echo "bootstrap: npm ci in tests/aws (dynalite)"
 	(cd tests/aws && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# dockerfile-utils (the Dockerfile lint of make deploy-check), pinned
+# (tools/deploy/package-lock.json).
+if [ "$profile" != run ] && [ ! -x tools/deploy/node_modules/.bin/dockerfile-utils ]; then
+	echo "bootstrap: npm ci in tools/deploy (dockerfile-utils)"
+	(cd tools/deploy && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "bootstrap: done"
