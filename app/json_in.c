@@ -1,6 +1,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,17 +320,22 @@ static int integer(const cJSON *v, const char *field, int64_t min, int64_t max,
 	return 0;
 }
 
-static int parse_root(cJSON **root, const char *body, size_t len,
-		      input_error *err)
+/* On failure the arena is released; on success the caller releases it
+ * after deleting the tree. */
+static int parse_root(cJSON **root, json_arena *arena, const char *body,
+		      size_t len, input_error *err)
 {
 	*root = NULL;
 	if (json_validate(body, len, err))
 		return -1;
-	*root = cJSON_ParseWithLength(body, len);
-	if (!*root)
+	*root = json_arena_parse(arena, body, len);
+	if (!*root) {
+		json_arena_release(arena);
 		return BAD_JSON(err, "request body could not be parsed");
+	}
 	if (!cJSON_IsObject(*root)) {
 		cJSON_Delete(*root);
+		json_arena_release(arena);
 		*root = NULL;
 		return BAD_JSON(err, "request body must be a JSON object");
 	}
@@ -409,8 +415,8 @@ int json_parse_add_item(add_item_req *out, const char *body, size_t len,
 	cJSON *root;
 	int64_t q;
 
-	memset(out, 0, sizeof(*out));
-	if (parse_root(&root, body, len, err))
+	memset(out, 0, offsetof(add_item_req, arena));   /* not the arena's bytes */
+	if (parse_root(&root, &out->arena, body, len, err))
 		return -1;
 	out->root = root;
 	if (known_fields(root, fields, err))
@@ -454,18 +460,20 @@ void add_item_req_release(add_item_req *req)
 	if (!req)
 		return;
 	cJSON_Delete(req->root);
-	memset(req, 0, sizeof(*req));
+	json_arena_release(&req->arena);
+	memset(req, 0, offsetof(add_item_req, arena));
 }
 
 int json_parse_set_quantity(int32_t *quantity, const char *body, size_t len,
 			    input_error *err)
 {
 	static const char *const fields[] = { "quantity", NULL };
+	json_arena arena;
 	cJSON *root;
 	int64_t q;
 	int rc;
 
-	if (parse_root(&root, body, len, err))
+	if (parse_root(&root, &arena, body, len, err))
 		return -1;
 	rc = known_fields(root, fields, err);
 	if (!rc)
@@ -474,5 +482,6 @@ int json_parse_set_quantity(int32_t *quantity, const char *body, size_t len,
 	if (!rc)
 		*quantity = (int32_t)q;
 	cJSON_Delete(root);
+	json_arena_release(&arena);
 	return rc;
 }

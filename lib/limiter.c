@@ -20,6 +20,7 @@
 
 #include "cart/error.h"
 #include "cart/limiter.h"
+#include "cart/sync.h"
 
 /* --- the port ----------------------------------------------------------- */
 
@@ -438,7 +439,7 @@ static int shard_init(struct shard *s, uint32_t cap)
 	if (!s->buckets)
 		return CART_ENOMEM;
 	memset(s->buckets, 0xff, nbuckets * sizeof(*s->buckets));  /* NO_SLOT */
-	if (pthread_mutex_init(&s->lock, NULL) != 0) {
+	if (cart_mutex_init_short(&s->lock) != 0) {
 		free(s->buckets);
 		s->buckets = NULL;
 		return CART_ENOMEM;

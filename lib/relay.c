@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "cart/relay.h"
+#include "cart/sync.h"
 #include "relay_acks.h"
 #include "relay_park.h"
 
@@ -128,7 +129,7 @@ int cart_relay_new(cart_relay **out, const cart_repo *repo,
 	r->pub = *pub;
 	r->clock = *clock;
 	r->batch = batch;
-	pthread_mutex_init(&r->lock, NULL);
+	cart_mutex_init_short(&r->lock);
 	pthread_cond_init(&r->work, NULL);
 	pthread_cond_init(&r->done, NULL);
 	*out = r;

@@ -10,6 +10,7 @@
 
 #include "cart/error.h"
 #include "cart/resilience.h"
+#include "cart/sync.h"
 
 /* --- retry ------------------------------------------------------------ */
 
@@ -185,7 +186,7 @@ int cart_breaker_new(cart_breaker **out, const cart_breaker_config *cfg,
 	cart_breaker *b = calloc(1, sizeof(*b));
 	if (!b)
 		return CART_ENOMEM;
-	if (pthread_mutex_init(&b->lock, NULL) != 0) {
+	if (cart_mutex_init_short(&b->lock) != 0) {
 		free(b);
 		return CART_ENOMEM;
 	}

@@ -8,8 +8,9 @@ profile=${1:-check}
 cd "$(dirname "$0")/.."
 
 # Needed to build and run the service (libhiredis-dev: the Redis rate
-# limiter; it pulls the runtime library libhiredis0.14).
-RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-openssl-dev libssl-dev libhiredis-dev zlib1g-dev curl ca-certificates"
+# limiter; it pulls the runtime library libhiredis0.14.  libjemalloc-dev:
+# the service's allocator, ADR 17; it pulls libjemalloc2).
+RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-openssl-dev libssl-dev libhiredis-dev libjemalloc-dev zlib1g-dev curl ca-certificates"
 # Needed by the test suites: unit (check), memory checking, coverage,
 # end-to-end (Debian's /usr/bin/python3), fuzzing (clang's libFuzzer), and
 # the AWS stand-ins: botocore verifies every SigV4 signature independently,
@@ -36,7 +37,7 @@ for p in $want; do
 	fi
 done
 
-# Node.js runs dynalite; any node >= 18 will do (Debian's, or one already there).
+# Node.js runs dynalite and newman; any node >= 18 will do (Debian's, or one already there).
 if [ "$profile" != run ] && ! command -v npm >/dev/null 2>&1; then
 	missing="$missing nodejs npm"
 fi
@@ -53,10 +54,17 @@ else
 	echo "bootstrap: all $profile packages present"
 fi
 
-# dynalite, project-local and pinned (tests/aws/package-lock.json).
-if [ "$profile" != run ] && [ ! -f tests/aws/node_modules/dynalite/cli.js ]; then
-	echo "bootstrap: npm ci in tests/aws (dynalite)"
-	(cd tests/aws && npm ci --no-audit --no-fund --loglevel=error)
+# npm tools of the test suites, project-local and pinned by each folder's
+# package-lock.json; installed only when the file named is missing.
+npm_ci() { # folder, a file the install makes, what it is
+	if [ ! -f "$1/node_modules/$2" ]; then
+		echo "bootstrap: npm ci in $1 ($3)"
+		(cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+}
+if [ "$profile" != run ]; then
+	npm_ci tests/aws dynalite/cli.js dynalite
+	npm_ci tests/postman newman/bin/newman.js "newman, runs docs/postman.json"
 fi
 # dockerfile-utils (the Dockerfile lint of make deploy-check), pinned
 # (tools/deploy/package-lock.json).

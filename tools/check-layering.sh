@@ -56,6 +56,7 @@ iso646.h limits.h locale.h math.h setjmp.h signal.h stdalign.h stdarg.h
 stdatomic.h stdbool.h stddef.h stdint.h stdio.h stdlib.h stdnoreturn.h
 string.h tgmath.h threads.h time.h uchar.h wchar.h wctype.h pthread.h
 unistd.h strings.h fcntl.h '
+STD_HEADERS=" $(echo $STD_HEADERS) "   # one line: a name at a line's end matches too
 
 # Basenames of headers private to lib/ and app/.
 private_headers() {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cart/sync.h"
 #include "jwt/jwt_internal.h"
 
 #define SHARDS 16
@@ -37,7 +38,7 @@ int jwt_token_cache_new(jwt_token_cache **out, size_t entries)
 	}
 	c->mask = entries - 1;
 	for (int i = 0; i < SHARDS; i++)
-		pthread_mutex_init(&c->locks[i], NULL);
+		cart_mutex_init_short(&c->locks[i]);
 	*out = c;
 	return CART_OK;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cart/sync.h"
 #include "memory/memory_repo.h"
 #include "memory/memory_repo_internal.h"
 
@@ -317,17 +318,29 @@ static int memory_load(void *self, const char *user_id, cart **out)
 /*
  * Makes room for n more outbox events; nothing changes on failure.  The
  * process bound is read without the other shards' locks, so concurrent
- * writes may pass it by at most one write each.
+ * writes may pass it by at most one write each.  *fresh, if not NULL, is
+ * room for exactly n events the caller allocated before taking the lock:
+ * an empty outbox (the usual case, the relay keeps up) takes it instead
+ * of allocating under the lock.
  */
-static int outbox_reserve(struct memory_repo *repo, struct user_rec *r, size_t n)
+static int outbox_reserve(struct memory_repo *repo, struct user_rec *r, size_t n,
+			  cart_event **fresh)
 {
 	cart_event *grown;
 
+	if (!n)
+		return CART_OK;
 	if (r->n_outbox + n > CART_OUTBOX_MAX)
 		return CART_EBACKLOG;
-	if (repo->max_pending && n &&
+	if (repo->max_pending &&
 	    atomic_load(&repo->pending) + n > repo->max_pending)
 		return CART_EBACKLOG;
+	if (!r->n_outbox && *fresh) {
+		free(r->outbox);     /* NULL: an empty outbox holds no memory */
+		r->outbox = *fresh;
+		*fresh = NULL;
+		return CART_OK;
+	}
 	grown = realloc(r->outbox, (r->n_outbox + n) * sizeof(*grown));
 	if (!grown && r->n_outbox + n)
 		return CART_ENOMEM;
@@ -370,11 +383,17 @@ static void pending_link(struct shard *s, struct user_rec *r, int64_t at)
  * capacity of a cart's last write (3 events) would cost more than the cart
  * itself, for every cart ever written.  Caller holds the shard's lock.
  */
-static void outbox_shrink(struct shard *s, struct user_rec *r)
+/*
+ * An emptied outbox leaves the pending list; its memory is returned for
+ * the caller to free after unlocking (a free may wait for a malloc arena:
+ * never while holding a shard).  NULL if the outbox is not empty.
+ */
+static cart_event *outbox_shrink(struct shard *s, struct user_rec *r)
 {
+	cart_event *gone = r->outbox;
+
 	if (r->n_outbox)
-		return;
-	free(r->outbox);
+		return NULL;
 	r->outbox = NULL;
 	if (r->pend_pprev) {
 		*r->pend_pprev = r->pend_next;
@@ -385,6 +404,7 @@ static void outbox_shrink(struct shard *s, struct user_rec *r)
 		r->pend_next = NULL;
 		r->pend_pprev = NULL;
 	}
+	return gone;
 }
 
 static int memory_save(void *self, const cart_write *w)
@@ -394,11 +414,14 @@ static int memory_save(void *self, const cart_write *w)
 	struct idem_entry *idem = NULL;
 	struct user_rec *r;
 	cart *copy = cart_share(w->cart);   /* kept as is; read-only from now */
+	/* Allocated and freed outside the lock (outbox_reserve). */
+	cart_event *fresh = w->event_count ? malloc(w->event_count * sizeof(*fresh)) : NULL;
 	int err;
 
 	pace_wait(self, w);
 	if (w->idem && (err = memory_idem_entry_new(&idem, w->idem))) {
 		cart_free(copy);
+		free(fresh);
 		return err;
 	}
 	pthread_mutex_lock(&s->lock);
@@ -407,14 +430,15 @@ static int memory_save(void *self, const cart_write *w)
 		err = CART_ENOMEM;
 	} else if (stored_version(r) != w->expected_version) {
 		err = CART_ECONFLICT;
-	} else if ((err = outbox_reserve(self, r, w->event_count)) == CART_OK) {
+	} else if ((err = outbox_reserve(self, r, w->event_count, &fresh)) == CART_OK) {
 		/* The record goes first: if it cannot be stored, nothing is. */
 		err = idem ? idem_put(s, r, idem) : CART_OK;
 		if (!err) {
+			cart *old = r->cart;
+
 			idem = NULL;
-			cart_free(r->cart);
 			r->cart = copy;
-			copy = NULL;
+			copy = old;          /* the replaced state, freed after unlocking */
 			if (!r->n_outbox && w->event_count)
 				pending_link(s, r, w->events[0].occurred_at);
 			for (size_t i = 0; i < w->event_count; i++)
@@ -426,6 +450,7 @@ static int memory_save(void *self, const cart_write *w)
 	}
 	pthread_mutex_unlock(&s->lock);
 	cart_free(copy);
+	free(fresh);
 	memory_idem_entry_free(idem);
 	return err;
 }
@@ -533,23 +558,45 @@ static int memory_idem_release(void *self, const char *user_id,
 
 /* --- the outbox ---------------------------------------------------------- */
 
-/* Appends r's pending events to out as one batch.  Caller holds the lock. */
-static int outbox_take(cart_outbox *out, const struct user_rec *r)
-{
-	cart_outbox_batch *grown, *b;
+/* Events a fetch allocates for a user before taking its shard's lock. */
+#define TAKE_SPARE 4
 
-	grown = realloc(out->batches, (out->n_batches + 1) * sizeof(*grown));
-	if (!grown)
+/*
+ * Appends r's pending events to out as one batch.  Caller holds the lock
+ * and has made room for the batch; *spare (TAKE_SPARE events, or NULL)
+ * is used when the events fit, so the lock is rarely held over a malloc.
+ */
+static int outbox_take(cart_outbox *out, const struct user_rec *r,
+		       cart_event **spare)
+{
+	cart_outbox_batch *b = &out->batches[out->n_batches];
+
+	if (*spare && r->n_outbox <= TAKE_SPARE) {
+		b->events = *spare;
+		*spare = NULL;
+	} else if (!(b->events = malloc(r->n_outbox * sizeof(*b->events)))) {
 		return CART_ENOMEM;
-	out->batches = grown;
-	b = &out->batches[out->n_batches];
-	b->events = malloc(r->n_outbox * sizeof(*b->events));
-	if (!b->events)
-		return CART_ENOMEM;
+	}
 	memcpy(b->events, r->outbox, r->n_outbox * sizeof(*b->events));
 	b->n = r->n_outbox;
 	strcpy(b->user_id, r->user_id);
 	out->n_batches++;
+	return CART_OK;
+}
+
+/* Room for one more batch, grown by doubling; outside any lock. */
+static int batch_room(cart_outbox *out, size_t *cap)
+{
+	cart_outbox_batch *grown;
+	size_t want = *cap ? *cap * 2 : 16;
+
+	if (out->n_batches < *cap)
+		return CART_OK;
+	grown = realloc(out->batches, want * sizeof(*grown));
+	if (!grown)
+		return CART_ENOMEM;
+	out->batches = grown;
+	*cap = want;
 	return CART_OK;
 }
 
@@ -584,7 +631,8 @@ static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 	struct memory_repo *repo = self;
 	struct { struct user_rec *next; int64_t at; } cur[SHARDS];
 	uint32_t gen = (uint32_t)atomic_fetch_add(&repo->fetch_gen, 1) + 1;
-	size_t taken = 0;
+	size_t taken = 0, cap = 0;
+	cart_event *spare = NULL;
 	int err = CART_OK;
 
 	if (!gen)   /* 0 is every record's start: never a fetch's number */
@@ -611,13 +659,17 @@ static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 				best = i;
 		if (best < 0)
 			break;
+		if ((err = batch_room(out, &cap)))
+			break;
+		if (!spare)
+			spare = malloc(TAKE_SPARE * sizeof(*spare));
 		s = &repo->shards[best];
 		pthread_mutex_lock(&s->lock);
 		r = cur[best].next;
 		if (!r->pend_pprev || r->fetch_gen == gen)
 			r = next_untaken(s->pending, gen);
 		if (r) {
-			err = outbox_take(out, r);
+			err = outbox_take(out, r, &spare);
 			r->fetch_gen = gen;
 			taken += r->n_outbox;
 			r = next_untaken(r->pend_next, gen);
@@ -626,6 +678,7 @@ static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 		cur[best].at = r ? r->outbox[0].occurred_at : INT64_MAX;
 		pthread_mutex_unlock(&s->lock);
 	}
+	free(spare);
 	if (err)
 		cart_outbox_release(out);
 	return err;
@@ -637,6 +690,7 @@ static int memory_outbox_ack(void *self, const char *user_id,
 	uint64_t h = hash_str(user_id);
 	struct shard *s = shard_of(self, h);
 	struct user_rec *r;
+	cart_event *gone = NULL;
 	int err = CART_OK;
 
 	pthread_mutex_lock(&s->lock);
@@ -649,11 +703,12 @@ static int memory_outbox_ack(void *self, const char *user_id,
 	if (!err) {
 		memmove(r->outbox, r->outbox + n, (r->n_outbox - n) * sizeof(*r->outbox));
 		r->n_outbox -= n;
-		outbox_shrink(s, r);
+		gone = outbox_shrink(s, r);
 		s->n_pending -= n;
 		atomic_fetch_sub(&((struct memory_repo *)self)->pending, n);
 	}
 	pthread_mutex_unlock(&s->lock);
+	free(gone);
 	if (!err)
 		room_freed(self, n);
 	return err;
@@ -688,6 +743,7 @@ static int memory_outbox_park(void *self, const char *user_id,
 	uint64_t h = hash_str(user_id);
 	struct shard *s = shard_of(repo, h);
 	struct user_rec *r;
+	cart_event *gone = NULL;
 	int err = CART_OK;
 
 	pthread_mutex_lock(&s->lock);
@@ -702,11 +758,12 @@ static int memory_outbox_park(void *self, const char *user_id,
 	if (!err) {
 		memmove(r->outbox, r->outbox + 1, (r->n_outbox - 1) * sizeof(*r->outbox));
 		r->n_outbox--;
-		outbox_shrink(s, r);
+		gone = outbox_shrink(s, r);
 		s->n_pending--;
 		atomic_fetch_sub(&repo->pending, 1);
 	}
 	pthread_mutex_unlock(&s->lock);
+	free(gone);
 	if (!err)
 		room_freed(repo, 1);
 	return err;
@@ -810,13 +867,13 @@ int cart_memory_repo_new(cart_repo *out)
 	}
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *s = &repo->shards[i];
-		pthread_mutex_init(&s->lock, NULL);
+		cart_mutex_init_short(&s->lock);
 		s->pend_tail = &s->pending;
 		s->buckets = calloc(INITIAL_BUCKETS, sizeof(*s->buckets));
 		s->n_buckets = s->buckets ? INITIAL_BUCKETS : 0;
 		if (!s->buckets) {
 			for (int j = i + 1; j < SHARDS; j++)
-				pthread_mutex_init(&repo->shards[j].lock, NULL);
+				cart_mutex_init_short(&repo->shards[j].lock);
 			memory_destroy(repo);
 			return CART_ENOMEM;
 		}

@@ -3,7 +3,8 @@
 
 /*
  * The real clock (CLOCK_REALTIME, nanosleep; stateless) and a random
- * source backed by getrandom(2), read 4 KiB at a time.  Both thread-safe.
+ * source backed by getrandom(2), read 1 KiB at a time into 16 striped
+ * pools.  Both thread-safe.
  * The ids own a small pool: release them with cart_ids_destroy.
  */
 

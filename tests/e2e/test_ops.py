@@ -168,6 +168,7 @@ class RequestIdAndLogTest(harness.ServerTestCase):
         backend = harness.backend_env().get("STORAGE_BACKEND", "memory")
         self.assertIn('"STORAGE_BACKEND": "%s"' % backend, line)
         self.assertIn('"dev"', line)
+        self.assertIn('"allocator": "jemalloc"', line)   # ADR 17
 
     def test_keep_alive_three_requests_on_one_connection(self):
         conn = self.server.connection()
@@ -287,6 +288,17 @@ class CommandLineTest(unittest.TestCase):
                     near = " ".join(lines[idx[0]:idx[0] + 2])
                     self.assertIn(default, near, "%s default %s not shown"
                                   % (var, default))
+
+    def test_allocator_is_jemalloc_with_the_service_settings(self):
+        # ADR 17: the executable links jemalloc and sets malloc_conf;
+        # jemalloc prints its effective options at exit when asked to.
+        p = run_binary(["--help"], {"MALLOC_CONF": "stats_print:true"})
+        self.assertEqual(p.returncode, 0)
+        err = p.stderr.decode("utf-8", "replace")
+        self.assertIn("jemalloc statistics", err)
+        self.assertIn("opt.tcache: false", err)
+        self.assertIn("opt.dirty_decay_ms: 1000", err)
+        self.assertIn("opt.muzzy_decay_ms: 0", err)
 
     def test_help_does_not_start_the_server(self):
         port = harness.free_port()

@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for the request-body parsers: the validating scan and
  * both schema walks must never crash, leak or read out of bounds, and
- * whatever they accept must be valid input for the core.
+ * whatever they accept must be valid input for the core.  The trees are
+ * built in the arena, as in the server, and overflow it to the heap.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -10,7 +11,17 @@
 
 #include "json_in.h"
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* As the server does: trees in the request's arena (json_arena.h). */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	json_arena_install();
+	return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

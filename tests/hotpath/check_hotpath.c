@@ -20,6 +20,7 @@
 #include "alloc_count.h"
 #include "app.h"
 #include "config.h"
+#include "json_in.h"
 #include "log.h"
 #include "memory/memory_repo.h"
 #include "metrics.h"
@@ -240,6 +241,32 @@ START_TEST(test_every_response_is_one_send)
 }
 END_TEST
 
+/* An add body's tree lives in the request's arena: no heap (issue 10). */
+START_TEST(test_add_body_parse_allocates_nothing)
+{
+	static const char body[] =
+		"{\"itemId\":\"sku-1\",\"quantity\":2,\"unitPrice\":{\"amount\":1999,"
+		"\"currency\":\"EUR\"},\"name\":\"Mug\",\"attributes\":{\"color\":\"red\"}}";
+	add_item_req req;
+	input_error err;
+	long allocs, civetweb, sends;
+	int32_t q;
+	int rc, rq;
+
+	json_arena_install();
+	alloc_count_start();
+	rc = json_parse_add_item(&req, body, sizeof(body) - 1, &err);
+	if (rc == 0)
+		add_item_req_release(&req);
+	rq = json_parse_set_quantity(&q, "{\"quantity\":3}", 14, &err);
+	alloc_count_stop(&allocs, &civetweb, &sends);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(rq, 0);
+	ck_assert_int_eq(q, 3);
+	ck_assert_msg(allocs == 0, "%ld heap allocations parsing two bodies", allocs);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hotpath");
@@ -251,6 +278,7 @@ int main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_get_allocates_nothing_and_sends_once);
 	tcase_add_test(tc, test_every_response_is_one_send);
+	tcase_add_test(tc, test_add_body_parse_allocates_nothing);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

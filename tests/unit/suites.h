@@ -19,5 +19,6 @@ Suite *metrics_suite(void);
 Suite *log_suite(void);
 Suite *log_stall_suite(void);
 Suite *trace_suite(void);
+Suite *json_in_suite(void);
 
 #endif

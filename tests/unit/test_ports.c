@@ -194,7 +194,7 @@ START_TEST(test_system_ids_make_v4_uuids)
 }
 END_TEST
 
-enum { UUID_THREADS = 4, UUID_EACH = 2000 };   /* ~31 pool refills */
+enum { UUID_THREADS = 4, UUID_EACH = 2000 };   /* ~125 stripe refills */
 static char uuids[UUID_THREADS * UUID_EACH][CART_UUID_LEN + 1];
 static cart_ids shared_ids;
 

@@ -102,13 +102,12 @@ static void drain_body(struct mg_connection *conn)
 	}
 }
 
-static int on_request(struct mg_connection *conn, void *cbdata)
+static int on_begin_request(struct mg_connection *conn)
 {
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	const char *m = ri->request_method;
 	const char *uri = ri->local_uri ? ri->local_uri : "";
 
-	(void)cbdata;
 	if (!strcmp(m, "POST")) {
 		drain_body(conn);
 		answer(conn, &created201);
@@ -147,6 +146,7 @@ int main(int argc, char **argv)
 		"enable_auth_domain_check", "no",
 		NULL
 	};
+	struct mg_callbacks cb;
 	struct mg_context *ctx;
 	pthread_attr_t attr;
 	sigset_t set;
@@ -169,10 +169,13 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	ctx = mg_start(NULL, NULL, options);
+	/* As app/server.c: civetweb's begin_request hook, ahead of its
+	 * handler lookup and URI-to-file mapping. */
+	memset(&cb, 0, sizeof(cb));
+	cb.begin_request = on_begin_request;
+	ctx = mg_start(&cb, NULL, options);
 	if (!ctx)
 		return 1;
-	mg_set_request_handler(ctx, "/", on_request, NULL);
 	sigwait(&set, &sig);
 	mg_stop(ctx);
 	return 0;
