@@ -35,15 +35,16 @@ FROM debian:12-slim
 # bin/cart-service`, each file mapped with `dpkg -S`; most are in the base
 # image already), plus ca-certificates (not a library: the CA bundle for
 # HTTPS to AWS and the JWKS URL). No compilers, no headers, no curl.
-# libjemalloc2 is the allocator (ADR 17).
+# libjemalloc2 is the allocator (ADR 17; it pulls libstdc++6, libgcc-s1).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libbrotli1 libc6 libcivetweb1 libcjson1 libcom-err2 libcurl4 libffi8 \
       libgmp10 libgnutls30 libgssapi-krb5-2 libhiredis0.14 libhogweed6 libidn2-0 \
       libjemalloc2 \
       libk5crypto3 libkeyutils1 libkrb5-3 libkrb5support0 libldap-2.5-0 \
-      libnettle8 libnghttp2-14 libp11-kit0 libpsl5 librtmp1 libsasl2-2 \
-      libssh2-1 libssl3 libtasn1-6 libunistring2 libzstd1 zlib1g \
+      libgcc-s1 libnettle8 libnghttp2-14 libp11-kit0 libpsl5 librtmp1 \
+      libsasl2-2 libssh2-1 libssl3 libstdc++6 libtasn1-6 libunistring2 \
+      libzstd1 zlib1g \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
