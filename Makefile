@@ -4,6 +4,8 @@
 #   make run        install what is missing, build, start on APP_PORT
 #   make check      install what is missing, build, run every test
 #   make postman    docs/postman.json with newman against the service (in check)
+#   make contract   docs/swagger.yaml: redocly lint, then live traffic checked by Prism's
+#                   validator (in check, ~20 s; docs/adr/0018)
 #   make coverage   lcov report of lib/, adapters/ and app/ in build/coverage
 #   make fuzz       run each fuzz target for FUZZ_SECONDS (libFuzzer, clang)
 #   make bench      the scenario table, soak and memory (tools/bench/scenarios.py all),
@@ -86,7 +88,7 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 JOBS         := $(shell nproc 2>/dev/null || echo 2)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-.PHONY: all run check test unit e2e dynamo redis postman valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-dynamo-raw bench-observe bench-logs \
+.PHONY: all run check test unit e2e contract dynamo redis postman valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-dynamo-raw bench-observe bench-logs \
         bench-table bench-soak bench-scaling bench-locks \
         bootstrap clean layering example run-aws deploy-check
 
@@ -168,15 +170,11 @@ run-aws:
 	@$(MAKE) --no-print-directory $(BIN)
 	tools/run-aws.sh
 
-# Everything the README promises, from a fresh machine.  The unit tests
-# under valgrind (one busy core) run beside the end-to-end suites (which
-# mostly wait on servers): a minute and a half less on 2 cores.
+# Everything the README promises, from a fresh machine.
 check:
 	@tools/bootstrap.sh check
 	@$(MAKE) --no-print-directory -j$(JOBS) all $(UNIT) $(HOTPATH_T) $(DYNAMO_T) $(REDIS_T) fuzz-build
-	@$(MAKE) --no-print-directory layering unit
-	@tools/run-pair.sh "$(MAKE) --no-print-directory valgrind" "$(MAKE) --no-print-directory e2e"
-	@$(MAKE) --no-print-directory dynamo redis postman deploy-check
+	@$(MAKE) --no-print-directory layering contract unit valgrind e2e dynamo redis postman deploy-check
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-10}
 	@echo "make check: all green"
 
@@ -200,6 +198,15 @@ valgrind: $(UNIT)
 e2e: $(BIN)
 	tools/run-pair.sh "/usr/bin/python3 -m unittest discover -s tests/edge -p 'test_*.py' -v" \
 	  "/usr/bin/python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v"
+
+# docs/swagger.yaml: linted by @redocly/cli (tests/contract/redocly.yaml:
+# recommended-strict, each exception with its reason), then live traffic
+# from three real servers checked against it with Prism's validator
+# (tests/contract/test_contract.py, validate.js; docs/adr/0018).
+contract: $(BIN)
+	tools/bootstrap.sh check >/dev/null
+	cd tests/contract && node_modules/.bin/redocly lint --format=stylish
+	/usr/bin/python3 -m unittest discover -s tests/contract -p 'test_*.py' -v
 
 # The DynamoDB adapter against dynalite, every request signature-checked:
 # the stand-ins' own tests, the repository contract and adapter tests (under

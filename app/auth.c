@@ -6,18 +6,21 @@
 
 #include "auth.h"
 #include "jwt/jwt.h"
+#include "log.h"
 
 struct app_auth {
 	cart_jwt_verifier *verifier;
 };
 
 int app_auth_new(app_auth **out, const app_config *cfg, const cart_clock *clock,
-		 char *err, size_t err_len)
+		 const char *jwks_doc, size_t jwks_len, char *err, size_t err_len)
 {
 	cart_jwt_config jc = {
 		.algorithms = cfg->jwt_algorithms,
 		.jwks_file = cfg->jwt_jwks_file[0] ? cfg->jwt_jwks_file : NULL,
 		.jwks_url = cfg->jwt_jwks_url[0] ? cfg->jwt_jwks_url : NULL,
+		.jwks_doc = jwks_doc,
+		.jwks_doc_len = jwks_len,
 		.min_refresh_seconds = cfg->jwt_jwks_min_refresh_seconds,
 		.max_age_seconds = cfg->jwt_jwks_max_age_seconds,
 		.fetch_timeout_ms = cfg->jwt_jwks_timeout_ms,
@@ -39,7 +42,8 @@ int app_auth_new(app_auth **out, const app_config *cfg, const cart_clock *clock,
 		/* The adapter does not know our variable names; say which. */
 		snprintf(err, err_len, "authentication settings (%s, JWT_ISSUER, "
 			 "JWT_ALGORITHMS, JWT_JWKS_*): %s",
-			 jc.jwks_url ? "JWT_JWKS_URL" : "JWT_JWKS_FILE", why);
+			 jc.jwks_url ? "JWT_JWKS_URL" : jc.jwks_file ? "JWT_JWKS_FILE" :
+			 cfg->set_jwt_jwks ? "JWT_JWKS" : "JWT_JWKS_SECRET_ID", why);
 		free(a);
 		return -1;
 	}
@@ -121,4 +125,14 @@ void app_auth_stats(void *self, buf *out)
 		buf_puts(out, ",\"jwks_last_error\":");
 		buf_json_str(out, st.last_error);
 	}
+}
+
+int app_auth_set_jwks(app_auth *a, const char *doc, size_t len)
+{
+	char why[160];
+
+	if (!cart_jwt_verifier_set_jwks(a->verifier, doc, len, why, sizeof(why)))
+		return 0;
+	log_write(LOG_WARN, "new JWKS refused: keeping the old keys", NULL);
+	return -1;
 }

@@ -21,9 +21,15 @@
 
 typedef struct app_auth app_auth;
 
-/* From AUTH_ENABLED's JWT_* settings; loads the keys now.  err: one line. */
+/* From AUTH_ENABLED's JWT_* settings; loads the keys now.  err: one line.
+ * jwks_doc (NULL: JWT_JWKS_FILE or JWT_JWKS_URL) is the JWKS document
+ * read from a secret (app/secrets.h), copied. */
 int app_auth_new(app_auth **out, const app_config *cfg, const cart_clock *clock,
-		 char *err, size_t err_len);
+		 const char *jwks_doc, size_t jwks_len, char *err, size_t err_len);
+/* The JWKS secret rotated: its keys replace the old ones (on an unusable
+ * document the old keys stay, logged, counted in the jwks stats).
+ * Thread-safe. */
+int app_auth_set_jwks(app_auth *a, const char *doc, size_t len);
 void app_auth_free(app_auth *a);   /* accepts NULL */
 
 /* app_stats_fn: key refreshes, failures, keys held, last refresh error. */

@@ -12,9 +12,12 @@
 
 #include "cart/relay.h"
 #include "config.h"
+#include "secrets.h"
 
-/* V_ADDR: a literal IPv4 address (inet_pton); no names, no IPv6 (below). */
-typedef enum var_kind { V_INT, V_BOOL, V_STR, V_ENUM, V_LEVEL, V_ADDR } var_kind;
+/* V_SECRET: a secret's value given inline; only its presence is kept
+ * (app/secrets.c reads it when wiring), the start line shows "***".
+ * V_ADDR: a literal IPv4 address (inet_pton); no names, no IPv6 (below). */
+typedef enum var_kind { V_INT, V_BOOL, V_STR, V_ENUM, V_LEVEL, V_SECRET, V_ADDR } var_kind;
 
 typedef struct var {
 	const char *name;
@@ -38,6 +41,10 @@ typedef struct var {
 #define ID_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 /* RFC 3986 characters minus quotes and backslashes: safe to log as is. */
 #define URL_CHARS ID_CHARS "-._~:/?#[]@!$&()*+,;=%"
+#define PATH_CHARS ID_CHARS "-._/"
+/* A Secrets Manager name or ARN, then optionally #key (app/secrets.h). */
+#define SECRET_ID_CHARS ID_CHARS "/_+=.@-:#"
+/* A secret-capable variable X also reads X_FILE and X_SECRET_ID. */
 static const var vars[] = {
 	{ "APP_PORT", "8080", V_INT, F(port), 1, 65535, NULL, NOSET,
 	  "HTTP port (plain HTTP; TLS ends at the load balancer)" },
@@ -83,14 +90,24 @@ static const var vars[] = {
 	  "redis store: when Redis is down or slow, allow (and count) or deny (503 with Retry-After)" },
 	{ "REDIS_URL", "", V_STR, F(redis_url), 0, 0, URL_CHARS, NOSET,
 	  "redis://[[user]:password@]host[:port][/db] for RATE_LIMIT_STORE=redis" },
+	{ "REDIS_PASSWORD", "", V_SECRET, F(set_redis_password), 0, APP_SECRET_MAX_INLINE, NULL, NOSET,
+	  "Redis AUTH password (secret; or REDIS_PASSWORD_FILE, REDIS_PASSWORD_SECRET_ID, or in REDIS_URL)" },
+	{ "REDIS_PASSWORD_FILE", "", V_STR, F(redis_password_file), 0, 0, PATH_CHARS, NOSET,
+	  "file holding the Redis password (re-read in the background, README Secrets)" },
+	{ "REDIS_PASSWORD_SECRET_ID", "", V_STR, F(redis_password_secret_id), 0, 0, SECRET_ID_CHARS, NOSET,
+	  "Secrets Manager secret (name or ARN, #key for a JSON member) holding the Redis password" },
 	{ "REDIS_TIMEOUT_MS", "5", V_INT, F(redis_timeout_ms), 1, 10000, NULL, NOSET,
 	  "redis store: per-request command timeout (connect: 10x, at least 50)" },
 	{ "TRUSTED_PROXIES", "", V_STR, F(trusted_proxies), 0, 0, "0123456789./, ", NOSET,
 	  "comma-separated IPv4 CIDRs whose X-Forwarded-For is believed (the load balancer's subnets)" },
 	{ "AUTH_ENABLED", NULL, V_BOOL, F(auth_enabled), 0, 0, NULL, SET(set_auth),
 	  "require a JWT bearer token on /v1 routes (default: false in dev/test, true otherwise)" },
-	{ "JWT_JWKS_FILE", "", V_STR, F(jwt_jwks_file), 0, 0, ID_CHARS "-._/", NOSET,
-	  "JWKS document with the token signing keys (or JWT_JWKS_URL)" },
+	{ "JWT_JWKS", "", V_SECRET, F(set_jwt_jwks), 0, APP_SECRET_MAX_INLINE, NULL, NOSET,
+	  "the JWKS document itself (secret; or JWT_JWKS_FILE, JWT_JWKS_SECRET_ID, JWT_JWKS_URL)" },
+	{ "JWT_JWKS_FILE", "", V_STR, F(jwt_jwks_file), 0, 0, PATH_CHARS, NOSET,
+	  "JWKS document with the token signing keys (re-read when it changed, on an unknown kid or JWT_JWKS_MAX_AGE_SECONDS)" },
+	{ "JWT_JWKS_SECRET_ID", "", V_STR, F(jwt_jwks_secret_id), 0, 0, SECRET_ID_CHARS, NOSET,
+	  "Secrets Manager secret (name or ARN, #key for a JSON member) holding the JWKS document" },
 	{ "JWT_JWKS_URL", "", V_STR, F(jwt_jwks_url), 0, 0, URL_CHARS, NOSET,
 	  "https URL of the JWKS, e.g. https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json" },
 	{ "JWT_ISSUER", "", V_STR, F(jwt_issuer), 0, 0, URL_CHARS, NOSET,
@@ -141,8 +158,16 @@ static const var vars[] = {
 	  "how long the relay may hold the acks of a cart's published events to remove several from the outbox in one write (default: 1000 on dynamodb, 0 on memory; delivery is not delayed)" },
 	{ "IDEMPOTENCY_MAX_RECORDS", "256", V_INT, F(idempotency_max_records), 8, 100000, NULL, NOSET,
 	  "DynamoDB store: idempotency records kept per user; at the bound the oldest are swept to 3/4 of it (the memory store keeps 256 and 1 MiB per user)" },
-	{ "EVENTBRIDGE_BUS_NAME", "default", V_STR, F(eventbridge_bus_name), 1, 0, ID_CHARS "-_./:", NOSET,
-	  "EventBridge bus name or ARN" },
+	{ "EVENTBRIDGE_BUS_NAME", "default", V_STR, F(eventbridge_bus_name), 1, 0, ID_CHARS "-_./:", SET(set_bus_name),
+	  "EventBridge bus name or ARN (secret-capable: or EVENTBRIDGE_BUS_NAME_FILE, EVENTBRIDGE_BUS_NAME_SECRET_ID)" },
+	{ "EVENTBRIDGE_BUS_NAME_FILE", "", V_STR, F(eventbridge_bus_name_file), 0, 0, PATH_CHARS, NOSET,
+	  "file holding the bus name or ARN (re-read in the background, README Secrets)" },
+	{ "EVENTBRIDGE_BUS_NAME_SECRET_ID", "", V_STR, F(eventbridge_bus_name_secret_id), 0, 0, SECRET_ID_CHARS, NOSET,
+	  "Secrets Manager secret (name or ARN, #key for a JSON member) holding the bus name or ARN" },
+	{ "SECRETS_TTL_SECONDS", "300", V_INT, F(secrets_ttl_seconds), 1, 86400, NULL, NOSET,
+	  "a secret from a _FILE or _SECRET_ID is re-read after 3/4 of this (a failed read keeps the last value, retried from 1 s to 60 s)" },
+	{ "SECRETSMANAGER_ENDPOINT", "", V_STR, F(secretsmanager_endpoint), 0, 0, NULL, NOSET,
+	  "Secrets Manager endpoint URL (default: AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL, the region's)" },
 	{ "STORAGE_BACKEND", NULL, V_ENUM, F(storage_backend), 0, 0, "memory|dynamodb", SET(set_storage),
 	  "memory|dynamodb (default: memory in dev, dynamodb otherwise)" },
 	{ "EVENTS_PUBLISHER", NULL, V_ENUM, F(events_publisher), 0, 0, "log|none|eventbridge", SET(set_publisher),
@@ -278,6 +303,14 @@ static int parse_one(app_config *cfg, const var *v, const char *val,
 			return -1;
 		}
 		break;
+	case V_SECRET:
+		/* Bounded, and never copied: app/secrets.c reads it again. */
+		if (strlen(val) > (size_t)v->max) {
+			snprintf(why, why_len, "at most %ld bytes", v->max);
+			return -1;
+		}
+		*(bool *)base = *val != '\0';
+		return 0;
 	case V_STR:
 		if (strlen(val) < (size_t)v->min ||
 		    (v->choices && strspn(val, v->choices) != strlen(val)))
@@ -313,7 +346,8 @@ static int check_endpoint(const char *url)
 static bool is_endpoint(const var *v)
 {
 	return v->offset == offsetof(app_config, dynamodb_endpoint) ||
-	       v->offset == offsetof(app_config, eventbridge_endpoint);
+	       v->offset == offsetof(app_config, eventbridge_endpoint) ||
+	       v->offset == offsetof(app_config, secretsmanager_endpoint);
 }
 
 /* The dev rule: memory and log events unless told otherwise. */
@@ -415,7 +449,8 @@ int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 				continue;
 			snprintf(why, sizeof(why), "%s", ENDPOINT_EXPECTED);
 		}
-		snprintf(err, err_len, "invalid %s=\"%.64s\": expected %s", v->name, val, why);
+		snprintf(err, err_len, "invalid %s=\"%.64s\": expected %s", v->name,
+			 v->kind == V_SECRET ? "***" : val, why);
 		return -1;
 	}
 	apply_env_defaults(cfg);
@@ -438,7 +473,8 @@ static bool host_port_valid(const char *s)
 /* Settings that are valid one by one but not together. */
 static int check_combinations(const app_config *cfg, char *err, size_t err_len)
 {
-	bool file = cfg->jwt_jwks_file[0], url = cfg->jwt_jwks_url[0];
+	bool keys = cfg->jwt_jwks_file[0] || cfg->jwt_jwks_url[0] ||
+		    cfg->set_jwt_jwks || cfg->jwt_jwks_secret_id[0];
 
 	if (cfg->rate_limit_rps > 0 && !strcmp(cfg->rate_limit_store, "redis") &&
 	    strncmp(cfg->redis_url, "redis://", 8)) {
@@ -456,17 +492,15 @@ static int check_combinations(const app_config *cfg, char *err, size_t err_len)
 		snprintf(err, err_len, "invalid RATE_LIMIT_BURST: must be at least 1");
 		return -1;
 	}
+	if (app_secrets_check(cfg, err, err_len))
+		return -1;
 	if (!cfg->auth_enabled)
 		return 0;
-	if (!file && !url) {
+	if (!keys) {
 		snprintf(err, err_len,
 			 "AUTH_ENABLED is on (ENV_NAME=%s) but no keys are configured: set "
-			 "JWT_JWKS_URL or JWT_JWKS_FILE (and JWT_ISSUER), or set "
-			 "AUTH_ENABLED=false explicitly", cfg->env_name);
-		return -1;
-	}
-	if (file && url) {
-		snprintf(err, err_len, "set JWT_JWKS_FILE or JWT_JWKS_URL, not both");
+			 "JWT_JWKS_URL, JWT_JWKS_FILE, JWT_JWKS_SECRET_ID or JWT_JWKS (and "
+			 "JWT_ISSUER), or set AUTH_ENABLED=false explicitly", cfg->env_name);
 		return -1;
 	}
 	if (!cfg->jwt_issuer[0]) {
@@ -518,7 +552,12 @@ void config_print_help(FILE *out)
 		"AWS_SESSION_TOKEN, or the ECS task role (AWS_CONTAINER_CREDENTIALS_\n"
 		"RELATIVE_URI, or _FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN).\n"
 		"The DynamoDB endpoint is DYNAMODB_ENDPOINT, else AWS_ENDPOINT_URL_DYNAMODB,\n"
-		"else AWS_ENDPOINT_URL, else the region's public endpoint.\n");
+		"else AWS_ENDPOINT_URL, else the region's public endpoint.\n"
+		"Secrets (JWT_JWKS, REDIS_PASSWORD, EVENTBRIDGE_BUS_NAME): set one of X,\n"
+		"X_FILE or X_SECRET_ID (a Secrets Manager name or ARN, #key for a member\n"
+		"of a JSON secret); files and secrets are re-read after 3/4 of\n"
+		"SECRETS_TTL_SECONDS and new values used without a restart. No value is\n"
+		"ever logged.\n");
 }
 
 static size_t put_kv(char *buf, size_t cap, size_t at, const char *k,
@@ -554,6 +593,9 @@ size_t config_to_json(const app_config *cfg, char *buf, size_t cap)
 			at = put_kv(buf, cap, at, v->name,
 				    log_level_name(*(const log_level *)base), true);
 			break;
+		case V_SECRET:
+			at = put_kv(buf, cap, at, v->name, *(const bool *)base ? "***" : "", true);
+			break;
 		default:
 			/* Strings are validated to characters that need no
 			 * escaping; a password in REDIS_URL is never logged. */
@@ -563,6 +605,10 @@ size_t config_to_json(const app_config *cfg, char *buf, size_t cap)
 				snprintf(red, sizeof(red), "redis://***@%s",
 					 strrchr(base, '@') + 1);
 				at = put_kv(buf, cap, at, v->name, red, true);
+			} else if (v->offset == offsetof(app_config, eventbridge_bus_name) &&
+				   cfg->set_bus_name) {
+				/* secret-capable: given explicitly, it is masked */
+				at = put_kv(buf, cap, at, v->name, "***", true);
 			} else {
 				at = put_kv(buf, cap, at, v->name, base, true);
 			}

@@ -46,6 +46,19 @@ typedef struct app_config {
 	bool auth_enabled;
 	char jwt_jwks_file[256];
 	char jwt_jwks_url[512];
+	/* Secrets (app/secrets.h): where a value comes from, never the value
+	 * itself (JWT_JWKS and REDIS_PASSWORD are read from the environment
+	 * when wiring; only their presence is kept here). */
+	bool set_jwt_jwks;
+	char jwt_jwks_secret_id[648];
+	bool set_redis_password;
+	char redis_password_file[256];
+	char redis_password_secret_id[648];
+	bool set_bus_name;
+	char eventbridge_bus_name_file[256];
+	char eventbridge_bus_name_secret_id[648];
+	int secrets_ttl_seconds;
+	char secretsmanager_endpoint[512];
 	char jwt_issuer[256];
 	char jwt_audience[256];
 	char jwt_client_id[128];

@@ -2,51 +2,40 @@
 #define APP_JSON_ARENA_H
 
 /*
- * A request body's cJSON tree from caller-owned memory.
+ * A request body's decoded strings in caller-owned memory: a bump
+ * allocator over an inline block, spilling to the heap when it is full.
  *
- * cJSON allocates every node and every string separately: an add body
- * costs ~15 mallocs and frees, and with 64 workers sharing glibc's 16
- * arenas those were the commonest lock waits of the write path (issue 10:
- * 213 arena-lock sleeps in 3 s of adds, each a stall of up to a time
- * slice when the holder was preempted).  json_arena_parse builds the tree
- * in the arena instead (a bump allocator; the heap when it is full), and
- * freeing arena memory costs nothing.
- *
- * The arena is this thread's from json_arena_parse until
- * json_arena_release: delete the tree (cJSON_Delete) on this thread
- * before releasing the arena, and release it before its memory goes
- * away.  One arena per thread at a time; a second parse meanwhile uses
- * the heap.  Other cJSON users (adapters, other threads) are unaffected:
- * their memory is the heap's as before.
+ * With cJSON an add body cost ~15 mallocs and frees (27 for an add and a
+ * PATCH), and with 64 workers sharing the allocator's arenas those were
+ * the commonest lock waits of the write path (issue 10).  The typed
+ * parser (json_in.c) decodes only the strings it keeps, here; a typical
+ * add body fits in the inline block, so it allocates nothing.
  */
 
 #include <stdalign.h>
 #include <stddef.h>
 
-#include <cjson/cJSON.h>
+/* Fits a typical add body's strings (~100 bytes) many times over. */
+#define JSON_ARENA_BYTES 1024
 
-/* Fits the tree of a typical add body (~1 KiB) with room to spare. */
-#define JSON_ARENA_BYTES 2048
+typedef struct json_arena_spill json_arena_spill;
 
 typedef struct json_arena {
 	size_t used;
+	json_arena_spill *spill;         /* heap blocks, owned */
 	alignas(16) unsigned char mem[JSON_ARENA_BYTES];
 } json_arena;
 
-/*
- * Routes cJSON's allocations through the arena hooks.  Call once, before
- * any other thread uses cJSON (main does; tests may).  Without it,
- * json_arena_parse is plain cJSON_ParseWithLength.
- */
-void json_arena_install(void);
+/* Makes a empty (mem is not touched). */
+void json_arena_init(json_arena *a);
 
-/* cJSON_ParseWithLength with a's memory (a->used is reset). */
-cJSON *json_arena_parse(json_arena *a, const char *text, size_t len);
+/* n bytes, 8-aligned, valid until json_arena_release; NULL if out of memory. */
+void *json_arena_alloc(json_arena *a, size_t n);
 
-/* Ends a's use by this thread.  Accepts NULL and a never parsed with. */
+/* Frees what spilled and empties a.  Accepts NULL. */
 void json_arena_release(json_arena *a);
 
-/* Bytes of a in use (tests). */
+/* Bytes of the inline block in use (tests). */
 size_t json_arena_used(const json_arena *a);
 
 #endif

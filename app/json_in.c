@@ -1,4 +1,4 @@
-#include <cjson/cJSON.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -252,145 +252,384 @@ int json_validate(const char *text, size_t len, input_error *err)
 	return -1;
 }
 
-/* --- schema ------------------------------------------------------------- */
+/* --- the typed walk ------------------------------------------------------
+ *
+ * Over text json_validate accepted, so the grammar, UTF-8 and escapes are
+ * known good: it reads the members of the objects it expects, decodes
+ * only the strings it keeps (into the request's arena) and skips the
+ * rest with the scanner.  The checks and their order are the schema's:
+ * unknown fields (first in document order), then duplicate keys (the
+ * first in byte order), then each field in turn.
+ */
 
-static int cmp_keys(const void *a, const void *b)
+typedef struct walk {
+	const unsigned char *p, *end;
+	json_arena *arena;
+	input_error *err;
+} walk;
+
+/* One member of an object: its decoded key and where its value starts. */
+typedef struct member {
+	const char *key;
+	const unsigned char *value;
+} member;
+
+static void walk_ws(walk *w)
 {
-	return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
+	while (w->p < w->end &&
+	       (*w->p == ' ' || *w->p == '\t' || *w->p == '\n' || *w->p == '\r'))
+		w->p++;
 }
 
-/* -1 with err if obj has the same key twice. */
-static int no_duplicates(const cJSON *obj, input_error *err)
+/* Past the string whose opening quote is at p (validated). */
+static const unsigned char *string_end(const unsigned char *p)
 {
-	cJSON *small[32], **keys = small;
-	size_t n = 0, i;
-	int rc = 0;
-
-	for (cJSON *c = obj->child; c; c = c->next)
-		n++;
-	if (n < 2)
-		return 0;
-	if (n > 32 && !(keys = malloc(n * sizeof(*keys))))
-		return bad(err, "cart.invalid_json", "%s", "out of memory");
-	i = 0;
-	for (cJSON *c = obj->child; c; c = c->next)
-		keys[i++] = c;
-	qsort(keys, n, sizeof(*keys), cmp_keys);
-	for (i = 1; i < n && !rc; i++)
-		if (!strcmp(keys[i - 1]->string, keys[i]->string))
-			rc = bad(err, "cart.invalid_json", "duplicate key \"%.64s\"",
-				 keys[i]->string);
-	if (keys != small)
-		free(keys);
-	return rc;
-}
-
-/* Members of obj must be among names (NULL-terminated). */
-static int known_fields(const cJSON *obj, const char *const *names,
-			input_error *err)
-{
-	for (cJSON *c = obj->child; c; c = c->next) {
-		const char *const *n = names;
-		while (*n && strcmp(*n, c->string))
-			n++;
-		if (!*n)
-			return bad(err, "cart.invalid_field", "unknown field \"%.64s\"",
-				   c->string);
-	}
-	return no_duplicates(obj, err);
+	for (p++; *p != '"'; p += *p == '\\' ? 2 : 1)
+		;
+	return p + 1;
 }
 
 /*
- * An integral JSON number.  Values beyond int64 range come back as
- * out_of_range (a well-formed number that breaks a rule, so 422 later).
+ * Past the value at w->p.  The text is validated, so this only finds
+ * where the value ends: no UTF-8 or grammar checks a second time.
  */
-static int integer(const cJSON *v, const char *field, int64_t min, int64_t max,
-		   int64_t out_of_range, int64_t *out, input_error *err)
+static void skip_value(walk *w)
 {
+	const unsigned char *p = w->p;
+	int depth = 0;
+
+	do {
+		switch (*p) {
+		case '"': p = string_end(p); break;
+		case '{': case '[': depth++; p++; break;
+		case '}': case ']': depth--; p++; break;
+		default: p++; break;   /* , : digits, literals, white space */
+		}
+		/* a scalar at depth 0 ends where its token does */
+		if (!depth)
+			while (p < w->end && (isalnum(*p) || *p == '.' || *p == '+' || *p == '-'))
+				p++;
+	} while (depth > 0);
+	w->p = p;
+}
+
+static void put_utf8(unsigned char **o, unsigned cp)
+{
+	unsigned char *q = *o;
+
+	if (cp < 0x80) {
+		*q++ = (unsigned char)cp;
+	} else if (cp < 0x800) {
+		*q++ = (unsigned char)(0xc0 | cp >> 6);
+		*q++ = (unsigned char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		*q++ = (unsigned char)(0xe0 | cp >> 12);
+		*q++ = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+		*q++ = (unsigned char)(0x80 | (cp & 0x3f));
+	} else {
+		*q++ = (unsigned char)(0xf0 | cp >> 18);
+		*q++ = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+		*q++ = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+		*q++ = (unsigned char)(0x80 | (cp & 0x3f));
+	}
+	*o = q;
+}
+
+/*
+ * The string at w->p (its opening quote), decoded into the arena and
+ * NUL-terminated; w->p moves past it.  Decoding never lengthens a
+ * string, so its raw length is room enough.  NULL if out of memory.
+ */
+static const char *decode_string(walk *w)
+{
+	const unsigned char *raw = w->p + 1, *q;
+	unsigned char *out, *o;
+
+	w->p = string_end(w->p);
+	q = w->p - 1;   /* the closing quote */
+	if (!(out = json_arena_alloc(w->arena, (size_t)(q - raw) + 1)))
+		return NULL;
+	o = out;
+	while (raw < q) {
+		const unsigned char *bs = memchr(raw, '\\', (size_t)(q - raw));
+		size_t plain = (size_t)((bs ? bs : q) - raw);
+		unsigned cp;
+
+		memcpy(o, raw, plain);
+		o += plain;
+		raw += plain;
+		if (raw == q)
+			break;
+		raw++;   /* the backslash */
+		switch (*raw++) {
+		case 'b': *o++ = '\b'; break;
+		case 'f': *o++ = '\f'; break;
+		case 'n': *o++ = '\n'; break;
+		case 'r': *o++ = '\r'; break;
+		case 't': *o++ = '\t'; break;
+		case 'u':
+			cp = (unsigned)hex4(raw);
+			raw += 4;
+			if (cp >= 0xd800 && cp <= 0xdbff) {   /* a pair (validated) */
+				cp = 0x10000 + ((cp - 0xd800) << 10) +
+				     ((unsigned)hex4(raw + 2) - 0xdc00);
+				raw += 6;
+			}
+			put_utf8(&o, cp);
+			break;
+		default: *o++ = raw[-1]; break;   /* " \ / */
+		}
+	}
+	*o = '\0';
+	return (const char *)out;
+}
+
+#define OOM(err) bad(err, "cart.invalid_json", "%s", "out of memory")
+
+/*
+ * The members of the object at w->p, in document order, into *out (the
+ * arena; *n of them).  A key not among names (NULL: any key) is an
+ * unknown field: the first such is the error.
+ */
+static int read_members(walk *w, const char *const *names, member **out,
+			size_t *n, input_error *err)
+{
+	size_t cap = 8, count = 0;
+	member *m = json_arena_alloc(w->arena, cap * sizeof(*m));
+
+	if (!m)
+		return OOM(err);
+	w->p++;   /* { */
+	walk_ws(w);
+	while (*w->p != '}') {
+		const char *key;
+
+		walk_ws(w);
+		if (!(key = decode_string(w)))
+			return OOM(err);
+		if (names) {
+			const char *const *k = names;
+			while (*k && strcmp(*k, key))
+				k++;
+			if (!*k)
+				return bad(err, "cart.invalid_field", "unknown field \"%.64s\"", key);
+		}
+		walk_ws(w);
+		w->p++;   /* : */
+		walk_ws(w);
+		if (count == cap) {
+			member *grown = json_arena_alloc(w->arena, 2 * cap * sizeof(*m));
+			if (!grown)
+				return OOM(err);
+			memcpy(grown, m, count * sizeof(*m));
+			m = grown;
+			cap *= 2;
+		}
+		m[count].key = key;
+		m[count++].value = w->p;
+		skip_value(w);
+		walk_ws(w);
+		if (*w->p == ',')
+			w->p++;
+	}
+	w->p++;   /* } */
+	*out = m;
+	*n = count;
+	return 0;
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * -1 with err if two members share a key: the first such in byte order.
+ * Few members (every body the schema accepts) are compared pairwise;
+ * many are sorted.
+ */
+static int no_duplicates(const member *m, size_t n, json_arena *arena,
+			 input_error *err)
+{
+	const char **keys, *dup = NULL;
+
+	if (n < 2)
+		return 0;
+	if (n <= 16) {
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = i + 1; j < n; j++)
+				if (!strcmp(m[i].key, m[j].key) &&
+				    (!dup || strcmp(m[i].key, dup) < 0))
+					dup = m[i].key;
+	} else {
+		if (!(keys = json_arena_alloc(arena, n * sizeof(*keys))))
+			return OOM(err);
+		for (size_t i = 0; i < n; i++)
+			keys[i] = m[i].key;
+		qsort(keys, n, sizeof(*keys), cmp_keys);
+		for (size_t i = 1; i < n && !dup; i++)
+			if (!strcmp(keys[i - 1], keys[i]))
+				dup = keys[i];
+	}
+	if (dup)
+		return bad(err, "cart.invalid_json", "duplicate key \"%.64s\"", dup);
+	return 0;
+}
+
+/* The value of key among m, NULL if absent (the first, as cJSON did). */
+static const unsigned char *find(const member *m, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(m[i].key, key))
+			return m[i].value;
+	return NULL;
+}
+
+static bool is_number(const unsigned char *v)
+{
+	return *v == '-' || (*v >= '0' && *v <= '9');
+}
+
+/*
+ * v[0..n) as a double if it is an optional '-' and at most 15 digits:
+ * such a value is exact in a double, so this is what strtod returns.
+ */
+static bool plain_integer(const unsigned char *v, size_t n, double *out)
+{
+	bool neg = *v == '-';
+	int64_t x = 0;
+
+	if (n - neg == 0 || n - neg > 15)
+		return false;
+	for (size_t i = neg; i < n; i++) {
+		if (!isdigit(v[i]))
+			return false;
+		x = x * 10 + (v[i] - '0');
+	}
+	*out = neg ? -(double)x : (double)x;
+	return true;
+}
+
+/*
+ * An integral JSON number (the value at v; NULL: absent), read as a
+ * double as before, so 2.0 and 1e3 are integers and 2.5 is not.  Values
+ * beyond [min, max] come back as out_of_range (a well-formed number that
+ * breaks a rule, so 422 later).
+ */
+static int integer(walk *w, const unsigned char *v, const char *field,
+		   int64_t min, int64_t max, int64_t out_of_range, int64_t *out,
+		   input_error *err)
+{
+	char small[64], *text = small;
+	size_t n = 0;
 	double d;
 
 	if (!v)
 		return bad(err, "cart.invalid_field", "missing required field \"%s\"", field);
-	if (!cJSON_IsNumber(v))
+	if (!is_number(v))
 		return bad(err, "cart.invalid_field", "\"%s\" must be an integer", field);
-	d = v->valuedouble;
+	while (v + n < w->end && v[n] && (isdigit(v[n]) || strchr("+-.eE", v[n])))
+		n++;
+	if (n <= 16 && plain_integer(v, n, &d)) {
+		/* exact, as strtod would read it */
+	} else {
+		if (n >= sizeof(small) && !(text = json_arena_alloc(w->arena, n + 1)))
+			return OOM(err);
+		memcpy(text, v, n);
+		text[n] = '\0';
+		d = strtod(text, NULL);
+	}
 	if (!isfinite(d) || d != trunc(d))
 		return bad(err, "cart.invalid_field", "\"%s\" must be an integer", field);
 	*out = d < (double)min || d > (double)max ? out_of_range : (int64_t)d;
 	return 0;
 }
 
-/* On failure the arena is released; on success the caller releases it
- * after deleting the tree. */
-static int parse_root(cJSON **root, json_arena *arena, const char *body,
-		      size_t len, input_error *err)
+/* A string value at v (else NULL), decoded. */
+static int string_value(walk *w, const unsigned char *v, const char **out,
+			input_error *err)
 {
-	*root = NULL;
-	if (json_validate(body, len, err))
-		return -1;
-	*root = json_arena_parse(arena, body, len);
-	if (!*root) {
-		json_arena_release(arena);
-		return BAD_JSON(err, "request body could not be parsed");
-	}
-	if (!cJSON_IsObject(*root)) {
-		cJSON_Delete(*root);
-		json_arena_release(arena);
-		*root = NULL;
-		return BAD_JSON(err, "request body must be a JSON object");
-	}
+	w->p = v;
+	if (!(*out = decode_string(w)))
+		return OOM(err);
 	return 0;
 }
 
-static int parse_price(cart_money *m, const cJSON *price, input_error *err)
+/* Opens the body: validated, one object; its members into *m, *n. */
+static int walk_root(walk *w, const char *body, size_t len,
+		     const char *const *names, member **m, size_t *n,
+		     input_error *err)
+{
+	if (json_validate(body, len, err))
+		return -1;
+	w->p = (const unsigned char *)body;
+	w->end = w->p + len;
+	w->err = err;
+	walk_ws(w);
+	if (*w->p != '{')
+		return BAD_JSON(err, "request body must be a JSON object");
+	if (read_members(w, names, m, n, err) ||
+	    no_duplicates(*m, *n, w->arena, err))
+		return -1;
+	return 0;
+}
+
+static int parse_price(walk *w, cart_money *money, const unsigned char *price,
+		       input_error *err)
 {
 	static const char *const fields[] = { "amount", "currency", NULL };
-	const cJSON *cur;
+	const unsigned char *cur;
+	const char *code;
+	member *m;
+	size_t n;
 	int64_t amount;
 
 	if (!price)
 		return bad(err, "cart.invalid_field", "missing required field \"%s\"", "unitPrice");
-	if (!cJSON_IsObject(price))
+	if (*price != '{')
 		return bad(err, "cart.invalid_field", "\"%s\" must be an object", "unitPrice");
-	if (known_fields(price, fields, err))
+	w->p = price;
+	if (read_members(w, fields, &m, &n, err) || no_duplicates(m, n, w->arena, err))
 		return -1;
-	if (integer(cJSON_GetObjectItemCaseSensitive(price, "amount"),
-		    "unitPrice.amount", -CART_AMOUNT_MAX - 1, CART_AMOUNT_MAX + 1,
-		    -1, &amount, err))
+	if (integer(w, find(m, n, "amount"), "unitPrice.amount",
+		    -CART_AMOUNT_MAX - 1, CART_AMOUNT_MAX + 1, -1, &amount, err))
 		return -1;
-	cur = cJSON_GetObjectItemCaseSensitive(price, "currency");
+	cur = find(m, n, "currency");
 	if (!cur)
 		return bad(err, "cart.invalid_field", "missing required field \"%s\"",
 			   "unitPrice.currency");
-	if (!cJSON_IsString(cur))
+	if (*cur != '"')
 		return bad(err, "cart.invalid_field", "\"%s\" must be a string",
 			   "unitPrice.currency");
-	m->amount = amount;
+	if (string_value(w, cur, &code, err))
+		return -1;
+	money->amount = amount;
 	/* A wrong-looking code is a rule violation (422), decided by the core. */
-	if (strlen(cur->valuestring) == 3)
-		memcpy(m->currency, cur->valuestring, 4);
+	if (strlen(code) == 3)
+		memcpy(money->currency, code, 4);
 	else
-		strcpy(m->currency, "?");
+		strcpy(money->currency, "?");
 	return 0;
 }
 
-static int parse_attrs(add_item_req *req, const cJSON *attrs, input_error *err)
+static int parse_attrs(walk *w, add_item_req *req, const unsigned char *attrs,
+		       input_error *err)
 {
-	size_t n = 0;
+	member *m;
+	size_t n;
 
-	if (!attrs || cJSON_IsNull(attrs))
+	if (!attrs || *attrs == 'n')
 		return 0;
-	if (!cJSON_IsObject(attrs))
+	if (*attrs != '{')
 		return bad(err, "cart.invalid_field", "\"%s\" must be an object of strings",
 			   "attributes");
-	if (no_duplicates(attrs, err))
+	w->p = attrs;
+	if (read_members(w, NULL, &m, &n, err) || no_duplicates(m, n, w->arena, err))
 		return -1;
-	for (cJSON *c = attrs->child; c; c = c->next) {
-		if (!cJSON_IsString(c))
+	for (size_t i = 0; i < n; i++)
+		if (*m[i].value != '"')
 			return bad(err, "cart.invalid_field",
-				   "attribute \"%.64s\" must be a string", c->string);
-		n++;
-	}
+				   "attribute \"%.64s\" must be a string", m[i].key);
 	/* More than allowed is a rule (422): tell the core with the count. */
 	req->spec.attr_count = n;
 	req->spec.attrs = req->attrs;
@@ -398,10 +637,10 @@ static int parse_attrs(add_item_req *req, const cJSON *attrs, input_error *err)
 		req->spec.attrs = NULL;
 		return 0;
 	}
-	n = 0;
-	for (cJSON *c = attrs->child; c; c = c->next, n++) {
-		req->attrs[n].key = c->string;
-		req->attrs[n].value = c->valuestring;
+	for (size_t i = 0; i < n; i++) {
+		req->attrs[i].key = m[i].key;
+		if (string_value(w, m[i].value, &req->attrs[i].value, err))
+			return -1;
 	}
 	return 0;
 }
@@ -411,44 +650,48 @@ int json_parse_add_item(add_item_req *out, const char *body, size_t len,
 {
 	static const char *const fields[] = { "itemId", "quantity", "unitPrice",
 					      "name", "attributes", NULL };
-	const cJSON *id, *name;
-	cJSON *root;
+	const unsigned char *id, *name;
+	const char *item_id, *name_str = NULL;
+	walk w = { .arena = &out->arena };
+	member *m;
+	size_t n;
 	int64_t q;
 
 	memset(out, 0, offsetof(add_item_req, arena));   /* not the arena's bytes */
-	if (parse_root(&root, &out->arena, body, len, err))
-		return -1;
-	out->root = root;
-	if (known_fields(root, fields, err))
+	json_arena_init(&out->arena);
+	if (walk_root(&w, body, len, fields, &m, &n, err))
 		goto fail;
-	id = cJSON_GetObjectItemCaseSensitive(root, "itemId");
+	id = find(m, n, "itemId");
 	if (!id) {
 		bad(err, "cart.invalid_field", "missing required field \"%s\"", "itemId");
 		goto fail;
 	}
-	if (!cJSON_IsString(id)) {
+	if (*id != '"') {
 		bad(err, "cart.invalid_field", "\"%s\" must be a string", "itemId");
 		goto fail;
 	}
-	if (!cart_id_valid(id->valuestring)) {
+	if (string_value(&w, id, &item_id, err))
+		goto fail;
+	if (!cart_id_valid(item_id)) {
 		bad(err, "cart.invalid_id", "%s",
 		    "itemId must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
 		goto fail;
 	}
-	if (integer(cJSON_GetObjectItemCaseSensitive(root, "quantity"), "quantity",
-		    INT32_MIN, INT32_MAX, -1, &q, err) ||
-	    parse_price(&out->spec.unit_price,
-			cJSON_GetObjectItemCaseSensitive(root, "unitPrice"), err) ||
-	    parse_attrs(out, cJSON_GetObjectItemCaseSensitive(root, "attributes"), err))
+	if (integer(&w, find(m, n, "quantity"), "quantity", INT32_MIN, INT32_MAX,
+		    -1, &q, err) ||
+	    parse_price(&w, &out->spec.unit_price, find(m, n, "unitPrice"), err) ||
+	    parse_attrs(&w, out, find(m, n, "attributes"), err))
 		goto fail;
-	name = cJSON_GetObjectItemCaseSensitive(root, "name");
-	if (name && !cJSON_IsNull(name) && !cJSON_IsString(name)) {
+	name = find(m, n, "name");
+	if (name && *name != 'n' && *name != '"') {
 		bad(err, "cart.invalid_field", "\"%s\" must be a string", "name");
 		goto fail;
 	}
-	out->spec.item_id = id->valuestring;
+	if (name && *name == '"' && string_value(&w, name, &name_str, err))
+		goto fail;
+	out->spec.item_id = item_id;
 	out->spec.quantity = (int32_t)q;
-	out->spec.name = cJSON_IsString(name) ? name->valuestring : NULL;
+	out->spec.name = name_str;
 	return 0;
 fail:
 	add_item_req_release(out);
@@ -459,7 +702,6 @@ void add_item_req_release(add_item_req *req)
 {
 	if (!req)
 		return;
-	cJSON_Delete(req->root);
 	json_arena_release(&req->arena);
 	memset(req, 0, offsetof(add_item_req, arena));
 }
@@ -469,19 +711,19 @@ int json_parse_set_quantity(int32_t *quantity, const char *body, size_t len,
 {
 	static const char *const fields[] = { "quantity", NULL };
 	json_arena arena;
-	cJSON *root;
+	walk w = { .arena = &arena };
+	member *m;
+	size_t n;
 	int64_t q;
 	int rc;
 
-	if (parse_root(&root, &arena, body, len, err))
-		return -1;
-	rc = known_fields(root, fields, err);
+	json_arena_init(&arena);
+	rc = walk_root(&w, body, len, fields, &m, &n, err);
 	if (!rc)
-		rc = integer(cJSON_GetObjectItemCaseSensitive(root, "quantity"),
-			     "quantity", INT32_MIN, INT32_MAX, -1, &q, err);
+		rc = integer(&w, find(m, n, "quantity"), "quantity", INT32_MIN,
+			     INT32_MAX, -1, &q, err);
 	if (!rc)
 		*quantity = (int32_t)q;
-	cJSON_Delete(root);
 	json_arena_release(&arena);
 	return rc;
 }

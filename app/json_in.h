@@ -5,9 +5,10 @@
  * Request bodies: strict JSON in, typed structs out.
  *
  * First a validating scan (RFC 8259 grammar, UTF-8, no \u0000, no lone
- * surrogates, nesting <= JSON_MAX_DEPTH), then cJSON builds the tree (in
- * the request's own memory: json_arena.h) and the schema walk refuses
- * duplicate keys, unknown fields and wrong types.
+ * surrogates, nesting <= JSON_MAX_DEPTH), then a typed walk over the
+ * validated text refuses unknown fields, duplicate keys and wrong types
+ * and decodes the strings it keeps into the request's own memory
+ * (json_arena.h).
  * Malformed or wrongly typed input is a 400; values that are well formed
  * but break a rule (ranges, lengths) pass through to the core, which
  * answers 422.
@@ -33,16 +34,12 @@ typedef struct input_error {
 int json_validate(const char *text, size_t len, input_error *err);
 
 typedef struct add_item_req {
-	cart_item_spec spec;             /* strings borrowed from root */
+	cart_item_spec spec;             /* strings in arena */
 	cart_attr attrs[CART_ATTRS_MAX];
-	void *root;                      /* the cJSON tree, owned */
-	json_arena arena;                /* root's memory (json_arena.h) */
+	json_arena arena;                /* owned (json_arena.h) */
 } add_item_req;
 
-/*
- * 0 or -1 with err. On success release with add_item_req_release, on the
- * same thread (the tree lives in out->arena).
- */
+/* 0 or -1 with err. On success release with add_item_req_release. */
 int json_parse_add_item(add_item_req *out, const char *body, size_t len,
 			input_error *err);
 void add_item_req_release(add_item_req *req);   /* accepts NULL */

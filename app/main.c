@@ -17,7 +17,6 @@
 #include "cart/service.h"
 #include "aws/aws.h"
 #include "config.h"
-#include "json_arena.h"
 #include "dynamodb/dynamo_repo.h"
 #include "eventbridge/eventbridge_publisher.h"
 #include "allocator.h"
@@ -29,6 +28,8 @@
 #include "metrics.h"
 #include "memory/memory_repo.h"
 #include "ratelimit.h"
+#include "secrets.h"
+#include "secrets/secrets.h"
 #include "server.h"
 #include "xray.h"
 #include "system/system.h"
@@ -62,6 +63,8 @@ typedef struct wiring {
 	cart_aws_creds *creds;
 	cart_aws_client *dynamo;
 	cart_aws_client *events;
+	cart_aws_client *secretsmanager;   /* NULL unless a _SECRET_ID is set */
+	app_secrets *secrets;
 	cart_service *svc;
 	cart_relay *relay;
 	app_auth *auth;              /* NULL unless AUTH_ENABLED */
@@ -114,8 +117,11 @@ static int wire_aws_client(wiring *w, const app_config *cfg, cart_aws_client **o
 	cc.breaker.window_ms = cfg->breaker_window_seconds * 1000LL;
 	cc.breaker.open_ms = cfg->breaker_open_seconds * 1000LL;
 	cc.breaker.half_open_probes = cfg->breaker_half_open_probes;
-	cc.resource = !strcmp(service, "dynamodb") ? cfg->dynamodb_table
-						    : cfg->eventbridge_bus_name;
+	/* A bus name from a file or secret is not put in traces either. */
+	cc.resource = !strcmp(service, "dynamodb") ? cfg->dynamodb_table :
+		      !strcmp(service, "events") &&
+		      !app_secrets_source(w->secrets, APP_SECRET_BUS_NAME) ?
+		      cfg->eventbridge_bus_name : "";
 	cc.observer = &app_aws_observer;
 	if (cart_aws_client_new(out, &cc, w->creds, &w->clock, &w->ids, &g_aws_log)) {
 		snprintf(err, err_len, "invalid %s client settings (endpoint %.200s)",
@@ -141,7 +147,9 @@ static int wire_publisher(wiring *w, const app_config *cfg, char *err,
 {
 	cart_eventbridge_config ec = { cfg->eventbridge_bus_name,
 				       cfg->eventbridge_source, cfg->aws_max_attempts };
-	char endpoint[512];
+	char endpoint[512], *bus = NULL;
+	size_t bus_len = 0;
+	int rc;
 
 	if (!strcmp(cfg->events_publisher, "log"))
 		return cart_log_publisher_new(&w->pub, STDOUT_FILENO,
@@ -153,10 +161,44 @@ static int wire_publisher(wiring *w, const app_config *cfg, char *err,
 	if (wire_aws_client(w, cfg, &w->events, "events", "application/x-amz-json-1.1",
 			    endpoint, err, err_len))
 		return -1;
-	if (cart_eventbridge_publisher_new(&w->pub, &ec, w->events, &g_aws_log)) {
+	if (app_secrets_get(w->secrets, APP_SECRET_BUS_NAME, &bus, &bus_len) == 0) {
+		if (!app_secrets_bus_valid(bus, bus_len)) {
+			snprintf(err, err_len, "invalid EVENTBRIDGE_BUS_NAME from %s: "
+				 "expected 1..255 of A-Z a-z 0-9 -_./:",
+				 app_secrets_source(w->secrets, APP_SECRET_BUS_NAME));
+			cart_secret_wipe_free(bus, bus_len);
+			return 2;
+		}
+		ec.bus = bus;
+	}
+	rc = cart_eventbridge_publisher_new(&w->pub, &ec, w->events, &g_aws_log);
+	cart_secret_wipe_free(bus, bus_len);
+	if (rc) {
 		snprintf(err, err_len, "invalid EVENTBRIDGE_BUS_NAME or EVENTBRIDGE_SOURCE");
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * Secrets first, so a missing one stops the start before anything else
+ * is built (README, "Secrets").  The exit code on failure (1 or 2).
+ */
+static int wire_secrets(wiring *w, const app_config *cfg, char *err, size_t err_len)
+{
+	char endpoint[512];
+	int code = 1;
+
+	if (app_secrets_use_aws(cfg)) {
+		cart_aws_endpoint(endpoint, sizeof(endpoint), env, "SECRETSMANAGER_ENDPOINT",
+				  "SECRETS_MANAGER", "secretsmanager", cfg->aws_region);
+		if (wire_aws_client(w, cfg, &w->secretsmanager, "secretsmanager",
+				    "application/x-amz-json-1.1", endpoint, err, err_len))
+			return 1;
+	}
+	if (app_secrets_new(&w->secrets, cfg, env, w->secretsmanager, &w->clock,
+			    &g_aws_log, &code, err, err_len))
+		return code;
 	return 0;
 }
 
@@ -223,14 +265,17 @@ static void log_parked(void *self, const cart_event *ev, const char *code,
 static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 {
 	cart_service_config sc;
+	int rc;
 
 	memset(w, 0, sizeof(*w));
 	cart_system_clock_init(&w->clock);
 	cart_system_ids_init(&w->ids);
+	if ((rc = wire_secrets(w, cfg, err, err_len)))
+		return rc;
 	if (wire_repo(w, cfg, err, err_len))
 		return -1;
-	if (wire_publisher(w, cfg, err, err_len))
-		return -1;
+	if ((rc = wire_publisher(w, cfg, err, err_len)))
+		return rc;
 	cart_service_config_init(&sc);
 	sc.limits.max_item_quantity = cfg->max_item_quantity;
 	sc.limits.max_lines = (size_t)cfg->max_cart_lines;
@@ -264,6 +309,7 @@ static int wire(wiring *w, const app_config *cfg, char *err, size_t err_len)
 
 static void unwire(wiring *w)
 {
+	app_secrets_free(w->secrets);   /* first: its thread calls the others */
 	app_xray_free(w->xray);
 	app_auth_free(w->auth);
 	app_ratelimit_free(w->ratelimit);
@@ -273,6 +319,7 @@ static void unwire(wiring *w)
 	cart_publisher_destroy(&w->pub);
 	cart_aws_client_free(w->dynamo);
 	cart_aws_client_free(w->events);
+	cart_aws_client_free(w->secretsmanager);
 	cart_aws_creds_free(w->creds);
 	cart_ids_destroy(&w->ids);
 	cart_clock_destroy(&w->clock);
@@ -378,6 +425,10 @@ static int wire_stats(app_ctx *app, wiring *w)
 		rc |= app_stats_add(app, "ratelimit", app_ratelimit_stats_json, w->ratelimit);
 	if (w->xray)
 		rc |= app_stats_add(app, "xray", app_xray_stats, w->xray);
+	if (app_secrets_source(w->secrets, APP_SECRET_JWKS) ||
+	    app_secrets_source(w->secrets, APP_SECRET_REDIS_PASSWORD) ||
+	    app_secrets_source(w->secrets, APP_SECRET_BUS_NAME))
+		rc |= app_stats_add(app, "secrets", app_secrets_stats, w->secrets);
 	return rc;
 }
 
@@ -391,7 +442,7 @@ static int wire_metrics(app_ctx *app, wiring *w)
 	app_metrics_sources src = { w->svc, app->relay, w->dynamo, w->events,
 				    w->ratelimit, w->xray,
 				    strcmp(g_cfg.storage_backend, "memory") ? NULL : &w->repo,
-				    w->creds };
+				    w->secrets, w->creds };
 
 	if (!g_cfg.metrics_enabled && !g_cfg.metrics_emf)
 		return 0;
@@ -401,6 +452,38 @@ static int wire_metrics(app_ctx *app, wiring *w)
 				      app_stage_metrics_begin, m) ||
 	       app_pipeline_add(&app->pipeline, APP_PHASE_LOG, "metrics",
 				app_stage_metrics, m);
+}
+
+/* The verifier, with the JWKS from a secret if one is configured. */
+static int wire_auth(wiring *w, char *err, size_t err_len)
+{
+	char *doc = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (app_secrets_get(w->secrets, APP_SECRET_JWKS, &doc, &len) < 0) {
+		snprintf(err, err_len, "out of memory reading JWT_JWKS");
+		return -1;
+	}
+	rc = app_auth_new(&w->auth, &g_cfg, &w->clock, doc, len, err, err_len);
+	cart_secret_wipe_free(doc, len);
+	return rc;
+}
+
+/* The limiter, with the Redis password from a secret if one is configured. */
+static int wire_ratelimit(wiring *w, char *err, size_t err_len)
+{
+	char *pw = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (app_secrets_get(w->secrets, APP_SECRET_REDIS_PASSWORD, &pw, &len) < 0) {
+		snprintf(err, err_len, "out of memory reading REDIS_PASSWORD");
+		return -1;
+	}
+	rc = app_ratelimit_new_auth(&w->ratelimit, &g_cfg, &w->clock, pw, err, err_len);
+	cart_secret_wipe_free(pw, len);
+	return rc;
 }
 
 /*
@@ -431,17 +514,24 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 		return -1;
 	app->xray = w->xray;
 	if (g_cfg.auth_enabled &&
-	    (app_auth_new(&w->auth, &g_cfg, &w->clock, err, err_len) ||
+	    (wire_auth(w, err, err_len) ||
 	     app_pipeline_add(p, APP_PHASE_PREACCESS, "authenticate",
 			      app_stage_authenticate, w->auth) ||
 	     app_pipeline_add(p, APP_PHASE_ACCESS, "require_auth",
 			      app_stage_require_auth, w->auth)))
 		return -1;
 	if (g_cfg.rate_limit_rps > 0 &&
-	    (app_ratelimit_new(&w->ratelimit, &g_cfg, &w->clock, err, err_len) ||
+	    (wire_ratelimit(w, err, err_len) ||
 	     app_pipeline_add(p, APP_PHASE_PREACCESS, "ratelimit",
 			      app_stage_ratelimit, w->ratelimit)))
 		return -1;
+	app_secrets_bind(w->secrets, w->auth,
+			 strcmp(g_cfg.rate_limit_store, "redis") ? NULL : w->ratelimit,
+			 w->events ? &w->pub : NULL);
+	if (app_secrets_start(w->secrets)) {
+		snprintf(err, err_len, "cannot start the secrets' refresher thread");
+		return -1;
+	}
 	if (wire_stats(app, w)) {
 		snprintf(err, err_len, "too many stats sources");
 		return -1;
@@ -778,7 +868,6 @@ int main(int argc, char **argv)
 	}
 	log_setup(g_cfg.log_level, STDOUT_FILENO);
 	curl_global_init(CURL_GLOBAL_DEFAULT);   /* before any thread starts */
-	json_arena_install();                    /* likewise */
 	if (do_healthcheck)
 		return healthcheck(&g_cfg);
 	if (do_migrate)
@@ -794,10 +883,10 @@ int main(int argc, char **argv)
 	set_thread_stacks();
 	signal(SIGPIPE, SIG_IGN);
 
-	if (wire(&w, &g_cfg, err, sizeof(err))) {
+	if ((sig = wire(&w, &g_cfg, err, sizeof(err)))) {
 		fprintf(stderr, "cart-service: %s\n", err);
 		unwire(&w);
-		return 1;
+		return sig > 0 ? sig : 1;
 	}
 	if (wire_app(&g_app, &w, err, sizeof(err))) {
 		fprintf(stderr, "cart-service: %s\n", err);

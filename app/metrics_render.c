@@ -15,6 +15,7 @@
 #include "memory/memory_repo.h"
 #include "metrics_registry.h"
 #include "ratelimit.h"
+#include "secrets.h"
 #include "xray.h"
 
 #ifndef CART_VERSION
@@ -365,6 +366,7 @@ void app_metrics_render(app_metrics *m, buf *out, bool scrape)
 	render_use_cases(m, out);
 	render_outbox(m, out);
 	render_xray(m, out);
+	app_secrets_metrics(m->src.secrets, out);
 	render_logs(out);
 	render_process(out);
 }

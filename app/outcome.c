@@ -74,13 +74,45 @@ static int render_for_record(void *ctx, const cart_result *res, int *status,
 	return CART_OK;
 }
 
+/*
+ * A stored problem names the request that produced it.  Its replay is
+ * another request with its own X-Request-Id, the id this response's
+ * header and log line carry, so the replayed problem's requestId is the
+ * replay's (an RFC 9457 extension member describes this occurrence);
+ * every other member is sent as stored.  Falls back to the stored bytes
+ * if they cannot be rewritten (out of memory).
+ */
+static void put_replayed_problem(http_response *out, const char *body, size_t len)
+{
+	cJSON *doc = cJSON_ParseWithLength(body, len);
+	cJSON *id = doc ? cJSON_CreateString(out->request_id) : NULL;
+	char *text = NULL;
+
+	if (id && cJSON_IsObject(doc) &&
+	    cJSON_GetObjectItemCaseSensitive(doc, "requestId") &&
+	    cJSON_ReplaceItemInObjectCaseSensitive(doc, "requestId", id)) {
+		id = NULL;   /* owned by doc now */
+		text = cJSON_PrintUnformatted(doc);
+	}
+	if (text)
+		buf_puts(&out->body, text);
+	else
+		buf_put(&out->body, body, len);
+	cJSON_free(text);
+	cJSON_Delete(id);
+	cJSON_Delete(doc);
+}
+
 /* A stored outcome, sent again as it was, with the version as ETag. */
 static void send_replay(app_request *r, const cart_result *res)
 {
 	http_response *out = r->res;
 
 	buf_reset(&out->body);
-	buf_put(&out->body, res->body ? res->body : "", res->body_len);
+	if (res->status >= 400 && res->body_len && out->request_id[0])
+		put_replayed_problem(out, res->body, res->body_len);
+	else
+		buf_put(&out->body, res->body ? res->body : "", res->body_len);
 	out->status = res->status;
 	out->content_type = res->status == 204 ? NULL
 			    : res->status < 300 ? "application/json"

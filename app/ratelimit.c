@@ -134,6 +134,13 @@ static void name_variable(char *err, size_t err_len, const char *name)
 int app_ratelimit_new(app_ratelimit **out, const app_config *cfg,
 		      const cart_clock *clock, char *err, size_t err_len)
 {
+	return app_ratelimit_new_auth(out, cfg, clock, NULL, err, err_len);
+}
+
+int app_ratelimit_new_auth(app_ratelimit **out, const app_config *cfg,
+			   const cart_clock *clock, const char *redis_password,
+			   char *err, size_t err_len)
+{
 	app_ratelimit *rl = calloc(1, sizeof(*rl));
 	int rc;
 
@@ -160,6 +167,7 @@ int app_ratelimit_new(app_ratelimit **out, const app_config *cfg,
 
 		cart_redis_limiter_config_init(&rc_cfg);
 		rc_cfg.url = cfg->redis_url;
+		rc_cfg.password = redis_password;
 		rc_cfg.policy = rl->policy;
 		rc_cfg.command_timeout_ms = cfg->redis_timeout_ms;
 		rc_cfg.connect_timeout_ms = cfg->redis_timeout_ms * 10 > 50 ?
@@ -252,4 +260,9 @@ int app_stage_ratelimit(app_request *r, void *self)
 				"the rate limiter's store is unavailable; retry later");
 	return app_fail(r, 429, "cart.rate_limited",
 			"too many requests from this caller; retry after Retry-After seconds");
+}
+
+int app_ratelimit_set_redis_password(app_ratelimit *rl, const char *password)
+{
+	return cart_redis_limiter_set_password(&rl->limiter, password) ? -1 : 0;
 }

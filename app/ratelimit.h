@@ -20,6 +20,13 @@ typedef struct app_ratelimit app_ratelimit;
 
 int app_ratelimit_new(app_ratelimit **out, const app_config *cfg,
 		      const cart_clock *clock, char *err, size_t err_len);
+/* The same, with the Redis password from a secret (NULL: REDIS_URL's). */
+int app_ratelimit_new_auth(app_ratelimit **out, const app_config *cfg,
+			   const cart_clock *clock, const char *redis_password,
+			   char *err, size_t err_len);
+/* The Redis password rotated: connections log in again with it.  -1 if
+ * the store is not Redis.  Thread-safe. */
+int app_ratelimit_set_redis_password(app_ratelimit *rl, const char *password);
 void app_ratelimit_free(app_ratelimit *rl);   /* accepts NULL */
 
 /* The limiter's counters (for logs and metrics). */

@@ -37,7 +37,8 @@ for p in $want; do
 	fi
 done
 
-# Node.js runs dynalite and newman; any node >= 18 will do (Debian's, or one already there).
+# Node.js runs dynalite, newman and the contract tools (these need >= 20.19,
+# checked below; the machines come with 20.x).
 if [ "$profile" != run ] && ! command -v npm >/dev/null 2>&1; then
 	missing="$missing nodejs npm"
 fi
@@ -63,8 +64,17 @@ npm_ci() { # folder, a file the install makes, what it is
 	fi
 }
 if [ "$profile" != run ]; then
+	# @redocly/cli 2 (tests/contract) needs Node.js >= 20.19; Debian 12's
+	# own nodejs is 18.
+	if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+		process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+		echo "bootstrap: Node.js >= 20.19 is needed by tests/contract (@redocly/cli); found $(node --version)" >&2
+		exit 1
+	fi
 	npm_ci tests/aws dynalite/cli.js dynalite
 	npm_ci tests/postman newman/bin/newman.js "newman, runs docs/postman.json"
+	npm_ci tests/contract @stoplight/prism-http/package.json \
+		"@redocly/cli lints docs/swagger.yaml, @stoplight/prism-http validates live traffic"
 fi
 # dockerfile-utils (the Dockerfile lint of make deploy-check), pinned
 # (tools/deploy/package-lock.json).

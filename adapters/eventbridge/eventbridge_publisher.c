@@ -4,6 +4,7 @@
  * Resources); a call carries at most 10 entries and 256 KB.
  */
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #define TARGET "AWSEvents.PutEvents"
 
 typedef struct eb_publisher {
+	pthread_mutex_t bus_lock;    /* guards bus: it may rotate (set_bus) */
 	char bus[256];
 	char source[128];
 	int max_attempts;
@@ -33,7 +35,7 @@ static size_t entry_size(const eb_publisher *p, const cart_event *ev)
 }
 
 /* Appends the entry for ev; false if it could not be built. */
-static bool add_entry(const eb_publisher *p, cJSON *entries, const cart_event *ev)
+static bool add_entry(eb_publisher *p, cJSON *entries, const cart_event *ev)
 {
 	char detail[1024];
 	size_t n = cart_event_to_json(detail, sizeof(detail), ev);
@@ -45,7 +47,9 @@ static bool add_entry(const eb_publisher *p, cJSON *entries, const cart_event *e
 	cJSON_AddStringToObject(e, "Source", p->source);
 	cJSON_AddStringToObject(e, "DetailType", cart_event_type_name(ev->type));
 	cJSON_AddStringToObject(e, "Detail", detail);
+	pthread_mutex_lock(&p->bus_lock);
 	cJSON_AddStringToObject(e, "EventBusName", p->bus);
+	pthread_mutex_unlock(&p->bus_lock);
 	/* The X-Ray header of the request that caused the change: an
 	 * envelope member, not part of the event document. */
 	if (ev->trace_header[0])
@@ -340,6 +344,10 @@ static int eb_publish(void *self, const cart_event *events, size_t n)
 
 static void eb_destroy(void *self)
 {
+	eb_publisher *p = self;
+
+	if (p)
+		pthread_mutex_destroy(&p->bus_lock);
 	free(self);
 }
 
@@ -366,6 +374,7 @@ int cart_eventbridge_publisher_new(cart_publisher *out,
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return CART_ENOMEM;
+	pthread_mutex_init(&p->bus_lock, NULL);
 	strcpy(p->bus, cfg->bus);
 	strcpy(p->source, cfg->source);
 	p->max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 3;
@@ -373,5 +382,17 @@ int cart_eventbridge_publisher_new(cart_publisher *out,
 	p->log = log;
 	out->ops = &eb_publisher_ops;
 	out->self = p;
+	return CART_OK;
+}
+
+int cart_eventbridge_publisher_set_bus(cart_publisher *pub, const char *bus)
+{
+	eb_publisher *p = pub->self;
+
+	if (pub->ops != &eb_publisher_ops || !bus || !*bus || strlen(bus) >= sizeof(p->bus))
+		return CART_EINVALID;
+	pthread_mutex_lock(&p->bus_lock);
+	strcpy(p->bus, bus);
+	pthread_mutex_unlock(&p->bus_lock);
 	return CART_OK;
 }

@@ -40,4 +40,12 @@ int cart_eventbridge_publisher_new(cart_publisher *out,
 				   cart_aws_client *client,
 				   const cart_aws_log *log);
 
+/*
+ * Names another bus (its secret rotated): entries built from now on go
+ * to it; a batch already built keeps the old name.  CART_EINVALID if pub
+ * is not an EventBridge publisher or bus is empty or 256 bytes or more.
+ * Thread-safe.
+ */
+int cart_eventbridge_publisher_set_bus(cart_publisher *pub, const char *bus);
+
 #endif

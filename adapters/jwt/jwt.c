@@ -117,8 +117,9 @@ static bool empty(const char *s)
 static int check_config(const cart_jwt_config *cfg, bool need_source,
 			char *err, size_t err_len)
 {
-	if (need_source && empty(cfg->jwks_file) == empty(cfg->jwks_url))
-		snprintf(err, err_len, "set exactly one of the JWKS file and the JWKS URL");
+	if (need_source && !empty(cfg->jwks_file) + !empty(cfg->jwks_url) +
+			   !!cfg->jwks_doc != 1)
+		snprintf(err, err_len, "set exactly one of the JWKS file, URL and document");
 	else if (need_source && !empty(cfg->jwks_url) && jwt_url_allowed(cfg->jwks_url))
 		snprintf(err, err_len, "the JWKS URL must be https:// (http:// only to a loopback host)");
 	else if (cfg->min_refresh_seconds < 1 || cfg->min_refresh_seconds > 86400)
@@ -185,7 +186,7 @@ static cart_jwt_verifier *verifier_alloc(const cart_jwt_config *cfg,
 	v->rules.client_id = dup_or_null(cfg->client_id, &oom);
 	v->rules.admin_scope = dup_or_null(cfg->admin_scope ? cfg->admin_scope
 					   : CART_JWT_DEFAULT_ADMIN_SCOPE, &oom);
-	if (need_source) {
+	if (need_source && !cfg->jwks_doc) {
 		v->source = empty(cfg->jwks_url) ? SOURCE_FILE : SOURCE_URL;
 		v->location = dup_or_null(v->source == SOURCE_URL ? cfg->jwks_url
 					  : cfg->jwks_file, &oom);
@@ -382,6 +383,13 @@ int cart_jwt_verifier_new(cart_jwt_verifier **out, const cart_jwt_config *cfg,
 	}
 	err[0] = '\0';
 	*out = NULL;
+	if (cfg->jwks_doc && (!empty(cfg->jwks_file) || !empty(cfg->jwks_url))) {
+		snprintf(err, err_len, "set exactly one of the JWKS file, URL and document");
+		return CART_EINVALID;
+	}
+	if (cfg->jwks_doc)
+		return jwt_verifier_new_static(out, cfg, clock, cfg->jwks_doc,
+					       cfg->jwks_doc_len, err, err_len);
 	v = verifier_alloc(cfg, clock, true, &rc, err, err_len);
 	if (!v)
 		return rc;
@@ -412,6 +420,30 @@ int jwt_verifier_new_static(cart_jwt_verifier **out, const cart_jwt_config *cfg,
 	}
 	*out = v;
 	return install_first(v, ks);
+}
+
+int cart_jwt_verifier_set_jwks(cart_jwt_verifier *v, const char *jwks, size_t len,
+			       char *err, size_t err_len)
+{
+	jwt_keyset *ks, *old;
+
+	if (jwt_keyset_parse(&ks, jwks, len, v->allowed, err, err_len) != 0) {
+		pthread_mutex_lock(&v->lock);
+		v->refreshes++;
+		v->refresh_failures++;
+		snprintf(v->last_error, sizeof(v->last_error), "%s", err);
+		pthread_mutex_unlock(&v->lock);
+		return CART_EBACKEND;
+	}
+	pthread_mutex_lock(&v->lock);
+	old = v->keys;
+	v->keys = ks;
+	v->refreshes++;
+	v->loaded_ms = cart_clock_now(v->clock);
+	note_loaded(v, true);
+	pthread_mutex_unlock(&v->lock);
+	jwt_keyset_unref(old);
+	return CART_OK;
 }
 
 void cart_jwt_verifier_stats(cart_jwt_verifier *v, cart_jwt_stats *out)

@@ -53,10 +53,14 @@ typedef struct cart_jwt_config {
 	 * PS256, ...) and an empty list fail cart_jwt_verifier_new().
 	 */
 	const char *algorithms;
-	/* Exactly one of the two.  The URL must be https://, or http:// to a
-	 * loopback host (127.0.0.1, [::1], localhost) for tests. */
+	/* Exactly one of the three.  The URL must be https://, or http:// to
+	 * a loopback host (127.0.0.1, [::1], localhost) for tests.  A
+	 * document (jwks_doc[0..jwks_doc_len), e.g. from a secret) is never
+	 * re-read: its owner replaces it with cart_jwt_verifier_set_jwks(). */
 	const char *jwks_file;
 	const char *jwks_url;
+	const char *jwks_doc;
+	size_t jwks_doc_len;
 	/*
 	 * JWT_JWKS_MIN_REFRESH_SECONDS, >= 1: the key source is consulted
 	 * again (URL: fetched; file: re-read if its mtime, size or inode
@@ -96,6 +100,15 @@ typedef struct cart_jwt_verifier cart_jwt_verifier;
  */
 int cart_jwt_verifier_new(cart_jwt_verifier **out, const cart_jwt_config *cfg,
 			  const cart_clock *clock, char *err, size_t err_len);
+
+/*
+ * Replaces the key set with the keys of jwks[0..len) (a verifier made
+ * from jwks_doc: its secret rotated).  Tokens verified against the old
+ * set are verified again.  On failure (CART_EBACKEND, CART_ENOMEM, with
+ * err) the old keys stay.  Thread-safe, also while tokens are verified.
+ */
+int cart_jwt_verifier_set_jwks(cart_jwt_verifier *v, const char *jwks, size_t len,
+			       char *err, size_t err_len);
 
 /* Accepts NULL.  No verify may be running. */
 void cart_jwt_verifier_free(cart_jwt_verifier *v);

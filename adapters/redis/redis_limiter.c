@@ -55,6 +55,7 @@ static const char gcra_script[] =
 struct conn {
 	redisContext *ctx;       /* non-blocking; NULL: not connected */
 	bool busy;               /* lent to a take */
+	uint64_t gen;            /* the password generation it logged in with */
 };
 
 struct redis_limiter {
@@ -65,7 +66,6 @@ struct redis_limiter {
 	int port;
 	int db;
 	char user[CRED_MAX + 1];     /* "" : AUTH with the password only */
-	char pass[CRED_MAX + 1];     /* "" : no AUTH */
 	char prefix[CART_REDIS_PREFIX_MAX + 1];
 	size_t prefix_len;
 	int64_t connect_us, command_us, reconnect_us;
@@ -77,6 +77,8 @@ struct redis_limiter {
 	pthread_mutex_t lock;        /* guards the fields below and slots[] */
 	pthread_cond_t freed;        /* a slot was given back (monotonic) */
 	char sha[SHA_LEN + 1];       /* "" until SCRIPT LOAD answered */
+	char pass[CRED_MAX + 1];     /* "" : no AUTH; replaced on rotation */
+	uint64_t pass_gen;           /* bumped by each new password */
 	int64_t next_connect_us;     /* 0: connect at will; else not before */
 	bool down;                   /* the last take failed (for the log) */
 	int nslots;
@@ -252,8 +254,8 @@ static bool command_ok(const struct redis_limiter *r, struct conn *c,
 	return ok;
 }
 
-static bool conn_open(const struct redis_limiter *r, struct conn *c,
-		      int64_t deadline, struct failure *f)
+static bool conn_login(const struct redis_limiter *r, struct conn *c,
+		       const char *pass, int64_t deadline, struct failure *f)
 {
 	c->ctx = redisConnectNonBlock(r->host, r->port);
 	if (!c->ctx || c->ctx->err) {
@@ -275,21 +277,37 @@ static bool conn_open(const struct redis_limiter *r, struct conn *c,
 	}
 	char db[16];
 	const char *select[2] = { "SELECT", db };
-	const char *auth[3] = { "AUTH", r->pass, NULL };
+	const char *auth[3] = { "AUTH", pass, NULL };
 	int nauth = 2;
 	if (r->user[0]) {   /* Redis 6 ACL user */
 		auth[1] = r->user;
-		auth[2] = r->pass;
+		auth[2] = pass;
 		nauth = 3;
 	}
 	snprintf(db, sizeof(db), "%d", r->db);
-	if ((r->pass[0] && !command_ok(r, c, deadline, nauth, auth, f)) ||
+	if ((pass[0] && !command_ok(r, c, deadline, nauth, auth, f)) ||
 	    (r->db != 0 && !command_ok(r, c, deadline, 2, select, f))) {
 		conn_close(c);
 		return false;
 	}
 	return true;
 }
+
+static bool conn_open(struct redis_limiter *r, struct conn *c,
+		      int64_t deadline, struct failure *f)
+{
+	char pass[CRED_MAX + 1];
+	bool ok;
+
+	pthread_mutex_lock(&r->lock);
+	memcpy(pass, r->pass, sizeof(pass));
+	c->gen = r->pass_gen;
+	pthread_mutex_unlock(&r->lock);
+	ok = conn_login(r, c, pass, deadline, f);
+	explicit_bzero(pass, sizeof(pass));
+	return ok;
+}
+
 
 /* SCRIPT LOAD; the SHA-1 goes to sha (41 bytes). */
 static bool script_load(const struct redis_limiter *r, struct conn *c,
@@ -422,6 +440,9 @@ static int slot_acquire(struct redis_limiter *r, int64_t deadline,
 		/* This take tries; the others wait for its outcome. */
 		r->next_connect_us = now + r->reconnect_us;
 	}
+	/* Logged in with a password that has since rotated: log in again. */
+	if (r->slots[found].ctx && r->slots[found].gen != r->pass_gen)
+		conn_close(&r->slots[found]);
 	r->slots[found].busy = true;
 	memcpy(sha, r->sha, SHA_LEN + 1);
 	pthread_mutex_unlock(&r->lock);
@@ -579,6 +600,25 @@ static void redis_limiter_destroy(void *self)
 	/* The password should not outlive the limiter in freed memory. */
 	memset(r->pass, 0, sizeof(r->pass));
 	free(r);
+}
+
+static const cart_limiter_ops redis_limiter_ops;
+
+int cart_redis_limiter_set_password(cart_limiter *l, const char *password)
+{
+	struct redis_limiter *r = l->self;
+
+	if (l->ops != &redis_limiter_ops || !password || strlen(password) > CRED_MAX)
+		return CART_EINVALID;
+	pthread_mutex_lock(&r->lock);
+	if (strcmp(r->pass, password)) {
+		explicit_bzero(r->pass, sizeof(r->pass));
+		strcpy(r->pass, password);
+		r->pass_gen++;
+		r->next_connect_us = 0;   /* a new password is worth a try now */
+	}
+	pthread_mutex_unlock(&r->lock);
+	return CART_OK;
 }
 
 static const cart_limiter_ops redis_limiter_ops = {
@@ -868,7 +908,14 @@ int cart_redis_limiter_new(cart_limiter *out,
 	if (!r)
 		return CART_ENOMEM;
 	apply_settings(r, cfg);
-	if ((rc = parse_url(r, cfg->url, err, err_len))) {
+	if (!(rc = parse_url(r, cfg->url, err, err_len)) && cfg->password &&
+	    (strlen(cfg->password) > CRED_MAX || r->pass[0])) {
+		rc = url_error(err, err_len, r->pass[0] ? "a password in the url and another one"
+						       : "password longer than 255 bytes");
+	} else if (!rc && cfg->password) {
+		strcpy(r->pass, cfg->password);
+	}
+	if (rc) {
 		memset(r->pass, 0, sizeof(r->pass));
 		free(r);
 		return rc;

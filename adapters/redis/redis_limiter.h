@@ -53,6 +53,9 @@ typedef struct cart_redis_limiter_config {
 	/* redis://[[user]:password@]host[:port][/db]; port 6379, db 0 by
 	 * default; user and password may be %-encoded; host may be [IPv6]. */
 	const char *url;
+	/* NULL: the url's password, if any.  Else the password (<= 255
+	 * bytes; the url must then hold none), e.g. from a secret. */
+	const char *password;
 	cart_limit_policy policy;
 	const char *key_prefix;        /* default "cart:rl:"; <= 64 bytes */
 	int connect_timeout_ms;        /* default 50; 1..10000 */
@@ -85,5 +88,13 @@ void cart_redis_limiter_config_init(cart_redis_limiter_config *cfg);
 int cart_redis_limiter_new(cart_limiter *out,
 			   const cart_redis_limiter_config *cfg, char *err,
 			   size_t err_len);
+
+/*
+ * A new password (its secret rotated): connections that logged in with
+ * the old one are closed when next lent to a take and log in again with
+ * this one; the reconnect gate opens.  CART_EINVALID if l is not a Redis
+ * limiter or the password is longer than 255 bytes.  Thread-safe.
+ */
+int cart_redis_limiter_set_password(cart_limiter *l, const char *password);
 
 #endif

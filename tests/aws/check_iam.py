@@ -15,17 +15,42 @@ are not compared (the tests use their own tables), only table vs index.
   --reset   clear the proxy's counters afterwards, so the next phase is
             counted on its own
 
+A Secrets Manager read is checked against the secret it read, like IAM
+does: the stand-in (CART_TEST_SECRETS_CONTROL) says which secret ARNs it
+answered, and a policy Resource covers them with IAM's wildcards (* and
+?, e.g. ".../secret:cart-service/jwks-??????").  --policy may be given
+more than once: the policies attached together (runtime-policy.json, plus
+secrets-policy.json when secrets come from Secrets Manager).
+
 Run inside `tests/aws/stack.py run` (it sets CART_TEST_CONTROL, and with
---eventbridge EVENTBRIDGE_ENDPOINT, whose proxy counts PutEvents).
+--eventbridge EVENTBRIDGE_ENDPOINT, whose proxy counts PutEvents), or with
+SECRETSMANAGER_ENDPOINT and CART_TEST_SECRETS_CONTROL of a stack with
+secretsmanager=True.
 """
 import argparse
+import fnmatch
 import json
 import os
 import sys
 import urllib.request
 
 # X-Amz-Target prefix -> IAM service prefix
-SERVICES = {"DynamoDB_20120810": "dynamodb", "AWSEvents": "events"}
+SERVICES = {"DynamoDB_20120810": "dynamodb", "AWSEvents": "events",
+            "secretsmanager": "secretsmanager"}
+
+
+def _stats(base):
+    with urllib.request.urlopen(base + "/__control/stats", timeout=5) as r:
+        return json.load(r)
+
+
+def secrets_read(control):
+    """("secretsmanager:GetSecretValue", ARN) for every secret the
+    stand-in at control answered."""
+    if not control:
+        return set()
+    return {("secretsmanager:GetSecretValue", arn)
+            for arn, n in _stats(control).get("reads", {}).items() if n}
 
 
 def used_actions(control):
@@ -33,8 +58,7 @@ def used_actions(control):
     None.  scope: "table" or "index/NAME" for DynamoDB, "*" otherwise."""
     if not control:
         return set()
-    with urllib.request.urlopen(control + "/__control/stats", timeout=5) as r:
-        stats = json.load(r)
+    stats = _stats(control)
     actions = set()
     # IAM has no TransactWriteItems action: a transaction needs the
     # item-level action of each of its items (ddb_transact counts them)
@@ -48,6 +72,8 @@ def used_actions(control):
             continue
         if count and prefix in SERVICES:
             action = "%s:%s" % (SERVICES[prefix], op)
+            if SERVICES[prefix] == "secretsmanager":
+                continue   # by secret: secrets_read()
             if SERVICES[prefix] != "dynamodb":
                 actions.add((action, "*"))
                 continue
@@ -65,6 +91,8 @@ def used_actions(control):
 def scope_of(action, resource):
     """What a policy Resource covers for action: "table", "index/NAME"
     (NAME may be *), or "*"."""
+    if action.startswith("secretsmanager:"):
+        return resource   # an ARN pattern
     if not action.startswith("dynamodb:") or resource == "*":
         return "*"
     _, _, path = resource.partition(":table/")
@@ -73,11 +101,19 @@ def scope_of(action, resource):
 
 
 def covers(granted, used):
-    return granted in ("*", used) or (granted == "index/*" and used.startswith("index/"))
+    return granted in ("*", used) or (granted == "index/*" and used.startswith("index/")) or \
+        (used.startswith("arn:") and fnmatch.fnmatchcase(used, granted))
 
 
-def granted_actions(path):
-    """(action, scope) pairs the policy allows."""
+def granted_actions(paths):
+    """(action, scope) pairs the policies allow together."""
+    actions = set()
+    for path in paths:
+        actions |= _granted(path)
+    return actions
+
+
+def _granted(path):
     with open(path) as f:
         policy = json.load(f)
     actions = set()
@@ -100,19 +136,20 @@ def show(pair):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--policy", required=True)
+    ap.add_argument("--policy", required=True, action="append")
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--exact", action="store_true")
     mode.add_argument("--subset", action="store_true")
     ap.add_argument("--reset", action="store_true")
     args = ap.parse_args()
     control = os.environ.get("CART_TEST_CONTROL")
-    if not control:
-        raise SystemExit("check_iam: CART_TEST_CONTROL is not set "
-                         "(run inside tests/aws/stack.py run)")
+    secrets = os.environ.get("CART_TEST_SECRETS_CONTROL")
+    if not control and not secrets:
+        raise SystemExit("check_iam: neither CART_TEST_CONTROL nor "
+                         "CART_TEST_SECRETS_CONTROL is set (run inside tests/aws/stack.py run)")
     # The EventBridge proxy (stack.py --eventbridge) counts PutEvents.
-    events = os.environ.get("EVENTBRIDGE_ENDPOINT")
-    used = used_actions(control) | used_actions(events)
+    events = os.environ.get("EVENTBRIDGE_ENDPOINT") if control else None
+    used = used_actions(control) | used_actions(events) | secrets_read(secrets)
     granted = granted_actions(args.policy)
     problems = ["used but not granted: %s" % show(u) for u in sorted(used)
                 if not any(a == u[0] and covers(g, u[1]) for a, g in granted)]
@@ -121,9 +158,10 @@ def main():
                      if not any(a == g[0] and covers(g[1], s) for a, s in used)]
     if not used:
         problems.append("no AWS action was seen at all")
-    print("check_iam: %s: used %s" % (args.policy, ", ".join(map(show, sorted(used)))))
+    print("check_iam: %s: used %s" % (" + ".join(args.policy),
+                                       ", ".join(map(show, sorted(used)))))
     if args.reset:
-        for c in filter(None, (control, events)):
+        for c in filter(None, (control, events, secrets)):
             req = urllib.request.Request(c + "/__control/reset", data=b"{}",
                                          method="POST")
             urllib.request.urlopen(req, timeout=5).close()

@@ -556,9 +556,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class _Server(TrackingServer):
-    def __init__(self, addr, owner):
+    """A stand-in's server: its handler reaches the stand-in as server.owner
+    (secretsmanager_server.py passes its own handler)."""
+
+    def __init__(self, addr, owner, handler=None):
         self.owner = owner
-        super().__init__(addr, _Handler)
+        super().__init__(addr, handler or _Handler)
 
 
 class EventBridgeServer(BackgroundServer):
@@ -612,15 +615,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     srv = EventBridgeServer(args.host, args.port, args.bus or None, args.verbose,
                             args.delay_ms, not args.no_keep)
-    print("eventbridge_server listening at %s (unsigned; put sigv4_proxy.py "
-          "--service events in front)" % srv.url, flush=True)
-    try:
-        srv._server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.stop_event.set()
-        srv._server.server_close()
+    srv.serve_until_interrupted("eventbridge_server listening at %s (unsigned; put "
+                                "sigv4_proxy.py --service events in front)" % srv.url)
 
 
 if __name__ == "__main__":

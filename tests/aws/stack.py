@@ -52,6 +52,7 @@ from sigv4_proxy import (SigV4Proxy, TEST_AKID, TEST_SECRET,  # noqa: E402,F401
                          TEST_SESSION_AKID, TEST_SESSION_SECRET, TEST_SESSION_TOKEN)
 from ecs_creds_server import EcsCredentialsServer  # noqa: E402
 from eventbridge_server import EventBridgeServer  # noqa: E402
+from secretsmanager_server import SecretsManagerServer  # noqa: E402
 
 DYNALITE_CLI = os.path.join(HERE, "node_modules", "dynalite", "cli.js")
 REGION = "us-east-1"
@@ -165,10 +166,17 @@ class AwsStack:
     def __init__(self, table=None, ecs=False, ecs_lifetime_seconds=1200, ecs_rotate=True,
                  ecs_auth_token=ECS_AUTH_TOKEN, region=REGION, service="dynamodb",
                  create_table_ms=200, verbose=None, extra_credentials=None,
-                 eventbridge=False, event_buses=None, dynamodb=True):
+                 eventbridge=False, event_buses=None, dynamodb=True,
+                 secretsmanager=False, secrets=None):
         """eventbridge=True also starts the PutEvents stand-in behind a second
         SigV4 proxy (service "events"); event_buses limits the bus names it
-        accepts. dynamodb=False skips dynalite and its proxy (EventBridge only)."""
+        accepts. dynamodb=False skips dynalite and its proxy (EventBridge only).
+        secretsmanager=True starts the GetSecretValue stand-in behind a third
+        SigV4 proxy (service "secretsmanager"), holding secrets {name: value}."""
+        self.want_secretsmanager = secretsmanager
+        self.initial_secrets = dict(secrets or {})
+        self.secrets_server = None  # SecretsManagerServer
+        self.secrets_proxy = None   # SigV4Proxy(service="secretsmanager")
         if table and not dynamodb:
             raise ValueError("table needs dynamodb=True")
         self.table = table
@@ -221,6 +229,14 @@ class AwsStack:
                                                verbose=self.verbose,
                                                upstream_keepalive=False,
                                                mirror_upstream_close=True).start()
+            if self.want_secretsmanager:
+                self.secrets_server = SecretsManagerServer(
+                    secrets=self.initial_secrets, verbose=self.verbose).start()
+                self.secrets_proxy = SigV4Proxy(self.secrets_server.url, region=self.region,
+                                                service="secretsmanager", credentials=creds,
+                                                verbose=self.verbose,
+                                                upstream_keepalive=False,
+                                                mirror_upstream_close=True).start()
             if self.want_ecs:
                 self.ecs = EcsCredentialsServer(
                     auth_token=self.ecs_auth_token, lifetime_seconds=self.ecs_lifetime_seconds,
@@ -300,8 +316,8 @@ class AwsStack:
             self._log = None
 
     def add_credentials(self, akid, secret, token=None, expires_at=None):
-        """Accept a key set on every proxy of the stack (DynamoDB and events)."""
-        for proxy in (self.proxy, self.events_proxy):
+        """Accept a key set on every proxy of the stack."""
+        for proxy in (self.proxy, self.events_proxy, self.secrets_proxy):
             if proxy is not None:
                 proxy.add_credentials(akid, secret, token, expires_at)
 
@@ -315,6 +331,10 @@ class AwsStack:
                 self.events_proxy.stop()
             if self.events_server is not None:
                 self.events_server.stop()
+            if self.secrets_proxy is not None:
+                self.secrets_proxy.stop()
+            if self.secrets_server is not None:
+                self.secrets_server.stop()
         finally:
             self._stop_dynalite()
             if self._tmpdir is not None:
@@ -369,6 +389,17 @@ class AwsStack:
         """botocore EventBridge client through the events proxy."""
         kw.setdefault("region", self.region)
         return botocore_client(self.events_endpoint, service="events", **kw)
+
+    # --- Secrets Manager stand-in ---------------------------------------------
+    @property
+    def secrets_endpoint(self):
+        """The secretsmanager SigV4 proxy: give this to the service."""
+        return self.secrets_proxy.url if self.secrets_proxy else None
+
+    def secrets_client(self, **kw):
+        """botocore Secrets Manager client through the secretsmanager proxy."""
+        kw.setdefault("region", self.region)
+        return botocore_client(self.secrets_endpoint, service="secretsmanager", **kw)
 
     # --- control API --------------------------------------------------------
     def control(self, method, path, body=None, base=None):
@@ -432,6 +463,13 @@ class AwsStack:
             })
             if self.event_buses:
                 env["CART_TEST_EVENT_BUS"] = self.event_buses[0]
+        if self.secrets_proxy is not None:
+            for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
+                env.pop(name, None)   # SECRETSMANAGER_ENDPOINT is ours
+            env.update({
+                "SECRETSMANAGER_ENDPOINT": self.secrets_proxy.url,
+                "CART_TEST_SECRETS_CONTROL": self.secrets_server.url,
+            })
         if self.table:
             env["CART_TEST_TABLE"] = self.table
         if creds == "env":

@@ -71,6 +71,17 @@ class BackgroundServer:
         self._server.close_all()
         self._server.server_close()
 
+    def serve_until_interrupted(self, banner):
+        """The CLI: prints banner, serves on this thread until Ctrl-C."""
+        print(banner, flush=True)
+        try:
+            self._server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop_event.set()
+            self._server.server_close()
+
     def __enter__(self):
         return self.start()
 

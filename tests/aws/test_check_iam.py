@@ -112,6 +112,44 @@ class CheckIamTest(unittest.TestCase):
         scans = [s["Resource"] for s in statements if "dynamodb:Scan" in s["Action"]]
         self.assertEqual(scans, ["arn:aws:dynamodb:*:*:table/cart-service-carts/index/outbox"])
 
+    def test_secrets_are_checked_by_the_secret_read(self):
+        """GetSecretValue is granted on secret ARNs with IAM wildcards: the
+        secrets the stand-in answered must be covered (the named ones,
+        and no more under --exact)."""
+        def run(*paths, mode="--exact"):
+            env = dict(os.environ, CART_TEST_SECRETS_CONTROL=st.secrets_server.url)
+            env.pop("CART_TEST_CONTROL", None)
+            cmd = [sys.executable, os.path.join(HERE, "check_iam.py"), mode]
+            for p in paths:
+                cmd += ["--policy", p]
+            return subprocess.run(cmd, env=env, capture_output=True).returncode
+
+        sm = "arn:aws:secretsmanager:*:*:secret:"
+        with AwsStack(dynamodb=False, secretsmanager=True,
+                      secrets={"cart-service/jwks": "{}", "cart-service/redis": "pw",
+                               "cart-service/event-bus": "bus"}) as st:
+            c = st.secrets_client()
+            self.addCleanup(c.close)
+            for name in ("cart-service/jwks", "cart-service/redis"):
+                c.get_secret_value(SecretId=name)
+            two = policy(statements=[(["secretsmanager:GetSecretValue"],
+                                      [sm + "cart-service/jwks-??????",
+                                       sm + "cart-service/redis-??????"])])
+            one = policy(statements=[(["secretsmanager:GetSecretValue"],
+                                      sm + "cart-service/jwks-??????")])
+            shipped = os.path.join(HERE, "..", "..", "docs", "iam", "secrets-policy.json")
+            try:
+                self.assertEqual(run(two), 0)
+                self.assertEqual(run(one, mode="--subset"), 1)   # redis not granted
+                self.assertEqual(run(shipped, mode="--subset"), 0)
+                self.assertEqual(run(shipped), 1)               # event-bus never read
+                c.get_secret_value(SecretId="cart-service/event-bus")
+                self.assertEqual(run(shipped), 0)
+                self.assertEqual(run(two, one), 1)              # event-bus not granted
+            finally:
+                for p in (two, one):
+                    os.unlink(p)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -363,6 +363,7 @@ ENV_DEFAULTS = collections.OrderedDict([
     ("LISTEN_ADDR", "0.0.0.0"),
     ("KEEP_ALIVE_TIMEOUT_MS", "5000"),
     ("REQUEST_TIMEOUT_MS", "10000"),
+    ("SECRETS_TTL_SECONDS", "300"),
 ])
 # Every variable the service reads: cleared from the inherited environment
 # so a developer's service config does not leak into a test server.
@@ -382,6 +383,10 @@ ALL_VARS = set(ENV_DEFAULTS) | {
     "JWT_JWKS_MAX_AGE_SECONDS", "JWT_JWKS_TIMEOUT_MS", "JWT_ADMIN_SCOPE",
     "METRICS_ENABLED", "METRICS_EMF", "METRICS_EMF_INTERVAL_SECONDS",
     "AWS_XRAY_DAEMON_ADDRESS", "AWS_XRAY_TRACING_NAME",
+    # secrets (README "Secrets"): X, X_FILE, X_SECRET_ID
+    "JWT_JWKS", "JWT_JWKS_SECRET_ID", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE",
+    "REDIS_PASSWORD_SECRET_ID", "EVENTBRIDGE_BUS_NAME_FILE",
+    "EVENTBRIDGE_BUS_NAME_SECRET_ID", "SECRETSMANAGER_ENDPOINT",
     # the SDKs' endpoint names, read by the AWS clients and checked at start
     # (the credential variables are not here: a DynamoDB run inherits them
     # from tests/aws/stack.py; see AWS_CREDENTIAL_VARS)

@@ -353,6 +353,16 @@ class CommandLineTest(unittest.TestCase):
             ("EVENTS_BACKLOG_MAX_MB", "0"), ("EVENTS_BACKLOG_MAX_MB", "lots"),
             # added with tracing
             ("AWS_XRAY_DAEMON_ADDRESS", "host:2000;rm"), ("AWS_XRAY_TRACING_NAME", ""),
+            # added with secrets (X, X_FILE, X_SECRET_ID)
+            ("SECRETS_TTL_SECONDS", "0"), ("SECRETS_TTL_SECONDS", "86401"),
+            ("SECRETS_TTL_SECONDS", "5m"), ("SECRETSMANAGER_ENDPOINT", "ftp://x"),
+            ("JWT_JWKS_SECRET_ID", "a b"), ("JWT_JWKS_SECRET_ID", "name#"),
+            ("JWT_JWKS_SECRET_ID", "#key"), ("REDIS_PASSWORD_SECRET_ID", "x#y#z"),
+            ("EVENTBRIDGE_BUS_NAME_SECRET_ID", "bus#k/ey"),
+            ("REDIS_PASSWORD_FILE", "/tmp/a b"), ("EVENTBRIDGE_BUS_NAME_FILE", '/tmp/"x'),
+            ("REDIS_PASSWORD_FILE", "/nonexistent/cart-redis-password"),
+            ("EVENTBRIDGE_BUS_NAME_FILE", "/nonexistent/cart-bus"),
+            ("JWT_JWKS", "x" * 65537), ("REDIS_PASSWORD", "y" * 65537),
         )
         for var, val in cases:
             with self.subTest(var=var, val=val):
@@ -479,7 +489,17 @@ class CommandLineTest(unittest.TestCase):
         the variable (the rate limiter is on by default here)."""
         for env, var in (({"RATE_LIMIT_STORE": "redis"}, "REDIS_URL"),
                          ({"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES"),
-                         ({"TRUSTED_PROXIES": "10.0.0/8"}, "TRUSTED_PROXIES")):
+                         ({"TRUSTED_PROXIES": "10.0.0/8"}, "TRUSTED_PROXIES"),
+                         # one source per secret
+                         ({"JWT_JWKS": "{}", "JWT_JWKS_FILE": "/k"}, "JWT_JWKS_FILE"),
+                         ({"JWT_JWKS_URL": "https://x/j", "JWT_JWKS_SECRET_ID": "k"},
+                          "JWT_JWKS_SECRET_ID"),
+                         ({"REDIS_PASSWORD": "a", "REDIS_URL": "redis://:b@h:1"},
+                          "REDIS_PASSWORD"),
+                         ({"REDIS_PASSWORD_FILE": "/p", "REDIS_PASSWORD_SECRET_ID": "r"},
+                          "REDIS_PASSWORD_SECRET_ID"),
+                         ({"EVENTBRIDGE_BUS_NAME": "b", "EVENTBRIDGE_BUS_NAME_FILE": "/b"},
+                          "EVENTBRIDGE_BUS_NAME_FILE")):
             with self.subTest(env=env):
                 p = run_binary([], env)
                 out = (p.stdout + p.stderr).decode("utf-8", "replace")
@@ -513,6 +533,39 @@ class CommandLineTest(unittest.TestCase):
         finally:
             srv.stop()
         self.assertNotIn(secret, srv.stdout() + srv.stderr())
+
+
+    def test_secret_values_never_in_the_output(self):
+        """Every secret-capable variable, inline or from a file, at
+        LOG_LEVEL=debug: the start line shows *** or the path, never the
+        value, and no line anywhere has it (README, "Secrets")."""
+        tag = new_user("")[2:]
+        pw_file = os.path.join(self.tmpdir(), "redis-password")
+        with open(pw_file, "w") as f:
+            f.write("file-pw-%s\n" % tag)
+        common = {"LOG_LEVEL": "debug", "EVENTBRIDGE_BUS_NAME": "bus-%s" % tag,
+                  "JWT_JWKS": '{"keys":[{"kty":"oct","k":"jwks-%s"}]}' % tag}
+        for env in (dict(common, REDIS_URL="redis://cart:url-pw-%s@127.0.0.1:1" % tag),
+                    dict(common, REDIS_URL="redis://127.0.0.1:1",
+                         REDIS_PASSWORD_FILE=pw_file)):
+            srv = harness.Server(env=env).start()
+            self.addCleanup(srv.cleanup)
+            try:
+                srv.request("GET", "/health")
+            finally:
+                srv.stop()
+            out = srv.stdout() + srv.stderr()
+            self.assertNotIn(tag, out.replace(pw_file, ""))
+            start = [d for d in srv.log_lines() if isinstance(d, dict) and "config" in d]
+            self.assertEqual(start[0]["config"]["JWT_JWKS"], "***")
+            self.assertEqual(start[0]["config"]["EVENTBRIDGE_BUS_NAME"], "***")
+        self.assertEqual(start[0]["config"]["REDIS_PASSWORD_FILE"], pw_file)
+
+    def tmpdir(self):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="cart-secrets-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(d, ignore_errors=True))
+        return d
 
 
 class ShutdownTest(unittest.TestCase):

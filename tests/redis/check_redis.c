@@ -524,6 +524,51 @@ START_TEST(test_redis_password_and_acl_user)
 }
 END_TEST
 
+/*
+ * The password from a secret (cfg.password), then rotated while running:
+ * Redis takes the new one and drops the clients, the limiter is told
+ * (cart_redis_limiter_set_password) and logs in again with it.
+ */
+START_TEST(test_redis_password_rotation)
+{
+	cart_limiter l;
+	char url[160], err[256];
+	int port = free_port();
+	pid_t pid = start_redis(port);
+	redisContext *c = admin_at(port);
+
+	next_prefix();
+	cmd_ok(c, 4, (const char *[]){ "CONFIG", "SET", "requirepass", "old-pw" });
+	cmd_ok(c, 2, (const char *[]){ "AUTH", "old-pw" });
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	cart_redis_limiter_config cfg = config(url, 1000, 1000);
+	cfg.password = "old-pw";
+	make(&l, &cfg);
+	take_ok(&l, "k");
+
+	snprintf(url, sizeof(url), "redis://:other@127.0.0.1:%d", port);
+	cfg.url = url;   /* one password only: the url's or the secret's */
+	ck_assert_int_eq(cart_redis_limiter_new(&(cart_limiter){ 0 }, &cfg, err, sizeof(err)),
+			 CART_EINVALID);
+	ck_assert_ptr_null(strstr(err, "old-pw"));
+
+	cmd_ok(c, 4, (const char *[]){ "CONFIG", "SET", "requirepass", "new-pw" });
+	cmd_ok(c, 4, (const char *[]){ "CLIENT", "KILL", "TYPE", "normal" });
+	redisFree(c);
+	c = admin_at(port);
+	cmd_ok(c, 2, (const char *[]){ "AUTH", "new-pw" });
+	take_degraded(&l, true);   /* its connection was dropped */
+	sleep_ms(150);             /* past reconnect_ms */
+	take_degraded(&l, true);   /* logs in with the old one: refused */
+	ck_assert_int_eq(cart_redis_limiter_set_password(&l, "new-pw"), CART_OK);
+	take_ok(&l, "k");
+	ck_assert_int_eq(cart_redis_limiter_set_password(&l, NULL), CART_EINVALID);
+	cart_limiter_destroy(&l);
+	redisFree(c);
+	stop_redis(pid);
+}
+END_TEST
+
 struct log_record {
 	int warn, info;
 	char last[512];
@@ -792,6 +837,7 @@ static Suite *redis_suite(void)
 	tcase_add_test(conf, test_redis_bad_settings_refused);
 	tcase_add_test(conf, test_redis_setup_errors_refused);
 	tcase_add_test(conf, test_redis_password_and_acl_user);
+	tcase_add_test(conf, test_redis_password_rotation);
 	tcase_add_test(conf, test_redis_unreachable_at_start);
 	suite_add_tcase(s, conf);
 

@@ -20,5 +20,6 @@ Suite *log_suite(void);
 Suite *log_stall_suite(void);
 Suite *trace_suite(void);
 Suite *json_in_suite(void);
+Suite *secrets_suite(void);
 
 #endif

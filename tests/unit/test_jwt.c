@@ -1154,6 +1154,41 @@ START_TEST(test_jwt_rotation_by_url)
 }
 END_TEST
 
+/* A JWKS from a secret: no source to re-read, its owner pushes new keys. */
+START_TEST(test_jwt_rotation_by_document)
+{
+	char doc[4096], ec[1024], err[256] = "";
+	const char *keys[] = { ec };
+	cart_jwt_config c = base_config();
+
+	usual_jwks(doc, sizeof(doc));
+	c.jwks_doc = doc;
+	c.jwks_doc_len = strlen(doc);
+	c.jwks_file = jwks_path;
+	ck_assert_int_eq(cart_jwt_verifier_new(&ver, &c, &clk, err, sizeof(err)), CART_EINVALID);
+	c.jwks_file = NULL;
+	ck_assert_msg(cart_jwt_verifier_new(&ver, &c, &clk, err, sizeof(err)) == CART_OK, "%s", err);
+	doc[0] = 'x';   /* the verifier kept its own copy of the keys */
+	ck_assert_int_eq(rs256(claims("")), CART_JWT_OK);
+	ck_assert_int_eq(rs256(claims("")), CART_JWT_OK);   /* now from the cache */
+
+	ts_jwk(ec, sizeof(ec), ts_p256(), "ec-1", "");
+	ts_jwks(doc, sizeof(doc), 1, keys);
+	ck_assert_int_eq(cart_jwt_verifier_set_jwks(ver, doc, strlen(doc), err, sizeof(err)),
+			 CART_OK);
+	ck_assert_int_eq(rs256(claims("")), CART_JWT_UNKNOWN_KID);   /* not cached */
+	ck_assert_int_eq(es256(claims("")), CART_JWT_OK);
+
+	ck_assert_int_eq(cart_jwt_verifier_set_jwks(ver, "{\"keys\":[]}", 11, err, sizeof(err)),
+			 CART_EBACKEND);
+	ck_assert_int_eq(es256(claims("")), CART_JWT_OK);   /* the old keys stay */
+	cart_jwt_stats st;
+	cart_jwt_verifier_stats(ver, &st);
+	ck_assert_uint_eq(st.refresh_failures, 1);
+	ck_assert_int_eq(st.keys, 1);
+}
+END_TEST
+
 START_TEST(test_jwt_rotation_by_file)
 {
 	char doc[4096];
@@ -1444,6 +1479,7 @@ Suite *jwt_suite(void)
 	tcase_add_test(tc, test_jwt_clock_stepping_back_does_not_stop_refreshes);
 	tcase_add_test(tc, test_jwt_rotation_by_url);
 	tcase_add_test(tc, test_jwt_rotation_by_file);
+	tcase_add_test(tc, test_jwt_rotation_by_document);
 	tcase_add_test(tc, test_jwt_max_age_refresh_keeps_stale_keys_on_failure);
 	tcase_add_test(tc, test_jwt_jku_x5u_jwk_never_fetched_or_used);
 	tcase_add_test(tc, test_jwt_threads_verify_while_keys_refresh);
