@@ -1,10 +1,13 @@
 # cart-service container image.
 #
-# NOTE: this Dockerfile has not been built: the development machines have no
-# Docker engine. The runtime package names were checked with `apt-cache show`
-# on Debian 12 (bookworm); everything else mirrors `make` on a Debian 12 host.
+# NOTE: no Docker engine runs on the development machines, so this file is
+# checked statically by `make deploy-check` (tests/deploy/test_dockerfile.py):
+# every COPY source exists, the runtime stage installs exactly the Debian
+# packages of the shared libraries `ldd bin/cart-service` lists (dpkg -S),
+# and ENTRYPOINT, EXPOSE, HEALTHCHECK, STOPSIGNAL and USER match README
+# ("Container image"); dockerfile-utils (npm, pinned) lints it.
 #
-#   docker build -t cart-service .
+#   docker build --build-arg CART_COMMIT=$(git rev-parse --short HEAD) -t cart-service .
 #   docker run --rm -p 8080:8080 cart-service      # ENV_NAME=dev: in-memory store
 #
 # Plain HTTP only (docs/adr/0004-http-server-civetweb.md): TLS ends at the
@@ -19,25 +22,30 @@ COPY tools/bootstrap.sh tools/bootstrap.sh
 RUN tools/bootstrap.sh run && rm -rf /var/lib/apt/lists/*
 
 COPY . .
-RUN make -j"$(nproc)" bin/cart-service \
+# .dockerignore keeps .git out: the commit comes in as a build argument.
+ARG CART_COMMIT=unknown
+RUN make -j"$(nproc)" CART_COMMIT="$CART_COMMIT" bin/cart-service \
  && strip --strip-debug bin/cart-service \
  && ./bin/cart-service --help >/dev/null
 
 # --- runtime ------------------------------------------------------------------
 FROM debian:12-slim
 
-# Shared libraries only (no compilers, no headers):
-#   libcivetweb1  HTTP server (pulls libstdc++6)
-#   libcjson1     JSON parsing
-#   libssl3       libcrypto (SHA-256 request fingerprints)
-#   libcurl4, ca-certificates   HTTPS calls of the AWS adapters (DynamoDB,
-#                 EventBridge) as they land
-#   libhiredis0.14  the Redis rate limiter (adapters/redis): the binary
-#                 links it, whichever store is configured
-#   libjemalloc2  the allocator (ADR 17)
+# Exactly the packages holding the shared libraries the binary loads (`ldd
+# bin/cart-service`, each file mapped with `dpkg -S`; most are in the base
+# image already), plus ca-certificates (not a library: the CA bundle for
+# HTTPS to AWS and the JWKS URL). No compilers, no headers, no curl.
+# libjemalloc2 is the allocator (ADR 17; it pulls libstdc++6, libgcc-s1).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libcivetweb1 libcjson1 libcurl4 libssl3 libhiredis0.14 libjemalloc2 ca-certificates \
+      libbrotli1 libc6 libcivetweb1 libcjson1 libcom-err2 libcurl4 libffi8 \
+      libgmp10 libgnutls30 libgssapi-krb5-2 libhiredis0.14 libhogweed6 libidn2-0 \
+      libjemalloc2 \
+      libk5crypto3 libkeyutils1 libkrb5-3 libkrb5support0 libldap-2.5-0 \
+      libgcc-s1 libnettle8 libnghttp2-14 libp11-kit0 libpsl5 librtmp1 \
+      libsasl2-2 libssh2-1 libssl3 libstdc++6 libtasn1-6 libunistring2 \
+      libzstd1 zlib1g \
+      ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 cart \
@@ -50,13 +58,11 @@ USER 10001:10001
 ENV APP_PORT=8080
 EXPOSE 8080
 
-# No HEALTHCHECK: the image has no curl/wget, and the service does not probe
-# itself. On ECS the load balancer's target group checks GET /ready (and
-# GET /health for liveness); add curl and
-#   HEALTHCHECK CMD curl -fsS http://127.0.0.1:8080/health || exit 1
-# only if a container-level check is wanted.
+# GET /health on APP_PORT from inside the container (the image has no curl).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/cart-service", "healthcheck"]
 
 # SIGTERM: /ready turns 503, in-flight requests finish, exit 0 within
-# SHUTDOWN_TIMEOUT_SECONDS (default 25, below ECS's default 30 s stopTimeout).
+# SHUTDOWN_DRAIN_SECONDS + SHUTDOWN_TIMEOUT_SECONDS (docs/runbook.md, "Drain").
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/cart-service"]

@@ -24,6 +24,10 @@
 #   make bench-dynamo-raw  service on DynamoDB against dynalite's own raw rate
 #   make bench-logs    GET with LOG_LEVEL=info against warn (request logs' cost)
 #   make bench-observe metrics + X-Ray on against off
+#   make run-aws       the service on DynamoDB + EventBridge stand-ins (tools/run-aws.sh;
+#                   RUN_AWS_REDIS=1 adds Redis for the rate limits); Ctrl-C stops all
+#   make deploy-check  the runbook, ECS task definition, CloudFormation and
+#                   Dockerfile checks (tests/deploy), part of make check
 #   make bench-locks   lock sleeps per 1,000 writes, jemalloc against glibc malloc (root, perf)
 
 CC      ?= cc
@@ -86,7 +90,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsu
 
 .PHONY: all run check test unit e2e contract dynamo redis postman valgrind coverage fuzz fuzz-build bench bench-events bench-dynamo bench-dynamo-raw bench-observe bench-logs \
         bench-table bench-soak bench-scaling bench-locks \
-        bootstrap clean layering example
+        bootstrap clean layering example run-aws deploy-check
 
 all: $(BIN) $(LIBCART) $(LIBAD) $(EXAMPLE)
 
@@ -159,11 +163,18 @@ run:
 	@$(MAKE) --no-print-directory $(BIN)
 	./$(BIN)
 
+# The service against the local AWS stand-ins (tools/run-aws.sh): the
+# production code path on a laptop, stopped with Ctrl-C.
+run-aws:
+	@tools/bootstrap.sh check
+	@$(MAKE) --no-print-directory $(BIN)
+	tools/run-aws.sh
+
 # Everything the README promises, from a fresh machine.
 check:
 	@tools/bootstrap.sh check
 	@$(MAKE) --no-print-directory -j$(JOBS) all $(UNIT) $(HOTPATH_T) $(DYNAMO_T) $(REDIS_T) fuzz-build
-	@$(MAKE) --no-print-directory layering contract unit valgrind e2e dynamo redis postman
+	@$(MAKE) --no-print-directory layering contract unit valgrind e2e dynamo redis postman deploy-check
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-10}
 	@echo "make check: all green"
 
@@ -219,6 +230,13 @@ dynamo: $(DYNAMO_T) $(BIN)
 redis: $(REDIS_T)
 	$(REDIS_RUN) $(REDIS_T)
 	$(REDIS_RUN) env CK_FORK=no $(VALGRIND) $(REDIS_T)
+
+# docs/runbook.md against a live service, the ECS task definition and the
+# CloudFormation template against botocore's models, the service and the
+# IAM files, the Dockerfile statically (dockerfile-utils, ldd/dpkg), and
+# make run-aws once (tests/deploy, about 20 s).
+deploy-check: $(BIN)
+	/usr/bin/python3 -m unittest discover -s tests/deploy -p 'test_*.py' -v
 
 # docs/postman.json run by newman (pinned in tests/postman/package-lock.json)
 # against the started service: auth off, auth on, and a server the

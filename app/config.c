@@ -3,6 +3,7 @@
  * with its default, type, range and help, so parsing, --help and the
  * start-up log cannot drift apart.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -14,8 +15,9 @@
 #include "secrets.h"
 
 /* V_SECRET: a secret's value given inline; only its presence is kept
- * (app/secrets.c reads it when wiring), the start line shows "***". */
-typedef enum var_kind { V_INT, V_BOOL, V_STR, V_ENUM, V_LEVEL, V_SECRET } var_kind;
+ * (app/secrets.c reads it when wiring), the start line shows "***".
+ * V_ADDR: a literal IPv4 address (inet_pton); no names, no IPv6 (below). */
+typedef enum var_kind { V_INT, V_BOOL, V_STR, V_ENUM, V_LEVEL, V_SECRET, V_ADDR } var_kind;
 
 typedef struct var {
 	const char *name;
@@ -46,8 +48,8 @@ typedef struct var {
 static const var vars[] = {
 	{ "APP_PORT", "8080", V_INT, F(port), 1, 65535, NULL, NOSET,
 	  "HTTP port (plain HTTP; TLS ends at the load balancer)" },
-	{ "LISTEN_ADDR", "0.0.0.0", V_STR, F(listen_addr), 1, 0, "0123456789.", NOSET,
-	  "IPv4 address to bind" },
+	{ "LISTEN_ADDR", "0.0.0.0", V_ADDR, F(listen_addr), 0, 0, NULL, NOSET,
+	  "IPv4 address to bind, dotted decimal (0.0.0.0: every interface; no host names, no IPv6)" },
 	{ "ENV_NAME", "dev", V_ENUM, F(env_name), 0, 0, "dev|test|staging|prod", NOSET,
 	  "dev uses the memory store and log events; staging/prod default to DynamoDB and EventBridge" },
 	{ "LOG_LEVEL", "info", V_LEVEL, offsetof(app_config, log_level), 0, 0, 0,
@@ -233,28 +235,79 @@ static bool in_choices(const char *choices, const char *v)
 	return false;
 }
 
-static int parse_one(app_config *cfg, const var *v, const char *val)
+/* A decimal integer, optionally negative: no spaces, no '+', no hex. */
+static bool parse_int(const char *val, long *out)
+{
+	const char *d = val + (*val == '-');
+	char *end;
+
+	if (*d < '0' || *d > '9')
+		return false;
+	errno = 0;
+	*out = strtol(val, &end, 10);
+	return !errno && !*end;
+}
+
+/*
+ * LISTEN_ADDR: what inet_pton(AF_INET) accepts (four decimal parts of
+ * 0-255, no leading zeros).  civetweb binds literal addresses only, and
+ * Debian's build has no IPv6 (mg_check_feature(8) is 0).
+ */
+static const char *check_addr(const char *val)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (inet_pton(AF_INET, val, &a4) == 1)
+		return NULL;
+	if (inet_pton(AF_INET6, val, &a6) == 1)
+		return "an IPv4 address: this build's HTTP server (Debian's civetweb) has no IPv6";
+	return "an IPv4 address in dotted decimal, e.g. 0.0.0.0 or 127.0.0.1 (no host names)";
+}
+
+/* Writes what v accepts into why ("" if the help text says it best). */
+static void expected(const var *v, char *why, size_t cap)
+{
+	switch (v->kind) {
+	case V_INT:
+		snprintf(why, cap, "an integer from %ld to %ld", v->min, v->max);
+		return;
+	case V_BOOL:
+		snprintf(why, cap, "true or false (or 1 or 0)");
+		return;
+	case V_ENUM:
+	case V_LEVEL: {
+		size_t n = (size_t)snprintf(why, cap, "one of ");
+		for (const char *c = v->choices; *c && n + 2 < cap; c++)
+			n += (size_t)snprintf(why + n, cap - n, *c == '|' ? ", " : "%c", *c);
+		return;
+	}
+	default:
+		snprintf(why, cap, "%s", v->help);
+	}
+}
+
+/* 0, or -1 with the reason in why. */
+static int parse_one(app_config *cfg, const var *v, const char *val,
+		     char *why, size_t why_len)
 {
 	char *base = (char *)cfg + v->offset;
+	const char *bad;
+	long n;
 
 	switch (v->kind) {
-	case V_INT: {
-		char *end;
-		long n;
-		errno = 0;
-		n = strtol(val, &end, 10);
-		if (errno || end == val || *end || n < v->min || n > v->max)
-			return -1;
+	case V_INT:
+		if (!parse_int(val, &n) || n < v->min || n > v->max)
+			goto invalid;
 		*(int *)base = (int)n;
 		return 0;
-	}
 	case V_BOOL:
 		if (!strcasecmp(val, "true") || !strcmp(val, "1"))
 			*(bool *)base = true;
 		else if (!strcasecmp(val, "false") || !strcmp(val, "0"))
 			*(bool *)base = false;
 		else
-			return -1;
+			goto invalid;
 		return 0;
 	case V_LEVEL:
 		for (int l = LOG_DEBUG; l <= LOG_ERROR; l++)
@@ -262,27 +315,40 @@ static int parse_one(app_config *cfg, const var *v, const char *val)
 				*(log_level *)base = (log_level)l;
 				return 0;
 			}
-		return -1;
+		goto invalid;
 	case V_ENUM:
 		if (!in_choices(v->choices, val))
+			goto invalid;
+		break;
+	case V_ADDR:
+		if ((bad = check_addr(val))) {
+			snprintf(why, why_len, "%s", bad);
 			return -1;
+		}
 		break;
 	case V_SECRET:
 		/* Bounded, and never copied: app/secrets.c reads it again. */
-		if (strlen(val) > (size_t)v->max)
+		if (strlen(val) > (size_t)v->max) {
+			snprintf(why, why_len, "at most %ld bytes", v->max);
 			return -1;
+		}
 		*(bool *)base = *val != '\0';
 		return 0;
 	case V_STR:
 		if (strlen(val) < (size_t)v->min ||
 		    (v->choices && strspn(val, v->choices) != strlen(val)))
-			return -1;
+			goto invalid;
 		break;
 	}
-	if (strlen(val) >= v->size)
+	if (strlen(val) >= v->size) {
+		snprintf(why, why_len, "at most %zu characters", v->size - 1);
 		return -1;
+	}
 	strcpy(base, val);
 	return 0;
+invalid:
+	expected(v, why, why_len);
+	return -1;
 }
 
 static int check_endpoint(const char *url)
@@ -296,6 +362,16 @@ static int check_endpoint(const char *url)
 		    *url == 0x7f)
 			return -1;
 	return 0;
+}
+
+#define ENDPOINT_EXPECTED "an http:// or https:// URL without spaces or quotes"
+
+static bool is_endpoint(const var *v)
+{
+	return v->offset == offsetof(app_config, dynamodb_endpoint) ||
+	       v->offset == offsetof(app_config, eventbridge_endpoint) ||
+	       v->offset == offsetof(app_config, secretsmanager_endpoint) ||
+	       v->offset == offsetof(app_config, appconfig_endpoint);
 }
 
 /* The dev rule: memory and log events unless told otherwise. */
@@ -322,6 +398,60 @@ static void apply_env_defaults(app_config *cfg)
 					2 * cfg->rate_limit_rps;
 }
 
+/* The SDKs' endpoint variables the AWS clients read (aws_client.c). */
+static const char *const sdk_endpoint_vars[] = {
+	"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_EVENTBRIDGE",
+};
+
+/*
+ * The credential variables, where an AWS client will be made: a key
+ * without its secret, a container URI that is not http(s), or nothing at
+ * all stop the start here (exit 2) rather than at wiring (exit 1).
+ */
+static int check_aws_env(const app_config *cfg, config_getenv_fn getenv_fn,
+			 char *err, size_t err_len)
+{
+	const char *akid = getenv_fn("AWS_ACCESS_KEY_ID");
+	const char *secret = getenv_fn("AWS_SECRET_ACCESS_KEY");
+	const char *rel = getenv_fn("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	const char *full = getenv_fn("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+
+	for (size_t i = 0; i < sizeof(sdk_endpoint_vars) / sizeof(*sdk_endpoint_vars); i++) {
+		const char *v = getenv_fn(sdk_endpoint_vars[i]);
+		if (v && check_endpoint(v)) {
+			snprintf(err, err_len, "invalid %s=\"%.64s\": expected %s",
+				 sdk_endpoint_vars[i], v, ENDPOINT_EXPECTED);
+			return -1;
+		}
+	}
+	if (strcmp(cfg->storage_backend, "dynamodb") &&
+	    strcmp(cfg->events_publisher, "eventbridge"))
+		return 0;
+	if (akid && *akid) {
+		if (!secret || !*secret) {
+			snprintf(err, err_len, "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY "
+				 "is missing");
+			return -1;
+		}
+		return 0;
+	}
+	if (rel && *rel)
+		return 0;
+	if (full && *full) {
+		if (check_endpoint(full)) {
+			snprintf(err, err_len, "invalid AWS_CONTAINER_CREDENTIALS_FULL_URI: "
+				 "expected %s", ENDPOINT_EXPECTED);
+			return -1;
+		}
+		return 0;
+	}
+	snprintf(err, err_len, "no AWS credentials for STORAGE_BACKEND=%s/EVENTS_PUBLISHER=%s: "
+		 "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with an ECS task role "
+		 "(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)", cfg->storage_backend,
+		 cfg->events_publisher);
+	return -1;
+}
+
 int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 		size_t err_len)
 {
@@ -330,6 +460,7 @@ int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 		const var *v = &vars[i];
 		const char *val = getenv_fn(v->name);
 		bool given = val != NULL;
+		char why[256];
 
 		if (!val)
 			val = v->def;
@@ -337,19 +468,17 @@ int config_load(app_config *cfg, config_getenv_fn getenv_fn, char *err,
 			continue;
 		if (v->set_offset && given)
 			*(bool *)((char *)cfg + v->set_offset) = true;
-		if (parse_one(cfg, v, val) ||
-		    ((v->offset == offsetof(app_config, dynamodb_endpoint) ||
-		      v->offset == offsetof(app_config, eventbridge_endpoint) ||
-		      v->offset == offsetof(app_config, appconfig_endpoint) ||
-		      v->offset == offsetof(app_config, secretsmanager_endpoint)) &&
-		     check_endpoint(val))) {
-			snprintf(err, err_len, "invalid %s=\"%.64s\": expected %s",
-				 v->name, v->kind == V_SECRET ? "***" : val, v->help);
-			return -1;
+		if (!parse_one(cfg, v, val, why, sizeof(why))) {
+			if (!is_endpoint(v) || !check_endpoint(val))
+				continue;
+			snprintf(why, sizeof(why), "%s", ENDPOINT_EXPECTED);
 		}
+		snprintf(err, err_len, "invalid %s=\"%.64s\": expected %s", v->name,
+			 v->kind == V_SECRET ? "***" : val, why);
+		return -1;
 	}
 	apply_env_defaults(cfg);
-	return 0;
+	return check_aws_env(cfg, getenv_fn, err, err_len);
 }
 
 /* "host:port" with a port of 1-65535 (resolved only when X-Ray is on). */
@@ -381,6 +510,13 @@ static int check_combinations(const app_config *cfg, char *err, size_t err_len)
 		snprintf(err, err_len, "FEATURE_FLAGS_APPCONFIG_APPLICATION, "
 			 "FEATURE_FLAGS_APPCONFIG_ENVIRONMENT and FEATURE_FLAGS_APPCONFIG_PROFILE "
 			 "go together: set all three or none");
+		return -1;
+	}
+	/* PutEvents refuses the AWS services' own sources for every entry. */
+	if (!strcmp(cfg->events_publisher, "eventbridge") &&
+	    !strncmp(cfg->eventbridge_source, "aws.", 4)) {
+		snprintf(err, err_len, "invalid EVENTBRIDGE_SOURCE=\"%.64s\": the aws. prefix "
+			 "is reserved for AWS services", cfg->eventbridge_source);
 		return -1;
 	}
 	if (cfg->rate_limit_rps > 0 && cfg->rate_limit_burst < 1) {
@@ -453,7 +589,7 @@ int config_check_prefix(char *const *envp, const char *prefix, char *err,
 void config_print_help(FILE *out)
 {
 	fprintf(out,
-		"usage: cart-service [--help | migrate]\n\n"
+		"usage: cart-service [--help | migrate | healthcheck]\n\n"
 		"Shopping-cart REST service, configured by environment variables:\n\n");
 	for (size_t i = 0; i < N_VARS; i++)
 		fprintf(out, "  %-32s default: %-20s %s\n", vars[i].name,
@@ -462,6 +598,9 @@ void config_print_help(FILE *out)
 	fprintf(out,
 		"\n`migrate` creates the DynamoDB table (PK/SK, on-demand) and enables\n"
 		"TTL on expiresAt, then exits.\n"
+		"`healthcheck` asks GET /health of the service on APP_PORT (LISTEN_ADDR,\n"
+		"or 127.0.0.1 for 0.0.0.0) within 2 s: exit 0 on 200, else 1 (the\n"
+		"image's HEALTHCHECK; the image has no curl).\n"
 		"AWS credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and\n"
 		"AWS_SESSION_TOKEN, or the ECS task role (AWS_CONTAINER_CREDENTIALS_\n"
 		"RELATIVE_URI, or _FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN).\n"

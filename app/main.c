@@ -489,7 +489,7 @@ static int wire_metrics(app_ctx *app, wiring *w)
 	app_metrics_sources src = { w->svc, app->relay, w->dynamo, w->events,
 				    w->ratelimit, w->xray,
 				    strcmp(g_cfg.storage_backend, "memory") ? NULL : &w->repo,
-				    w->secrets, w->flags };
+				    w->secrets, w->creds, w->flags };
 
 	if (!g_cfg.metrics_enabled && !g_cfg.metrics_emf)
 		return 0;
@@ -873,10 +873,49 @@ static int migrate(const app_config *cfg)
 	return rc ? 1 : 0;
 }
 
+static size_t discard_body(char *p, size_t size, size_t n, void *ud)
+{
+	return size * n;
+}
+
+/*
+ * `cart-service healthcheck`: GET /health on this container's own port
+ * (APP_PORT, LISTEN_ADDR or loopback), 2 s at most; exit 0 on 200, else
+ * 1.  For the image's HEALTHCHECK and the ECS container health check:
+ * the runtime image has no curl.
+ */
+static int healthcheck(const app_config *cfg)
+{
+	char url[128];
+	long status = 0;
+	CURL *h = curl_easy_init();
+	CURLcode rc;
+
+	snprintf(url, sizeof(url), "http://%s:%d/health",
+		 strcmp(cfg->listen_addr, "0.0.0.0") ? cfg->listen_addr : "127.0.0.1",
+		 cfg->port);
+	if (!h)
+		return 1;
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
+	rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(h);
+	if (rc != CURLE_OK || status != 200) {
+		fprintf(stderr, "cart-service healthcheck: %s: %s (HTTP %ld)\n", url,
+			rc == CURLE_OK ? "not healthy" : curl_easy_strerror(rc), status);
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512], warn[256];
-	bool do_migrate = false;
+	bool do_migrate = false, do_healthcheck = false;
 	relay_thread rt = { 0 };
 	sigset_t sigs;
 	wiring w;
@@ -888,9 +927,10 @@ int main(int argc, char **argv)
 			config_print_help(stdout);
 			return 0;
 		}
-		if (strcmp(argv[1], "migrate") || argc > 2)
+		if ((strcmp(argv[1], "migrate") && strcmp(argv[1], "healthcheck")) || argc > 2)
 			return usage_error(argv[argc > 2 ? 2 : 1]);
-		do_migrate = true;
+		do_migrate = !strcmp(argv[1], "migrate");
+		do_healthcheck = !do_migrate;
 	}
 	if (config_load(&g_cfg, env, err, sizeof(err)) ||
 	    config_check_prefix(environ, "FEATURE_", err, sizeof(err)) ||
@@ -900,6 +940,8 @@ int main(int argc, char **argv)
 	}
 	log_setup(g_cfg.log_level, STDOUT_FILENO);
 	curl_global_init(CURL_GLOBAL_DEFAULT);   /* before any thread starts */
+	if (do_healthcheck)
+		return healthcheck(&g_cfg);
 	if (do_migrate)
 		return migrate(&g_cfg);
 	/* Every thread inherits this mask; only main receives the signals. */

@@ -72,6 +72,7 @@ typedef struct app_metrics_sources {
 	const struct app_xray *xray;      /* NULL unless AWS_XRAY_ENABLED */
 	const cart_repo *memory_repo;     /* the memory store's pacing; else NULL */
 	const struct app_secrets *secrets;   /* reads and rotations; may be NULL */
+	cart_aws_creds *creds;            /* NULL: no AWS client in this process */
 	const struct app_flags *flags;    /* NULL: the defaults are shown */
 } app_metrics_sources;
 

@@ -121,6 +121,29 @@ static void render_aws_one(const metrics_aws *a, const char *prefix, buf *out)
 				   (unsigned long long)LOAD(a->throttles[op]));
 }
 
+static void counter_line(buf *out, const char *name, const char *help, uint64_t v);
+static void gauge_line(buf *out, const char *name, const char *help, double v);
+
+/* The credential chain: refreshes of short-lived (ECS task role) keys. */
+static void render_creds(const app_metrics *m, buf *out)
+{
+	int64_t expires;
+
+	if (!m->src.creds)
+		return;
+	counter_line(out, "aws_credential_fetches_total",
+		     "Container (ECS task role) credential fetches, the one at start included.",
+		     cart_aws_creds_fetches(m->src.creds));
+	counter_line(out, "aws_credential_refresh_failures_total",
+		     "Credential refreshes that failed (the old keys serve until they expire).",
+		     cart_aws_creds_refresh_failures(m->src.creds));
+	expires = cart_aws_creds_expires_at_ms(m->src.creds);
+	if (expires > 0)
+		gauge_line(out, "aws_credentials_expiry_timestamp_seconds",
+			   "When the credentials in use expire, seconds since the Unix epoch.",
+			   (double)expires / 1000.0);
+}
+
 static void render_aws(const app_metrics *m, buf *out)
 {
 	render_aws_one(&m->aws[METRICS_AWS_DYNAMODB], "dynamodb", out);
@@ -140,8 +163,6 @@ static void counter_line(buf *out, const char *name, const char *help, uint64_t 
 	family(out, name, "counter", help);
 	buf_printf(out, "%s %llu\n", name, (unsigned long long)v);
 }
-
-static void gauge_line(buf *out, const char *name, const char *help, double v);
 
 static void render_use_cases(const app_metrics *m, buf *out)
 {
@@ -347,6 +368,7 @@ void app_metrics_render(app_metrics *m, buf *out, bool scrape)
 {
 	render_http(m, out, scrape);
 	render_aws(m, out);
+	render_creds(m, out);
 	render_use_cases(m, out);
 	render_outbox(m, out);
 	render_xray(m, out);

@@ -122,6 +122,15 @@ static void redis_log(void *ctx, int level, const char *msg, const char *fields)
 	log_write(level >= 2 ? LOG_WARN : LOG_INFO, msg, fields);
 }
 
+/* The adapter's reason, prefixed with the variable that holds the value. */
+static void name_variable(char *err, size_t err_len, const char *name)
+{
+	char why[256];
+
+	snprintf(why, sizeof(why), "%s", err);
+	snprintf(err, err_len, "invalid %s: %s", name, why);
+}
+
 int app_ratelimit_new(app_ratelimit **out, const app_config *cfg,
 		      const cart_clock *clock, char *err, size_t err_len)
 {
@@ -167,6 +176,8 @@ int app_ratelimit_new_auth(app_ratelimit **out, const app_config *cfg,
 				    CART_LIMIT_FAIL_ALLOW : CART_LIMIT_FAIL_DENY;
 		rc_cfg.log = redis_log;
 		rc = cart_redis_limiter_new(&rl->limiter, &rc_cfg, err, err_len);
+		if (rc == CART_EINVALID)
+			name_variable(err, err_len, "REDIS_URL");
 	} else {
 		rc = cart_memory_limiter_new(&rl->limiter, &rl->policy,
 					     (size_t)cfg->rate_limit_max_keys, clock);

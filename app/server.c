@@ -613,7 +613,7 @@ int server_start(server **out, app_ctx *app, char *err, size_t err_len)
 	s->app = app;
 	s->ctx = mg_start(&cb, s, options);
 	if (!s->ctx) {
-		snprintf(err, err_len, "cannot listen on %s (in use, or not allowed)", ports);
+		snprintf(err, err_len, "cannot listen on LISTEN_ADDR:APP_PORT %s (in use, or not allowed)", ports);
 		free(s->workers);
 		free(s);
 		return -1;

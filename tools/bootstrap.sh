@@ -76,4 +76,10 @@ if [ "$profile" != run ]; then
 	npm_ci tests/contract @stoplight/prism-http/package.json \
 		"@redocly/cli lints docs/swagger.yaml, @stoplight/prism-http validates live traffic"
 fi
+# dockerfile-utils (the Dockerfile lint of make deploy-check), pinned
+# (tools/deploy/package-lock.json).
+if [ "$profile" != run ] && [ ! -x tools/deploy/node_modules/.bin/dockerfile-utils ]; then
+	echo "bootstrap: npm ci in tools/deploy (dockerfile-utils)"
+	(cd tools/deploy && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "bootstrap: done"

@@ -114,6 +114,12 @@ int cart_aws_creds_get(cart_aws_creds *c, cart_aws_credentials *out);
 const char *cart_aws_creds_source(const cart_aws_creds *c);
 /* How many times container credentials were fetched. */
 uint64_t cart_aws_creds_fetches(const cart_aws_creds *c);
+/* Refreshes that failed (the old credentials stay in use until they
+ * expire; then every call fails).  Safe from any thread. */
+uint64_t cart_aws_creds_refresh_failures(const cart_aws_creds *c);
+/* When the current credentials expire (epoch ms); 0: they do not
+ * (environment keys).  Safe from any thread. */
+int64_t cart_aws_creds_expires_at_ms(cart_aws_creds *c);
 
 /* --- endpoints ---------------------------------------------------------- */
 

@@ -30,6 +30,7 @@ struct cart_aws_creds {
 	const cart_clock *clock;
 	const cart_aws_log *log;
 	atomic_uint_fast64_t fetches;
+	atomic_uint_fast64_t refresh_failures;
 };
 
 static int copy_env(char *dst, size_t cap, const char *v)
@@ -171,6 +172,7 @@ int cart_aws_creds_get(cart_aws_creds *c, cart_aws_credentials *out)
 
 			cart_aws_fields_init(&f);
 			cart_aws_fields_str(&f, "detail", err, 0);
+			atomic_fetch_add(&c->refresh_failures, 1);
 			cart_aws_log_write(c->log, CART_AWS_LOG_ERROR,
 					   "aws credentials refresh failed", &f);
 			if (now >= c->cur.expires_at_ms)
@@ -258,6 +260,21 @@ const char *cart_aws_creds_source(const cart_aws_creds *c)
 uint64_t cart_aws_creds_fetches(const cart_aws_creds *c)
 {
 	return atomic_load(&((cart_aws_creds *)c)->fetches);
+}
+
+uint64_t cart_aws_creds_refresh_failures(const cart_aws_creds *c)
+{
+	return atomic_load(&((cart_aws_creds *)c)->refresh_failures);
+}
+
+int64_t cart_aws_creds_expires_at_ms(cart_aws_creds *c)
+{
+	int64_t at;
+
+	pthread_mutex_lock(&c->lock);
+	at = c->container ? c->cur.expires_at_ms : 0;
+	pthread_mutex_unlock(&c->lock);
+	return at;
 }
 
 /* --- endpoints ---------------------------------------------------------- */

@@ -405,7 +405,16 @@ ALL_VARS = set(ENV_DEFAULTS) | {
     # secrets (README "Secrets"): X, X_FILE, X_SECRET_ID
     "JWT_JWKS", "JWT_JWKS_SECRET_ID", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE",
     "REDIS_PASSWORD_SECRET_ID", "EVENTBRIDGE_BUS_NAME_FILE",
-    "EVENTBRIDGE_BUS_NAME_SECRET_ID", "SECRETSMANAGER_ENDPOINT"}
+    "EVENTBRIDGE_BUS_NAME_SECRET_ID", "SECRETSMANAGER_ENDPOINT",
+    # the SDKs' endpoint names, read by the AWS clients and checked at start
+    # (the credential variables are not here: a DynamoDB run inherits them
+    # from tests/aws/stack.py; see AWS_CREDENTIAL_VARS)
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_EVENTBRIDGE"}
+# The credential chain's variables (adapters/aws/aws_creds.c).
+AWS_CREDENTIAL_VARS = {
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"}
 
 
 # -- raw HTTP/1.1 over a socket ---------------------------------------------

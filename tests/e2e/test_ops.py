@@ -22,7 +22,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def run_binary(args, env_overrides, timeout=5):
     env = dict(os.environ)
-    for k in harness.ALL_VARS:
+    for k in harness.ALL_VARS | harness.AWS_CREDENTIAL_VARS:
         env.pop(k, None)
     env.update({"LISTEN_ADDR": "127.0.0.1", "APP_PORT": str(harness.free_port())})
     env.update(env_overrides)
@@ -383,6 +383,117 @@ class CommandLineTest(unittest.TestCase):
                                  % (var, val, p.returncode, out))
                 named = [l for l in out.splitlines() if var in l]
                 self.assertTrue(named, "no line names %s:\n%s" % (var, out))
+
+    def test_configuration_truth(self):
+        """Issue 11: each bad value stops the start with exactly one line
+        on stderr that names the variable (and what it expects), exit 2,
+        nothing on stdout. LISTEN_ADDR is an IPv4 literal (inet_pton):
+        999.999.999.999 once bound 231.231.231.231 and 1.2.3 failed in
+        civetweb without naming the variable."""
+        aws = {"STORAGE_BACKEND": "dynamodb", "AWS_ACCESS_KEY_ID": "AKIDX",
+               "AWS_SECRET_ACCESS_KEY": "s"}
+        cases = (
+            ({"LISTEN_ADDR": "999.999.999.999"}, "LISTEN_ADDR", "IPv4"),
+            ({"LISTEN_ADDR": "1.2.3"}, "LISTEN_ADDR", "IPv4"),
+            ({"LISTEN_ADDR": "1.2.3.4.5"}, "LISTEN_ADDR", "IPv4"),
+            ({"LISTEN_ADDR": "010.0.0.1"}, "LISTEN_ADDR", "IPv4"),
+            ({"LISTEN_ADDR": "localhost"}, "LISTEN_ADDR", "no host names"),
+            ({"LISTEN_ADDR": "::1"}, "LISTEN_ADDR", "no IPv6"),
+            ({"LISTEN_ADDR": ""}, "LISTEN_ADDR", "IPv4"),
+            ({"APP_PORT": " 8080"}, "APP_PORT", "from 1 to 65535"),
+            ({"APP_PORT": "+8080"}, "APP_PORT", "from 1 to 65535"),
+            ({"HTTP_THREADS": "0x10"}, "HTTP_THREADS", "integer"),
+            ({"ENV_NAME": "production"}, "ENV_NAME",
+             "one of dev, test, staging, prod"),
+            ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL",
+             "one of debug, info, warn, error"),
+            ({"STORAGE_BACKEND": "s3"}, "STORAGE_BACKEND", "memory, dynamodb"),
+            ({"AUTH_ENABLED": "yes"}, "AUTH_ENABLED", "true or false"),
+            ({"DYNAMODB_TABLE": "t" * 300}, "DYNAMODB_TABLE", "at most 255"),
+            ({"RATE_LIMIT_STORE": "redis", "REDIS_URL": "redis://:@h"},
+             "REDIS_URL", "password"),
+            ({"RATE_LIMIT_STORE": "redis", "REDIS_URL": "redis://h:99999"},
+             "REDIS_URL", "port"),
+            (dict(aws, AWS_ENDPOINT_URL="ftp://x"), "AWS_ENDPOINT_URL", "http"),
+            (dict(aws, AWS_ENDPOINT_URL_DYNAMODB="http://a b"),
+             "AWS_ENDPOINT_URL_DYNAMODB", "http"),
+            ({"EVENTS_PUBLISHER": "eventbridge", "AWS_ACCESS_KEY_ID": "a",
+              "AWS_SECRET_ACCESS_KEY": "b", "AWS_ENDPOINT_URL_EVENTBRIDGE": "x"},
+             "AWS_ENDPOINT_URL_EVENTBRIDGE", "http"),
+            ({"STORAGE_BACKEND": "dynamodb", "AWS_ACCESS_KEY_ID": "AKIDX"},
+             "AWS_SECRET_ACCESS_KEY", "missing"),
+            ({"STORAGE_BACKEND": "dynamodb",
+              "AWS_CONTAINER_CREDENTIALS_FULL_URI": "ftp://x"},
+             "AWS_CONTAINER_CREDENTIALS_FULL_URI", "http"),
+            ({"EVENTS_PUBLISHER": "eventbridge"}, "AWS_ACCESS_KEY_ID",
+             "no AWS credentials"),
+            ({"EVENTS_PUBLISHER": "eventbridge", "AWS_ACCESS_KEY_ID": "a",
+              "AWS_SECRET_ACCESS_KEY": "b", "EVENTBRIDGE_SOURCE": "aws.cart"},
+             "EVENTBRIDGE_SOURCE", "reserved"),
+        )
+        for env, var, text in cases:
+            with self.subTest(env=env):
+                p = run_binary([], env)
+                err = p.stderr.decode("utf-8", "replace")
+                lines = [l for l in err.splitlines() if l.strip()]
+                self.assertEqual(p.returncode, 2, "%s: exit %s\n%s%s" % (
+                    env, p.returncode, p.stdout.decode(errors="replace"), err))
+                self.assertEqual(len(lines), 1, err)
+                self.assertIn(var, lines[0])
+                self.assertIn(text, lines[0])
+                self.assertEqual(p.stdout, b"", p.stdout)
+
+    def test_listen_addr_binds_exactly_that_address(self):
+        """A valid address is bound as given: 127.0.0.1 answers, and with
+        127.0.0.2 (also loopback) 127.0.0.1 does not."""
+        port = harness.free_port()
+        p = subprocess.Popen([harness.binary_path()], env=dict(
+            {k: v for k, v in os.environ.items() if k not in harness.ALL_VARS},
+            LISTEN_ADDR="127.0.0.2", APP_PORT=str(port), RATE_LIMIT_RPS="0"),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd=harness.REPO_ROOT)
+        try:
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    c = http.client.HTTPConnection("127.0.0.2", port, timeout=1)
+                    c.request("GET", "/health")
+                    self.assertEqual(c.getresponse().status, 200)
+                    c.close()
+                    break
+                except OSError:
+                    self.assertIsNone(p.poll(), "exited before answering")
+                    self.assertLess(time.monotonic(), deadline, "no answer on 127.0.0.2")
+                    time.sleep(0.05)
+            s = socket.socket()
+            try:
+                self.assertNotEqual(s.connect_ex(("127.0.0.1", port)), 0,
+                                    "127.0.0.1 answers though 127.0.0.2 was bound")
+            finally:
+                s.close()
+        finally:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def test_healthcheck_command(self):
+        """`cart-service healthcheck` (the image's HEALTHCHECK, the ECS
+        container health check): 0 while /health answers 200 on
+        APP_PORT, 1 when nothing answers."""
+        srv = harness.Server().start()
+        self.addCleanup(srv.cleanup)
+        try:
+            p = run_binary(["healthcheck"], {"APP_PORT": str(srv.port)})
+            self.assertEqual(p.returncode, 0, p)
+            self.assertEqual(p.stdout + p.stderr, b"")
+        finally:
+            srv.stop()
+        p = run_binary(["healthcheck"], {"APP_PORT": str(srv.port)})
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn(b"/health", p.stderr)
 
     def test_settings_that_do_not_fit_together_stop_the_start(self):
         """Valid one by one, unusable together: exit 2 with one line naming

@@ -12,6 +12,16 @@ from awsbase import AwsServiceTestCase, harness, service_env, slow
 LIFETIME = 12    # seconds; refresh due at half of it (min(10 min, life/2))
 
 
+def metric_values(text):
+    """Unlabelled samples of a Prometheus text page: {name: value}."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+            out[parts[0]] = float(parts[1])
+    return out
+
+
 def iso_to_epoch(s):
     return calendar.timegm(time.strptime(s.rstrip("Z").split(".")[0], "%Y-%m-%dT%H:%M:%S"))
 
@@ -43,6 +53,10 @@ class EcsCredentialsTests(AwsServiceTestCase):
         first_akid = st0["current"]
         first_expiry = iso_to_epoch(st0["current_expiration"])
 
+        # The first refresh attempt fails (the endpoint answers 500 once):
+        # the old key keeps serving, the next call refreshes, and /metrics
+        # counts the failure (docs/runbook.md, credential refresh failures).
+        ecs.configure({"fail_next": 1, "fail_status": 500})
         u = self.user("ecs")
         adds = 0
         statuses = []
@@ -87,6 +101,11 @@ class EcsCredentialsTests(AwsServiceTestCase):
         self.assertGreaterEqual(len(ecs_akids), 2, st["akids"])
         self.assertIn(first_akid, st["akids"])
         self.assertNotIn("AKIDCARTTEST", st["akids"])
+        self.assertEqual(ecs.stats()["failed"] - before.get("failed", 0), 1, ecs.stats())
+        m = metric_values(srv.request("GET", "/metrics").raw.decode())
+        self.assertEqual(m.get("aws_credential_refresh_failures_total"), 1, m)
+        self.assertEqual(m.get("aws_credential_fetches_total"), fetches + 1, m)
+        self.assertGreater(m.get("aws_credentials_expiry_timestamp_seconds", 0), time.time(), m)
         c = srv.request("GET", "/v1/cart/%s" % u).body
         self.assertEqual(c["items"][0]["quantity"], adds, c)
         self.assertEqual(c["version"], adds, c)
