@@ -30,6 +30,9 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "app.h"
 #include "log.h"
@@ -625,8 +628,57 @@ int server_start(server **out, app_ctx *app, char *err, size_t err_len)
 	return 0;
 }
 
+/*
+ * civetweb's listening thread waits in poll() for up to 2 s before it sees
+ * mg_stop's flag, so every stop took 2 s however idle the server.  While
+ * mg_stop waits for it, this thread connects to the listening socket every
+ * 20 ms: poll returns, the thread sees the flag and exits.  The connection
+ * carries no request and civetweb closes it.
+ */
+typedef struct waker {
+	struct sockaddr_in addr;
+	atomic_int done;
+} waker;
+
+static void *wake_listener(void *arg)
+{
+	waker *w = arg;
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+
+	for (int i = 0; i < 250 && !atomic_load(&w->done); i++) {   /* <= ~5 s */
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd >= 0) {
+			(void)connect(fd, (struct sockaddr *)&w->addr, sizeof(w->addr));
+			close(fd);
+		}
+		nanosleep(&pause, NULL);
+	}
+	return NULL;
+}
+
+static bool waker_start(server *s, waker *w, pthread_t *t)
+{
+	struct mg_server_port port;
+	const char *addr = s->app->cfg->listen_addr;
+
+	memset(w, 0, sizeof(*w));
+	if (mg_get_server_ports(s->ctx, 1, &port) != 1)
+		return false;
+	w->addr.sin_family = AF_INET;
+	w->addr.sin_port = htons((uint16_t)port.port);
+	/* the wildcard address is reached on loopback */
+	if (strcmp(addr, "0.0.0.0") == 0 || inet_pton(AF_INET, addr, &w->addr.sin_addr) != 1)
+		w->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return pthread_create(t, NULL, wake_listener, w) == 0;
+}
+
 void server_stop(server *s)
 {
+	pthread_t wake_thread;
+	waker wake;
+	bool waking;
+
 	if (!s)
 		return;
 	/*
@@ -642,7 +694,12 @@ void server_stop(server *s)
 	atomic_store(&s->stop, 1);
 	if (s->watchdog_started)
 		pthread_join(s->watchdog, NULL);
+	waking = waker_start(s, &wake, &wake_thread);
 	mg_stop(s->ctx);
+	if (waking) {
+		atomic_store(&wake.done, 1);
+		pthread_join(wake_thread, NULL);
+	}
 	for (int i = 0; i < s->nworkers; i++) {
 		pthread_mutex_destroy(&s->workers[i].lock);
 		http_response_release(&s->workers[i].res);
