@@ -56,11 +56,25 @@ else
 fi
 
 # npm tools of the test suites, project-local and pinned by each folder's
-# package-lock.json; installed only when the file named is missing.
+# package-lock.json; installed only when the file named is missing.  The
+# installs run side by side (they wait on the registry); npm_wait fails
+# if any of them failed.
+npm_pids=""
 npm_ci() { # folder, a file the install makes, what it is
-	if [ ! -f "$1/node_modules/$2" ]; then
+	if [ ! -e "$1/node_modules/$2" ]; then
 		echo "bootstrap: npm ci in $1 ($3)"
-		(cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
+		(cd "$1" && npm ci --no-audit --no-fund --loglevel=error) &
+		npm_pids="$npm_pids $!"
+	fi
+}
+npm_wait() {
+	failed=0
+	for p in $npm_pids; do
+		wait "$p" || failed=1
+	done
+	if [ "$failed" != 0 ]; then
+		echo "bootstrap: an npm ci failed (its output is above)" >&2
+		exit 1
 	fi
 }
 if [ "$profile" != run ]; then
@@ -75,11 +89,8 @@ if [ "$profile" != run ]; then
 	npm_ci tests/postman newman/bin/newman.js "newman, runs docs/postman.json"
 	npm_ci tests/contract @stoplight/prism-http/package.json \
 		"@redocly/cli lints docs/swagger.yaml, @stoplight/prism-http validates live traffic"
-fi
-# dockerfile-utils (the Dockerfile lint of make deploy-check), pinned
-# (tools/deploy/package-lock.json).
-if [ "$profile" != run ] && [ ! -x tools/deploy/node_modules/.bin/dockerfile-utils ]; then
-	echo "bootstrap: npm ci in tools/deploy (dockerfile-utils)"
-	(cd tools/deploy && npm ci --no-audit --no-fund --loglevel=error)
+	# the Dockerfile lint of make deploy-check
+	npm_ci tools/deploy .bin/dockerfile-utils dockerfile-utils
+	npm_wait
 fi
 echo "bootstrap: done"
