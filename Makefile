@@ -245,6 +245,7 @@ redis: $(REDIS_T)
 # IAM files, the Dockerfile statically (dockerfile-utils, ldd/dpkg), and
 # make run-aws once (tests/deploy, about 20 s).
 deploy-check: $(BIN)
+	tools/bootstrap.sh check >/dev/null
 	/usr/bin/python3 -m unittest discover -s tests/deploy -p 'test_*.py' -v
 
 # docs/postman.json run by newman (pinned in tests/postman/package-lock.json)
