@@ -119,6 +119,15 @@ static void *watchdog_loop(void *arg)
  * a kick can only be one sent just before read_end took the lock; read_end
  * consumes it then, so it cannot cut a later poll short.
  */
+static void kick_mask(int how)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, KICK_SIGNAL);
+	pthread_sigmask(how, &set, NULL);
+}
+
 static void read_begin(worker *w, int64_t deadline_ns)
 {
 	pthread_mutex_lock(&w->lock);
@@ -143,10 +152,10 @@ static bool read_end(worker *w)
 		 * now (blocked, so it is not delivered meanwhile). */
 		sigemptyset(&set);
 		sigaddset(&set, KICK_SIGNAL);
-		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		kick_mask(SIG_BLOCK);
 		while (sigtimedwait(&set, NULL, &zero) == KICK_SIGNAL)
 			;
-		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+		kick_mask(SIG_UNBLOCK);
 	}
 	return kicked;
 }
@@ -162,13 +171,7 @@ static void *on_init_thread(const struct mg_context *ctx, int thread_type)
 	if (i >= s->nworkers)
 		return NULL;   /* not expected: civetweb starts num_threads workers */
 	s->workers[i].tid = pthread_self();
-	{
-		sigset_t set;   /* see read_begin */
-
-		sigemptyset(&set);
-		sigaddset(&set, KICK_SIGNAL);
-		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	}
+	kick_mask(SIG_UNBLOCK);   /* see read_begin */
 	return &s->workers[i];
 }
 
