@@ -15,8 +15,8 @@
  * refreshed before they expire: at the latest 10 minutes before, sooner
  * for short-lived ones (half their lifetime).
  *
- * Requests are signed by libcurl's own SigV4 (CURLOPT_AWS_SIGV4).  Curl
- * handles are pooled so connections are kept alive across calls.
+ * Requests are signed by aws_sigv4.c (ADR 19).  Curl handles are pooled,
+ * each with its signer, so connections are kept alive across calls.
  *
  * Everything here is thread-safe.  Call curl_global_init() before use.
  */

@@ -1,8 +1,9 @@
 /*
  * Signed AWS JSON calls.  One call = up to max_attempts attempts, each
  * gated by the circuit breaker and spaced by the retry policy's backoff.
- * Curl easy handles are pooled (a handle keeps its connection alive), and
- * a handle is used by one thread at a time.
+ * Connections are pooled: a curl easy handle (which keeps its connection
+ * alive) with its SigV4 signer (aws_sigv4.c, which keeps its derived
+ * key), used by one thread at a time.
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -15,6 +16,7 @@
 
 #include "aws/aws.h"
 #include "aws/aws_buf.h"
+#include "aws/aws_sigv4.h"
 
 #define POOL_MAX 64
 #define MAX_RESPONSE (8 * 1024 * 1024)
@@ -24,7 +26,8 @@ struct cart_aws_client {
 	char region[32];
 	char url[512];
 	char content_type[64];
-	char sigv4[128];
+	char host[256];              /* the endpoint's host[:port], as signed and sent */
+	size_t path_at;              /* where url's path starts */
 	long connect_timeout_ms;
 	long timeout_ms;
 	cart_aws_creds *creds;
@@ -35,9 +38,15 @@ struct cart_aws_client {
 	char resource[256];
 	const cart_aws_observer *observer;
 	pthread_mutex_t pool_lock;   /* guards pool and n_pool */
-	CURL *pool[POOL_MAX];
+	struct aws_conn *pool[POOL_MAX];
 	int n_pool;
 };
+
+/* One pooled connection: its handle and its signer. */
+typedef struct aws_conn {
+	CURL *h;
+	cart_aws_signer *signer;
+} aws_conn;
 
 void cart_aws_client_config_init(cart_aws_client_config *cfg)
 {
@@ -94,6 +103,24 @@ static int set_str(char *dst, size_t cap, const char *src)
 	return 0;
 }
 
+/* "https://host:port/x/" -> "host:port": what curl sends as Host. */
+static int set_host(char *dst, size_t cap, const char *url)
+{
+	const char *p = strstr(url, "://"), *end;
+	size_t n;
+
+	if (!p)
+		return -1;
+	p += 3;
+	end = p + strcspn(p, "/?#");
+	n = (size_t)(end - p);
+	if (!n || n >= cap || memchr(p, '@', n))
+		return -1;
+	memcpy(dst, p, n);
+	dst[n] = '\0';
+	return 0;
+}
+
 int cart_aws_client_new(cart_aws_client **out, const cart_aws_client_config *cfg,
 			cart_aws_creds *creds, const cart_clock *clock,
 			const cart_ids *ids, const cart_aws_log *log)
@@ -108,14 +135,19 @@ int cart_aws_client_new(cart_aws_client **out, const cart_aws_client_config *cfg
 	if (set_str(c->service, sizeof(c->service), cfg->service) ||
 	    set_str(c->region, sizeof(c->region), cfg->region) ||
 	    set_str(c->content_type, sizeof(c->content_type), cfg->content_type) ||
-	    set_str(c->url, sizeof(c->url) - 1, cfg->endpoint) || !creds) {
+	    set_str(c->url, sizeof(c->url) - 1, cfg->endpoint) ||
+	    set_host(c->host, sizeof(c->host), c->url) || !creds) {
 		cart_aws_client_free(c);
 		return CART_EINVALID;
 	}
 	ul = strlen(c->url);
 	if (!ul || c->url[ul - 1] != '/')
 		strcat(c->url, "/");
-	snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%s:%s", c->region, c->service);
+	c->path_at = (size_t)(strstr(c->url, "://") + 3 + strlen(c->host) - c->url);
+	if (c->url[c->path_at] != '/') {   /* a query or fragment in the endpoint */
+		cart_aws_client_free(c);
+		return CART_EINVALID;
+	}
 	snprintf(c->resource, sizeof(c->resource), "%s", cfg->resource ? cfg->resource : "");
 	c->observer = cfg->observer;
 	c->connect_timeout_ms = cfg->connect_timeout_ms;
@@ -132,12 +164,22 @@ int cart_aws_client_new(cart_aws_client **out, const cart_aws_client_config *cfg
 	return CART_OK;
 }
 
+static void conn_free(aws_conn *k)
+{
+	if (!k)
+		return;
+	if (k->h)
+		curl_easy_cleanup(k->h);
+	cart_aws_signer_free(k->signer);
+	free(k);
+}
+
 void cart_aws_client_free(cart_aws_client *c)
 {
 	if (!c)
 		return;
 	for (int i = 0; i < c->n_pool; i++)
-		curl_easy_cleanup(c->pool[i]);
+		conn_free(c->pool[i]);
 	cart_retry_free(c->retry);
 	cart_breaker_free(c->breaker);
 	pthread_mutex_destroy(&c->pool_lock);
@@ -156,26 +198,34 @@ int cart_aws_client_retry_tokens(cart_aws_client *c)
 
 /* --- the handle pool ---------------------------------------------------- */
 
-static CURL *pool_take(cart_aws_client *c)
+static aws_conn *pool_take(cart_aws_client *c)
 {
-	CURL *h = NULL;
+	aws_conn *k = NULL;
 
 	pthread_mutex_lock(&c->pool_lock);
 	if (c->n_pool)
-		h = c->pool[--c->n_pool];
+		k = c->pool[--c->n_pool];
 	pthread_mutex_unlock(&c->pool_lock);
-	return h ? h : curl_easy_init();
+	if (k)
+		return k;
+	if (!(k = calloc(1, sizeof(*k))))
+		return NULL;
+	if (!(k->h = curl_easy_init()) || cart_aws_signer_new(&k->signer)) {
+		conn_free(k);
+		return NULL;
+	}
+	return k;
 }
 
-static void pool_give(cart_aws_client *c, CURL *h)
+static void pool_give(cart_aws_client *c, aws_conn *k)
 {
 	pthread_mutex_lock(&c->pool_lock);
 	if (c->n_pool < POOL_MAX) {
-		c->pool[c->n_pool++] = h;
-		h = NULL;
+		c->pool[c->n_pool++] = k;
+		k = NULL;
 	}
 	pthread_mutex_unlock(&c->pool_lock);
-	curl_easy_cleanup(h);   /* pool full: let this one go */
+	conn_free(k);   /* pool full: let this one go */
 }
 
 /* --- one attempt -------------------------------------------------------- */
@@ -287,6 +337,21 @@ typedef enum outcome {
 	OUT_FATAL,       /* cannot even try (no credentials) */
 } outcome;
 
+/* Appends "name: value" ("name:" for NULL: curl then sends none). */
+static bool add_header(struct curl_slist **list, char *line, size_t cap,
+		       const char *name, const char *value)
+{
+	struct curl_slist *l;
+
+	if (snprintf(line, cap, "%s:%s%s", name, value ? " " : "",
+		     value ? value : "") >= (int)cap)
+		return false;
+	if (!(l = curl_slist_append(*list, line)))
+		return false;
+	*list = l;
+	return true;
+}
+
 /* timeout_ms: this attempt's whole-request limit (0: none, curl's rule). */
 static outcome attempt(cart_aws_client *c, const aws_req *rq, long timeout_ms,
 		       cart_aws_response *out, bool *timeout, bool *maybe_sent)
@@ -295,8 +360,11 @@ static outcome attempt(cart_aws_client *c, const aws_req *rq, long timeout_ms,
 	cart_aws_credentials cr;
 	struct curl_slist *hdrs = NULL;
 	char line[CART_AWS_TOKEN_MAX + 64];
+	char amz_date[CART_AWS_AMZ_DATE_LEN + 1], auth[640];
 	aws_membuf m = { NULL, 0, MAX_RESPONSE };
+	cart_aws_sigv4_request sr;
 	CURLcode rc;
+	aws_conn *k;
 	CURL *h;
 
 	*timeout = *maybe_sent = false;
@@ -315,22 +383,43 @@ static outcome attempt(cart_aws_client *c, const aws_req *rq, long timeout_ms,
 	strcpy(url, c->url);
 	if (!rq->target)
 		strcat(url, rq->path + (*rq->path == '/'));
-	h = pool_take(c);
-	if (!h) {
+	k = pool_take(c);
+	if (!k) {
 		free(url);
 		return OUT_FATAL;
 	}
-	if (rq->body) {
-		snprintf(line, sizeof(line), "Content-Type: %s", c->content_type);
-		hdrs = curl_slist_append(hdrs, line);
+	h = k->h;
+	sr = (cart_aws_sigv4_request){
+		.method = rq->body ? "POST" : "GET", .path = url + c->path_at,
+		.host = c->host, .content_type = rq->body ? c->content_type : NULL,
+		.target = rq->target, .body = rq->body, .body_len = rq->len,
+		.region = c->region, .service = c->service,
+		.access_key_id = cr.access_key_id,
+		.secret_access_key = cr.secret_access_key,
+		.session_token = cr.session_token, .now = time(NULL),
+	};
+	if (cart_aws_sigv4_sign(k->signer, &sr, amz_date, auth, sizeof(auth))) {
+		memset(&cr, 0, sizeof(cr));
+		pool_give(c, k);
+		free(url);
+		return OUT_FATAL;
 	}
-	if (rq->target) {
-		snprintf(line, sizeof(line), "X-Amz-Target: %s", rq->target);
-		hdrs = curl_slist_append(hdrs, line);
-	}
-	if (cr.session_token[0]) {
-		snprintf(line, sizeof(line), "X-Amz-Security-Token: %s", cr.session_token);
-		hdrs = curl_slist_append(hdrs, line);
+	/* Exactly the signed values (aws_sigv4.h); no Expect: 100-continue. */
+	if (!add_header(&hdrs, line, sizeof(line), "Host", c->host) ||
+	    !add_header(&hdrs, line, sizeof(line), "X-Amz-Date", amz_date) ||
+	    !add_header(&hdrs, line, sizeof(line), "Authorization", auth) ||
+	    !add_header(&hdrs, line, sizeof(line), "Expect", NULL) ||
+	    (rq->body && !add_header(&hdrs, line, sizeof(line), "Content-Type",
+				     c->content_type)) ||
+	    (rq->target && !add_header(&hdrs, line, sizeof(line), "X-Amz-Target",
+				       rq->target)) ||
+	    (cr.session_token[0] && !add_header(&hdrs, line, sizeof(line),
+						"X-Amz-Security-Token", cr.session_token))) {
+		curl_slist_free_all(hdrs);
+		memset(&cr, 0, sizeof(cr));
+		pool_give(c, k);
+		free(url);
+		return OUT_FATAL;
 	}
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, url);
@@ -342,9 +431,6 @@ static outcome attempt(cart_aws_client *c, const aws_req *rq, long timeout_ms,
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_AWS_SIGV4, c->sigv4);
-	curl_easy_setopt(h, CURLOPT_USERNAME, cr.access_key_id);
-	curl_easy_setopt(h, CURLOPT_PASSWORD, cr.secret_access_key);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, aws_membuf_collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &m);
 	out->request_id[0] = '\0';
@@ -369,12 +455,12 @@ static outcome attempt(cart_aws_client *c, const aws_req *rq, long timeout_ms,
 			      rc != CURLE_COULDNT_RESOLVE_HOST &&
 			      rc != CURLE_COULDNT_RESOLVE_PROXY;
 		snprintf(out->message, sizeof(out->message), "%s", curl_easy_strerror(rc));
-		curl_easy_cleanup(h);   /* its connection is in an unknown state */
+		conn_free(k);   /* its connection is in an unknown state */
 		out->status = 0;
 		return OUT_TRANSPORT;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
-	pool_give(c, h);
+	pool_give(c, k);
 	if (out->status >= 400)
 		parse_error(out);
 	if (throttled(out->error_type))

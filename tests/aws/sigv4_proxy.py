@@ -4,7 +4,7 @@
 Sits between the service under test and an AWS-protocol server (dynalite, or
 any JSON-protocol stand-in) and, for every request, recomputes the AWS
 Signature Version 4 with botocore -- an implementation independent of the
-libcurl signer the service uses -- and rejects what real AWS would reject,
+service's own signer (adapters/aws/aws_sigv4.c) -- and rejects what real AWS would reject,
 with the error shapes real AWS returns.
 
 Only the choice of *which* headers are canonicalised is ours: exactly the ones

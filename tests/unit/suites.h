@@ -22,5 +22,6 @@ Suite *trace_suite(void);
 Suite *json_in_suite(void);
 Suite *flags_suite(void);
 Suite *secrets_suite(void);
+Suite *sigv4_suite(void);
 
 #endif
