@@ -48,6 +48,8 @@
  * tcache:false: per-thread caches cost ~25 MiB of RSS across the
  * workers a run touches (+2k instructions per GET without them, the
  * price paid); freed pages go back to the kernel after 1 s, not 10 s.
+ * With the DynamoDB store, server.c gives a worker a cache while it holds
+ * a connection.
  */
 const char *malloc_conf = "tcache:false,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
