@@ -5,6 +5,7 @@
  */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "allocator.h"
 
@@ -28,4 +29,25 @@ void app_allocator_thread_cache(bool on)
 {
 	if (mallctl)
 		(void)mallctl("thread.tcache.enabled", NULL, NULL, &on, sizeof(on));
+}
+
+bool app_allocator_stats(app_heap_stats *out)
+{
+	uint64_t epoch = 1;
+	size_t len = sizeof(epoch);
+	struct { const char *name; size_t *v; } f[] = {
+		{ "stats.allocated", &out->allocated }, { "stats.active", &out->active },
+		{ "stats.metadata", &out->metadata }, { "stats.resident", &out->resident },
+		{ "stats.mapped", &out->mapped }, { "stats.retained", &out->retained },
+	};
+
+	/* The statistics are a snapshot taken when the epoch advances. */
+	if (!mallctl || mallctl("epoch", &epoch, &len, &epoch, sizeof(epoch)))
+		return false;
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		len = sizeof(size_t);
+		if (mallctl(f[i].name, f[i].v, &len, NULL, 0))
+			return false;
+	}
+	return true;
 }

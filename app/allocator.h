@@ -9,6 +9,7 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* "jemalloc" or "libc": which allocator this binary runs on. */
 const char *app_allocator_name(void);
@@ -20,5 +21,18 @@ bool app_allocator_caches_off(void);
 /* Turns the calling thread's cache on, or flushes and drops it (off).
  * Nothing without jemalloc. */
 void app_allocator_thread_cache(bool on);
+
+/* jemalloc's own statistics (its stats.* names), in bytes. */
+typedef struct app_heap_stats {
+	size_t allocated;   /* in use by the program */
+	size_t active;      /* pages holding allocations */
+	size_t metadata;    /* jemalloc's own bookkeeping */
+	size_t resident;    /* pages jemalloc holds in RAM (maximum) */
+	size_t mapped;      /* extents mapped for allocations */
+	size_t retained;    /* address space kept for reuse, not in RAM */
+} app_heap_stats;
+
+/* Fills out; false without jemalloc (or if a statistic is missing). */
+bool app_allocator_stats(app_heap_stats *out);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "allocator.h"
 #include "cart/relay.h"
 #include "flags.h"
 #include "log.h"
@@ -325,6 +326,32 @@ static long long boot_time(void)
 	return bt;
 }
 
+/*
+ * The heap as jemalloc sees it (ADR 17): how much of the RSS is the
+ * program's data (allocated), kept by the allocator (resident - active),
+ * or not the heap at all (thread stacks, libraries).  Absent on a glibc
+ * malloc build.
+ */
+static void render_heap(buf *out)
+{
+	app_heap_stats h;
+
+	if (!app_allocator_stats(&h))
+		return;
+	const struct { const char *state; size_t v; } rows[] = {
+		{ "allocated", h.allocated }, { "active", h.active },
+		{ "metadata", h.metadata }, { "resident", h.resident },
+		{ "mapped", h.mapped }, { "retained", h.retained },
+	};
+
+	family(out, "cart_service_heap_bytes", "gauge",
+	       "jemalloc's statistics (stats.<state>): allocated by the program, active "
+	       "pages, metadata, resident, mapped, retained address space.");
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		buf_printf(out, "cart_service_heap_bytes{state=\"%s\"} %zu\n",
+			   rows[i].state, rows[i].v);
+}
+
 static void render_process(buf *out)
 {
 	unsigned long long cpu, start;
@@ -349,6 +376,7 @@ static void render_process(buf *out)
 	}
 	if (fds >= 0)
 		gauge_line(out, "process_open_fds", "Number of open file descriptors.", fds);
+	render_heap(out);
 }
 
 /* Lines the log queue dropped because stdout did not keep up (app/log.h). */

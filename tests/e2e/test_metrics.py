@@ -232,6 +232,23 @@ class MetricsTest(MetricsMixin, harness.ServerTestCase):
         start = value(s, "process_start_time_seconds")
         self.assertLess(abs(start - time.time()), 3600, start)
 
+    def test_heap_metrics(self):
+        """jemalloc's live statistics: ordered as jemalloc defines them,
+        and allocated follows what the store holds (a fresh epoch per
+        scrape, not a value frozen at start)."""
+        s = self.metrics()
+        heap = {dict(k)["state"]: v for k, v in select(s, "cart_service_heap_bytes").items()}
+        self.assertEqual(set(heap), {"allocated", "active", "metadata", "resident",
+                                     "mapped", "retained"}, heap)
+        self.assertGreater(heap["allocated"], 0)
+        self.assertLessEqual(heap["allocated"], heap["active"])
+        self.assertLessEqual(heap["active"], heap["resident"])
+        self.assertLessEqual(heap["active"], heap["mapped"])
+        for n in range(200):
+            self.add_ok(new_user(), item="sku-%d" % n, name="n" * 200)
+        grown = value(self.metrics(), "cart_service_heap_bytes", state="allocated")
+        self.assertGreater(grown - heap["allocated"], 200 * 200, (heap["allocated"], grown))
+
     def test_head_options_and_methods(self):
         r = self.request("HEAD", "/metrics")
         self.assertEqual((r.status, r.header("content-type")), (200, CONTENT_TYPE))
