@@ -263,8 +263,9 @@ static int wire_repo(wiring *w, const app_config *cfg, char *err, size_t err_len
 			 * that drains (at most EVENTS_PACE_MAX_WAIT_MS, and the
 			 * request's deadline) instead of filling it: 503s only
 			 * when it does not drain. */
-			cart_memory_repo_pace_outbox(&w->repo, bound / 4,
-						     EVENTS_PACE_MAX_WAIT_MS);
+			if (cfg->events_relay_enabled)   /* else nothing drains */
+				cart_memory_repo_pace_outbox(&w->repo, bound / 4,
+							     EVENTS_PACE_MAX_WAIT_MS);
 			return 0;
 		}
 		snprintf(err, err_len, "cannot create the memory repository");

@@ -65,8 +65,17 @@ void cart_memory_repo_limit_outbox(cart_repo *r, size_t max_bytes);
  * still refuses it there).  Only while the relay is draining: a waiter
  * that sees no ack for 250 ms stops waiting, and until the next ack no
  * save waits (a failing publisher costs one such wait, not one per
- * write).  The wait holds no lock.  from_bytes 0: no pacing (the
- * default).  Call once, before the repository is shared.
+ * write).  The wait holds no lock.
+ *
+ * A cart's own outbox is paced as well: a save that would take it past
+ * half of CART_OUTBOX_MAX waits for acks the same way (each round at
+ * most 250 ms, all rounds at most max_wait_ms and never past the
+ * deadline; no wait when the relay counts as stalled or acked nothing in
+ * the last second), so one busy cart is slowed down before it reaches
+ * its own bound.
+ *
+ * from_bytes 0: no pacing (the default).  Call once, before the
+ * repository is shared.
  */
 void cart_memory_repo_pace_outbox(cart_repo *r, size_t from_bytes, int64_t max_wait_ms);
 
