@@ -120,6 +120,20 @@ static void abs_ms(struct timespec *ts, int64_t ms)
 	ts->tv_nsec = (long)(ms % 1000) * 1000000L;
 }
 
+/* When a wait that starts at t0 must end: max_wait_ms, or the call's
+ * deadline if sooner. */
+static int64_t pace_end(const struct pace *p, const cart_write *w, int64_t t0)
+{
+	int64_t end = t0 + p->max_wait_ms;
+
+	if (w->call && w->call->deadline_ms) {
+		int64_t left = w->call->deadline_ms - wall_ms();
+		if (t0 + left < end)
+			end = t0 + left;
+	}
+	return end;
+}
+
 /*
  * Before a save with events: waits while pacing applies (see struct
  * pace).  Takes no shard lock.
@@ -135,12 +149,7 @@ static void pace_wait(struct memory_repo *repo, const cart_write *w)
 	    atomic_load(&p->stalled_ms) > atomic_load(&p->last_ack_ms))
 		return;
 	t0 = now = mono_ms();
-	end = t0 + p->max_wait_ms;
-	if (w->call && w->call->deadline_ms) {
-		int64_t left = w->call->deadline_ms - wall_ms();
-		if (t0 + left < end)
-			end = t0 + left;
-	}
+	end = pace_end(p, w, t0);
 	if (end <= t0)
 		return;
 	pthread_mutex_lock(&p->lock);
@@ -183,12 +192,7 @@ static bool pace_cart_round(struct memory_repo *repo, const cart_write *w,
 
 	if (!*t0) {
 		*t0 = now;
-		*end = now + p->max_wait_ms;
-		if (w->call && w->call->deadline_ms) {
-			int64_t left = w->call->deadline_ms - wall_ms();
-			if (now + left < *end)
-				*end = now + left;
-		}
+		*end = pace_end(p, w, now);
 	}
 	/* Not for a relay that is not draining: pace_wait found it stalled,
 	 * or nothing was acked for PACE_CART_IDLE_MS (or ever).  Not

@@ -180,6 +180,17 @@ class PacedBacklogTest(harness.ServerTestCase):
         finally:
             c.close()
 
+    def warm_up(self, prefix):
+        """One add, delivered before the load (the relay works); returns
+        the bus's count before it (the bus may hold other tests' events)."""
+        before = self.bus_stats()["entries_accepted"]
+        self.assertEqual(self.add(new_user(prefix), "w").status, 201)
+        deadline = time.monotonic() + 10
+        while self.bus_stats()["entries_accepted"] < before + 1:
+            self.assertLess(time.monotonic(), deadline, "the relay delivered nothing")
+            time.sleep(0.05)
+        return before
+
     def test_a_busy_cart_waits_for_the_relay_instead_of_503(self):
         """One writer per cart, each as fast as it can: the process backlog
         stays small (8 carts) but each cart's own outbox (CART_OUTBOX_MAX,
@@ -188,12 +199,7 @@ class PacedBacklogTest(harness.ServerTestCase):
         a cart's bound its writes wait for the relay too."""
         # The bus may hold the other test's events: count from here, once
         # a first event of this test was delivered (the relay works).
-        before = self.bus_stats()["entries_accepted"]
-        self.assertEqual(self.add(new_user("pace-cart-warm"), "w").status, 201)
-        deadline = time.monotonic() + 10
-        while self.bus_stats()["entries_accepted"] < before + 1:
-            self.assertLess(time.monotonic(), deadline, "the relay delivered nothing")
-            time.sleep(0.05)
+        self.warm_up("pace-cart-warm")
         base = self.bus_stats()["entries_accepted"]
         statuses, codes, slowest = {}, {}, [0.0]
         lock = threading.Lock()
@@ -241,12 +247,7 @@ class PacedBacklogTest(harness.ServerTestCase):
     def test_writes_wait_for_a_slow_relay_instead_of_503(self):
         # A relay that works: the first event is delivered before the load.
         # (The bus may hold the other test's events: counted from here.)
-        before = self.bus_stats()["entries_accepted"]
-        self.assertEqual(self.add(new_user("pace-warm"), "w").status, 201)
-        deadline = time.monotonic() + 10
-        while self.bus_stats()["entries_accepted"] < before + 1:
-            self.assertLess(time.monotonic(), deadline, "the relay delivered nothing")
-            time.sleep(0.05)
+        before = self.warm_up("pace-warm")
         statuses = {}
         slowest = [0.0]
         backlog_max = [0]
