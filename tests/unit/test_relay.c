@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <valgrind/valgrind.h>
 
 #include "app.h"
 #include "cart/relay.h"
@@ -319,9 +320,15 @@ START_TEST(test_relay_keeps_up_with_writes_to_a_slow_bus)
 	pthread_join(th, NULL);
 	fprintf(stderr, "relay keeps up: %zu events in %lld ms, %zu delivered, "
 		"%zu behind\n", produced, (long long)(now - t0), delivered, behind);
-	/* behind by less than a quarter of what was written (0.5 s of 2 s) */
+	/*
+	 * Behind by less than a quarter of what was written (0.5 s of 2 s).
+	 * Under valgrind, which runs one thread at a time and beside the
+	 * other lane of make check, by less than half: a relay that stopped
+	 * keeping up would still be behind by most of it (once, 26 % against
+	 * a quarter, with nothing wrong).
+	 */
 	ck_assert_uint_ge(produced, TP_RATE / 10);
-	ck_assert_uint_le(behind * 4, produced);
+	ck_assert_uint_le(behind * (RUNNING_ON_VALGRIND ? 2 : 4), produced);
 	drain();
 	ck_assert_uint_eq(pending(), 0);
 	ck_assert_uint_eq(fake_publisher_overlaps(fpub), 0);
