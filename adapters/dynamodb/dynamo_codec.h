@@ -20,6 +20,21 @@
 int cart_dynamo_decode_item(const char *json, size_t len, const char *user_id,
 			    cart **out);
 
+/* cart_dynamo_read_get: the body is not one this reader takes for sure. */
+#define CART_DYNAMO_DECLINED 1
+
+/*
+ * Reads a whole GetItem answer body (the item, and ConsumedCapacity's
+ * CapacityUnits into *units, 0 if absent) in one pass, without a tree
+ * (dynamo_item.c).  CART_OK and *out (caller owns), CART_ENOTFOUND (no
+ * Item, or an Item without a version), CART_ENOMEM, or
+ * CART_DYNAMO_DECLINED for anything else: the caller then decodes the
+ * same body with cJSON and cart_dynamo_decode_item's rules, which give
+ * every body this reader accepts the same cart.
+ */
+int cart_dynamo_read_get(const char *body, size_t len, const char *user_id,
+			 cart **out, double *units);
+
 /*
  * Decodes an idempotency record item (SK "IDEM#<key>", its body possibly
  * zlib-compressed) as key's record.  CART_OK and *out (caller owns),

@@ -3,12 +3,18 @@
  * (hand-edited items, another writer's bugs), decoding gives a valid cart
  * or idempotency record (compressed bodies included) or a clean error,
  * never a crash, leak or out-of-bounds read.
+ *
+ * And the typed reader of GetItem answers (dynamo_item.c) against the
+ * cJSON decoder: the input as a GetItem answer's Item, {"Item":<input>}.
+ * Whatever the reader does not decline, the decoder must read the same:
+ * the same cart, or no cart.
  */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../fakes/cart_same.h"
 #include "dynamodb/dynamo_codec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -32,6 +38,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(sub.amount >= 0);
 		for (size_t i = 0; i < cart_line_count(c); i++)
 			assert(cart_id_valid(cart_item_id(cart_item_at(c, i))));
+	}
+	{
+		static const char head[] = "{\"Item\":";
+		char *body = malloc(sizeof(head) + size + 1);
+		cart *fast = NULL;
+		double units;
+		int frc;
+
+		if (body) {
+			memcpy(body, head, sizeof(head) - 1);
+			memcpy(body + sizeof(head) - 1, data, size);
+			body[sizeof(head) - 1 + size] = '}';
+			frc = cart_dynamo_read_get(body, sizeof(head) + size, "fuzz-user",
+						   &fast, &units);
+			assert(frc == CART_OK || frc == CART_ENOTFOUND ||
+			       frc == CART_ENOMEM || frc == CART_DYNAMO_DECLINED);
+			assert((frc == CART_OK) == (fast != NULL));
+			if (frc == CART_OK)
+				assert(rc == CART_OK && cart_same(fast, c));
+			if (frc == CART_ENOTFOUND)
+				assert(rc == CART_ENOTFOUND);
+			cart_free(fast);
+			free(body);
+		}
 	}
 	cart_free(c);
 	{

@@ -23,5 +23,6 @@ Suite *json_in_suite(void);
 Suite *flags_suite(void);
 Suite *secrets_suite(void);
 Suite *sigv4_suite(void);
+Suite *dynamo_item_suite(void);
 
 #endif
