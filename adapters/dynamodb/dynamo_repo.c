@@ -571,9 +571,10 @@ static char *put(char *o, const char *s)
 /*
  * The GetItem of the user's cart item written out, as key_of and
  * call_until would build it with cJSON, without the tree (issue 10).
- * false when the table or the user id would need escaping (never through
- * the service, whose configuration and routes allow neither) or cap is
- * short: then cJSON builds it.
+ * false when the table or the user id would need escaping, or the id is
+ * longer than CART_ID_MAX (key_of's key is cut there, and so must this
+ * one be: never through the service, whose configuration and core allow
+ * none of these), or cap is short: then cJSON builds it.
  */
 static bool get_item_text(char *out, size_t cap, const char *table,
 			  const char *user_id)
@@ -585,6 +586,7 @@ static bool get_item_text(char *out, size_t cap, const char *table,
 	char *o = out;
 
 	if (!json_plain(table) || !json_plain(user_id) ||
+	    strlen(user_id) > CART_ID_MAX ||
 	    sizeof(a) + sizeof(b) + sizeof(c) + strlen(table) + strlen(user_id) > cap)
 		return false;
 	o = put(o, a);
