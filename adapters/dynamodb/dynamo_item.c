@@ -59,12 +59,6 @@ static inline bool eat(rd *r, char c)
 	return false;
 }
 
-static bool peek(rd *r, char c)
-{
-	ws(r);
-	return r->p < r->end && *r->p == c;
-}
-
 /*
  * A string with neither escapes nor control bytes: *raw and *len its
  * bytes (either may be NULL); copied NUL-terminated into the scratch when
@@ -292,9 +286,7 @@ static bool read_line(rd *r, cart *c, const char *currency, int64_t created)
 
 	if (!eat(r, '{') || !key(r, &k, &n) || !key_is(k, n, "M") || !eat(r, '{'))
 		return false;
-	if (peek(r, '}'))
-		return false;   /* no id: the full decoder says why */
-	while (more) {
+	while (more) {   /* an empty map has no key: declined below */
 		bool ok, *seen;
 
 		if (!key(r, &k, &n))

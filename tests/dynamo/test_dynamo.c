@@ -159,6 +159,28 @@ START_TEST(test_dynamo_item_without_version_is_no_cart)
 }
 END_TEST
 
+/*
+ * A load is a GetItem written out without cJSON when the id needs no
+ * escaping (dynamo_repo.c: get_item_text); ids the core would refuse,
+ * which a library caller may still pass, take cJSON's path and are
+ * simply absent, not a malformed request (CART_EBACKEND).
+ */
+START_TEST(test_dynamo_odd_ids_load_as_absent)
+{
+	char long_id[CART_ID_MAX + 20];
+	const char *odd[] = { "quote\"d", "back\\slash", "tab\there", long_id };
+	cart *got = NULL;
+
+	memset(long_id, 'x', sizeof(long_id) - 1);
+	long_id[sizeof(long_id) - 1] = '\0';
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		ck_assert_msg(cart_repo_load(&repo, NULL, odd[i], &got) == CART_ENOTFOUND,
+			      "odd id %zu", i);
+		ck_assert_ptr_null(got);
+	}
+}
+END_TEST
+
 static cart_idem record(const char *key, int64_t exp)
 {
 	cart_idem r = { (char *)key, "fp", CART_IDEM_COMPLETE, 200, "{}", 2, exp };
@@ -755,6 +777,7 @@ Suite *dynamo_adapter_suite(void)
 	tcase_add_test(tc, test_dynamo_one_request_per_operation);
 	tcase_add_test(tc, test_dynamo_ten_line_cart_costs_one_write_unit);
 	tcase_add_test(tc, test_dynamo_bad_items_are_backend_errors);
+	tcase_add_test(tc, test_dynamo_odd_ids_load_as_absent);
 	tcase_add_test(tc, test_dynamo_item_without_version_is_no_cart);
 	tcase_add_test(tc, test_dynamo_ping_is_cached);
 	tcase_add_test(tc, test_dynamo_observer_sees_each_call_once);
