@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 import urllib.parse
@@ -30,6 +31,7 @@ from unittest import mock
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import botocore.auth  # noqa: E402
 from botocore.auth import SigV4Auth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
@@ -51,6 +53,9 @@ BODY = json.dumps({"TableName": "carts", "Key": {"PK": {"S": "CART#u1"},
 CURL = "/usr/bin/curl"
 AWS_CLI = "/usr/bin/aws"
 STACK_PY = os.path.join(HERE, "stack.py")
+# mock.patch swaps a module attribute: two threads patching at once can
+# restore each other's mock, so the clock is patched by one signer at a time.
+_SIGN_LOCK = threading.Lock()
 
 
 def botocore_sign(url=URL, body=BODY, headers=None, akid=TEST_AKID, secret=TEST_SECRET,
@@ -62,7 +67,7 @@ def botocore_sign(url=URL, body=BODY, headers=None, akid=TEST_AKID, secret=TEST_
         headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": TARGET}
     req = AWSRequest(method=method, url=url, data=body, headers=headers)
     auth = SigV4Auth(Credentials(akid, secret, token), service, region)
-    with mock.patch("botocore.auth.datetime") as dt:
+    with _SIGN_LOCK, mock.patch("botocore.auth.datetime") as dt:
         dt.datetime.utcnow.return_value = when
         dt.datetime.strptime = datetime.datetime.strptime
         auth.add_auth(req)
@@ -108,6 +113,17 @@ class VerifierTest(unittest.TestCase):
         v = self.verifier.verify(*botocore_sign())
         self.assertEqual(v.akid, TEST_AKID)
         self.assertEqual(v.signed_headers, ["content-type", "host", "x-amz-date", "x-amz-target"])
+
+    def test_signing_from_many_threads_at_once(self):
+        # StackTest.test_parallel_clients signs from 50 threads; an unguarded
+        # mock.patch of botocore's clock failed there in CI and could leave
+        # the mock in place for every later test.
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(50) as pool:
+            reqs = list(pool.map(lambda _: botocore_sign(), range(250)))
+        for req in reqs:
+            self.assertEqual(self.verifier.verify(*req).akid, TEST_AKID)
+        self.assertIs(botocore.auth.datetime, datetime)
 
     def test_session_credentials_with_token_are_accepted(self):
         req = botocore_sign(akid=TEST_SESSION_AKID, secret=TEST_SESSION_SECRET,
