@@ -108,6 +108,11 @@ void buf_put_slow(buf *b, const void *p, size_t n)
 	b->data[b->len] = '\0';
 }
 
+char *buf_room(buf *b, size_t n)
+{
+	return reserve(b, n) ? b->data + b->len : NULL;
+}
+
 void buf_printf(buf *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -184,18 +189,47 @@ void buf_json_str(buf *b, const char *s)
 	buf_put(b, "\"", 1);
 }
 
+static const char digit_pairs[201] =
+	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	"8081828384858687888990919293949596979899";
+
+char *put_u64(char *d, uint64_t v)
+{
+	unsigned n = 1;
+	char *p;
+
+	for (uint64_t ten = 10; n < 20 && v >= ten; ten *= 10)
+		n++;
+	p = d + n;
+	while (v >= 100) {
+		unsigned r = (unsigned)(v % 100);
+
+		v /= 100;
+		p -= 2;
+		memcpy(p, digit_pairs + 2 * r, 2);
+	}
+	if (v >= 10)
+		memcpy(p - 2, digit_pairs + 2 * v, 2);
+	else
+		p[-1] = (char)('0' + v);
+	return d + n;
+}
+
+char *put_i64(char *d, int64_t v)
+{
+	if (v >= 0)
+		return put_u64(d, (uint64_t)v);
+	*d = '-';
+	return put_u64(d + 1, (uint64_t)0 - (uint64_t)v);   /* INT64_MIN too */
+}
+
 size_t fmt_u64(char *dst, uint64_t v)
 {
-	char tmp[20];
-	size_t n = sizeof(tmp);
+	char *end = put_u64(dst, v);
 
-	do {
-		tmp[--n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	memcpy(dst, tmp + n, sizeof(tmp) - n);
-	dst[sizeof(tmp) - n] = '\0';
-	return sizeof(tmp) - n;
+	*end = '\0';
+	return (size_t)(end - dst);
 }
 
 size_t fmt_i64(char *dst, int64_t v)
@@ -228,21 +262,28 @@ size_t fmt_copy(char *dst, size_t cap, const char *src, size_t n)
 	return n;
 }
 
+/* Numbers go straight into the storage when 20 bytes fit without growing
+ * it, else through a copy, so a buffer at its maximum still takes them. */
 void buf_put_u64(buf *b, uint64_t v)
 {
-	char tmp[21];
+	char tmp[20];
 
-	buf_put(b, tmp, fmt_u64(tmp, v));
+	if (!b->failed && b->len + 20 < b->cap) {
+		buf_commit(b, put_u64(b->data + b->len, v));
+		return;
+	}
+	buf_put(b, tmp, (size_t)(put_u64(tmp, v) - tmp));
 }
 
 void buf_json_i64(buf *b, int64_t v)
 {
-	if (v < 0) {
-		buf_put(b, "-", 1);
-		buf_put_u64(b, (uint64_t)0 - (uint64_t)v);   /* INT64_MIN too */
-	} else {
-		buf_put_u64(b, (uint64_t)v);
+	char tmp[20];
+
+	if (!b->failed && b->len + 20 < b->cap) {
+		buf_commit(b, put_i64(b->data + b->len, v));
+		return;
 	}
+	buf_put(b, tmp, (size_t)(put_i64(tmp, v) - tmp));
 }
 
 void buf_put_ms3(buf *b, int64_t ns)
@@ -258,12 +299,29 @@ void buf_put_ms3(buf *b, int64_t ns)
 }
 
 /*
- * Most times written are today's (a log line's time, a cart's updatedAt):
- * each thread keeps the last day's "YYYY-MM-DD" and formats only the time
- * of day; any other day takes cart_rfc3339 and becomes the kept one.
+ * Most times written are today's (a log line's time, a cart's updatedAt)
+ * or one other day's (a cart's expiresAt, TTL days ahead): each thread
+ * keeps the last two days' "YYYY-MM-DD" and formats only the time of day;
+ * any other day takes cart_rfc3339 and replaces the older one.
  */
-static _Thread_local int64_t t_day = -1;
-static _Thread_local char t_date[10];
+static _Thread_local int64_t t_day[2] = { -1, -1 };
+static _Thread_local char t_date[2][10];
+
+static const char *date_of(int64_t day, int64_t ms)
+{
+	char tmp[64];
+
+	if (day == t_day[0])
+		return t_date[0];
+	if (day == t_day[1])
+		return t_date[1];
+	cart_rfc3339(tmp, sizeof(tmp), ms);   /* 24 bytes below BUF_TIME_MAX */
+	t_day[1] = t_day[0];
+	memcpy(t_date[1], t_date[0], 10);
+	t_day[0] = day;
+	memcpy(t_date[0], tmp, 10);
+	return t_date[0];
+}
 
 static void put_2(char *p, unsigned v)
 {
@@ -271,37 +329,20 @@ static void put_2(char *p, unsigned v)
 	p[1] = (char)('0' + v % 10);
 }
 
-void buf_json_time(buf *b, int64_t ms)
+char *put_json_time(char *d, int64_t ms)
 {
+	const char *date;
 	int64_t day;
 	unsigned sod, msec;
-	char *d;
 
-	if (ms <= 0) {
-		buf_put(b, "null", 4);
-		return;
-	}
+	if (ms <= 0)
+		return PUT_LIT(d, "null");
 	day = ms / 86400000;
-	if (day != t_day) {
-		char tmp[64];
-
-		cart_rfc3339(tmp, sizeof(tmp), ms);
-		if (strlen(tmp) != 24) {   /* a year past 9999: not kept */
-			buf_put(b, "\"", 1);
-			buf_puts(b, tmp);
-			buf_put(b, "\"", 1);
-			return;
-		}
-		memcpy(t_date, tmp, 10);
-		t_day = day;
-	}
-	if (!reserve(b, 26))
-		return;
+	date = date_of(day, ms);
 	sod = (unsigned)(ms / 1000 - day * 86400);
 	msec = (unsigned)(ms % 1000);
-	d = b->data + b->len;
 	d[0] = '"';
-	memcpy(d + 1, t_date, 10);
+	memcpy(d + 1, date, 10);
 	d[11] = 'T';
 	put_2(d + 12, sod / 3600);
 	d[14] = ':';
@@ -313,6 +354,26 @@ void buf_json_time(buf *b, int64_t ms)
 	put_2(d + 22, msec % 100);
 	d[24] = 'Z';
 	d[25] = '"';
-	d[26] = '\0';
-	b->len += 26;
+	return d + 26;
+}
+
+void buf_json_time(buf *b, int64_t ms)
+{
+	char *d;
+
+	if (ms <= 0) {
+		buf_put(b, "null", 4);
+		return;
+	}
+	if (ms >= BUF_TIME_MAX) {   /* a year past 9999: as cart_rfc3339 writes it */
+		char tmp[64];
+
+		cart_rfc3339(tmp, sizeof(tmp), ms);
+		buf_put(b, "\"", 1);
+		buf_puts(b, tmp);
+		buf_put(b, "\"", 1);
+		return;
+	}
+	if ((d = buf_room(b, 26)))
+		buf_commit(b, put_json_time(d, ms));
 }

@@ -70,6 +70,28 @@ void buf_put_ms3(buf *b, int64_t ns);
 void buf_json_time(buf *b, int64_t ms);
 
 /*
+ * Raw writing, for a run of writes whose total has a known bound (the cart
+ * renderer): buf_room gives room for n more bytes, or NULL when the buffer
+ * has failed or would pass its maximum (then b->failed is set); write at
+ * most n bytes from there and hand the end to buf_commit.  put_* write at
+ * d and return the end, without a NUL.
+ */
+char *buf_room(buf *b, size_t n);
+
+static inline void buf_commit(buf *b, char *end)
+{
+	b->len = (size_t)(end - b->data);
+	*end = '\0';
+}
+
+#define PUT_LIT(d, lit) (memcpy((d), (lit), sizeof(lit) - 1), (d) + sizeof(lit) - 1)
+char *put_u64(char *d, uint64_t v);            /* at most 20 bytes */
+char *put_i64(char *d, int64_t v);             /* at most 20 bytes */
+/* buf_json_time's bytes for 0 < ms < BUF_TIME_MAX (26) or ms <= 0 (null). */
+#define BUF_TIME_MAX 253402300800000LL         /* 10000-01-01T00:00:00Z */
+char *put_json_time(char *d, int64_t ms);
+
+/*
  * The same without a buffer, into caller storage, NUL-terminated (the
  * per-request path's small strings: ETags, rate-limit fields, trace ids).
  * fmt_u64/fmt_i64: dst has room for 21 bytes; returns the length.

@@ -90,7 +90,7 @@ void app_ratelimit_client_ip(const app_ratelimit *rl, const char *peer,
 {
 	const char *end;
 
-	snprintf(out, out_len, "%s", peer ? peer : "");
+	fmt_copy(out, out_len, peer ? peer : "", (size_t)-1);
 	if (!xff || !peer || !trusted(rl, peer, strlen(peer)))
 		return;
 	/* Right to left: each hop appended the address it saw. */
@@ -108,7 +108,7 @@ void app_ratelimit_client_ip(const app_ratelimit *rl, const char *peer,
 		while (n && s[n - 1] == ' ')
 			n--;
 		if (n)
-			snprintf(out, out_len, "%.*s", (int)n, s);
+			fmt_copy(out, out_len, s, n);
 		/* the first address no proxy of ours vouches for, or the leftmost */
 		if (!n || !trusted(rl, s, n) || seg == xff)
 			return;

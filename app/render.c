@@ -1,7 +1,58 @@
-#include <stdio.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "render.h"
+
+/*
+ * The cart document.  A line whose strings need no escaping (ids, names,
+ * currencies and attributes of printable text without '"' or '\\': nearly
+ * all) and whose times are before the year 10000 is written in one
+ * reservation of its exact bound, without a check per write; any other
+ * line takes the checked writers of buf.h.  Both write the same bytes
+ * (tests/unit/test_render.c, fuzz_render).
+ */
+
+/* 0 for the bytes a JSON string must escape, and for NUL. */
+static const unsigned char plain_byte[256] = {
+	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0xff] = 1,
+};
+
+/* strlen(s) if nothing in s needs escaping, else SIZE_MAX. */
+static size_t plain_len(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (plain_byte[*p])
+		p++;
+	return *p ? SIZE_MAX : (size_t)(p - (const unsigned char *)s);
+}
+
+static bool time_plain(int64_t ms)
+{
+	return ms < BUF_TIME_MAX;
+}
+
+static char *put_plain(char *d, const char *s, size_t n)
+{
+	*d++ = '"';
+	memcpy(d, s, n);
+	d += n;
+	*d++ = '"';
+	return d;
+}
+
+/* {"amount":N,"currency":"XYZ"}: at most 48 bytes (null for ""); 58 kept. */
+#define MONEY_MAX 58
+static char *put_money(char *d, const cart_money *m, size_t ncur)
+{
+	d = PUT_LIT(d, "{\"amount\":");
+	d = put_i64(d, m->amount);
+	d = PUT_LIT(d, ",\"currency\":");
+	d = m->currency[0] ? put_plain(d, m->currency, ncur) : PUT_LIT(d, "null");
+	*d++ = '}';
+	return d;
+}
 
 static void money(buf *b, cart_money m)
 {
@@ -12,7 +63,7 @@ static void money(buf *b, cart_money m)
 	buf_puts(b, "}");
 }
 
-static void render_item(buf *b, const cart_item *it)
+static void render_item_checked(buf *b, const cart_item *it)
 {
 	buf_puts(b, "{\"itemId\":");
 	buf_json_str(b, cart_item_id(it));
@@ -38,6 +89,72 @@ static void render_item(buf *b, const cart_item *it)
 	buf_puts(b, ",\"updatedAt\":");
 	buf_json_time(b, cart_item_updated_at(it));
 	buf_puts(b, "}");
+}
+
+/* A line's fixed bytes: the literals (~110), quantity (20), two moneys
+ * and two times (26), rounded up. */
+#define ITEM_FIXED (128 + 20 + 2 * MONEY_MAX + 2 * 26)
+
+static void render_item(buf *b, const cart_item *it)
+{
+	const char *id = cart_item_id(it), *name = cart_item_name(it);
+	cart_money unit = cart_item_unit_price(it), total = cart_item_line_total(it);
+	size_t na = cart_item_attr_count(it), nid, nname = 0, ncur, ntot, need;
+	size_t alen[2 * CART_ATTRS_MAX];
+	int64_t added = cart_item_added_at(it), updated = cart_item_updated_at(it);
+	char *d;
+
+	nid = plain_len(id);
+	if (name)
+		nname = plain_len(name);
+	ncur = plain_len(unit.currency);
+	ntot = plain_len(total.currency);
+	if (nid == SIZE_MAX || nname == SIZE_MAX || ncur == SIZE_MAX || ntot == SIZE_MAX ||
+	    na > CART_ATTRS_MAX || !time_plain(added) || !time_plain(updated))
+		goto checked;
+	need = ITEM_FIXED + nid + nname;
+	for (size_t i = 0; i < na; i++) {
+		cart_attr a = cart_item_attr_at(it, i);
+
+		alen[2 * i] = plain_len(a.key);
+		alen[2 * i + 1] = plain_len(a.value);
+		if (alen[2 * i] == SIZE_MAX || alen[2 * i + 1] == SIZE_MAX)
+			goto checked;
+		need += alen[2 * i] + alen[2 * i + 1] + 6;
+	}
+	if (b->len + need > b->max)   /* the bound is generous: near the maximum, be exact */
+		goto checked;
+	if (!(d = buf_room(b, need)))
+		return;
+	d = PUT_LIT(d, "{\"itemId\":");
+	d = put_plain(d, id, nid);
+	d = PUT_LIT(d, ",\"quantity\":");
+	d = put_i64(d, cart_item_quantity(it));
+	d = PUT_LIT(d, ",\"unitPrice\":");
+	d = put_money(d, &unit, ncur);
+	d = PUT_LIT(d, ",\"lineTotal\":");
+	d = put_money(d, &total, ntot);
+	d = PUT_LIT(d, ",\"name\":");
+	d = name ? put_plain(d, name, nname) : PUT_LIT(d, "null");
+	d = PUT_LIT(d, ",\"attributes\":{");
+	for (size_t i = 0; i < na; i++) {
+		cart_attr a = cart_item_attr_at(it, i);
+
+		if (i)
+			*d++ = ',';
+		d = put_plain(d, a.key, alen[2 * i]);
+		*d++ = ':';
+		d = put_plain(d, a.value, alen[2 * i + 1]);
+	}
+	d = PUT_LIT(d, "},\"addedAt\":");
+	d = put_json_time(d, added);
+	d = PUT_LIT(d, ",\"updatedAt\":");
+	d = put_json_time(d, updated);
+	*d++ = '}';
+	buf_commit(b, d);
+	return;
+checked:
+	render_item_checked(b, it);
 }
 
 void render_cart(buf *b, const cart *c)

@@ -309,7 +309,7 @@ static void force_close(struct mg_connection *conn)
 /* Method names are tokens; anything odd is logged as '?'. */
 static void copy_method(char out[17], const char *m)
 {
-	snprintf(out, 17, "%s", m ? m : "");
+	fmt_copy(out, 17, m ? m : "", (size_t)-1);
 	for (char *p = out; *p; p++)
 		if (*p < 'A' || *p > 'Z')
 			*p = '?';

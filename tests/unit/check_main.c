@@ -28,6 +28,7 @@ int main(void)
 	srunner_add_suite(sr, secrets_suite());
 	srunner_add_suite(sr, sigv4_suite());
 	srunner_add_suite(sr, dynamo_item_suite());
+	srunner_add_suite(sr, render_suite());
 	srunner_run_all(sr, CK_ENV);  /* CK_VERBOSITY=verbose lists each test */
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

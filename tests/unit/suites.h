@@ -24,5 +24,6 @@ Suite *flags_suite(void);
 Suite *secrets_suite(void);
 Suite *sigv4_suite(void);
 Suite *dynamo_item_suite(void);
+Suite *render_suite(void);
 
 #endif
