@@ -102,11 +102,24 @@ static bool unicode_escape(scan *s)
 	return true;
 }
 
+/* Printable ASCII other than '"' and '\\': a string's common bytes. */
+static const unsigned char ascii_plain[256] = {
+	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7e] = 1, [0x7f] = 1,
+};
+
 static bool scan_string(scan *s)
 {
 	s->p++;   /* opening quote */
 	while (s->p < s->end) {
-		unsigned c = *s->p;
+		const unsigned char *p = s->p, *end = s->end;
+		unsigned c;
+
+		while (p < end && ascii_plain[*p])
+			p++;
+		s->p = p;
+		if (p == end)
+			return false;
+		c = *p;
 		if (c == '"') {
 			s->p++;
 			return true;
