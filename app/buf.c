@@ -138,45 +138,51 @@ void buf_printf(buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
-static int json_plain(unsigned char ch)
+/* 0 for the bytes a JSON string must escape, and for NUL. */
+static const unsigned char plain_byte[256] = {
+	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0xff] = 1,
+};
+
+size_t json_plain_len(const char *s)
 {
-	return ch >= 0x20 && ch != '"' && ch != '\\';
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (plain_byte[*p])
+		p++;
+	return *p ? SIZE_MAX : (size_t)(p - (const unsigned char *)s);
 }
 
 void buf_json_str(buf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
-	const char *p, *run;
+	const unsigned char *p;
+	const char *run;
+	size_t n;
 
 	if (!s) {
 		buf_put(b, "null", 4);
 		return;
 	}
-	for (p = s; json_plain((unsigned char)*p); p++)
-		;
-	if (!*p) {
+	if ((n = json_plain_len(s)) != SIZE_MAX) {
 		/* Nothing to escape (ids, routes, names): one copy. */
-		size_t n = (size_t)(p - s);
-		char *d;
+		char *d = buf_room(b, n + 2);
 
-		if (!reserve(b, n + 2))
+		if (!d)
 			return;
-		d = b->data + b->len;
 		d[0] = '"';
 		memcpy(d + 1, s, n);
 		d[n + 1] = '"';
-		d[n + 2] = '\0';
-		b->len += n + 2;
+		buf_commit(b, d + n + 2);
 		return;
 	}
 	buf_put(b, "\"", 1);
-	for (run = s; *p; p++) {
-		unsigned char ch = (unsigned char)*p;
+	for (run = s, p = (const unsigned char *)s; *p; p++) {
+		unsigned char ch = *p;
 
-		if (json_plain(ch))
+		if (plain_byte[ch])
 			continue;
-		buf_put(b, run, (size_t)(p - run));
-		run = p + 1;
+		buf_put(b, run, (size_t)((const char *)p - run));
+		run = (const char *)p + 1;
 		if (ch == '"' || ch == '\\') {
 			char esc[2] = { '\\', (char)ch };
 			buf_put(b, esc, 2);
@@ -185,7 +191,7 @@ void buf_json_str(buf *b, const char *s)
 			buf_put(b, esc, 6);
 		}
 	}
-	buf_put(b, run, (size_t)(p - run));
+	buf_put(b, run, (size_t)((const char *)p - run));
 	buf_put(b, "\"", 1);
 }
 

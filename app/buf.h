@@ -61,6 +61,9 @@ void buf_printf(buf *b, const char *fmt, ...)
 
 /* JSON: a quoted, escaped string (NULL writes null), and numbers. */
 void buf_json_str(buf *b, const char *s);
+/* strlen(s) if no byte of s needs escaping in a JSON string (printable
+ * ASCII but '"' and '\\', and bytes >= 0x80), else SIZE_MAX. */
+size_t json_plain_len(const char *s);
 void buf_json_i64(buf *b, int64_t v);
 /* Numbers without printf (the per-request path): decimal digits, and a
  * duration in ns as milliseconds with 3 decimals ("12.345"; < 0 is 0). */

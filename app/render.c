@@ -13,21 +13,6 @@
  * (tests/unit/test_render.c, fuzz_render).
  */
 
-/* 0 for the bytes a JSON string must escape, and for NUL. */
-static const unsigned char plain_byte[256] = {
-	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0xff] = 1,
-};
-
-/* strlen(s) if nothing in s needs escaping, else SIZE_MAX. */
-static size_t plain_len(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	while (plain_byte[*p])
-		p++;
-	return *p ? SIZE_MAX : (size_t)(p - (const unsigned char *)s);
-}
-
 static bool time_plain(int64_t ms)
 {
 	return ms < BUF_TIME_MAX;
@@ -104,11 +89,11 @@ static void render_item(buf *b, const cart_item *it)
 	int64_t added = cart_item_added_at(it), updated = cart_item_updated_at(it);
 	char *d;
 
-	nid = plain_len(id);
+	nid = json_plain_len(id);
 	if (name)
-		nname = plain_len(name);
-	ncur = plain_len(unit.currency);
-	ntot = plain_len(total.currency);
+		nname = json_plain_len(name);
+	ncur = json_plain_len(unit.currency);
+	ntot = json_plain_len(total.currency);
 	if (nid == SIZE_MAX || nname == SIZE_MAX || ncur == SIZE_MAX || ntot == SIZE_MAX ||
 	    na > CART_ATTRS_MAX || !time_plain(added) || !time_plain(updated))
 		goto checked;
@@ -116,8 +101,8 @@ static void render_item(buf *b, const cart_item *it)
 	for (size_t i = 0; i < na; i++) {
 		cart_attr a = cart_item_attr_at(it, i);
 
-		alen[2 * i] = plain_len(a.key);
-		alen[2 * i + 1] = plain_len(a.value);
+		alen[2 * i] = json_plain_len(a.key);
+		alen[2 * i + 1] = json_plain_len(a.value);
 		if (alen[2 * i] == SIZE_MAX || alen[2 * i + 1] == SIZE_MAX)
 			goto checked;
 		need += alen[2 * i] + alen[2 * i + 1] + 6;
