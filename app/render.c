@@ -8,8 +8,9 @@
  * The cart document.  A line whose strings need no escaping (ids, names,
  * currencies and attributes of printable text without '"' or '\\': nearly
  * all) and whose times are before the year 10000 is written in one
- * reservation of its exact bound, without a check per write; any other
- * line takes the checked writers of buf.h.  Both write the same bytes
+ * reservation of a bound on its size, without a check per write; any
+ * other line, and a line whose bound would pass the buffer's maximum,
+ * takes the checked writers of buf.h.  Both write the same bytes
  * (tests/unit/test_render.c, fuzz_render).
  */
 
