@@ -331,30 +331,32 @@ static const char *date_of(int64_t day, int64_t ms)
 
 static void put_2(char *p, unsigned v)
 {
-	p[0] = (char)('0' + v / 10);
-	p[1] = (char)('0' + v % 10);
+	memcpy(p, digit_pairs + 2 * v, 2);
 }
 
 char *put_json_time(char *d, int64_t ms)
 {
 	const char *date;
 	int64_t day;
-	unsigned sod, msec;
+	uint32_t in_day, sod, msec, mins;
 
 	if (ms <= 0)
 		return PUT_LIT(d, "null");
 	day = ms / 86400000;
 	date = date_of(day, ms);
-	sod = (unsigned)(ms / 1000 - day * 86400);
-	msec = (unsigned)(ms % 1000);
+	/* one 64-bit division; the rest in 32 bits */
+	in_day = (uint32_t)(ms - day * 86400000);
+	sod = in_day / 1000;
+	msec = in_day - sod * 1000;
+	mins = sod / 60;
 	d[0] = '"';
 	memcpy(d + 1, date, 10);
 	d[11] = 'T';
-	put_2(d + 12, sod / 3600);
+	put_2(d + 12, mins / 60);
 	d[14] = ':';
-	put_2(d + 15, sod / 60 % 60);
+	put_2(d + 15, mins % 60);
 	d[17] = ':';
-	put_2(d + 18, sod % 60);
+	put_2(d + 18, sod - mins * 60);
 	d[20] = '.';
 	d[21] = (char)('0' + msec / 100);
 	put_2(d + 22, msec % 100);
