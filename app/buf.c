@@ -200,11 +200,36 @@ static const char digit_pairs[201] =
 	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
 	"8081828384858687888990919293949596979899";
 
+/* v's digits, two at a time from the end; the usual values (lengths,
+ * quantities, prices, versions) fit 32 bits, where dividing is cheaper. */
+static char *put_u32(char *d, uint32_t v)
+{
+	unsigned n = v < 10 ? 1 : v < 100 ? 2 : v < 1000 ? 3 : v < 10000 ? 4 :
+		     v < 100000 ? 5 : v < 1000000 ? 6 : v < 10000000 ? 7 :
+		     v < 100000000 ? 8 : v < 1000000000 ? 9 : 10;
+	char *p = d + n;
+
+	while (v >= 100) {
+		uint32_t r = v % 100;
+
+		v /= 100;
+		p -= 2;
+		memcpy(p, digit_pairs + 2 * r, 2);
+	}
+	if (v >= 10)
+		memcpy(p - 2, digit_pairs + 2 * v, 2);
+	else
+		p[-1] = (char)('0' + v);
+	return d + n;
+}
+
 char *put_u64(char *d, uint64_t v)
 {
 	unsigned n = 1;
 	char *p;
 
+	if (v <= UINT32_MAX)
+		return put_u32(d, (uint32_t)v);
 	for (uint64_t ten = 10; n < 20 && v >= ten; ten *= 10)
 		n++;
 	p = d + n;

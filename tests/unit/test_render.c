@@ -163,6 +163,11 @@ START_TEST(test_numbers_at_the_edges)
 	}
 	*put_u64(got, UINT64_MAX) = '\0';
 	ck_assert_str_eq(got, "18446744073709551615");
+	/* either side of the 32-bit path */
+	*put_u64(got, UINT32_MAX) = '\0';
+	ck_assert_str_eq(got, "4294967295");
+	*put_u64(got, (uint64_t)UINT32_MAX + 1) = '\0';
+	ck_assert_str_eq(got, "4294967296");
 	for (uint64_t p = 1; p <= UINT64_MAX / 10; p *= 10) {
 		snprintf(want, sizeof(want), "%" PRIu64, p - 1);
 		*put_u64(got, p - 1) = '\0';
