@@ -7,7 +7,8 @@ SCENARIO is a script of tests/load (get, add, mixed, patch...; default add),
 SECONDS the wrk run (10), BIN the service (bin/cart-service).  The service
 runs under valgrind --tool=callgrind in the bench's production shape
 (memory store, LOG_LEVEL=info to a pipe drained by cat, the rate limiter on
-with a high limit, metrics on, auth off) with 80 workers; 1,000 carts are
+with a high limit, metrics on, auth off; CG_AUTH=on: auth on with the
+bench's JWKS and one admin token, as make bench) with 80 workers; 1,000 carts are
 seeded with 3 lines each, then counting is switched on (callgrind_control)
 for one wrk run of 64 connections and off again 2 s after it, so the relay's
 and log writer's work for those requests is in.  Prints the instructions
@@ -42,13 +43,26 @@ def wrk(script, seconds, port, env):
     return out.stdout
 
 
+def bench_token():
+    """make bench's JWKS (built by tools/bench/scenarios.py) and a token."""
+    sys.path.insert(0, os.path.join(ROOT, "tools", "bench"))
+    import scenarios
+    scenarios.build_tools()
+    return scenarios.mint_token(), scenarios
+
+
 def main():
     out = os.path.join(tempfile.mkdtemp(prefix="cg-requests-"), "callgrind.out")
     port = free_port()
+    token = None
     env = dict(os.environ, APP_PORT=str(port), LISTEN_ADDR="127.0.0.1", ENV_NAME="dev",
                STORAGE_BACKEND="memory", LOG_LEVEL="info", RATE_LIMIT_RPS="1000000",
                METRICS_ENABLED="true", AWS_XRAY_ENABLED="false", AUTH_ENABLED="false",
                HTTP_THREADS="80")
+    if os.environ.get("CG_AUTH") == "on":
+        token, sc = bench_token()
+        env.update(AUTH_ENABLED="true", JWT_JWKS_FILE=sc.JWKS, JWT_ISSUER=sc.ISSUER,
+                   JWT_AUDIENCE=sc.AUDIENCE)
     svc = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
                             "--instr-atstart=no", BIN], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -64,7 +78,7 @@ def main():
                 break
             except OSError:
                 time.sleep(0.2)
-        wenv = dict(os.environ, BENCH_CARTS="1000")
+        wenv = dict(os.environ, BENCH_CARTS="1000", BENCH_TOKEN=token or "")
         wrk("seed", 5, port, wenv)
         subprocess.run(["callgrind_control", "-i", "on", str(svc.pid)], check=True,
                        capture_output=True)
