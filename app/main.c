@@ -676,16 +676,7 @@ static void *relay_loop(void *arg)
 {
 	relay_thread *rt = arg;
 	int64_t wait_ms = 0, last_log = 0;
-	bool cache = app_allocator_caches_off();
 
-	/*
-	 * One long-lived thread allocates and frees for every event it
-	 * carries (the fetch's copies, the documents): with jemalloc's
-	 * thread cache, ~1,100 instructions per fetch's event copy become
-	 * ~100, for one thread's cache (ADR 17: off for the 1,024 workers).
-	 */
-	if (cache)
-		app_allocator_thread_cache(true);
 	while (!atomic_load(&rt->stop)) {
 		int n;
 
@@ -704,8 +695,6 @@ static void *relay_loop(void *arg)
 		if (wait_ms)
 			relay_sleep(rt, wait_ms);
 	}
-	if (cache)
-		app_allocator_thread_cache(false);
 	return NULL;
 }
 
