@@ -223,28 +223,22 @@ static char *put_u32(char *d, uint32_t v)
 	return d + n;
 }
 
+/* Exactly 8 digits of v (< 10^8), leading zeros included. */
+static void put_8(char *p, uint32_t v)
+{
+	for (int i = 6; i >= 0; i -= 2, v /= 100)
+		memcpy(p + i, digit_pairs + 2 * (v % 100), 2);
+}
+
+/* Past 32 bits: the digits above the last 8, then those 8 (at most two
+ * levels: 2^64 / 10^16 < 2^32). */
 char *put_u64(char *d, uint64_t v)
 {
-	unsigned n = 1;
-	char *p;
-
 	if (v <= UINT32_MAX)
 		return put_u32(d, (uint32_t)v);
-	for (uint64_t ten = 10; n < 20 && v >= ten; ten *= 10)
-		n++;
-	p = d + n;
-	while (v >= 100) {
-		unsigned r = (unsigned)(v % 100);
-
-		v /= 100;
-		p -= 2;
-		memcpy(p, digit_pairs + 2 * r, 2);
-	}
-	if (v >= 10)
-		memcpy(p - 2, digit_pairs + 2 * v, 2);
-	else
-		p[-1] = (char)('0' + v);
-	return d + n;
+	d = put_u64(d, v / 100000000);
+	put_8(d, (uint32_t)(v % 100000000));
+	return d + 8;
 }
 
 char *put_i64(char *d, int64_t v)
