@@ -92,6 +92,7 @@ typedef struct app_config {
 	int shutdown_timeout_seconds;
 	int shutdown_drain_seconds;
 	int http_threads;
+	int http_worker_nice;     /* added to each worker thread's nice value */
 	int keep_alive_timeout_ms;
 	int request_timeout_ms;
 	/* Feature flags (app/flags.h): FEATURE_<NAME> pins ("on", "off" or

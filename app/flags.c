@@ -528,6 +528,8 @@ static void *reloader(void *arg)
 {
 	app_flags *f = arg;
 	int64_t now = mono_ms();
+
+	(void)pthread_setname_np(pthread_self(), "cart-flags");
 	int64_t next_file = f->path[0] ? now + f->reload_seconds * 1000LL : INT64_MAX;
 	int64_t next_ac = f->ac ? now + f->next_ac_wait_ms : INT64_MAX;
 

@@ -24,7 +24,6 @@
 #define LINE_MAX_BYTES (64 * 1024)
 #define BATCH_BYTES (2 * LINE_MAX_BYTES)   /* any line fits an empty batch */
 #define IDLE_WAIT_MS 200                   /* re-checks drops while idle */
-#define WRITER_NICE 5                      /* the writer thread's nice value */
 #define GATHER_MS 5                        /* a small batch waits this long for more */
 
 typedef struct writer {
@@ -36,6 +35,7 @@ typedef struct writer {
 	atomic_int stopping;
 	uint64_t reported[4];  /* drops already told in a "log lines dropped" */
 	char *batch;           /* BATCH_BYTES */
+	int nice;              /* the thread's nice, above the process's */
 } writer;
 
 /* Process-wide, set by main before worker threads start. */
@@ -229,13 +229,20 @@ static void *writer_main(void *arg)
 {
 	writer *w = arg;
 
-	/*
-	 * A little below the workers (Linux: nice applies per thread): on busy
-	 * CPUs a request's thread goes first and the queue absorbs the wait.
-	 * At nice 10 the writer starved at full load and lines were dropped
-	 * (make bench-logs); at 0 it preempted workers ~1000 times a second.
-	 */
-	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WRITER_NICE);
+	id_t self = (id_t)syscall(SYS_gettid);
+	int base;
+
+	(void)pthread_setname_np(pthread_self(), "cart-log");
+	/* Below the process by w->nice (Linux: nice applies per thread).
+	 * main puts it 5 below the request workers: on busy CPUs a request's
+	 * thread goes first and the queue absorbs the wait.  10 below them,
+	 * the writer starved at full load and lines were dropped (make
+	 * bench-logs); level with them, it preempted workers ~1000 times a
+	 * second.  Relative, so a process started nicer stays as nice. */
+	errno = 0;
+	base = getpriority(PRIO_PROCESS, self);
+	if (w->nice && (base != -1 || !errno))
+		(void)setpriority(PRIO_PROCESS, self, base + w->nice);
 
 	for (;;) {
 		int stopping = atomic_load(&w->stopping);
@@ -290,7 +297,7 @@ static void grow_pipe(int fd)
 		(void)fcntl(fd, F_SETPIPE_SZ, LOG_PIPE_BYTES);
 }
 
-int log_start_writer(void)
+int log_start_writer(int nice)
 {
 	writer *w = g_idle ? g_idle : writer_new();
 
@@ -298,6 +305,7 @@ int log_start_writer(void)
 		return -1;
 	g_idle = NULL;
 	w->fd = g_fd;
+	w->nice = nice;
 	grow_pipe(w->fd);
 	atomic_store(&w->sleeping, 0);
 	atomic_store(&w->stopping, 0);

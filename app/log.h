@@ -43,11 +43,12 @@ void log_setup(log_level min_level, int fd);
 int log_enabled(log_level level);
 
 /*
- * Starts the writer thread (asynchronous mode).  0, or -1 if the queue or
- * the thread could not be made: logging stays synchronous.  Call once,
- * from main; not concurrently with log_stop.
+ * Starts the writer thread (asynchronous mode); it runs `nice` nicer than
+ * the process (0-19; the kernel caps the sum at 19).  0, or -1 if the
+ * queue or the thread could not be made: logging stays synchronous.
+ * Call once, from main; not concurrently with log_stop.
  */
-int log_start_writer(void);
+int log_start_writer(int nice);
 /*
  * Back to synchronous mode: lines written from now on go straight to the
  * fd; the writer drains what is queued (and reports drops) for at most

@@ -225,6 +225,72 @@ class RequestIdAndLogTest(harness.ServerTestCase):
                         (per * 1000))
 
 
+def thread_nices(pid):
+    """{comm: set of nice values} over the process's threads."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                st = f.read()
+        except FileNotFoundError:
+            continue        # a thread that just ended
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        nice = int(st[st.rindex(")") + 2:].split()[16])   # field 19
+        out.setdefault(comm, set()).add(nice)
+    return out
+
+
+class WorkerPriorityTest(unittest.TestCase):
+    """HTTP_WORKER_NICE: the request workers run nicer than the relay and
+    the log writer, so a saturated CPU still drains the outbox (README,
+    Configuration; docs/adr/0008)."""
+
+    def nices_with(self, env, preexec=None):
+        srv = harness.Server(env=env)
+        if preexec:
+            real = subprocess.Popen
+
+            def popen(*a, **kw):
+                kw["preexec_fn"] = preexec
+                return real(*a, **kw)
+            subprocess.Popen = popen
+        try:
+            srv.start()
+        finally:
+            if preexec:
+                subprocess.Popen = real
+        try:
+            # the relay and the log writer run by now: /health was answered
+            return thread_nices(srv.proc.pid), os.getpriority(os.PRIO_PROCESS, srv.proc.pid)
+        finally:
+            srv.stop()
+            srv.cleanup()
+
+    def check(self, nices, base, workers, writer):
+        self.assertEqual(nices.pop("civetweb-worker"), {workers}, nices)
+        # the log writer: 5 below the workers (app/log.c, writer_main)
+        self.assertEqual(nices.pop("cart-log"), {writer}, nices)
+        # the relay, the watchdog, main and civetweb's master: the process's
+        for comm in ("cart-relay", "cart-watchdog", "cart-service"):
+            self.assertIn(comm, nices)
+        for comm, values in nices.items():
+            self.assertEqual(values, {base}, (comm, nices))
+
+    def test_workers_run_five_nicer_by_default(self):
+        nices, base = self.nices_with({})
+        self.check(nices, base, base + 5, base + 10)
+
+    def test_zero_leaves_the_workers_alone(self):
+        nices, base = self.nices_with({"HTTP_WORKER_NICE": "0"})
+        self.check(nices, base, base, base + 5)
+
+    def test_added_to_the_process_nice_and_capped_at_19(self):
+        nices, base = self.nices_with({"HTTP_WORKER_NICE": "3"},
+                                      preexec=lambda: os.nice(12))
+        self.assertEqual(base, 12)
+        self.check(nices, 12, 15, 19)
+
+
 class LogLevelErrorTest(harness.ServerTestCase):
     server_env = {"LOG_LEVEL": "error"}
 
@@ -321,6 +387,8 @@ class CommandLineTest(unittest.TestCase):
             ("SHUTDOWN_TIMEOUT_SECONDS", "-1"),
             ("LOG_LEVEL", "loud"), ("ENV_NAME", "weird"),
             ("HTTP_THREADS", "-1"), ("HTTP_THREADS", "many"),
+            ("HTTP_WORKER_NICE", "-1"), ("HTTP_WORKER_NICE", "20"),
+            ("HTTP_WORKER_NICE", "low"),
             ("AWS_XRAY_ENABLED", "maybe"), ("EVENTBRIDGE_ENABLED", "yes please"),
             ("RATE_LIMIT_RPS", "-3"), ("STORAGE_BACKEND", "postgres"),
             ("EVENTS_PUBLISHER", "kafka"),

@@ -99,7 +99,7 @@ static void setup(void)
 	ck_assert_msg(config_load(&cfg, env, err, sizeof(err)) == 0, "%s", err);
 	devnull = open("/dev/null", O_WRONLY);
 	log_setup(LOG_INFO, devnull);
-	ck_assert_int_eq(log_start_writer(), 0);
+	ck_assert_int_eq(log_start_writer(5), 0);
 	ck_assert_int_eq(cart_memory_repo_new(&repo), CART_OK);
 	cart_system_clock_init(&clk);
 	cart_system_ids_init(&ids);

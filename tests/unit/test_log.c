@@ -184,7 +184,7 @@ START_TEST(test_log_concurrent_writers_lose_nothing_and_never_interleave)
 	c.fd = p[0];
 	ck_assert_int_eq(pthread_create(&reader, NULL, collect, &c), 0);
 	log_setup(LOG_INFO, p[1]);
-	ck_assert_int_eq(log_start_writer(), 0);
+	ck_assert_int_eq(log_start_writer(5), 0);
 	for (long t = 0; t < THREADS; t++)
 		ck_assert_int_eq(pthread_create(&th[t], NULL, writer_thread, (void *)(intptr_t)t), 0);
 	for (int t = 0; t < THREADS; t++)
@@ -244,7 +244,7 @@ START_TEST(test_log_stalled_stdout_drops_info_first_and_reports)
 
 	ck_assert_int_eq(pipe(p), 0);   /* blocking, and nobody reads yet */
 	log_setup(LOG_INFO, p[1]);
-	ck_assert_int_eq(log_start_writer(), 0);
+	ck_assert_int_eq(log_start_writer(5), 0);
 	t0 = now_s();
 	for (int i = 0; i < infos; i++)
 		log_write(LOG_INFO, "stalled info", ",\"pad\":\"................................................................\"");
@@ -290,7 +290,7 @@ START_TEST(test_log_writer_grows_a_pipe)
 	before = fcntl(p[1], F_GETPIPE_SZ);
 	ck_assert_int_lt(before, LOG_PIPE_BYTES);
 	log_setup(LOG_INFO, p[1]);
-	ck_assert_int_eq(log_start_writer(), 0);
+	ck_assert_int_eq(log_start_writer(5), 0);
 	if (max >= LOG_PIPE_BYTES || getuid() == 0)
 		ck_assert_int_eq(fcntl(p[1], F_GETPIPE_SZ), LOG_PIPE_BYTES);
 	else
@@ -308,7 +308,7 @@ START_TEST(test_log_stop_gives_up_on_a_stalled_fd)
 
 	ck_assert_int_eq(pipe(p), 0);
 	log_setup(LOG_INFO, p[1]);
-	ck_assert_int_eq(log_start_writer(), 0);
+	ck_assert_int_eq(log_start_writer(5), 0);
 	/* fill the (grown) pipe first, so the writer's first write blocks */
 	{
 		static const char fill[4096];

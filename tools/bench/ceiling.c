@@ -18,7 +18,10 @@
  *
  *     ceiling PORT [HTTP_THREADS [KEEP_ALIVE_TIMEOUT_MS [REQUEST_TIMEOUT_MS]]]
  *
- * The defaults are the service's (README, Configuration).
+ * The defaults are the service's (README, Configuration).  Its workers
+ * also run HTTP_WORKER_NICE (environment, default 5, as the service)
+ * nicer than the process, as the service's do: on cores shared with wrk
+ * that changes who waits, so both sides must have it.
  */
 #include <civetweb.h>
 #include <pthread.h>
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char cart_body[] =
@@ -102,6 +106,21 @@ static void drain_body(struct mg_connection *conn)
 	}
 }
 
+static int worker_nice = 5;
+
+/* As app/server.c's worker_nice. */
+static void *on_init_thread(const struct mg_context *ctx, int thread_type)
+{
+	(void)ctx;
+	if (thread_type == 1 && worker_nice) {
+		id_t self = (id_t)gettid();
+
+		if (setpriority(PRIO_PROCESS, self, getpriority(PRIO_PROCESS, self) + worker_nice))
+			perror("ceiling: setpriority");
+	}
+	return NULL;
+}
+
 static int on_begin_request(struct mg_connection *conn)
 {
 	const struct mg_request_info *ri = mg_get_request_info(conn);
@@ -152,6 +171,8 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int sig;
 
+	if (getenv("HTTP_WORKER_NICE"))
+		worker_nice = atoi(getenv("HTTP_WORKER_NICE"));
 	snprintf(ports, sizeof(ports), "127.0.0.1:%s", argc > 1 ? argv[1] : "18090");
 	with_cart(&ok200, "200 OK");
 	with_cart(&created201, "201 Created");
@@ -173,6 +194,7 @@ int main(int argc, char **argv)
 	 * handler lookup and URI-to-file mapping. */
 	memset(&cb, 0, sizeof(cb));
 	cb.begin_request = on_begin_request;
+	cb.init_thread = on_init_thread;
 	ctx = mg_start(&cb, NULL, options);
 	if (!ctx)
 		return 1;
