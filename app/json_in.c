@@ -281,11 +281,36 @@ typedef struct walk {
 	input_error *err;
 } walk;
 
-/* One member of an object: its decoded key and where its value starts. */
+/*
+ * One member of an object: its decoded key and where its value starts.
+ * A key without escapes is its own bytes in the body (not NUL-terminated:
+ * use key_len); one with escapes is decoded into the arena.
+ */
 typedef struct member {
 	const char *key;
+	size_t key_len;
 	const unsigned char *value;
 } member;
+
+/* Key equals the C string name (first bytes first: the schema's names
+ * all differ there). */
+static bool key_is(const char *key, size_t len, const char *name)
+{
+	return len && key[0] == name[0] && !strncmp(name, key, len) && !name[len];
+}
+
+/* Byte order of two keys, as strcmp orders C strings (keys hold no NUL). */
+static int key_cmp(const member *a, const member *b)
+{
+	size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+	int c = memcmp(a->key, b->key, n);
+
+	return c ? c : (a->key_len > b->key_len) - (a->key_len < b->key_len);
+}
+
+/* For error details: at most 64 bytes of a key. */
+#define KEY_FMT "%.*s"
+#define KEY_ARG(m) (int)((m)->key_len < 64 ? (m)->key_len : 64), (m)->key
 
 static void walk_ws(walk *w)
 {
@@ -402,7 +427,9 @@ static const char *decode_string(walk *w)
 /*
  * The members of the object at w->p, in document order, into *out (the
  * arena; *n of them).  A key not among names (NULL: any key) is an
- * unknown field: the first such is the error.
+ * unknown field: the first such is the error.  With names, keys without
+ * escapes are not copied (the schema only compares them); without
+ * (attributes, which are kept), every key is decoded and NUL-terminated.
  */
 static int read_members(walk *w, const char *const *names, member **out,
 			size_t *n, input_error *err)
@@ -415,17 +442,28 @@ static int read_members(walk *w, const char *const *names, member **out,
 	w->p++;   /* { */
 	walk_ws(w);
 	while (*w->p != '}') {
-		const char *key;
+		const unsigned char *raw, *end;
+		member this;
 
 		walk_ws(w);
-		if (!(key = decode_string(w)))
-			return OOM(err);
+		raw = w->p + 1;
+		end = string_end(w->p);
+		this.key_len = (size_t)(end - 1 - raw);
+		if (names && !memchr(raw, '\\', this.key_len)) {
+			this.key = (const char *)raw;
+			w->p = end;
+		} else {
+			if (!(this.key = decode_string(w)))
+				return OOM(err);
+			this.key_len = strlen(this.key);
+		}
 		if (names) {
 			const char *const *k = names;
-			while (*k && strcmp(*k, key))
+			while (*k && !key_is(this.key, this.key_len, *k))
 				k++;
 			if (!*k)
-				return bad(err, "cart.invalid_field", "unknown field \"%.64s\"", key);
+				return bad(err, "cart.invalid_field", "unknown field \"" KEY_FMT "\"",
+					   KEY_ARG(&this));
 		}
 		walk_ws(w);
 		w->p++;   /* : */
@@ -438,8 +476,8 @@ static int read_members(walk *w, const char *const *names, member **out,
 			m = grown;
 			cap *= 2;
 		}
-		m[count].key = key;
-		m[count++].value = w->p;
+		this.value = w->p;
+		m[count++] = this;
 		skip_value(w);
 		walk_ws(w);
 		if (*w->p == ',')
@@ -451,9 +489,9 @@ static int read_members(walk *w, const char *const *names, member **out,
 	return 0;
 }
 
-static int cmp_keys(const void *a, const void *b)
+static int cmp_members(const void *a, const void *b)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	return key_cmp(a, b);
 }
 
 /*
@@ -464,28 +502,28 @@ static int cmp_keys(const void *a, const void *b)
 static int no_duplicates(const member *m, size_t n, json_arena *arena,
 			 input_error *err)
 {
-	const char **keys, *dup = NULL;
+	const member *dup = NULL;
+	member *sorted;
 
 	if (n < 2)
 		return 0;
 	if (n <= 16) {
 		for (size_t i = 0; i < n; i++)
 			for (size_t j = i + 1; j < n; j++)
-				if (!strcmp(m[i].key, m[j].key) &&
-				    (!dup || strcmp(m[i].key, dup) < 0))
-					dup = m[i].key;
+				if (m[i].key_len == m[j].key_len && !key_cmp(&m[i], &m[j]) &&
+				    (!dup || key_cmp(&m[i], dup) < 0))
+					dup = &m[i];
 	} else {
-		if (!(keys = json_arena_alloc(arena, n * sizeof(*keys))))
+		if (!(sorted = json_arena_alloc(arena, n * sizeof(*sorted))))
 			return OOM(err);
-		for (size_t i = 0; i < n; i++)
-			keys[i] = m[i].key;
-		qsort(keys, n, sizeof(*keys), cmp_keys);
+		memcpy(sorted, m, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), cmp_members);
 		for (size_t i = 1; i < n && !dup; i++)
-			if (!strcmp(keys[i - 1], keys[i]))
-				dup = keys[i];
+			if (!key_cmp(&sorted[i - 1], &sorted[i]))
+				dup = &sorted[i];
 	}
 	if (dup)
-		return bad(err, "cart.invalid_json", "duplicate key \"%.64s\"", dup);
+		return bad(err, "cart.invalid_json", "duplicate key \"" KEY_FMT "\"", KEY_ARG(dup));
 	return 0;
 }
 
@@ -493,7 +531,7 @@ static int no_duplicates(const member *m, size_t n, json_arena *arena,
 static const unsigned char *find(const member *m, size_t n, const char *key)
 {
 	for (size_t i = 0; i < n; i++)
-		if (!strcmp(m[i].key, key))
+		if (key_is(m[i].key, m[i].key_len, key))
 			return m[i].value;
 	return NULL;
 }
@@ -642,7 +680,7 @@ static int parse_attrs(walk *w, add_item_req *req, const unsigned char *attrs,
 	for (size_t i = 0; i < n; i++)
 		if (*m[i].value != '"')
 			return bad(err, "cart.invalid_field",
-				   "attribute \"%.64s\" must be a string", m[i].key);
+				   "attribute \"" KEY_FMT "\" must be a string", KEY_ARG(&m[i]));
 	/* More than allowed is a rule (422): tell the core with the count. */
 	req->spec.attr_count = n;
 	req->spec.attrs = req->attrs;

@@ -119,6 +119,73 @@ START_TEST(test_failures_free_everything)
 }
 END_TEST
 
+/*
+ * Keys: compared in place when they have no escapes, decoded when they
+ * do; either way a key is the same key (escaped or not), a prefix or an
+ * extension of a field's name is another key, and the errors name the
+ * decoded key (at most 64 bytes of it).
+ */
+START_TEST(test_keys_escaped_or_not)
+{
+	static const char ok[] =
+		"{\"\\u0069temId\":\"a\",\"qu\\u0061ntity\":2,"
+		"\"unitPrice\":{\"amount\":1,\"curr\\u0065ncy\":\"EUR\"},"
+		"\"attributes\":{\"c\\u006flor\":\"red\",\"size\":\"M\"}}";
+	static const char *const bad[] = {
+		"{\"quantity\":1,\"qu\\u0061ntity\":2}",
+		"{\"name\":\"x\",\"itemId\":\"a\",\"name\":\"y\",\"itemId\":\"b\"}",
+		"{\"item\":\"a\"}", "{\"itemIdx\":\"a\"}", "{\"\":1}", "{\"b\\u006fgus\":1}",
+		"{\"itemId\":\"a\",\"quantity\":1,\"unitPrice\":{\"amount\":1,\"currency\":\"EUR\"},"
+		"\"attributes\":{\"k\":\"1\",\"k\\u0000\":\"2\"}}",
+		"{\"itemId\":\"a\",\"quantity\":1,\"unitPrice\":{\"amount\":1,\"currency\":\"EUR\","
+		"\"amount\":2}}",
+		"{\"itemId\":\"a\",\"quantity\":1,\"unitPrice\":{\"amount\":1,\"currency\":\"EUR\"},"
+		"\"attributes\":{\"k\":\"1\",\"k\\u0031\":\"2\",\"k1\":\"3\"}}",
+	};
+	static const char *const detail[] = {
+		"duplicate key \"quantity\"",
+		"duplicate key \"itemId\"",
+		"unknown field \"item\"", "unknown field \"itemIdx\"", "unknown field \"\"",
+		"unknown field \"bogus\"",
+		"request body is not well-formed UTF-8 JSON (at byte 99)",   /* at the escape of NUL */
+		"duplicate key \"amount\"",
+		"duplicate key \"k1\"",
+	};
+	char body[512], key[101];
+	add_item_req req;
+	input_error err;
+
+	ck_assert_int_eq(json_parse_add_item(&req, ok, strlen(ok), &err), 0);
+	ck_assert_str_eq(req.spec.item_id, "a");
+	ck_assert_int_eq(req.spec.quantity, 2);
+	ck_assert_str_eq(req.spec.unit_price.currency, "EUR");
+	ck_assert_uint_eq(req.spec.attr_count, 2);
+	ck_assert_str_eq(req.spec.attrs[0].key, "color");
+	ck_assert_str_eq(req.spec.attrs[1].key, "size");
+	add_item_req_release(&req);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(json_parse_add_item(&req, bad[i], strlen(bad[i]), &err) == -1,
+			      "%s", bad[i]);
+		ck_assert_str_eq(err.detail, detail[i]);
+	}
+	/* a long unknown key: 64 bytes of it */
+	memset(key, 'x', 100);
+	key[100] = '\0';
+	snprintf(body, sizeof(body), "{\"%s\":1}", key);
+	ck_assert_int_eq(json_parse_add_item(&req, body, strlen(body), &err), -1);
+	key[64] = '\0';
+	snprintf(body, sizeof(body), "unknown field \"%s\"", key);
+	ck_assert_str_eq(err.detail, body);
+	/* more than 16 members: the sorted check finds the duplicate */
+	strcpy(body, "{");
+	for (int i = 0; i < 17; i++)
+		strcat(body, i ? ",\"quantity\":1" : "\"quantity\":1");
+	strcat(body, "}");
+	ck_assert_int_eq(json_parse_add_item(&req, body, strlen(body), &err), -1);
+	ck_assert_str_eq(err.detail, "duplicate key \"quantity\"");
+}
+END_TEST
+
 /* Any length of number is read (1e70 is out of range, so 422 later). */
 START_TEST(test_numbers_of_any_length)
 {
@@ -146,6 +213,7 @@ Suite *json_in_suite(void)
 	tcase_add_test(tc, test_large_body_spills_to_the_heap);
 	tcase_add_test(tc, test_failures_free_everything);
 	tcase_add_test(tc, test_numbers_of_any_length);
+	tcase_add_test(tc, test_keys_escaped_or_not);
 	suite_add_tcase(s, tc);
 	return s;
 }
