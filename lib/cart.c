@@ -246,10 +246,10 @@ static bool item_same_strings(const cart_item *it, const cart_item_spec *spec)
 	return true;
 }
 
-int cart_clone(cart **out, const cart *c)
+static int clone_with_room(cart **out, const cart *c, size_t room)
 {
 	cart *d;
-	size_t len = strlen(c->user_id);
+	size_t len = strlen(c->user_id), cap = c->n_items + room;
 
 	*out = NULL;
 	d = malloc(sizeof(*d) + len + 1);
@@ -259,13 +259,13 @@ int cart_clone(cart **out, const cart *c)
 	atomic_init(&d->refs, 1);
 	d->items = NULL;
 	d->n_items = d->cap_items = 0;
-	if (c->n_items) {
-		d->items = malloc(c->n_items * sizeof(*d->items));
+	if (cap) {
+		d->items = malloc(cap * sizeof(*d->items));
 		if (!d->items) {
 			free(d);
 			return CART_ENOMEM;
 		}
-		d->cap_items = c->n_items;
+		d->cap_items = cap;
 	}
 	for (size_t i = 0; i < c->n_items; i++) {
 		d->items[i] = c->items[i];
@@ -274,6 +274,11 @@ int cart_clone(cart **out, const cart *c)
 	}
 	*out = d;
 	return CART_OK;
+}
+
+int cart_clone(cart **out, const cart *c)
+{
+	return clone_with_room(out, c, 0);
 }
 
 cart *cart_share(const cart *c)
@@ -291,12 +296,17 @@ bool cart_is_shared(const cart *c)
 
 int cart_unshare(cart **c)
 {
+	return cart_unshare_room(c, 0);
+}
+
+int cart_unshare_room(cart **c, size_t room)
+{
 	cart *copy;
 	int err;
 
 	if (!cart_is_shared(*c))
 		return CART_OK;
-	err = cart_clone(&copy, *c);
+	err = clone_with_room(&copy, *c, room);
 	if (err)
 		return err;
 	cart_free(*c);

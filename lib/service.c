@@ -298,8 +298,10 @@ static int attempt_once(cart_service *svc, const cart_command *cmd,
 		cart_free(a.cart);
 		return CART_EPRECONDITION;
 	}
-	/* The one copy a write makes: the store keeps the result as it is. */
-	if ((err = cart_unshare(&a.cart))) {
+	/* The one copy a write makes: the store keeps the result as it is.
+	 * An add of a new line gets its slot in the copy. */
+	if ((err = cart_unshare_room(&a.cart, cmd->kind == CART_CMD_ADD_ITEM &&
+					 !cart_find_item(a.cart, cmd->item->item_id)))) {
 		cart_free(a.cart);
 		return err;
 	}

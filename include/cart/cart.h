@@ -117,6 +117,12 @@ bool cart_is_shared(const cart *c);
  * deep copy (and the reference dropped).  CART_ENOMEM leaves *c as it was.
  */
 int cart_unshare(cart **c);
+/*
+ * cart_unshare for a writer about to add `room` lines: a copy it makes
+ * has room for them, so adding them does not reallocate (nor leave the
+ * doubled capacity a growth would in the stored cart).
+ */
+int cart_unshare_room(cart **c, size_t room);
 /* Drops the caller's reference; the last one frees.  Accepts NULL. */
 void cart_free(cart *c);
 
