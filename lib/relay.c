@@ -240,12 +240,12 @@ static size_t *index_users(const relay_pass *p, size_t extra, size_t *mask)
 }
 
 /*
- * Queues the users of box the pass does not hold yet (copies of their
- * events, the first ones marked sent if they wait for their ack);
- * returns the number of events queued.
+ * Queues the users of box the pass does not hold yet (their events, taken
+ * out of box rather than copied: that was a malloc, a copy and a free per
+ * user; the first ones marked sent if they wait for their ack); returns
+ * the number of events queued.
  */
-static size_t take_new_users(cart_relay *r, relay_pass *p,
-			     const cart_outbox *box)
+static size_t take_new_users(cart_relay *r, relay_pass *p, cart_outbox *box)
 {
 	size_t mask, *slot, queued = 0;
 
@@ -263,7 +263,7 @@ static size_t take_new_users(cart_relay *r, relay_pass *p,
 	if (!slot)
 		return 0;
 	for (size_t i = 0; i < box->n_batches; i++) {
-		const cart_outbox_batch *b = &box->batches[i];
+		cart_outbox_batch *b = &box->batches[i];
 		size_t h = (size_t)hash_id(b->user_id) & mask;
 		relay_user *u;
 		bool held = false;
@@ -278,15 +278,11 @@ static size_t take_new_users(cart_relay *r, relay_pass *p,
 		sent = relay_acks_published(r->acks, b->user_id, b->events, b->n);
 		if (sent == b->n)
 			continue;     /* all out, the ack waits */
-		u = calloc(1, sizeof(*u));
-		if (u)
-			u->events = malloc(b->n * sizeof(*u->events));
-		if (!u || !u->events) {
-			user_free(u);
+		if (!(u = calloc(1, sizeof(*u))))
 			break;
-		}
 		memcpy(u->user_id, b->user_id, sizeof(u->user_id));
-		memcpy(u->events, b->events, b->n * sizeof(*u->events));
+		u->events = b->events;   /* now the user's: box's release skips it */
+		b->events = NULL;
 		u->n = b->n;
 		u->next = sent;
 		slot[h] = p->n_users + 1;

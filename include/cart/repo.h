@@ -58,7 +58,8 @@ void cart_idem_free(cart_idem *rec);
 /* One user's pending events, oldest first (cart_version ascending). */
 typedef struct cart_outbox_batch {
 	char user_id[CART_ID_MAX + 1];
-	cart_event *events;       /* n, owned by the cart_outbox */
+	cart_event *events;       /* n, owned by the cart_outbox; a consumer
+				   may take them (free() them, leave NULL) */
 	size_t n;
 } cart_outbox_batch;
 
