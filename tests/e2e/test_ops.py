@@ -260,8 +260,15 @@ class WorkerPriorityTest(unittest.TestCase):
             if preexec:
                 subprocess.Popen = real
         try:
-            # the relay and the log writer run by now: /health was answered
-            return thread_nices(srv.proc.pid), os.getpriority(os.PRIO_PROCESS, srv.proc.pid)
+            # Our threads name themselves on their first line, and the
+            # relay starts around the first request: wait for them (bounded).
+            names = {"cart-relay", "cart-log", "cart-watchdog"}
+            deadline = time.monotonic() + 5
+            nices = thread_nices(srv.proc.pid)
+            while not names <= set(nices) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                nices = thread_nices(srv.proc.pid)
+            return nices, os.getpriority(os.PRIO_PROCESS, srv.proc.pid)
         finally:
             srv.stop()
             srv.cleanup()
