@@ -7,8 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -20,6 +18,7 @@
 #include "buf.h"
 #include "log.h"
 #include "log_queue.h"
+#include "thread.h"
 
 #define LINE_MAX_BYTES (64 * 1024)
 #define BATCH_BYTES (2 * LINE_MAX_BYTES)   /* any line fits an empty batch */
@@ -229,9 +228,6 @@ static void *writer_main(void *arg)
 {
 	writer *w = arg;
 
-	id_t self = (id_t)syscall(SYS_gettid);
-	int base;
-
 	(void)pthread_setname_np(pthread_self(), "cart-log");
 	/* Below the process by w->nice (Linux: nice applies per thread).
 	 * main puts it 5 below the request workers: on busy CPUs a request's
@@ -239,10 +235,7 @@ static void *writer_main(void *arg)
 	 * the writer starved at full load and lines were dropped (make
 	 * bench-logs); level with them, it preempted workers ~1000 times a
 	 * second.  Relative, so a process started nicer stays as nice. */
-	errno = 0;
-	base = getpriority(PRIO_PROCESS, self);
-	if (w->nice && (base != -1 || !errno))
-		(void)setpriority(PRIO_PROCESS, self, base + w->nice);
+	(void)app_thread_nicer(w->nice);
 
 	for (;;) {
 		int stopping = atomic_load(&w->stopping);

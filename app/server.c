@@ -22,7 +22,6 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -40,6 +39,7 @@
 #include "log.h"
 #include "render.h"
 #include "server.h"
+#include "thread.h"
 
 #define KICK_SIGNAL SIGUSR2
 #define WATCHDOG_PERIOD_MS 50
@@ -177,22 +177,15 @@ static bool read_end(worker *w)
 static void worker_nice(int nice)
 {
 	static atomic_int warned;
-	id_t self = (id_t)gettid();
 	char fields[160];
 	buf b;
-	int base;
+	int err = app_thread_nicer(nice);
 
-	if (!nice)
-		return;
-	errno = 0;
-	base = getpriority(PRIO_PROCESS, self);   /* -1 is a valid value */
-	if ((base != -1 || !errno) && !setpriority(PRIO_PROCESS, self, base + nice))
-		return;
-	if (atomic_exchange(&warned, 1))
+	if (!err || atomic_exchange(&warned, 1))
 		return;
 	buf_init_on(&b, fields, sizeof(fields), sizeof(fields) - 1);
 	buf_puts(&b, ",\"error\":");
-	buf_json_str(&b, strerror(errno));
+	buf_json_str(&b, strerror(err));
 	log_write(LOG_WARN, "cannot lower the worker threads' priority (HTTP_WORKER_NICE)",
 		  b.failed ? NULL : fields);
 }

@@ -144,9 +144,10 @@ def request(port, method, path, body=None, headers=None,
 class Server:
     """One bin/cart-service process with logs captured to files."""
 
-    def __init__(self, env=None, args=None):
+    def __init__(self, env=None, args=None, preexec_fn=None):
         self.env_overrides = dict(env or {})
         self.args = list(args or [])
+        self.preexec_fn = preexec_fn     # run in the child before exec
         self.proc = None
         self.port = None
         self.logdir = tempfile.mkdtemp(prefix="cart-e2e-")
@@ -186,7 +187,8 @@ class Server:
                 self.proc = subprocess.Popen([binp] + self.args, env=self._env(),
                                              stdout=out, stderr=err,
                                              stdin=subprocess.DEVNULL,
-                                             cwd=REPO_ROOT)
+                                             cwd=REPO_ROOT,
+                                             preexec_fn=self.preexec_fn)
             if self._wait_healthy():
                 return self
             if self.proc.poll() is not None and attempt < 2 and \

@@ -246,19 +246,7 @@ class WorkerPriorityTest(unittest.TestCase):
     Configuration; docs/adr/0008)."""
 
     def nices_with(self, env, preexec=None):
-        srv = harness.Server(env=env)
-        if preexec:
-            real = subprocess.Popen
-
-            def popen(*a, **kw):
-                kw["preexec_fn"] = preexec
-                return real(*a, **kw)
-            subprocess.Popen = popen
-        try:
-            srv.start()
-        finally:
-            if preexec:
-                subprocess.Popen = real
+        srv = harness.Server(env=env, preexec_fn=preexec).start()
         try:
             # Our threads name themselves on their first line, and the
             # relay starts around the first request: wait for them (bounded).
