@@ -30,6 +30,8 @@ int app_auth_new(app_auth **out, const app_config *cfg, const cart_clock *clock,
 		.audience = cfg->jwt_audience[0] ? cfg->jwt_audience : NULL,
 		.client_id = cfg->jwt_client_id[0] ? cfg->jwt_client_id : NULL,
 		.admin_scope = cfg->jwt_admin_scope,
+		.cache_entries = cfg->jwt_cache_entries ? cfg->jwt_cache_entries
+			       : CART_JWT_CACHE_OFF,
 	};
 	app_auth *a = calloc(1, sizeof(*a));
 	char why[256] = "";
@@ -128,13 +130,42 @@ void app_auth_stats(void *self, buf *out)
 
 	cart_jwt_verifier_stats(a->verifier, &st);
 	buf_printf(out, ",\"jwks_keys\":%d,\"jwks_refreshes\":%llu,"
-		   "\"jwks_refresh_failures\":%llu", st.keys,
+		   "\"jwks_refresh_failures\":%llu,\"token_cache_hits\":%llu,"
+		   "\"token_cache_misses\":%llu,\"token_cache_evictions\":%llu", st.keys,
 		   (unsigned long long)st.refreshes,
-		   (unsigned long long)st.refresh_failures);
+		   (unsigned long long)st.refresh_failures,
+		   (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses,
+		   (unsigned long long)st.cache_evictions);
 	if (st.last_error[0]) {
 		buf_puts(out, ",\"jwks_last_error\":");
 		buf_json_str(out, st.last_error);
 	}
+}
+
+void app_auth_metrics(app_auth *a, buf *out)
+{
+	cart_jwt_stats st;
+
+	if (!a)
+		return;
+	cart_jwt_verifier_stats(a->verifier, &st);
+	buf_printf(out,
+		   "# HELP cart_auth_token_cache_lookups_total Bearer tokens looked up in the "
+		   "verified-token cache: a hit skips the signature check.\n"
+		   "# TYPE cart_auth_token_cache_lookups_total counter\n"
+		   "cart_auth_token_cache_lookups_total{result=\"hit\"} %llu\n"
+		   "cart_auth_token_cache_lookups_total{result=\"miss\"} %llu\n"
+		   "# HELP cart_auth_token_cache_evictions_total Verified tokens still valid that "
+		   "the cache dropped for others: raise JWT_CACHE_ENTRIES if this keeps growing.\n"
+		   "# TYPE cart_auth_token_cache_evictions_total counter\n"
+		   "cart_auth_token_cache_evictions_total %llu\n"
+		   "# HELP cart_auth_token_cache_capacity Tokens the verified-token cache holds "
+		   "(JWT_CACHE_ENTRIES, rounded up to a multiple of 8).\n"
+		   "# TYPE cart_auth_token_cache_capacity gauge\n"
+		   "cart_auth_token_cache_capacity %llu\n",
+		   (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses,
+		   (unsigned long long)st.cache_evictions,
+		   (unsigned long long)st.cache_capacity);
 }
 
 int app_auth_set_jwks(app_auth *a, const char *doc, size_t len)

@@ -32,8 +32,12 @@ int app_auth_new(app_auth **out, const app_config *cfg, const cart_clock *clock,
 int app_auth_set_jwks(app_auth *a, const char *doc, size_t len);
 void app_auth_free(app_auth *a);   /* accepts NULL */
 
-/* app_stats_fn: key refreshes, failures, keys held, last refresh error. */
+/* app_stats_fn: key refreshes, failures, keys held, last refresh error,
+ * the verified-token cache's counters. */
 void app_auth_stats(void *self, buf *out);
+/* The verified-token cache in the Prometheus text format (JWT_CACHE_ENTRIES
+ * 0: capacity 0, no lookups).  a NULL (auth off): nothing. */
+void app_auth_metrics(app_auth *a, buf *out);
 
 int app_stage_authenticate(app_request *r, void *self);   /* self: app_auth */
 int app_stage_require_auth(app_request *r, void *self);   /* self: app_auth */

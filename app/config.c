@@ -126,6 +126,8 @@ static const var vars[] = {
 	  "keys older than this are refetched (0: only on an unknown kid)" },
 	{ "JWT_JWKS_TIMEOUT_MS", "2000", V_INT, F(jwt_jwks_timeout_ms), 1, 60000, NULL, NOSET,
 	  "JWKS fetch timeout" },
+	{ "JWT_CACHE_ENTRIES", "32768", V_INT, F(jwt_cache_entries), 0, 1048576, NULL, NOSET,
+	  "verified tokens remembered (136 bytes each, allocated at start; 0: verify every token); size it to the distinct tokens a task sees within their lifetime" },
 	{ "JWT_ADMIN_SCOPE", "cart:admin", V_STR, F(jwt_admin_scope), 1, 0, ID_CHARS "-._:/", NOSET,
 	  "a token whose scope or cognito:groups holds this may act on every cart" },
 	{ "CIRCUIT_BREAKER_ENABLED", "true", V_BOOL, F(circuit_breaker_enabled), 0, 0, NULL, SET(set_breaker),

@@ -64,6 +64,7 @@ typedef struct app_config {
 	char jwt_client_id[128];
 	char jwt_algorithms[32];
 	int jwt_leeway_seconds;
+	int jwt_cache_entries;       /* 0: off */
 	int jwt_jwks_min_refresh_seconds;
 	int jwt_jwks_max_age_seconds;
 	int jwt_jwks_timeout_ms;

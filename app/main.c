@@ -496,7 +496,7 @@ static int wire_metrics(app_ctx *app, wiring *w)
 	app_metrics_sources src = { w->svc, app->relay, w->dynamo, w->events,
 				    w->ratelimit, w->xray,
 				    strcmp(g_cfg.storage_backend, "memory") ? NULL : &w->repo,
-				    w->secrets, w->creds, w->flags };
+				    w->secrets, w->creds, w->flags, w->auth };
 
 	if (!g_cfg.metrics_enabled && !g_cfg.metrics_emf)
 		return 0;

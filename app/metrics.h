@@ -74,6 +74,7 @@ typedef struct app_metrics_sources {
 	const struct app_secrets *secrets;   /* reads and rotations; may be NULL */
 	cart_aws_creds *creds;            /* NULL: no AWS client in this process */
 	const struct app_flags *flags;    /* NULL: the defaults are shown */
+	struct app_auth *auth;            /* NULL: AUTH_ENABLED=false */
 } app_metrics_sources;
 
 void app_metrics_set_sources(app_metrics *m, const app_metrics_sources *src);

@@ -17,6 +17,7 @@
 #include "memory/memory_repo.h"
 #include "metrics_registry.h"
 #include "ratelimit.h"
+#include "auth.h"
 #include "secrets.h"
 #include "xray.h"
 
@@ -402,6 +403,7 @@ void app_metrics_render(app_metrics *m, buf *out, bool scrape)
 	render_xray(m, out);
 	app_flags_metrics(m->src.flags, out);
 	app_secrets_metrics(m->src.secrets, out);
+	app_auth_metrics(m->src.auth, out);
 	render_logs(out);
 	render_process(out);
 }

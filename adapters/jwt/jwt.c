@@ -136,6 +136,10 @@ static int check_config(const cart_jwt_config *cfg, bool need_source,
 		snprintf(err, err_len, "set the JWT audience, the client id, or both");
 	else if (cfg->admin_scope && !cfg->admin_scope[0])
 		snprintf(err, err_len, "the admin scope must not be empty");
+	else if (cfg->cache_entries < CART_JWT_CACHE_OFF ||
+		 cfg->cache_entries > CART_JWT_MAX_CACHE_ENTRIES)
+		snprintf(err, err_len, "JWT_CACHE_ENTRIES must be 0 (off) .. %ld",
+			 CART_JWT_MAX_CACHE_ENTRIES);
 	else
 		return 0;
 	return -1;
@@ -191,8 +195,11 @@ static cart_jwt_verifier *verifier_alloc(const cart_jwt_config *cfg,
 		v->location = dup_or_null(v->source == SOURCE_URL ? cfg->jwks_url
 					  : cfg->jwks_file, &oom);
 	}
-	if (!oom && (jwt_token_cache_new(&v->cache, JWT_TOKEN_CACHE_ENTRIES) ||
-		     !(v->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL))))
+	if (!oom && cfg->cache_entries != CART_JWT_CACHE_OFF &&
+	    (jwt_token_cache_new(&v->cache, cfg->cache_entries ? (size_t)cfg->cache_entries
+				 : (size_t)CART_JWT_DEFAULT_CACHE_ENTRIES,
+				 v->rules.leeway_ms) ||
+	     !(v->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL))))
 		oom = true;
 	if (oom) {
 		cart_jwt_verifier_free(v);
@@ -456,6 +463,9 @@ void cart_jwt_verifier_stats(cart_jwt_verifier *v, cart_jwt_stats *out)
 	out->loaded_ms = v->loaded_ms;
 	snprintf(out->last_error, sizeof(out->last_error), "%s", v->last_error);
 	pthread_mutex_unlock(&v->lock);
+	if (v->cache)
+		jwt_token_cache_stats(v->cache, &out->cache_capacity, &out->cache_hits,
+				      &out->cache_misses, &out->cache_evictions);
 }
 
 /* --- header and key ------------------------------------------------------ */
@@ -597,7 +607,7 @@ int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 	/* The same bytes verified against the current keys: done. */
 	gen = atomic_load(&v->keys_gen);
 	now = cart_clock_now(v->clock);
-	hashed = EVP_Digest(token, len, digest, NULL, v->sha256, NULL) == 1;
+	hashed = v->cache && EVP_Digest(token, len, digest, NULL, v->sha256, NULL) == 1;
 	if (hashed && now < atomic_load(&v->fresh_until_ms) &&
 	    jwt_token_cache_get(v->cache, digest, gen, now, out))
 		return CART_JWT_OK;
@@ -611,7 +621,6 @@ int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 	if (rc != CART_JWT_OK)
 		memset(out, 0, sizeof(*out));
 	else if (hashed)
-		jwt_token_cache_put(v->cache, digest, gen,
-				    out->exp_ms + v->rules.leeway_ms, out);
+		jwt_token_cache_put(v->cache, digest, gen, now, out);
 	return rc;
 }

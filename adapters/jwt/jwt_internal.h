@@ -167,23 +167,26 @@ int jwt_verifier_new_static(cart_jwt_verifier **out, const cart_jwt_config *cfg,
 /*
  * Remembers tokens that verified, by the SHA-256 of their bytes, so a
  * client sending the same token again costs a hash and a lookup instead
- * of a signature check (RS256 verify is ~20 us, ES256 ~55 us; a cached GET
- * is ~10 us).  An entry is used only while the key set it was verified
- * against is current (gen) and before valid_until_ms (exp + leeway), so
- * rotation and expiry behave exactly as without it.  Fixed size (direct
- * mapped, the newest entry wins a slot), sharded locks; thread-safe.
+ * of a signature check (RS256 verify is ~20 us, ES256 ~55 us, plus two
+ * JSON parses).  An entry is used only while the key set it was verified
+ * against is current (gen) and before exp + leeway, so rotation and
+ * expiry behave exactly as without it.  Fixed size: sets of 8 entries
+ * (CART_JWT_CACHE_ENTRY_BYTES each), least recently used out; a subject
+ * longer than CART_JWT_CACHE_SUB_MAX is never cached.  Thread-safe.
  */
 typedef struct jwt_token_cache jwt_token_cache;
 
-#define JWT_TOKEN_CACHE_ENTRIES 4096
-
-int jwt_token_cache_new(jwt_token_cache **out, size_t entries);
+/* entries: 1..CART_JWT_MAX_CACHE_ENTRIES, rounded up to a whole set. */
+int jwt_token_cache_new(jwt_token_cache **out, size_t entries, int64_t leeway_ms);
 void jwt_token_cache_free(jwt_token_cache *c);   /* accepts NULL */
-/* true and *out filled on a hit. */
+/* true and out's sub, admin and exp_ms filled on a hit. */
 bool jwt_token_cache_get(jwt_token_cache *c, const uint8_t digest[32],
 			 uint64_t gen, int64_t now_ms, cart_jwt_principal *out);
+/* now_ms: when it was verified (the LRU order). */
 void jwt_token_cache_put(jwt_token_cache *c, const uint8_t digest[32],
-			 uint64_t gen, int64_t valid_until_ms,
+			 uint64_t gen, int64_t now_ms,
 			 const cart_jwt_principal *p);
+void jwt_token_cache_stats(jwt_token_cache *c, uint64_t *capacity, uint64_t *hits,
+			   uint64_t *misses, uint64_t *evictions);
 
 #endif

@@ -20,9 +20,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "aws"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "edge"))
 
 import harness  # noqa: E402
 from ecs_creds_server import EcsCredentialsServer  # noqa: E402
+import jwt_util  # noqa: E402
 
 RUNBOOK = os.path.join(ROOT, "docs", "runbook.md")
 METRIC_RE = re.compile(
@@ -118,13 +120,18 @@ class RunbookTest(unittest.TestCase):
         finally:
             cls.server.cleanup()
             cls.ecs.stop()
-        # The memory store's own series (the relay's pacing).
-        memory = Server().start()
+        # The memory store's own series (the relay's pacing), and with
+        # authentication on, the verified-token cache's.
+        jwks = jwt_util.write_jwks_file(jwt_util.RsaKey("kid-runbook"))
+        memory = Server(env={"AUTH_ENABLED": "true", "JWT_JWKS_FILE": jwks,
+                             "JWT_ISSUER": jwt_util.ISSUER,
+                             "JWT_AUDIENCE": jwt_util.AUDIENCE}).start()
         try:
             cls.metrics += memory.request("GET", "/metrics").raw.decode()
         finally:
             memory.stop()
             memory.cleanup()
+            os.unlink(jwks)
 
     def test_every_metric_exists_with_its_labels(self):
         families = parse_metrics(self.metrics)

@@ -291,14 +291,16 @@ class RateLimitedMetricsTest(MetricsMixin, harness.ServerTestCase):
 
 
 class AuthMetricsTest(MetricsMixin, harness.ServerTestCase):
+    extra_env = {}
+
     @classmethod
     def setUpClass(cls):
         cls.key = jwt_util.RsaKey("kid-m")
         cls.other = jwt_util.RsaKey("kid-m")      # same kid, wrong key
         cls.jwks = jwt_util.write_jwks_file(cls.key)
-        cls.server_env = {"AUTH_ENABLED": "true", "JWT_JWKS_FILE": cls.jwks,
-                          "JWT_ISSUER": jwt_util.ISSUER,
-                          "JWT_AUDIENCE": jwt_util.AUDIENCE}
+        cls.server_env = dict({"AUTH_ENABLED": "true", "JWT_JWKS_FILE": cls.jwks,
+                               "JWT_ISSUER": jwt_util.ISSUER,
+                               "JWT_AUDIENCE": jwt_util.AUDIENCE}, **cls.extra_env)
         super().setUpClass()
 
     @classmethod
@@ -328,6 +330,40 @@ class AuthMetricsTest(MetricsMixin, harness.ServerTestCase):
         d = deltas(before, after, "http_requests_total")
         self.assertEqual(d[lbl(method="GET", route="/v1/cart/{userID}",
                                status="401")], 4)
+
+    def test_token_cache_counts_hits_and_misses(self):
+        user = new_user()
+        path = "/v1/cart/%s" % user
+        good = jwt_util.bearer(jwt_util.sign(jwt_util.claims(user), self.key))
+        forged = jwt_util.bearer(jwt_util.sign(jwt_util.claims(user), self.other))
+        before = self.metrics()
+        self.assertEqual(self.request("GET", path, headers=good).status, 200)
+        self.assertEqual(self.request("GET", path, headers=good).status, 200)
+        self.assertEqual(self.request("GET", path, headers=good).status, 200)
+        # A refused token is never remembered: looked up and missed each time.
+        self.assertEqual(self.request("GET", path, headers=forged).status, 401)
+        self.assertEqual(self.request("GET", path, headers=forged).status, 401)
+        after = self.metrics()
+        self.assertEqual(deltas(before, after, "cart_auth_token_cache_lookups_total"), {
+            lbl(result="hit"): 2, lbl(result="miss"): 3})
+        self.assertEqual(value(after, "cart_auth_token_cache_capacity"), 32768)
+        self.assertEqual(value(after, "cart_auth_token_cache_evictions_total"), 0)
+
+
+class AuthCacheOffMetricsTest(AuthMetricsTest):
+    """JWT_CACHE_ENTRIES=0: every token verified, the 401 reasons as before."""
+    extra_env = {"JWT_CACHE_ENTRIES": "0"}
+
+    def test_token_cache_counts_hits_and_misses(self):
+        user = new_user()
+        good = jwt_util.bearer(jwt_util.sign(jwt_util.claims(user), self.key))
+        before = self.metrics()
+        for _ in range(3):
+            self.assertEqual(self.request("GET", "/v1/cart/%s" % user,
+                                          headers=good).status, 200)
+        after = self.metrics()
+        self.assertEqual(deltas(before, after, "cart_auth_token_cache_lookups_total"), {})
+        self.assertEqual(value(after, "cart_auth_token_cache_capacity"), 0)
 
 
 class EmfTest(harness.ServerTestCase):

@@ -42,7 +42,7 @@ INVALID = 'Bearer realm="cart-service", error="invalid_token"'
 FEATURE_VARS = ("AUTH_ENABLED", "JWT_JWKS_FILE", "JWT_JWKS_URL", "JWT_ISSUER",
                 "JWT_AUDIENCE", "JWT_CLIENT_ID", "JWT_ALGORITHMS",
                 "JWT_LEEWAY_SECONDS", "JWT_JWKS_MIN_REFRESH_SECONDS",
-                "JWT_ADMIN_SCOPE", "RATE_LIMIT_RPS", "RATE_LIMIT_BURST",
+                "JWT_ADMIN_SCOPE", "JWT_CACHE_ENTRIES", "RATE_LIMIT_RPS", "RATE_LIMIT_BURST",
                 "RATE_LIMIT_STORE", "REDIS_URL", "RATE_LIMIT_ON_STORE_FAILURE",
                 "TRUSTED_PROXIES")
 ITEM = {"itemId": "sku-1", "quantity": 1,
@@ -225,6 +225,9 @@ class AuthConfigTest(unittest.TestCase):
             ({"JWT_LEEWAY_SECONDS": "61"}, ("JWT_LEEWAY_SECONDS",)),
             ({"JWT_LEEWAY_SECONDS": "-1"}, ("JWT_LEEWAY_SECONDS",)),
             ({"JWT_LEEWAY_SECONDS": "abc"}, ("JWT_LEEWAY_SECONDS",)),
+            ({"JWT_CACHE_ENTRIES": "-1"}, ("JWT_CACHE_ENTRIES",)),
+            ({"JWT_CACHE_ENTRIES": "1048577"}, ("JWT_CACHE_ENTRIES",)),
+            ({"JWT_CACHE_ENTRIES": "many"}, ("JWT_CACHE_ENTRIES",)),
             ({"JWT_JWKS_MIN_REFRESH_SECONDS": "-1"},
              ("JWT_JWKS_MIN_REFRESH_SECONDS",)),
             ({"JWT_JWKS_MIN_REFRESH_SECONDS": "soon"},

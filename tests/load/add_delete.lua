@@ -37,8 +37,10 @@ function request()
 	local body = string.format(
 		'{"itemId":"x-%d-%d","quantity":1,"unitPrice":{"amount":1999,"currency":"EUR"},"name":"Unique item"}',
 		id, k)
+	local user = cart_of(k)
 	c.json_headers["X-Request-Id"] = string.format("a.%d.%d", id, k)
-	local req = wrk.format("POST", "/v1/cart/" .. cart_of(k) .. "/items", c.json_headers, body)
+	local req = wrk.format("POST", "/v1/cart/" .. user .. "/items",
+			       c.authorize(c.json_headers, user), body)
 	c.json_headers["X-Request-Id"] = nil
 	return req
 end

@@ -4,8 +4,9 @@
 -- Environment (set by tools/bench/scenarios.py):
 --   BENCH_CARTS        users u-0 .. u-(N-1) seeded with 3 lines (10000)
 --   BENCH_CONNECTIONS  wrk -c (64)      BENCH_THREADS  wrk -t (2)
---   BENCH_TOKEN        a bearer token for every /v1 request (auth on): one
---                      admin token (scope cart:admin) for all users
+--   BENCH_TOKENS_FILE  bearer tokens for /v1 requests (auth on), one per
+--                      line: line i is user u-i's own token, or a single
+--                      line (one admin token) sent for every user
 --
 -- Every script counts statuses per thread; done() prints one line
 -- "status <code> <count>" per status, summed over the threads, then the
@@ -17,10 +18,37 @@ M.connections = tonumber(os.getenv("BENCH_CONNECTIONS") or "64")
 M.threads = tonumber(os.getenv("BENCH_THREADS") or "2")
 M.get_headers = {}
 M.json_headers = { ["Content-Type"] = "application/json" }
-local token = os.getenv("BENCH_TOKEN")
-if token and token ~= "" then
-	M.get_headers["Authorization"] = "Bearer " .. token
-	M.json_headers["Authorization"] = "Bearer " .. token
+
+-- "Bearer <token>" per user name, or one for every user (bearer_all).
+local bearer, bearer_all = nil, nil
+local tokens_file = os.getenv("BENCH_TOKENS_FILE")
+if tokens_file and tokens_file ~= "" then
+	local list = {}
+	for line in io.lines(tokens_file) do
+		if line ~= "" then
+			list[#list + 1] = "Bearer " .. line
+		end
+	end
+	if #list == 1 then
+		bearer_all = list[1]
+	elseif #list >= M.carts then
+		bearer = {}
+		for i = 1, #list do
+			bearer["u-" .. (i - 1)] = list[i]
+		end
+	else
+		error(string.format("%s: %d tokens for %d users", tokens_file, #list, M.carts))
+	end
+end
+
+-- headers with user's Authorization (nothing when auth is off).
+function M.authorize(headers, user)
+	if bearer then
+		headers["Authorization"] = bearer[user]
+	elseif bearer_all then
+		headers["Authorization"] = bearer_all
+	end
+	return headers
 end
 
 -- The 3 lines every seeded cart holds (tests/load/seed.lua).
@@ -34,24 +62,27 @@ function M.random_user()
 	return M.user(math.random(0, M.carts - 1))
 end
 
-function M.get(path)
-	return wrk.format("GET", path, M.get_headers)
+function M.get_cart(user)
+	return wrk.format("GET", "/v1/cart/" .. user, M.authorize(M.get_headers, user))
 end
 
 function M.post_item(user, sku, quantity, name)
 	local body = string.format(
 		'{"itemId":"%s","quantity":%d,"unitPrice":{"amount":1999,"currency":"EUR"},"name":"%s"}',
 		sku, quantity, name)
-	return wrk.format("POST", "/v1/cart/" .. user .. "/items", M.json_headers, body)
+	return wrk.format("POST", "/v1/cart/" .. user .. "/items",
+			  M.authorize(M.json_headers, user), body)
 end
 
 function M.patch_quantity(user, sku, quantity)
-	return wrk.format("PATCH", "/v1/cart/" .. user .. "/items/" .. sku, M.json_headers,
+	return wrk.format("PATCH", "/v1/cart/" .. user .. "/items/" .. sku,
+			  M.authorize(M.json_headers, user),
 			  string.format('{"quantity":%d}', quantity))
 end
 
 function M.delete_item(user, sku)
-	return wrk.format("DELETE", "/v1/cart/" .. user .. "/items/" .. sku, M.get_headers)
+	return wrk.format("DELETE", "/v1/cart/" .. user .. "/items/" .. sku,
+			  M.authorize(M.get_headers, user))
 end
 
 -- wrk 4.1 calls request() once in thread 0's state before the thread runs

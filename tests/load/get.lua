@@ -4,5 +4,5 @@ package.path = dir .. "?.lua;" .. package.path
 local c = require("common")
 
 function request()
-	return c.get("/v1/cart/" .. c.random_user())
+	return c.get_cart(c.random_user())
 end

@@ -11,7 +11,7 @@ function request()
 	local r = math.random(100)
 	local user = c.random_user()
 	if r <= 70 then
-		return c.get("/v1/cart/" .. user)
+		return c.get_cart(user)
 	elseif r <= 90 then
 		local k = math.random(0, 9)
 		return c.post_item(user, "m-" .. k, 1, "Mixed item " .. k)

@@ -1357,6 +1357,195 @@ START_TEST(test_jwt_cache_is_per_token_bytes)
 }
 END_TEST
 
+/* A verifier on the usual keys whose cache holds `entries`. */
+static void cache_verifier(long entries)
+{
+	char doc[4096];
+	cart_jwt_config c = base_config();
+
+	c.cache_entries = entries;
+	usual_jwks(doc, sizeof(doc));
+	ck_assert_int_eq(new_file_verifier(&c, doc), CART_OK);
+}
+
+enum { SLOT = 2048 };   /* bytes per token in mint_many's array */
+
+/* n ES256 tokens (fast to sign), subject "user-<i>" padded with 'x' to
+ * at least sub_len bytes. */
+static char *mint_many(int n, int sub_len)
+{
+	char *t = malloc((size_t)n * SLOT), sub[160], p[512];
+
+	ck_assert_ptr_nonnull(t);
+	for (int i = 0; i < n; i++) {
+		int k = snprintf(sub, sizeof(sub), "user-%d", i);
+
+		while (k < sub_len && k < (int)sizeof(sub) - 1)
+			sub[k++] = 'x';
+		sub[k] = '\0';
+		snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\","
+			 "\"sub\":\"%s\",\"exp\":%lld}", sub, now_s() + 600);
+		ck_assert_uint_lt(ts_sign(t + (size_t)i * SLOT, SLOT,
+					  "{\"alg\":\"ES256\",\"kid\":\"ec-1\"}", p,
+					  TS_ES256, ts_p256(), NULL, 0), SLOT);
+	}
+	return t;
+}
+
+/* Verifies the n tokens; each must pass with its own subject. */
+static void verify_many(const char *t, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char want[16];
+
+		ck_assert_int_eq(verify_text(t + (size_t)i * SLOT), CART_JWT_OK);
+		snprintf(want, sizeof(want), "user-%d", i);
+		ck_assert_int_eq(strncmp(who.sub, want, strlen(want)), 0);
+		ck_assert(who.sub[strlen(want)] == '\0' || who.sub[strlen(want)] == 'x');
+	}
+}
+
+START_TEST(test_jwt_cache_holds_the_tokens_in_use)
+{
+	enum { ENTRIES = 4096, USERS = 2048 };
+	cart_jwt_stats st;
+	char *t = mint_many(USERS, 0);
+
+	cache_verifier(ENTRIES);
+	verify_many(t, USERS);
+	cart_jwt_verifier_stats(ver, &st);
+	ck_assert_uint_eq(st.cache_capacity, ENTRIES);
+	ck_assert_uint_eq(st.cache_hits, 0);
+	ck_assert_uint_eq(st.cache_misses, USERS);
+	verify_many(t, USERS);                      /* every user again */
+	cart_jwt_verifier_stats(ver, &st);
+	ck_assert_uint_eq(st.cache_hits + st.cache_misses, 2 * USERS);
+	/* Half full in sets of 8, ~1 % of tokens find their set full (a
+	 * direct-mapped table of the same size loses ~21 %). */
+	ck_assert_msg(st.cache_hits >= USERS * 97 / 100, "hits %llu of %d",
+		      (unsigned long long)st.cache_hits, USERS);
+	/* Every second-round miss pushed a live token out of a full set. */
+	ck_assert_uint_ge(st.cache_evictions, USERS - st.cache_hits);
+	free(t);
+}
+END_TEST
+
+START_TEST(test_jwt_cache_smaller_than_the_tokens_in_use)
+{
+	enum { USERS = 512 };
+	cart_jwt_stats st;
+	char *t = mint_many(USERS, 0);
+
+	cache_verifier(60);                         /* rounded up: 64 */
+	verify_many(t, USERS);
+	verify_many(t, USERS);                      /* evicted ones verify again */
+	cart_jwt_verifier_stats(ver, &st);
+	ck_assert_uint_eq(st.cache_capacity, 64);
+	ck_assert_uint_le(st.cache_hits, 64);
+	ck_assert_uint_ge(st.cache_evictions, 2 * USERS - 64 - st.cache_hits);
+	free(t);
+}
+END_TEST
+
+START_TEST(test_jwt_cache_off_and_default)
+{
+	cart_jwt_stats st;
+
+	cache_verifier(CART_JWT_CACHE_OFF);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(es256(claims("")), CART_JWT_OK);
+	ck_assert_int_eq(verify(), CART_JWT_OK);
+	cart_jwt_verifier_stats(ver, &st);
+	ck_assert_uint_eq(st.cache_capacity, 0);
+	ck_assert_uint_eq(st.cache_hits + st.cache_misses, 0);
+	fake_clock_advance(fclk, 600 * 1000);
+	ck_assert_int_eq(verify(), CART_JWT_EXPIRED);
+
+	cache_verifier(0);
+	cart_jwt_verifier_stats(ver, &st);
+	ck_assert_uint_eq(st.cache_capacity, CART_JWT_DEFAULT_CACHE_ENTRIES);
+}
+END_TEST
+
+START_TEST(test_jwt_cache_entries_bounds)
+{
+	char doc[4096];
+	cart_jwt_config c = base_config();
+
+	usual_jwks(doc, sizeof(doc));
+	c.cache_entries = CART_JWT_MAX_CACHE_ENTRIES + 1;
+	ck_assert_int_eq(new_file_verifier(&c, doc), CART_EINVALID);
+	c.cache_entries = -2;
+	ck_assert_int_eq(new_file_verifier(&c, doc), CART_EINVALID);
+	c.cache_entries = 1;
+	ck_assert_int_eq(new_file_verifier(&c, doc), CART_OK);
+}
+END_TEST
+
+START_TEST(test_jwt_cache_subject_length)
+{
+	cart_jwt_stats st;
+	char *t;
+
+	cache_verifier(0);
+	/* The longest subject an entry holds: the second verify is a hit and
+	 * gives the whole subject back. */
+	t = mint_many(1, CART_JWT_CACHE_SUB_MAX);
+	verify_many(t, 1);
+	verify_many(t, 1);
+	ck_assert_uint_eq(strlen(who.sub), CART_JWT_CACHE_SUB_MAX);
+	cart_jwt_verifier_stats(ver, &st);
+	ck_assert_uint_eq(st.cache_hits, 1);
+	free(t);
+	/* One byte longer: verified every time, never cut short. */
+	t = mint_many(1, CART_JWT_CACHE_SUB_MAX + 1);
+	verify_many(t, 1);
+	verify_many(t, 1);
+	ck_assert_uint_eq(strlen(who.sub), CART_JWT_CACHE_SUB_MAX + 1);
+	cart_jwt_verifier_stats(ver, &st);
+	ck_assert_uint_eq(st.cache_hits, 1);
+	ck_assert_uint_eq(st.cache_misses, 3);
+	free(t);
+}
+END_TEST
+
+/* The table itself, with digests chosen to share one set. */
+START_TEST(test_jwt_cache_set_keeps_recently_used)
+{
+	jwt_token_cache *c;
+	cart_jwt_principal p = { .sub = "s", .exp_ms = T0 + 3600 * 1000 }, got;
+	cart_jwt_principal brief = { .sub = "b", .exp_ms = T0 + 20 * 1000 };
+	uint8_t d[11][32];
+	uint64_t cap, hits, misses, ev;
+
+	ck_assert_int_eq(jwt_token_cache_new(&c, 8, 0), CART_OK);   /* one set */
+	for (int i = 0; i < 11; i++)
+		memset(d[i], i + 1, 32);
+	for (int i = 0; i < 8; i++)        /* full; d[i] last used at second i */
+		jwt_token_cache_put(c, d[i], 1, T0 + i * 1000, i == 5 ? &brief : &p);
+	ck_assert(jwt_token_cache_get(c, d[0], 1, T0 + 9000, &got));   /* d[0] used */
+	ck_assert_str_eq(got.sub, "s");
+	jwt_token_cache_put(c, d[8], 1, T0 + 10000, &p);   /* out: d[1], the oldest */
+	ck_assert(!jwt_token_cache_get(c, d[1], 1, T0 + 10000, &got));
+	ck_assert(jwt_token_cache_get(c, d[0], 1, T0 + 10000, &got));
+	ck_assert(jwt_token_cache_get(c, d[8], 1, T0 + 10000, &got));
+	/* d[5] expired at 20 s: its entry goes before d[2], the oldest live. */
+	jwt_token_cache_put(c, d[9], 1, T0 + 21000, &p);
+	ck_assert(jwt_token_cache_get(c, d[2], 1, T0 + 21000, &got));
+	ck_assert(!jwt_token_cache_get(c, d[5], 1, T0 + 21000, &got));
+	/* A newer key set: every entry is free, nothing live is evicted. */
+	jwt_token_cache_put(c, d[10], 2, T0 + 22000, &p);
+	ck_assert(jwt_token_cache_get(c, d[10], 2, T0 + 22000, &got));
+	ck_assert(!jwt_token_cache_get(c, d[0], 2, T0 + 22000, &got));
+	jwt_token_cache_stats(c, &cap, &hits, &misses, &ev);
+	ck_assert_uint_eq(cap, 8);
+	ck_assert_uint_eq(ev, 1);
+	ck_assert_uint_eq(hits, 5);
+	ck_assert_uint_eq(misses, 3);
+	jwt_token_cache_free(c);
+}
+END_TEST
+
 static void *verify_loop(void *arg)
 {
 	worker *w = arg;
@@ -1489,6 +1678,12 @@ Suite *jwt_suite(void)
 	tcase_add_test(tc, test_jwt_cache_keeps_expiry);
 	tcase_add_test(tc, test_jwt_cache_forgets_tokens_of_rotated_keys);
 	tcase_add_test(tc, test_jwt_cache_is_per_token_bytes);
+	tcase_add_test(tc, test_jwt_cache_holds_the_tokens_in_use);
+	tcase_add_test(tc, test_jwt_cache_smaller_than_the_tokens_in_use);
+	tcase_add_test(tc, test_jwt_cache_off_and_default);
+	tcase_add_test(tc, test_jwt_cache_entries_bounds);
+	tcase_add_test(tc, test_jwt_cache_subject_length);
+	tcase_add_test(tc, test_jwt_cache_set_keeps_recently_used);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -8,7 +8,7 @@ SECONDS the wrk run (10), BIN the service (bin/cart-service).  The service
 runs under valgrind --tool=callgrind in the bench's production shape
 (memory store, LOG_LEVEL=info to a pipe drained by cat, the rate limiter on
 with a high limit, metrics on, auth off; CG_AUTH=on: auth on with the
-bench's JWKS and one admin token, as make bench) with 80 workers; 1,000 carts are
+bench's JWKS and a token per user, as make bench) with 80 workers; 1,000 carts are
 seeded with 3 lines each, then counting is switched on (callgrind_control)
 for one wrk run of 64 connections and off again 2 s after it, so the relay's
 and log writer's work for those requests is in.  Prints the instructions
@@ -44,11 +44,12 @@ def wrk(script, seconds, port, env):
 
 
 def bench_token():
-    """make bench's JWKS (built by tools/bench/scenarios.py) and a token."""
+    """make bench's JWKS and tokens file (tools/bench/scenarios.py: a token
+    per user, or BENCH_TOKENS=admin one admin token)."""
     sys.path.insert(0, os.path.join(ROOT, "tools", "bench"))
     import scenarios
     scenarios.build_tools()
-    return scenarios.mint_token(), scenarios
+    return scenarios.mint_tokens(), scenarios
 
 
 def main():
@@ -78,7 +79,7 @@ def main():
                 break
             except OSError:
                 time.sleep(0.2)
-        wenv = dict(os.environ, BENCH_CARTS="1000", BENCH_TOKEN=token or "")
+        wenv = dict(os.environ, BENCH_CARTS="1000", BENCH_TOKENS_FILE=token or "")
         wrk("seed", 5, port, wenv)
         subprocess.run(["callgrind_control", "-i", "on", str(svc.pid)], check=True,
                        capture_output=True)

@@ -28,10 +28,12 @@ grep that keeps the warn and error lines in the run's .log
 (BENCH_LOG_SINK=file: every line to that file instead), RATE_LIMIT_RPS=
 1000000 (the limiter on, never refusing), METRICS_ENABLED=true, the
 default event publisher of ENV_NAME=dev (log lines to the same stdout).  Auth on:
-AUTH_ENABLED=true with a JWKS file, issuer and audience, and ONE admin
-token (scope cart:admin, the default JWT_ADMIN_SCOPE) minted by
-tools/bench/mint_token.py for all 10,000 users: simpler than a token per
-user, and verification costs the same (one RS256 signature per request).
+AUTH_ENABLED=true with a JWKS file, issuer and audience, and a token per
+user (RS256, sub u-N, no scope: each user acts on their own cart) minted
+by tools/bench/mint_token.py, so the service holds 10,000 live tokens as
+with 10,000 clients; BENCH_TOKENS=admin sends one admin token (scope
+cart:admin) for every user instead, the shape before 2026-11-28 (seventh
+session), which the verified-token cache answers from one entry.
 BENCH_SERVICE_ENV="K=V K2=V2" adds (or overrides) service variables.
 
 BENCH_CPUS (e.g. "0" or "0,1"): the servers, ceiling and service alike,
@@ -83,6 +85,8 @@ SOAK_GROWTH_TARGET_KIB = 2 * 1024        # RSS growth over the second run
 
 ISSUER, AUDIENCE, ADMIN_SCOPE = "https://bench.test", "cart", "cart:admin"
 JWKS = os.path.join(O, "bench", "jwks.json")
+TOKENS = os.path.join(O, "bench", "tokens.txt")   # line i: u-i's token, or one for all
+TOKEN_MODE = os.environ.get("BENCH_TOKENS", "user")
 
 live = []          # servers running: stopped in finally, and on SIGTERM/SIGINT
 sinks = {}         # service process -> its log reader (BENCH_LOG_SINK=pipe)
@@ -183,9 +187,30 @@ def build_tools():
     return ceiling, mem
 
 
-def mint_token():
-    return subprocess.run(["/usr/bin/python3", "tools/bench/mint_token.py", JWKS, ADMIN_SCOPE],
-                          check=True, capture_output=True, text=True).stdout.strip()
+def mint_tokens():
+    """A fresh JWKS and the tokens file (TOKENS) the wrk scripts read
+    (BENCH_TOKENS_FILE): a token per user u-0 .. u-(BENCH_CARTS-1), or with
+    BENCH_TOKENS=admin one admin token for all.  Returns its path."""
+    if TOKEN_MODE == "admin":
+        tok = subprocess.run(["/usr/bin/python3", "tools/bench/mint_token.py", JWKS, ADMIN_SCOPE],
+                             check=True, capture_output=True, text=True).stdout.strip()
+        with open(TOKENS, "w") as f:
+            f.write(tok + "\n")
+    elif TOKEN_MODE == "user":
+        subprocess.run(["/usr/bin/python3", "tools/bench/mint_token.py", JWKS, "--users",
+                        str(CARTS), TOKENS], check=True)
+    else:
+        raise SystemExit("bench: BENCH_TOKENS is user or admin, not %r" % TOKEN_MODE)
+    return TOKENS
+
+
+def token_for(tokens, user):
+    """The bearer token user number `user` sends (None: auth off)."""
+    if not tokens:
+        return None
+    with open(tokens) as f:
+        lines = f.read().split()
+    return lines[user] if len(lines) > 1 else lines[0]
 
 
 # --- servers -------------------------------------------------------------
@@ -251,7 +276,7 @@ def start_service(name, auth, token):
 def wrk_env(token):
     env = dict(os.environ)
     env.update(BENCH_CARTS=str(CARTS), BENCH_CONNECTIONS=str(CONNS),
-               BENCH_THREADS=str(THREADS), BENCH_TOKEN=token or "")
+               BENCH_THREADS=str(THREADS), BENCH_TOKENS_FILE=token or "")
     return env
 
 
@@ -281,7 +306,7 @@ def seed(proc, port, name, token):
         raise SystemExit("bench: seeding failed (%d of %d lines created), see %s"
                          % (created, CARTS * 3, path))
     for u in sorted({0, CARTS // 2, CARTS - 1}):
-        status, body = http(port, "GET", "/v1/cart/u-%d" % u, token)
+        status, body = http(port, "GET", "/v1/cart/u-%d" % u, token_for(token, u))
         items = json.loads(body).get("items", []) if status == 200 else None
         if items is None or len(items) != 3:
             raise SystemExit("bench: cart u-%d after seeding: %s %s" % (u, status, body[:200]))
@@ -465,10 +490,12 @@ def markdown(result):
     lines = ["# make bench: scenario table", "",
              "%s, commit %s, %d CPUs; wrk -t%d -c%d, unpinned; servers %s. %d carts x 3 lines "
              "seeded before each service run. Service: memory store, LOG_LEVEL=info to a %s, "
-             "RATE_LIMIT_RPS=1000000, METRICS_ENABLED=true; auth on: one admin token (RS256)."
+             "RATE_LIMIT_RPS=1000000, METRICS_ENABLED=true; auth on: %s."
              % (m["date"], m["commit"], m["nproc"], m["threads"], m["connections"],
                 ("pinned to cpus " + m["cpus"]) if m["cpus"] else "unpinned", m["carts"],
-                m.get("log_sink", "file")), ""]
+                m.get("log_sink", "file"),
+                "one admin token for every user (RS256)" if m.get("tokens") == "admin"
+                else "a token per user (RS256, %d tokens)" % m["carts"]), ""]
     if result["rows"]:
         lines += ["Ceiling and service alternated, %d pairs of %d s runs per row; req/s is the "
                   "mean over runs, ratio = sum(service) / sum(ceiling), pair median = median of "
@@ -537,7 +564,7 @@ def write(result, out):
 
 def run(mode, out):
     ceiling, mem = build_tools()
-    token = mint_token() if "on" in AUTHS else None
+    token = mint_tokens() if "on" in AUTHS else None
     wanted = [s for s in os.environ.get("BENCH_SCENARIOS", "").split(",") if s]
     if mode == "all":
         scenarios, do_soak, do_mem = ALTERNATED, True, True
@@ -554,6 +581,7 @@ def run(mode, out):
     result = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "threads": THREADS,
                        "connections": CONNS, "seconds": SECONDS, "pairs": PAIRS, "carts": CARTS,
                        "cpus": CPUS or None, "auth": AUTHS, "nproc": os.cpu_count(),
+                       "tokens": TOKEN_MODE,
                        "log_sink": ("pipe read by another process"
                                     if os.environ.get("BENCH_LOG_SINK", "pipe") == "pipe" else "file"),
                        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
