@@ -607,7 +607,7 @@ int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 	/* The same bytes verified against the current keys: done. */
 	gen = atomic_load(&v->keys_gen);
 	now = cart_clock_now(v->clock);
-	hashed = v->cache && EVP_Digest(token, len, digest, NULL, v->sha256, NULL) == 1;
+	hashed = v->cache && jwt_token_digest(v->sha256, token, len, digest);
 	if (hashed && now < atomic_load(&v->fresh_until_ms) &&
 	    jwt_token_cache_get(v->cache, digest, gen, now, out))
 		return CART_JWT_OK;

@@ -176,6 +176,16 @@ int jwt_verifier_new_static(cart_jwt_verifier **out, const cart_jwt_config *cfg,
  */
 typedef struct jwt_token_cache jwt_token_cache;
 
+/*
+ * The key: SHA-256 of the token's bytes.  Hashed with a context on the
+ * stack (OpenSSL's SHA256_*): EVP_Digest allocates a digest context and a
+ * provider context per call, ~950 ns for a 760-byte token against ~505
+ * with jemalloc's thread caches off as in the service.  sha256 (fetched
+ * once) is used only where the deprecated functions are compiled out.
+ */
+bool jwt_token_digest(const EVP_MD *sha256, const char *token, size_t len,
+		      uint8_t out[32]);
+
 /* entries: 1..CART_JWT_MAX_CACHE_ENTRIES, rounded up to a whole set. */
 int jwt_token_cache_new(jwt_token_cache **out, size_t entries, int64_t leeway_ms);
 void jwt_token_cache_free(jwt_token_cache *c);   /* accepts NULL */

@@ -9,6 +9,10 @@
  * one (by second), which is counted as an eviction.  Locks are per shard
  * of sets; the counters live beside the lock they are bumped under.
  */
+/* SHA256_Init and friends: deprecated in OpenSSL 3.0, present in all 3.x;
+ * jwt_token_digest falls back to EVP where they are compiled out. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdlib.h>
@@ -84,6 +88,20 @@ void jwt_token_cache_free(jwt_token_cache *c)
 		pthread_mutex_destroy(&c->shards[i].lock);
 	free(c->sets);
 	free(c);
+}
+
+bool jwt_token_digest(const EVP_MD *sha256, const char *token, size_t len,
+		      uint8_t out[32])
+{
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+	SHA256_CTX ctx;
+
+	(void)sha256;
+	return SHA256_Init(&ctx) && SHA256_Update(&ctx, token, len) &&
+	       SHA256_Final(out, &ctx);
+#else
+	return EVP_Digest(token, len, out, NULL, sha256, NULL) == 1;
+#endif
 }
 
 static uint64_t load64(const uint8_t *p)

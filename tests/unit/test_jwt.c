@@ -1509,6 +1509,33 @@ START_TEST(test_jwt_cache_subject_length)
 }
 END_TEST
 
+/* The cache key is SHA-256 of the bytes: FIPS 180-2's "abc", and EVP's
+ * answer for lengths around the block size and up to the token limit. */
+START_TEST(test_jwt_token_digest_is_sha256)
+{
+	static const uint8_t abc[32] = {
+		0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde,
+		0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+		0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad };
+	static const size_t lens[] = { 0, 1, 55, 56, 63, 64, 65, 760, CART_JWT_MAX_TOKEN };
+	EVP_MD *md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+	static char text[CART_JWT_MAX_TOKEN];
+	uint8_t got[32], want[32];
+
+	ck_assert_ptr_nonnull(md);
+	ck_assert(jwt_token_digest(md, "abc", 3, got));
+	ck_assert_mem_eq(got, abc, 32);
+	for (size_t i = 0; i < sizeof(text); i++)
+		text[i] = (char)('A' + i * 7 % 58);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		ck_assert(jwt_token_digest(md, text, lens[i], got));
+		ck_assert_int_eq(EVP_Digest(text, lens[i], want, NULL, md, NULL), 1);
+		ck_assert_mem_eq(got, want, 32);
+	}
+	EVP_MD_free(md);
+}
+END_TEST
+
 /* The table itself, with digests chosen to share one set. */
 START_TEST(test_jwt_cache_set_keeps_recently_used)
 {
@@ -1684,6 +1711,7 @@ Suite *jwt_suite(void)
 	tcase_add_test(tc, test_jwt_cache_entries_bounds);
 	tcase_add_test(tc, test_jwt_cache_subject_length);
 	tcase_add_test(tc, test_jwt_cache_set_keeps_recently_used);
+	tcase_add_test(tc, test_jwt_token_digest_is_sha256);
 	suite_add_tcase(s, tc);
 	return s;
 }
