@@ -12,7 +12,7 @@
 #                   then request logs, observability and events (tools/bench.sh)
 #   make bench-table   only the table: get, mixed, add, patch, add_delete, each
 #                   auth off and on, ceiling/service alternated (BENCH_SCENARIOS=get,mixed
-#                   to choose; BENCH_SECONDS 10, BENCH_PAIRS 2, BENCH_CPUS to pin servers)
+#                   to choose; BENCH_SECONDS 8, BENCH_PAIRS 3, BENCH_CPUS to pin servers)
 #                   targets, service/ceiling req/s: get >= 0.85, mixed >= 0.75,
 #                   add >= 0.70, patch >= 0.70, add_delete >= 0.65; p99 < 5 ms;
 #                   no errors; auth on/off >= 0.90 on get
