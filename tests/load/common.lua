@@ -8,9 +8,13 @@
 --                      line: line i is user u-i's own token, or a single
 --                      line (one admin token) sent for every user
 --
+--   BENCH_PER_SECOND   "1": also count responses per second of the clock
+--                      (the soak's slices of one continuous run)
+--
 -- Every script counts statuses per thread; done() prints one line
 -- "status <code> <count>" per status, summed over the threads, then the
--- script's own counters (M.sums) and "duration_us <us>".
+-- script's own counters (M.sums), with BENCH_PER_SECOND one line
+-- "second <unix time> <responses>" per second, and "duration_us <us>".
 local M = {}
 
 M.carts = tonumber(os.getenv("BENCH_CARTS") or "10000")
@@ -108,6 +112,8 @@ end
 -- wrk's phases: setup and done run in one Lua state, each thread in its own.
 local all = {}
 counts = {}
+per_second = {}
+local count_seconds = os.getenv("BENCH_PER_SECOND") == "1"
 
 function setup(thread)
 	thread:set("id", #all)
@@ -120,6 +126,10 @@ end
 
 function response(status, headers, body)
 	counts[status] = (counts[status] or 0) + 1
+	if count_seconds then
+		local now = os.time()
+		per_second[now] = (per_second[now] or 0) + 1
+	end
 end
 
 -- Per-thread numbers done() sums besides the status counts: a script
@@ -141,6 +151,17 @@ function done(summary, latency, requests)
 	end
 	for _, name in ipairs(M.sums) do
 		io.write(string.format("%s %d\n", name, extra[name] or 0))
+	end
+	if count_seconds then
+		local seconds = {}
+		for _, t in ipairs(all) do
+			for s, n in pairs(t:get("per_second")) do
+				seconds[s] = (seconds[s] or 0) + n
+			end
+		end
+		for s, n in pairs(seconds) do
+			io.write(string.format("second %d %d\n", s, n))
+		end
 	end
 	io.write(string.format("duration_us %d\n", summary.duration))
 end

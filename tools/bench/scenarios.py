@@ -16,10 +16,14 @@ fresh process per run; before each service run BENCH_CARTS carts of 3 lines
 are seeded (tests/load/seed.lua) and checked.  ratio = sum(service req/s) /
 sum(ceiling req/s); also the median of the per-pair ratios.
 
-soak: mixed for BENCH_SOAK_SECONDS in back-to-back wrk slices of
-BENCH_SOAK_SLICE seconds against one process (req/s of the first and of
-the last slice, RSS at the end), then a second identical run against the
-same process (RSS growth).  memory: tools/bench/mem_per_cart
+soak: mixed for BENCH_SOAK_SECONDS in one wrk run against one process,
+its 64 connections open throughout as a load balancer keeps them (req/s of
+the first and of the last BENCH_SOAK_SLICE seconds, from the responses wrk
+counts per second; RSS at the end), then a second identical run against
+the same process (RSS growth); then the RSS a worker adds when it serves
+its first connection, from 256 one-request connections (civetweb hands a
+new connection to its longest idle worker, so each reaches a worker that
+had never served), and how many workers have served.  memory: tools/bench/mem_per_cart
 BENCH_MEM_CARTS.
 
 The service runs in its production shape on the memory store:
@@ -45,6 +49,7 @@ Writes BENCH_OUT.md and BENCH_OUT.json (default build/bench/table), the
 wrk outputs and server logs under build/bench/table/.  Servers listen on
 free 127.0.0.1 ports and are stopped by PID, whatever happens.
 """
+import http.client as httpc
 import json
 import os
 import re
@@ -321,13 +326,17 @@ def ms(v):
     return {"us": x / 1000, "ms": x, "s": x * 1000, "m": x * 60000}[unit]
 
 
-def run_wrk(script, port, seconds, token, name):
+def run_wrk(script, port, seconds, token, name, per_second=False):
     cmd = ["wrk", "-t%d" % THREADS, "-c%d" % CONNS, "-d%ds" % seconds, "--latency",
            "-s", "tests/load/%s.lua" % script, "http://127.0.0.1:%d" % port]
-    out = subprocess.run(cmd, env=wrk_env(token), capture_output=True, text=True).stdout
+    env = wrk_env(token)
+    if per_second:
+        env["BENCH_PER_SECOND"] = "1"
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True).stdout
     with open(os.path.join(WORK, name + ".txt"), "w") as f:
         f.write(out)
-    r = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "statuses": {}, "socket_errors": 0}
+    r = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "statuses": {}, "socket_errors": 0,
+         "per_second": {}}
     for line in out.splitlines():
         f = line.split()
         if line.startswith("Requests/sec:"):
@@ -340,6 +349,8 @@ def run_wrk(script, port, seconds, token, name):
             r["socket_errors"] = sum(int(x) for x in re.findall(r"\d+", line))
         elif f[:1] == ["status"]:
             r["statuses"][f[1]] = r["statuses"].get(f[1], 0) + int(f[2])
+        elif f[:1] == ["second"]:
+            r["per_second"][int(f[1])] = int(f[2])
     r["errors"] = r["socket_errors"] + sum(n for s, n in r["statuses"].items()
                                            if not s.startswith("2"))
     return r
@@ -421,9 +432,53 @@ def auth_ratios(rows):
 
 # --- soak --------------------------------------------------------------------
 
+def slices(per_second, width):
+    """req/s of each whole slice of width seconds; the first and the last
+    second of the run are partial and left out."""
+    secs = sorted(per_second)[1:-1]
+    if not secs:
+        return []
+    counts = [per_second.get(t, 0) for t in range(secs[0], secs[-1] + 1)]
+    return [sum(counts[k:k + width]) / width
+            for k in range(0, len(counts) - width + 1, width)]
+
+
+def workers_served(pid):
+    """Threads that have run on a CPU: the civetweb workers that served
+    (plus the few service threads, all of which run)."""
+    n = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                st = f.read()
+        except OSError:
+            continue
+        f = st[st.rindex(")") + 2:].split()
+        if int(f[11]) + int(f[12]) > 0:
+            n += 1
+    return n
+
+
+def first_connections(proc, port, token, n=256):
+    """RSS per worker serving its first connection: n connections, one
+    GET each, one after the other."""
+    tokens = []
+    if token:
+        with open(token) as f:
+            tokens = [line.strip() for line in f if line.strip()]
+    before = rss_kib(proc.pid)
+    for i in range(n):
+        user = i % CARTS
+        c = httpc.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Authorization": "Bearer " + tokens[user % len(tokens)]} if tokens else {}
+        c.request("GET", "/v1/cart/u-%d" % user, headers=headers)
+        c.getresponse().read()
+        c.close()
+    return (rss_kib(proc.pid) - before) / n
+
+
 def soak(token):
     rows = []
-    slices = max(1, SOAK_SECONDS // SOAK_SLICE)
     for auth in AUTHS:
         tok = token if auth == "on" else None
         name = "soak-auth-%s" % auth
@@ -431,30 +486,36 @@ def soak(token):
         try:
             prev_rss = None
             for run in (1, 2):
-                parts = []
-                for k in range(1, slices + 1):
-                    parts.append(run_wrk("mixed", port, SOAK_SLICE, tok,
-                                         "%s-run-%d-slice-%d" % (name, run, k)))
+                r = run_wrk("mixed", port, SOAK_SECONDS, tok, "%s-run-%d" % (name, run),
+                            per_second=True)
+                parts = slices(r["per_second"], SOAK_SLICE)
                 rss = rss_kib(proc.pid)
                 row = {
                     "scenario": "soak", "auth": auth, "config": config_label(auth), "run": run,
-                    "seconds": slices * SOAK_SLICE, "slice_seconds": SOAK_SLICE,
-                    "slices_rps": [p["rps"] for p in parts],
-                    "first_rps": parts[0]["rps"], "last_rps": parts[-1]["rps"],
-                    "drift": parts[-1]["rps"] / parts[0]["rps"] if parts[0]["rps"] else None,
+                    "seconds": SOAK_SECONDS, "slice_seconds": SOAK_SLICE, "rps": r["rps"],
+                    "slices_rps": parts,
+                    "first_rps": parts[0] if parts else None,
+                    "last_rps": parts[-1] if parts else None,
+                    "drift": parts[-1] / parts[0] if parts and parts[0] else None,
                     "drift_target": SOAK_DRIFT_TARGET,
-                    "p50_ms": statistics.median(p["p50_ms"] for p in parts if p["p50_ms"] is not None),
-                    "p99_ms": max(p["p99_ms"] for p in parts if p["p99_ms"] is not None),
-                    "errors": sum(p["errors"] for p in parts),
+                    "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "errors": r["errors"],
                     "rss_after_kib": rss, "rss_target_kib": SOAK_RSS_TARGET_KIB if run == 1 else None,
                     "rss_growth_kib": rss - prev_rss if prev_rss is not None else None,
                     "growth_target_kib": SOAK_GROWTH_TARGET_KIB if run == 2 else None,
                 }
+                if run == 2:
+                    row["workers_served"] = workers_served(proc.pid)
+                    row["first_connection_kib"] = first_connections(proc, port, tok)
+                    row["http_threads"] = int(service_env(port, auth).get("HTTP_THREADS", "1024"))
                 prev_rss = rss
                 rows.append(row)
-                log("== soak auth %-3s run %d: first %.0f req/s, last %.0f req/s, errors %d, RSS %d KiB%s"
-                    % (auth, run, row["first_rps"], row["last_rps"], row["errors"], rss,
-                       "" if run == 1 else ", growth %+d KiB" % row["rss_growth_kib"]))
+                log("== soak auth %-3s run %d: %.0f req/s, first %s s %s req/s, last %s req/s, "
+                    "errors %d, RSS %d KiB%s"
+                    % (auth, run, r["rps"], SOAK_SLICE, f0(row["first_rps"]), f0(row["last_rps"]),
+                       row["errors"], rss,
+                       "" if run == 1 else ", growth %+d KiB; %d threads have run; %.1f KiB "
+                       "per worker's first connection" % (row["rss_growth_kib"],
+                       row["workers_served"], row["first_connection_kib"])))
         finally:
             stop(proc)
     return rows
@@ -525,7 +586,9 @@ def markdown(result):
             lines.append("| %s | %s | %s |" % (a["scenario"], f2(a["on_off"]), tgt))
         lines.append("")
     if result["soak"]:
-        lines += ["Soak: mixed, %d s per run in %d s slices, the same process twice." % (
+        lines += ["Soak: mixed, one wrk run of %d s with its connections open throughout, "
+                  "twice against the same process; first and last slice: the first and the "
+                  "last %d whole seconds." % (
                   result["soak"][0]["seconds"], result["soak"][0]["slice_seconds"]), "",
                   "| config | run | first slice req/s | last slice req/s | last/first (>= %.2f) | "
                   "p99 ms | errors | RSS after MiB (<= %d) | growth MiB (< %d) |"
@@ -543,6 +606,14 @@ def markdown(result):
                 s["config"], s["run"], f0(s["first_rps"]), f0(s["last_rps"]), f2(s["drift"]),
                 ok((s["drift"] or 0) >= SOAK_DRIFT_TARGET), f2(s["p99_ms"]),
                 s["errors"] if s["errors"] == 0 else "**%d**" % s["errors"], rss, growth))
+        lines.append("")
+        for s in result["soak"]:
+            if s.get("first_connection_kib") is not None:
+                lines.append("After the soak, %s: %d threads had run; a worker's first "
+                             "connection added %.1f KiB of RSS (256 new connections), so "
+                             "the %d workers reach about %.1f MiB more once each has served."
+                             % (s["config"], s["workers_served"], s["first_connection_kib"],
+                                s["http_threads"], s["http_threads"] * s["first_connection_kib"] / 1024))
         lines.append("")
     if result["memory"]:
         lines += ["Memory, %d carts of 3 lines (tools/bench/mem_per_cart): %s"
