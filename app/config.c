@@ -185,7 +185,7 @@ static const var vars[] = {
 	{ "SHUTDOWN_DRAIN_SECONDS", "0", V_INT, F(shutdown_drain_seconds), 0, 600, NULL, NOSET,
 	  "on SIGTERM, keep serving with /ready at 503 this long before closing the listener" },
 	{ "HTTP_THREADS", "1024", V_INT, F(http_threads), 2, 8192, NULL, NOSET,
-	  "worker threads (256 KiB stacks); each open connection holds one, so this is the most open connections served at once" },
+	  "worker threads (100 KiB stacks, civetweb's own); each open connection holds one, so this is the most open connections served at once" },
 	{ "HTTP_WORKER_NICE", "5", V_INT, F(http_worker_nice), 0, 19, NULL, NOSET,
 	  "worker threads run this much nicer than the process's own threads (the event relay, the log writer), so a saturated CPU still gives those the share they need to keep up" },
 	{ "KEEP_ALIVE_TIMEOUT_MS", "5000", V_INT, F(keep_alive_timeout_ms), 0, 600000, NULL, NOSET,

@@ -599,9 +599,13 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 }
 
 /*
- * civetweb starts HTTP_THREADS workers with the default attributes; 256
- * KiB stacks (a request needs ~60 KiB) keep a large pool cheap.  Affects
- * every thread created afterwards.
+ * 256 KiB stacks for the threads this program starts (the relay, the log
+ * writer, the watchdog...).  Not civetweb's HTTP_THREADS workers: Debian's
+ * libcivetweb sets its own stack size, 100 KiB (USE_STACK_SIZE 102400),
+ * on every thread it starts, over this default.  A request's deepest path
+ * measured (memory store, auth on, a token's first RS256 verification)
+ * touches 36 KiB of a worker's stack, TLS included.  Affects every thread
+ * created afterwards.
  */
 static void set_thread_stacks(void)
 {

@@ -9,7 +9,7 @@
  * connection with OpenSSL 3), so TLS ends at the load balancer.
  *
  * Slow clients.  civetweb holds one worker thread per connection, so the
- * pool is large (HTTP_THREADS, default 1024, small stacks set in main)
+ * pool is large (HTTP_THREADS, default 1024, civetweb's 100 KiB stacks)
  * and every wait is bounded: civetweb closes a connection whose headers
  * take longer than REQUEST_TIMEOUT_MS, or that stays idle between
  * requests longer than KEEP_ALIVE_TIMEOUT_MS.  civetweb has no deadline

@@ -1,7 +1,7 @@
 /*
  * The ceiling for `make bench`: bare civetweb started with the service's
- * options (app/server.c: server_start, and main.c's 256 KiB thread
- * stacks), answering every path the way the service answers the bench's
+ * options (app/server.c: server_start, and main.c's default thread
+ * attributes), answering every path the way the service answers the bench's
  * requests, with fixed bytes:
  *
  *   GET                          200, a 3-line cart (the seeded shape)
@@ -180,7 +180,7 @@ int main(int argc, char **argv)
 		"HTTP/1.1 204 No Content\r\nX-Request-Id: ");
 	nocontent204.post_len = (size_t)snprintf(nocontent204.post, sizeof(nocontent204.post),
 		"\r\n%s\r\n", common_head);
-	/* As app/main.c's set_thread_stacks: 256 KiB stacks for the workers. */
+	/* As app/main.c's set_thread_stacks (civetweb's workers keep its 100 KiB). */
 	if (!pthread_attr_init(&attr)) {
 		if (!pthread_attr_setstacksize(&attr, 256 * 1024))
 			pthread_setattr_default_np(&attr);
