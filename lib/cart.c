@@ -36,6 +36,7 @@ struct cart_item {
 	const cart_attr *attrs;
 	size_t attr_count;
 	int32_t quantity;
+	uint32_t id_hash;          /* id_hash(item_id): finds compare it first */
 	cart_money unit_price;
 	int64_t added_at;
 	int64_t updated_at;
@@ -178,6 +179,22 @@ int cart_new(cart **out, const char *user_id)
 	return CART_OK;
 }
 
+/*
+ * FNV-1a of an item id.  A find compares the lines' hashes, which sit in
+ * the items array, before their strings, each in its own allocation: an
+ * add scans a cart's lines about four times (room, the old quantity, the
+ * add, the new quantity), and a string compare per line was a cache miss
+ * per line.  Equal hashes still compare the strings.
+ */
+static uint32_t id_hash(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
 /* Fills it (except times and quantity) from spec in one allocation. */
 static int item_build(cart_item *it, const cart_item_spec *spec)
 {
@@ -197,6 +214,7 @@ static int item_build(cart_item *it, const cart_item_spec *spec)
 	attrs = (cart_attr *)(it->mem + 1);
 	p = (char *)(attrs + spec->attr_count);
 	it->item_id = memcpy(p, spec->item_id, idl);
+	it->id_hash = id_hash(spec->item_id);
 	p += idl;
 	it->name = NULL;
 	if (spec->name) {
@@ -344,8 +362,10 @@ const cart_item *cart_item_at(const cart *c, size_t i)
 
 static ptrdiff_t find_index(const cart *c, const char *item_id)
 {
+	uint32_t h = id_hash(item_id);
+
 	for (size_t i = 0; i < c->n_items; i++)
-		if (strcmp(c->items[i].item_id, item_id) == 0)
+		if (c->items[i].id_hash == h && strcmp(c->items[i].item_id, item_id) == 0)
 			return (ptrdiff_t)i;
 	return -1;
 }

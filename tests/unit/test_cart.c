@@ -382,6 +382,43 @@ START_TEST(test_cart_add_item_keeps_insertion_order)
 }
 END_TEST
 
+/*
+ * Finds compare a hash of the id before the string (lib/cart.c, id_hash):
+ * two ids with the same 32-bit FNV-1a hash (0xe1f23130) stay two lines,
+ * each found, changed and removed on its own, in either order, and with
+ * lines of other hashes around them.
+ */
+START_TEST(test_cart_items_with_equal_id_hashes_stay_apart)
+{
+	const char *x = "sku-lx4c0nrt", *y = "sku-9z5vtd0s";
+
+	ck_assert_int_eq(add("a", 1, 10, "EUR", NULL), CART_OK);
+	ck_assert_int_eq(add(x, 1, 10, "EUR", NULL), CART_OK);
+	ck_assert_ptr_null(cart_find_item(c, y));
+	ck_assert_int_eq(add(y, 2, 10, "EUR", NULL), CART_OK);
+	ck_assert_int_eq(add("b", 1, 10, "EUR", NULL), CART_OK);
+	ck_assert_uint_eq(cart_line_count(c), 4);
+	ck_assert_str_eq(cart_item_id(cart_find_item(c, x)), x);
+	ck_assert_str_eq(cart_item_id(cart_find_item(c, y)), y);
+	ck_assert_int_eq(add(y, 3, 10, "EUR", NULL), CART_OK);     /* merge into y */
+	ck_assert_int_eq(cart_item_quantity(cart_find_item(c, x)), 1);
+	ck_assert_int_eq(cart_item_quantity(cart_find_item(c, y)), 5);
+	ck_assert_int_eq(cart_set_quantity(c, x, 7, &lim, T0, NULL), CART_OK);
+	ck_assert_int_eq(cart_item_quantity(cart_find_item(c, x)), 7);
+	ck_assert_int_eq(cart_item_quantity(cart_find_item(c, y)), 5);
+	ck_assert_int_eq(cart_remove_item(c, x), CART_OK);
+	ck_assert_ptr_null(cart_find_item(c, x));
+	ck_assert_int_eq(cart_item_quantity(cart_find_item(c, y)), 5);
+	ck_assert_int_eq(cart_remove_item(c, x), CART_ENOTFOUND);
+	ck_assert_int_eq(add(x, 1, 10, "EUR", NULL), CART_OK);
+	ck_assert_int_eq(cart_remove_item(c, y), CART_OK);
+	ck_assert_int_eq(cart_item_quantity(cart_find_item(c, x)), 1);
+	ck_assert_ptr_null(cart_find_item(c, y));
+	ck_assert_ptr_null(cart_find_item(c, "sku-lx4c0nr"));
+	ck_assert_uint_eq(cart_line_count(c), 3);
+}
+END_TEST
+
 START_TEST(test_cart_add_item_rejects_currency_mismatch)
 {
 	ck_assert_int_eq(add("a", 1, 10, "EUR", NULL), CART_OK);
@@ -1116,6 +1153,7 @@ Suite *cart_suite(void)
 	tcase_add_test(tc, test_cart_add_item_merges_same_item_latest_price_wins);
 	tcase_add_test(tc, test_cart_add_item_merge_without_name_clears_name);
 	tcase_add_test(tc, test_cart_add_item_keeps_insertion_order);
+	tcase_add_test(tc, test_cart_items_with_equal_id_hashes_stay_apart);
 	tcase_add_test(tc, test_cart_add_item_rejects_currency_mismatch);
 	tcase_add_test(tc, test_cart_add_item_empty_cart_takes_any_currency);
 	tcase_add_test(tc, test_cart_add_item_null_rule_is_allowed);
