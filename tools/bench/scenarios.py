@@ -21,9 +21,9 @@ its 64 connections open throughout as a load balancer keeps them (req/s of
 the first and of the last BENCH_SOAK_SLICE seconds, from the responses wrk
 counts per second; RSS at the end), then a second identical run against
 the same process (RSS growth); then the RSS a worker adds when it serves
-its first connection, from 256 one-request connections (civetweb hands a
-new connection to its longest idle worker, so each reaches a worker that
-had never served), and how many workers have served.  memory: tools/bench/mem_per_cart
+its first connection: the RSS 256 one-request connections add, each
+(civetweb hands a new connection to a long idle worker: while most of the
+pool has never served, nearly always one serving its first connection).  memory: tools/bench/mem_per_cart
 BENCH_MEM_CARTS.
 
 The service runs in its production shape on the memory store:
@@ -443,25 +443,12 @@ def slices(per_second, width):
             for k in range(0, len(counts) - width + 1, width)]
 
 
-def workers_served(pid):
-    """Threads that have run on a CPU: the civetweb workers that served
-    (plus the few service threads, all of which run)."""
-    n = 0
-    for t in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
-                st = f.read()
-        except OSError:
-            continue
-        f = st[st.rindex(")") + 2:].split()
-        if int(f[11]) + int(f[12]) > 0:
-            n += 1
-    return n
-
-
 def first_connections(proc, port, token, n=256):
-    """RSS per worker serving its first connection: n connections, one
-    GET each, one after the other."""
+    """RSS added per new connection: n connections, one GET each, one
+    after the other.  civetweb hands a new connection to a long idle
+    worker, so while most of the pool has never served, nearly each one
+    reaches a worker serving its first connection (the pool's warm-up);
+    on a warm pool the figure falls toward 0."""
     tokens = []
     if token:
         with open(token) as f:
@@ -504,18 +491,16 @@ def soak(token):
                     "growth_target_kib": SOAK_GROWTH_TARGET_KIB if run == 2 else None,
                 }
                 if run == 2:
-                    row["workers_served"] = workers_served(proc.pid)
-                    row["first_connection_kib"] = first_connections(proc, port, tok)
                     row["http_threads"] = int(service_env(port, auth).get("HTTP_THREADS", "1024"))
+                    row["first_connection_kib"] = first_connections(proc, port, tok)
                 prev_rss = rss
                 rows.append(row)
                 log("== soak auth %-3s run %d: %.0f req/s, first %s s %s req/s, last %s req/s, "
                     "errors %d, RSS %d KiB%s"
                     % (auth, run, r["rps"], SOAK_SLICE, f0(row["first_rps"]), f0(row["last_rps"]),
                        row["errors"], rss,
-                       "" if run == 1 else ", growth %+d KiB; %d threads have run; %.1f KiB "
-                       "per worker's first connection" % (row["rss_growth_kib"],
-                       row["workers_served"], row["first_connection_kib"])))
+                       "" if run == 1 else ", growth %+d KiB; then %s KiB per new connection"
+                       % (row["rss_growth_kib"], f1(row["first_connection_kib"]))))
         finally:
             stop(proc)
     return rows
@@ -532,6 +517,10 @@ def memory(mem):
 
 def f0(x):
     return "-" if x is None else "{:,.0f}".format(x)
+
+
+def f1(x):
+    return "-" if x is None else "%.1f" % x
 
 
 def f2(x):
@@ -609,11 +598,12 @@ def markdown(result):
         lines.append("")
         for s in result["soak"]:
             if s.get("first_connection_kib") is not None:
-                lines.append("After the soak, %s: %d threads had run; a worker's first "
-                             "connection added %.1f KiB of RSS (256 new connections), so "
-                             "the %d workers reach about %.1f MiB more once each has served."
-                             % (s["config"], s["workers_served"], s["first_connection_kib"],
-                                s["http_threads"], s["http_threads"] * s["first_connection_kib"] / 1024))
+                lines.append("After the soak, %s: 256 new connections added %.1f KiB of "
+                             "RSS each (a worker serving its first connection, while most "
+                             "of the pool has not); at most about %.1f MiB for %d workers."
+                             % (s["config"], s["first_connection_kib"],
+                                s["http_threads"] * s["first_connection_kib"] / 1024,
+                                s["http_threads"]))
         lines.append("")
     if result["memory"]:
         lines += ["Memory, %d carts of 3 lines (tools/bench/mem_per_cart): %s"
