@@ -4,11 +4,14 @@
  *  - every line total (quantity * unit amount), the subtotal and the
  *    quantity sum fit in int64, so the accessors cannot fail;
  *  - item ids are unique and lines keep insertion order.
- * Each line's strings live in one allocation (item->mem), so a line costs
- * one malloc and a cart of n lines n + 2.  That block never changes once
- * built and counts its holders, so a copy of a cart (cart_clone, a
- * writer's copy) shares its lines' blocks: two mallocs, not n + 2, and a
- * merge that keeps a line's name and attributes keeps its block.
+ * A cart's lines keep their strings in the cart's arena, one region per
+ * line (its attribute array, id, name, attribute strings), so a copy
+ * (cart_clone, a writer's copy) is one allocation holding the header, the
+ * lines and their bytes packed, and freeing it is one free.  A store's
+ * random reads touch one block per cart, not one per line, and a copy
+ * moves bytes instead of counting holders line by line.  A line removed
+ * or replaced leaves its bytes until the arena is next repacked (a copy,
+ * or a full arena).
  *
  * Sharing: a cart counts its holders (refs).  cart_share hands out another
  * reference without copying, so a store can give every reader the one
@@ -22,29 +25,27 @@
 
 #include "cart/cart.h"
 
-/* A line's strings and attributes, immutable once built, after this
- * header (8 bytes: the cart_attr array that follows needs pointer
- * alignment). */
-typedef struct item_mem {
-	atomic_uint refs;
-	unsigned pad;
-} item_mem;
-
 struct cart_item {
-	const char *item_id;
+	const char *item_id;       /* these point into the cart's arena */
 	const char *name;          /* NULL for none */
-	const cart_attr *attrs;
-	size_t attr_count;
+	const cart_attr *attrs;    /* NULL when attr_count is 0 */
+	uint32_t attr_count;
+	uint32_t size;             /* bytes of the arena the line uses */
 	int32_t quantity;
 	uint32_t id_hash;          /* id_hash(item_id): finds compare it first */
 	cart_money unit_price;
 	int64_t added_at;
 	int64_t updated_at;
-	item_mem *mem;             /* owns attrs and every string above; shared */
+};
+
+enum {
+	CART_ITEMS_INLINE = 1,     /* items sit in the cart's own allocation */
+	CART_ARENA_INLINE = 2,     /* so does the arena */
 };
 
 struct cart {
 	atomic_uint refs;                /* holders; 1: private, may change */
+	unsigned flags;                  /* CART_*_INLINE */
 	char cart_id[CART_UUID_LEN + 1]; /* "" when none */
 	int64_t version;
 	int64_t created_at;
@@ -53,6 +54,9 @@ struct cart {
 	cart_item *items;
 	size_t n_items;
 	size_t cap_items;
+	char *arena;                     /* the lines' bytes */
+	size_t arena_used;
+	size_t arena_cap;
 	char user_id[];
 };
 
@@ -181,10 +185,9 @@ int cart_new(cart **out, const char *user_id)
 
 /*
  * FNV-1a of an item id.  A find compares the lines' hashes, which sit in
- * the items array, before their strings, each in its own allocation: an
- * add scans a cart's lines about four times (room, the old quantity, the
- * add, the new quantity), and a string compare per line was a cache miss
- * per line.  Equal hashes still compare the strings.
+ * the items array, before their strings: an add scans a cart's lines
+ * about four times (room, the old quantity, the add, the new quantity).
+ * Equal hashes still compare the strings.
  */
 static uint32_t id_hash(const char *id)
 {
@@ -195,29 +198,51 @@ static uint32_t id_hash(const char *id)
 	return h;
 }
 
-/* Fills it (except times and quantity) from spec in one allocation. */
-static int item_build(cart_item *it, const cart_item_spec *spec)
+static size_t align8(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+
+/* Bytes of the arena a line built from spec takes (spec checked). */
+static size_t line_bytes(const cart_item_spec *spec)
 {
 	size_t need = spec->attr_count * sizeof(cart_attr);
-	size_t idl = strlen(spec->item_id) + 1;
-	size_t nl = spec->name ? strlen(spec->name) + 1 : 0;
-	cart_attr *attrs;
-	char *p;
 
-	need += idl + nl;
+	need += strlen(spec->item_id) + 1;
+	if (spec->name)
+		need += strlen(spec->name) + 1;
 	for (size_t i = 0; i < spec->attr_count; i++)
 		need += strlen(spec->attrs[i].key) + strlen(spec->attrs[i].value) + 2;
-	it->mem = malloc(sizeof(item_mem) + need);
-	if (!it->mem)
-		return CART_ENOMEM;
-	atomic_init(&it->mem->refs, 1);
-	attrs = (cart_attr *)(it->mem + 1);
-	p = (char *)(attrs + spec->attr_count);
+	return align8(need);
+}
+
+/* line_bytes for a spec not yet checked: 0 for one its shape rules out
+ * (the add it is room for then fails its checks). */
+static size_t room_bytes(const cart_item_spec *spec)
+{
+	return check_shape(spec, NULL) ? 0 : line_bytes(spec);
+}
+
+/* Where a line's bytes start: its attribute array, or its id. */
+static char *line_start(const cart_item *it)
+{
+	return it->attr_count ? (char *)it->attrs : (char *)it->item_id;
+}
+
+/* Fills it (except times and quantity) from spec, its bytes at mem
+ * (line_bytes(spec) of them, 8-aligned). */
+static void line_fill(cart_item *it, char *mem, const cart_item_spec *spec)
+{
+	cart_attr *attrs = (cart_attr *)(void *)mem;
+	char *p = mem + spec->attr_count * sizeof(cart_attr);
+	size_t idl = strlen(spec->item_id) + 1;
+
 	it->item_id = memcpy(p, spec->item_id, idl);
 	it->id_hash = id_hash(spec->item_id);
 	p += idl;
 	it->name = NULL;
 	if (spec->name) {
+		size_t nl = strlen(spec->name) + 1;
 		it->name = memcpy(p, spec->name, nl);
 		p += nl;
 	}
@@ -230,21 +255,9 @@ static int item_build(cart_item *it, const cart_item_spec *spec)
 		p += vl;
 	}
 	it->attrs = spec->attr_count ? attrs : NULL;
-	it->attr_count = spec->attr_count;
+	it->attr_count = (uint32_t)spec->attr_count;
+	it->size = (uint32_t)align8((size_t)(p - mem));
 	it->unit_price = spec->unit_price;
-	return CART_OK;
-}
-
-static void item_mem_share(item_mem *m)
-{
-	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
-}
-
-/* The last holder frees; its acquire sees the other holders' reads done. */
-static void item_mem_release(item_mem *m)
-{
-	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
-		free(m);
 }
 
 static bool str_eq(const char *a, const char *b)
@@ -252,7 +265,7 @@ static bool str_eq(const char *a, const char *b)
 	return a == b || (a && b && !strcmp(a, b));
 }
 
-/* it already holds spec's name and attributes (its block can stay). */
+/* it already holds spec's name and attributes (its bytes can stay). */
 static bool item_same_strings(const cart_item *it, const cart_item_spec *spec)
 {
 	if (!str_eq(it->name, spec->name) || it->attr_count != spec->attr_count)
@@ -264,31 +277,132 @@ static bool item_same_strings(const cart_item *it, const cart_item_spec *spec)
 	return true;
 }
 
-static int clone_with_room(cart **out, const cart *c, size_t room)
+/* Copies line src and its bytes to *dst and mem (src->size bytes). */
+static void line_move(cart_item *dst, const cart_item *src, char *mem)
 {
+	const char *from = line_start(src);
+
+	memcpy(mem, from, src->size);
+	*dst = *src;
+	dst->item_id = mem + (src->item_id - from);
+	if (src->name)
+		dst->name = mem + (src->name - from);
+	if (src->attr_count) {
+		cart_attr *attrs = (cart_attr *)(void *)mem;
+		for (size_t i = 0; i < src->attr_count; i++) {
+			attrs[i].key = mem + (src->attrs[i].key - from);
+			attrs[i].value = mem + (src->attrs[i].value - from);
+		}
+		dst->attrs = attrs;
+	}
+}
+
+/* Bytes the cart's lines use (its arena less the bytes of removed lines). */
+static size_t live_bytes(const cart *c)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_items; i++)
+		n += c->items[i].size;
+	return n;
+}
+
+/* Where a cart allocated in one block keeps its lines: after user_id. */
+static size_t tail_offset(size_t user_len)
+{
+	return align8(offsetof(cart, user_id) + user_len + 1);
+}
+
+/*
+ * Room for `lines` more lines in the items array (growing it by doubling,
+ * as a restore adds lines one by one).
+ */
+static int reserve_lines(cart *c, size_t lines)
+{
+	size_t cap;
+	cart_item *items;
+
+	if (c->cap_items - c->n_items >= lines)
+		return CART_OK;
+	cap = c->cap_items ? c->cap_items * 2 : 4;
+	if (cap < c->n_items + lines)
+		cap = c->n_items + lines;
+	if (c->flags & CART_ITEMS_INLINE) {
+		items = malloc(cap * sizeof(*items));
+		if (items && c->n_items)
+			memcpy(items, c->items, c->n_items * sizeof(*items));
+	} else {
+		items = realloc(c->items, cap * sizeof(*items));
+	}
+	if (!items)
+		return CART_ENOMEM;
+	c->items = items;
+	c->cap_items = cap;
+	c->flags &= ~CART_ITEMS_INLINE;
+	return CART_OK;
+}
+
+/*
+ * `bytes` free at the end of the arena.  A full arena is replaced by one
+ * twice the live bytes it needs, the lines moved into it (which drops the
+ * bytes of removed and replaced lines).  The old arena is not freed but
+ * handed back in *retired (NULL for none; the caller frees it), so a spec
+ * whose strings point into this cart stays readable while its line is
+ * built.
+ */
+static int reserve_bytes(cart *c, size_t bytes, char **retired)
+{
+	size_t live, cap;
+	char *arena;
+
+	*retired = NULL;
+	if (c->arena_cap - c->arena_used >= bytes)
+		return CART_OK;
+	live = live_bytes(c);
+	cap = 2 * (live + bytes);
+	arena = malloc(cap);
+	if (!arena)
+		return CART_ENOMEM;
+	c->arena_used = 0;
+	for (size_t i = 0; i < c->n_items; i++) {
+		cart_item moved;
+		line_move(&moved, &c->items[i], arena + c->arena_used);
+		c->items[i] = moved;
+		c->arena_used += moved.size;
+	}
+	if (!(c->flags & CART_ARENA_INLINE))
+		*retired = c->arena;
+	c->arena = arena;
+	c->arena_cap = cap;
+	c->flags &= ~CART_ARENA_INLINE;
+	return CART_OK;
+}
+
+/*
+ * A private copy in one allocation: the header, then the items array with
+ * room for `lines` more, then the lines' bytes packed, with `bytes` more.
+ */
+static int clone_with_room(cart **out, const cart *c, size_t lines, size_t bytes)
+{
+	size_t len = strlen(c->user_id), tail = tail_offset(len);
+	size_t cap = c->n_items + lines, arena = live_bytes(c) + bytes;
 	cart *d;
-	size_t len = strlen(c->user_id), cap = c->n_items + room;
 
 	*out = NULL;
-	d = malloc(sizeof(*d) + len + 1);
+	d = malloc(tail + cap * sizeof(cart_item) + arena);
 	if (!d)
 		return CART_ENOMEM;
-	memcpy(d, c, sizeof(*d) + len + 1);
+	memcpy(d, c, offsetof(cart, user_id) + len + 1);
 	atomic_init(&d->refs, 1);
-	d->items = NULL;
-	d->n_items = d->cap_items = 0;
-	if (cap) {
-		d->items = malloc(cap * sizeof(*d->items));
-		if (!d->items) {
-			free(d);
-			return CART_ENOMEM;
-		}
-		d->cap_items = cap;
-	}
+	d->flags = CART_ITEMS_INLINE | CART_ARENA_INLINE;
+	d->items = (cart_item *)(void *)((char *)d + tail);
+	d->cap_items = cap;
+	d->arena = (char *)(d->items + cap);
+	d->arena_cap = arena;
+	d->arena_used = 0;
 	for (size_t i = 0; i < c->n_items; i++) {
-		d->items[i] = c->items[i];
-		item_mem_share(d->items[i].mem);
-		d->n_items++;
+		line_move(&d->items[i], &c->items[i], d->arena + d->arena_used);
+		d->arena_used += c->items[i].size;
 	}
 	*out = d;
 	return CART_OK;
@@ -296,7 +410,7 @@ static int clone_with_room(cart **out, const cart *c, size_t room)
 
 int cart_clone(cart **out, const cart *c)
 {
-	return clone_with_room(out, c, 0);
+	return clone_with_room(out, c, 0, 0);
 }
 
 cart *cart_share(const cart *c)
@@ -314,17 +428,17 @@ bool cart_is_shared(const cart *c)
 
 int cart_unshare(cart **c)
 {
-	return cart_unshare_room(c, 0);
+	return cart_unshare_adding(c, NULL);
 }
 
-int cart_unshare_room(cart **c, size_t room)
+int cart_unshare_adding(cart **c, const cart_item_spec *line)
 {
 	cart *copy;
 	int err;
 
 	if (!cart_is_shared(*c))
 		return CART_OK;
-	err = clone_with_room(&copy, *c, room);
+	err = clone_with_room(&copy, *c, line ? 1 : 0, line ? room_bytes(line) : 0);
 	if (err)
 		return err;
 	cart_free(*c);
@@ -339,9 +453,10 @@ void cart_free(cart *c)
 	/* The last holder frees; its acquire sees every holder's reads done. */
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	for (size_t i = 0; i < c->n_items; i++)
-		item_mem_release(c->items[i].mem);
-	free(c->items);
+	if (!(c->flags & CART_ITEMS_INLINE))
+		free(c->items);
+	if (!(c->flags & CART_ARENA_INLINE))
+		free(c->arena);
 	free(c);
 }
 
@@ -451,19 +566,20 @@ static const char *cart_currency(const cart *c)
 	return c->n_items ? c->items[0].unit_price.currency : NULL;
 }
 
-static int grow(cart *c)
+/*
+ * Builds a line from spec at the end of c's arena (growing it if full):
+ * *it gets its strings, size and price; the caller sets the rest.
+ */
+static int line_build(cart *c, const cart_item_spec *spec, cart_item *it)
 {
-	size_t cap;
-	cart_item *items;
+	char *retired;
+	int err = reserve_bytes(c, line_bytes(spec), &retired);
 
-	if (c->n_items < c->cap_items)
-		return CART_OK;
-	cap = c->cap_items ? c->cap_items * 2 : 4;
-	items = realloc(c->items, cap * sizeof(*items));
-	if (!items)
-		return CART_ENOMEM;
-	c->items = items;
-	c->cap_items = cap;
+	if (err)
+		return err;
+	line_fill(it, c->arena + c->arena_used, spec);
+	c->arena_used += it->size;
+	free(retired);   /* spec may have pointed into it */
 	return CART_OK;
 }
 
@@ -492,10 +608,10 @@ int cart_add_item(cart *c, const cart_item_spec *spec, const cart_limits *lim,
 		return fail(rule, CART_RULE_TOO_MANY_LINES);
 	if (!totals_fit(c, at, q, spec->unit_price.amount))
 		return fail(rule, CART_RULE_OVERFLOW);
-	if (at < 0 && grow(c))
+	if (at < 0 && reserve_lines(c, 1))
 		return CART_ENOMEM;
 	if (at >= 0 && item_same_strings(&c->items[at], spec)) {
-		/* a merge that keeps the line's strings keeps its block */
+		/* a merge that keeps the line's strings keeps its bytes */
 		c->items[at].quantity = (int32_t)q;
 		c->items[at].unit_price = spec->unit_price;
 		c->items[at].updated_at = now_ms;
@@ -503,14 +619,13 @@ int cart_add_item(cart *c, const cart_item_spec *spec, const cart_limits *lim,
 			*created = false;
 		return CART_OK;
 	}
-	if (item_build(&it, spec))
+	if (line_build(c, spec, &it))
 		return CART_ENOMEM;
 	it.quantity = (int32_t)q;
 	it.updated_at = now_ms;
 	if (at >= 0) {
 		it.added_at = c->items[at].added_at;
-		item_mem_release(c->items[at].mem);
-		c->items[at] = it;
+		c->items[at] = it;      /* the old bytes stay until a repack */
 	} else {
 		it.added_at = now_ms;
 		c->items[c->n_items++] = it;
@@ -549,7 +664,6 @@ int cart_remove_item(cart *c, const char *item_id)
 	assert(!cart_is_shared(c));   /* see cart_unshare */
 	if (at < 0)
 		return CART_ENOTFOUND;
-	item_mem_release(c->items[at].mem);
 	memmove(&c->items[at], &c->items[at + 1],
 		(c->n_items - (size_t)at - 1) * sizeof(*c->items));
 	c->n_items--;
@@ -559,9 +673,8 @@ int cart_remove_item(cart *c, const char *item_id)
 void cart_clear(cart *c)
 {
 	assert(!cart_is_shared(c));   /* see cart_unshare */
-	for (size_t i = 0; i < c->n_items; i++)
-		item_mem_release(c->items[i].mem);
 	c->n_items = 0;
+	c->arena_used = 0;
 	c->cart_id[0] = '\0';
 	c->created_at = c->updated_at = c->expires_at = 0;
 }
@@ -600,7 +713,7 @@ int cart_restore_item(cart *c, const cart_item_spec *spec, int64_t added_at,
 	    (cur && strcmp(cur, spec->unit_price.currency) != 0) ||
 	    !totals_fit(c, -1, spec->quantity, spec->unit_price.amount))
 		return CART_EINVALID;
-	if (grow(c) || item_build(&it, spec))
+	if (reserve_lines(c, 1) || line_build(c, spec, &it))
 		return CART_ENOMEM;
 	it.quantity = spec->quantity;
 	it.added_at = added_at;

@@ -299,9 +299,10 @@ static int attempt_once(cart_service *svc, const cart_command *cmd,
 		return CART_EPRECONDITION;
 	}
 	/* The one copy a write makes: the store keeps the result as it is.
-	 * An add of a new line gets its slot in the copy. */
-	if ((err = cart_unshare_room(&a.cart, cmd->kind == CART_CMD_ADD_ITEM &&
-					 !cart_find_item(a.cart, cmd->item->item_id)))) {
+	 * An add of a new line gets its slot and bytes in the copy. */
+	if ((err = cart_unshare_adding(&a.cart, cmd->kind == CART_CMD_ADD_ITEM &&
+				       !cart_find_item(a.cart, cmd->item->item_id)
+				       ? cmd->item : NULL))) {
 		cart_free(a.cart);
 		return err;
 	}

@@ -99,10 +99,10 @@ int cart_item_spec_check(const cart_item_spec *spec, const cart_limits *lim,
  */
 int cart_new(cart **out, const char *user_id);
 /*
- * A private copy: changing either cart never changes the other.  The
- * lines' strings are immutable and shared between the two (counted, freed
- * by their last holder), so a copy costs two allocations, whatever the
- * lines.  Thread-safe against readers of c.  Caller owns *out.
+ * A private copy: changing either cart never changes the other.  One
+ * allocation, whatever the lines: the copy packs the lines and their
+ * strings after its header.  Thread-safe against readers of c.  Caller
+ * owns *out.
  */
 int cart_clone(cart **out, const cart *c);
 /*
@@ -118,11 +118,12 @@ bool cart_is_shared(const cart *c);
  */
 int cart_unshare(cart **c);
 /*
- * cart_unshare for a writer about to add `room` lines: a copy it makes
- * has room for them, so adding them does not reallocate (nor leave the
- * doubled capacity a growth would in the stored cart).
+ * cart_unshare for a writer about to add `line` as a new line (NULL: no
+ * new line): a copy it makes has room for exactly that line and its
+ * strings, so adding it does not allocate (nor leave the doubled capacity
+ * a growth would in the stored cart).
  */
-int cart_unshare_room(cart **c, size_t room);
+int cart_unshare_adding(cart **c, const cart_item_spec *line);
 /* Drops the caller's reference; the last one frees.  Accepts NULL. */
 void cart_free(cart *c);
 

@@ -267,41 +267,48 @@ START_TEST(test_add_body_parse_allocates_nothing)
 END_TEST
 
 /*
- * A writer's copy of a stored cart (shared with the store) that will add
- * a line has the line's slot: the add makes the line's block and nothing
- * else, where a plain copy (cart_unshare) has to grow its lines by
- * reallocating them.
+ * A writer's copy of a stored cart (shared with the store) is one
+ * allocation, and when it will add a line it has the line's slot and
+ * bytes: the add allocates nothing, where a plain copy (cart_unshare) has
+ * to grow both its lines and its arena.
  */
-START_TEST(test_copy_for_a_new_line_has_its_slot)
+START_TEST(test_copy_for_a_new_line_has_its_room)
 {
 	static const cart_limits lim = { 999, 100, 30LL * 86400 * 1000 };
 	static const char *const skus[] = { "s-0", "s-1", "s-2" };
+	static const cart_attr attrs[] = { { "size", "M" }, { "colour", "teal" } };
 	cart *stored, *mine;
-	long allocs[2], civetweb, sends;
+	long copies[2], adds[2], civetweb, sends;
 
 	ck_assert_int_eq(cart_new(&stored, "u-1"), CART_OK);
 	for (size_t i = 0; i < 3; i++) {
-		cart_item_spec spec = { skus[i], 1, { 100, "EUR" }, "x", NULL, 0 };
+		cart_item_spec spec = { skus[i], 1, { 100, "EUR" }, "x", attrs, i % 3 };
 		ck_assert_int_eq(cart_add_item(stored, &spec, &lim, 1, NULL, NULL), CART_OK);
 	}
 	for (size_t room = 0; room < 2; room++) {
-		cart_item_spec spec = { "new", 1, { 100, "EUR" }, "x", NULL, 0 };
+		cart_item_spec spec = { "new", 1, { 100, "EUR" }, "a new line", attrs, 2 };
+		int rc[2];
 
 		mine = cart_share(stored);
-		ck_assert_int_eq(cart_unshare_room(&mine, room), CART_OK);
-		ck_assert_ptr_ne(mine, stored);
-		int rc;
-
 		alloc_count_start();   /* no ck_assert inside: check allocates */
-		rc = cart_add_item(mine, &spec, &lim, 2, NULL, NULL);
-		alloc_count_stop(&allocs[room], &civetweb, &sends);
-		ck_assert_int_eq(rc, CART_OK);
+		rc[0] = cart_unshare_adding(&mine, room ? &spec : NULL);
+		alloc_count_stop(&copies[room], &civetweb, &sends);
+		alloc_count_start();
+		rc[1] = cart_add_item(mine, &spec, &lim, 2, NULL, NULL);
+		alloc_count_stop(&adds[room], &civetweb, &sends);
+		ck_assert_int_eq(rc[0], CART_OK);
+		ck_assert_int_eq(rc[1], CART_OK);
+		ck_assert_ptr_ne(mine, stored);
 		ck_assert_uint_eq(cart_line_count(mine), 4);
+		ck_assert_str_eq(cart_item_name(cart_item_at(mine, 3)), "a new line");
+		ck_assert_str_eq(cart_item_attr_at(cart_item_at(mine, 3), 1).value, "teal");
+		ck_assert_str_eq(cart_item_attr_at(cart_item_at(mine, 1), 0).key, "size");
 		cart_free(mine);
 	}
-	ck_assert_msg(allocs[0] == 2, "%ld allocations adding a line to a plain copy (%ld with room)", allocs[0], allocs[1]);
-	ck_assert_msg(allocs[1] == 1, "%ld allocations adding a line to a copy with room",
-		      allocs[1]);
+	ck_assert_msg(copies[0] == 1 && copies[1] == 1,
+		      "%ld and %ld allocations copying a cart", copies[0], copies[1]);
+	ck_assert_msg(adds[0] == 2, "%ld allocations adding a line to a plain copy", adds[0]);
+	ck_assert_msg(adds[1] == 0, "%ld allocations adding a line to a copy with room", adds[1]);
 	cart_free(stored);
 }
 END_TEST
@@ -318,7 +325,7 @@ int main(void)
 	tcase_add_test(tc, test_get_allocates_nothing_and_sends_once);
 	tcase_add_test(tc, test_every_response_is_one_send);
 	tcase_add_test(tc, test_add_body_parse_allocates_nothing);
-	tcase_add_test(tc, test_copy_for_a_new_line_has_its_slot);
+	tcase_add_test(tc, test_copy_for_a_new_line_has_its_room);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -168,9 +168,10 @@ START_TEST(test_cart_clone_is_independent)
 	ck_assert_str_eq(cart_user_id(copy), "user-1");
 	ck_assert_int_eq(cart_created_at(copy), cart_created_at(c));
 	ck_assert_int_eq(cart_expires_at(copy), cart_expires_at(c));
-	/* the lines' strings are shared (immutable, counted), not copied */
-	ck_assert_ptr_eq(cart_item_name(cart_item_at(copy, 0)),
+	/* the lines' strings are copied into the copy's own block */
+	ck_assert_ptr_ne(cart_item_name(cart_item_at(copy, 0)),
 			 cart_item_name(cart_item_at(c, 0)));
+	ck_assert_str_eq(cart_item_name(cart_item_at(copy, 0)), "Mug");
 	cart_attr ca = cart_item_attr_at(cart_item_at(copy, 0), 0);
 	ck_assert_str_eq(ca.key, "color");
 	ck_assert_str_eq(ca.value, "red");
@@ -181,7 +182,7 @@ START_TEST(test_cart_clone_is_independent)
 	cart_clear(copy);
 	ck_assert_int_eq(cart_item_quantity(cart_item_at(c, 0)), 2);
 	ck_assert_str_eq(cart_id(c), UUID_A);
-	/* a second copy keeps the strings after the original lets go of them
+	/* a second copy keeps its strings after the original drops its line
 	 * (make valgrind: no read after free) */
 	cart *copy2 = NULL;
 	ck_assert_int_eq(cart_clone(&copy2, c), CART_OK);
@@ -416,6 +417,64 @@ START_TEST(test_cart_items_with_equal_id_hashes_stay_apart)
 	ck_assert_ptr_null(cart_find_item(c, y));
 	ck_assert_ptr_null(cart_find_item(c, "sku-lx4c0nr"));
 	ck_assert_uint_eq(cart_line_count(c), 3);
+}
+END_TEST
+
+/*
+ * A line replaced or removed leaves its bytes in the cart's arena until a
+ * repack; many replacements on one private cart repack it (the strings
+ * stay right) instead of growing it without bound, and a spec whose
+ * strings point into the cart itself is read before its old arena goes
+ * (make valgrind: no read after free).
+ */
+START_TEST(test_cart_replacing_lines_repacks_the_arena)
+{
+	cart_attr attrs[] = { { "size", "M" } };
+	char name[32];
+
+	ck_assert_int_eq(add("keep", 1, 10, "EUR", NULL), CART_OK);
+	for (int i = 0; i < 2000; i++) {
+		cart_item_spec s = spec_of("sku-1", 1, 10, "EUR");
+		snprintf(name, sizeof(name), "name %d", i);
+		s.name = name;                    /* a new name: a new region */
+		s.attrs = attrs;
+		s.attr_count = (size_t)(i % 2);
+		ck_assert_int_eq(add_spec(&s, NULL), CART_OK);
+		if (i % 100 == 99) {
+			ck_assert_int_eq(cart_remove_item(c, "keep"), CART_OK);
+			ck_assert_int_eq(add("keep", 1, 10, "EUR", NULL), CART_OK);
+			ck_assert_int_eq(cart_set_quantity(c, "sku-1", 1, &lim, T0, NULL),
+					 CART_OK);
+		}
+	}
+	ck_assert_uint_eq(cart_line_count(c), 2);
+	ck_assert_str_eq(cart_item_name(cart_find_item(c, "sku-1")), "name 1999");
+	ck_assert_str_eq(cart_item_attr_at(cart_find_item(c, "sku-1"), 0).value, "M");
+	ck_assert_int_eq(cart_item_quantity(cart_find_item(c, "sku-1")), 1);
+	ck_assert_str_eq(cart_item_id(cart_find_item(c, "keep")), "keep");
+	cart *copy;   /* a copy holds the live bytes only, whatever went before */
+	ck_assert_int_eq(cart_clone(&copy, c), CART_OK);
+	ck_assert_str_eq(cart_item_name(cart_find_item(copy, "sku-1")), "name 1999");
+	cart_free(copy);
+
+	/* strings taken from the cart itself, while the add repacks it */
+	for (int i = 0; i < 200; i++) {
+		const cart_item *o = cart_find_item(c, "sku-1");
+		cart_item_spec s = spec_of(cart_item_id(cart_find_item(c, "keep")), 1, 10, "EUR");
+		s.name = cart_item_name(o);       /* keep takes sku-1's name */
+		ck_assert_int_eq(add_spec(&s, NULL), CART_OK);
+		snprintf(name, sizeof(name), "n%d", i);
+		s = spec_of("sku-1", 1, 10, "EUR");
+		s.name = name;                    /* and sku-1 a new one */
+		ck_assert_int_eq(add_spec(&s, NULL), CART_OK);
+	}
+	ck_assert_str_eq(cart_item_name(cart_find_item(c, "keep")), "n198");
+	ck_assert_str_eq(cart_item_name(cart_find_item(c, "sku-1")), "n199");
+	ck_assert_uint_eq(cart_item_attr_count(cart_find_item(c, "sku-1")), 0);
+	cart_clear(c);
+	ck_assert_uint_eq(cart_line_count(c), 0);
+	ck_assert_int_eq(add("after", 1, 10, "EUR", NULL), CART_OK);
+	ck_assert_str_eq(cart_item_id(cart_item_at(c, 0)), "after");
 }
 END_TEST
 
@@ -1154,6 +1213,7 @@ Suite *cart_suite(void)
 	tcase_add_test(tc, test_cart_add_item_merge_without_name_clears_name);
 	tcase_add_test(tc, test_cart_add_item_keeps_insertion_order);
 	tcase_add_test(tc, test_cart_items_with_equal_id_hashes_stay_apart);
+	tcase_add_test(tc, test_cart_replacing_lines_repacks_the_arena);
 	tcase_add_test(tc, test_cart_add_item_rejects_currency_mismatch);
 	tcase_add_test(tc, test_cart_add_item_empty_cart_takes_any_currency);
 	tcase_add_test(tc, test_cart_add_item_null_rule_is_allowed);
