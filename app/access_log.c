@@ -24,7 +24,7 @@ int app_stage_access_log(app_request *r, void *self)
 	buf_puts(&b, ",\"status\":");
 	buf_json_i64(&b, res->status);
 	buf_puts(&b, ",\"duration_ms\":");
-	buf_put_ms3(&b, app_mono_ns() - r->start_ns);
+	buf_put_ms3(&b, app_request_end_ns(r) - r->start_ns);
 	buf_puts(&b, ",\"bytes\":");
 	buf_put_u64(&b, res->body.len);
 	buf_puts(&b, ",\"remote\":");

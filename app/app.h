@@ -150,6 +150,8 @@ struct app_request {
 	const http_request *http;
 	http_response *res;
 	int64_t start_ns;            /* monotonic, for durations */
+	int64_t start_wall_us;       /* wall clock when it began */
+	int64_t end_ns;              /* monotonic, answer sent; 0: not yet (app_request_end_ns) */
 	int64_t deadline_ms;         /* wall clock: the request must be done by */
 
 	/* READ */
@@ -209,6 +211,12 @@ const char *app_header(const app_request *r, const char *name);
 int app_fail(app_request *r, int status, const char *code, const char *detail);
 
 /* Monotonic nanoseconds, for durations and deadlines (pipeline.c). */
+/*
+ * When r's answer was sent (monotonic ns): read once, at the first call
+ * after the answer (the send, else the first stage of the log phase that
+ * asks), then the same for every stage that times the request.
+ */
+int64_t app_request_end_ns(app_request *r);
 int64_t app_mono_ns(void);
 
 /* The route's pattern ("/v1/cart/{userID}", "unmatched"): logs, metrics. */

@@ -255,7 +255,7 @@ int app_stage_metrics(app_request *r, void *self)
 	if (status < METRICS_STATUS_MIN || status >= METRICS_STATUS_MIN + METRICS_STATUSES)
 		status = 500;   /* never expected: every answer has a status */
 	bump(&m->requests[method][route][status - METRICS_STATUS_MIN], 1);
-	observe(&m->duration[method][route], app_mono_ns() - r->start_ns);
+	observe(&m->duration[method][route], app_request_end_ns(r) - r->start_ns);
 	count_outcome(m, r, r->res->status);
 	/* Last, with release order: a scrape that sees nothing in flight
 	 * sees every earlier request counted. */

@@ -58,12 +58,19 @@ int64_t app_mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static int64_t wall_ms(void)
+static int64_t wall_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+int64_t app_request_end_ns(app_request *r)
+{
+	if (!r->end_ns)
+		r->end_ns = app_mono_ns();
+	return r->end_ns;
 }
 
 /*
@@ -130,8 +137,10 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	r->http = http;
 	r->res = res;
 	r->start_ns = app_mono_ns();
+	r->start_wall_us = wall_us();
+	r->end_ns = 0;
 	r->content_length = -1;
-	r->deadline_ms = wall_ms() + (app->cfg ? app->cfg->request_timeout_ms : 10000);
+	r->deadline_ms = r->start_wall_us / 1000 + (app->cfg ? app->cfg->request_timeout_ms : 10000);
 	given = app_header(r, "X-Request-Id");
 	if (given && request_id_valid(given))
 		fmt_copy(res->request_id, sizeof(res->request_id), given, (size_t)-1);

@@ -392,7 +392,7 @@ static void serve(server *srv, struct mg_connection *conn, const char *target,
 		res->close = true;
 	send_response(conn, res, r->head, w ? &w->out : NULL);
 	if (w) {
-		w->wait_start_ns = app_mono_ns();
+		w->wait_start_ns = app_request_end_ns(r);
 		w->served = true;
 	}
 	if (res->close)

@@ -28,17 +28,11 @@ static bool decide(app_xray *x, const app_trace_ctx *t, double now)
 	return x && app_xray_sample(x, (int64_t)(now * 1000));
 }
 
-/* Wall time the request began: now minus what the monotonic clock saw. */
-static double started_at(const app_request *r, double now)
-{
-	return now - (double)(app_mono_ns() - r->start_ns) / 1e9;
-}
-
 int app_stage_trace(app_request *r, void *self)
 {
 	app_ctx *app = self;
 	app_trace_ctx t;
-	double now = app_xray_now();
+	double now = (double)r->start_wall_us / 1e6;   /* the request's start */
 	char header[CART_TRACE_HEADER_MAX + 1];
 
 	if (r->trace_id[0])
@@ -48,8 +42,7 @@ int app_stage_trace(app_request *r, void *self)
 	fmt_copy(r->trace_id, sizeof(r->trace_id), t.root, (size_t)-1);
 	r->call.trace_id = r->trace_id;
 	if (r->sampled && app->xray) {
-		r->segment = app_xray_begin(app->xray, t.root, t.parent,
-					    started_at(r, now));
+		r->segment = app_xray_begin(app->xray, t.root, t.parent, now);
 		app_xray_set_current(r->segment);
 	}
 	/* downstream, our segment is the parent; unrecorded, the caller's */
