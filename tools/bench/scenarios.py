@@ -11,7 +11,8 @@ Scenarios (wrk Lua scripts in tests/load/, -t BENCH_THREADS -c
 BENCH_CONNECTIONS): get, mixed (70 % GET, 20 % add, 10 % PATCH), add,
 patch, add_delete (a unique item added, deleted once its add is surely
 answered), each with auth off and auth on.  Per scenario and auth: ceiling,
-service, ceiling, service... (BENCH_PAIRS pairs of BENCH_SECONDS runs), a
+service, service, ceiling, ceiling... (BENCH_PAIRS pairs of BENCH_SECONDS
+runs; every other pair starts with the service, so drift cancels), a
 fresh process per run; before each service run BENCH_CARTS carts of 3 lines
 are seeded (tests/load/seed.lua) and checked.  ratio = sum(service req/s) /
 sum(ceiling req/s); also the median of the per-pair ratios.
@@ -363,12 +364,16 @@ def config_label(auth):
 
 
 def alternated(ceiling, token, scenarios):
+    """Per scenario and auth, PAIRS pairs; the odd pairs run the ceiling
+    first, the even ones the service (ABBA...), so a host that speeds up
+    or slows down through a row favours neither side."""
     rows = []
     for scen in scenarios:
         for auth in AUTHS:
             tok = token if auth == "on" else None
             ceil_runs, svc_runs = [], []
-            for i in range(1, PAIRS + 1):
+
+            def ceiling_run(i):
                 name = "%s-auth-%s-ceiling-%d" % (scen, auth, i)
                 proc, port = start_ceiling(ceiling, name)
                 try:
@@ -378,6 +383,8 @@ def alternated(ceiling, token, scenarios):
                 ceil_runs.append(r)
                 log("== %-10s auth %-3s ceiling %d: %9.0f req/s  p99 %7.2f ms  errors %d"
                     % (scen, auth, i, r["rps"], r["p99_ms"] or 0, r["errors"]))
+
+            def service_run(i):
                 name = "%s-auth-%s-service-%d" % (scen, auth, i)
                 proc, port = start_service(name, auth, tok)
                 try:
@@ -389,6 +396,11 @@ def alternated(ceiling, token, scenarios):
                 svc_runs.append(r)
                 log("== %-10s auth %-3s service %d: %9.0f req/s  p99 %7.2f ms  errors %d  RSS %d KiB"
                     % (scen, auth, i, r["rps"], r["p99_ms"] or 0, r["errors"], r["rss_kib"]))
+
+            for i in range(1, PAIRS + 1):
+                first, second = (ceiling_run, service_run) if i % 2 else (service_run, ceiling_run)
+                first(i)
+                second(i)
             rows.append(summarize(scen, auth, ceil_runs, svc_runs))
     return rows
 
@@ -547,7 +559,8 @@ def markdown(result):
                 "one admin token for every user (RS256)" if m.get("tokens") == "admin"
                 else "a token per user (RS256, %d tokens)" % m["carts"]), ""]
     if result["rows"]:
-        lines += ["Ceiling and service alternated, %d pairs of %d s runs per row; req/s is the "
+        lines += ["Ceiling and service alternated, %d pairs of %d s runs per row (every other pair "
+                  "starts with the service); req/s is the "
                   "mean over runs, ratio = sum(service) / sum(ceiling), pair median = median of "
                   "the per-pair ratios, p50 the median and p99 the worst over the service runs; "
                   "paced = writes that waited for the event relay (all service runs; 0 when "
