@@ -283,6 +283,42 @@ END_TEST
 /* --- the bound ---------------------------------------------------------- */
 
 /* A flood of distinct keys: memory stays at max_keys entries. */
+/*
+ * Keys of many lengths up to the maximum, differing only in their last
+ * byte: each is its own entry, found again with its count, and evicting
+ * and dropping long keys frees what they held (make valgrind).
+ */
+START_TEST(test_limiter_keys_of_many_lengths)
+{
+	static const size_t lens[] = { 1, 39, 40, 41, 64, CART_LIMITER_KEY_MAX };
+	char key[CART_LIMITER_KEY_MAX];
+
+	new_limiter(1, 2, 64);   /* one shard of 64 */
+	for (size_t round = 0; round < 2; round++) {
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			memset(key, 'k', sizeof(key));
+			key[lens[i] - 1] = (char)('a' + i);   /* differ in the last byte */
+			cart_limit_decision d = take_n(key, lens[i]);
+			ck_assert_msg(d.allowed, "length %zu, round %zu", lens[i], round);
+			ck_assert_int_eq(d.remaining, 1 - (int64_t)round);
+		}
+	}
+	memset(key, 'k', sizeof(key));
+	key[40] = 'a' + 3;                       /* length 41's key, as 40 + 1 */
+	ck_assert(!take_n(key, 41).allowed);     /* its burst is spent */
+	ck_assert_uint_eq(stats().keys, 6);
+	/* a flood of long new keys evicts them all, then one another */
+	for (int i = 0; i < 200; i++) {
+		int n = snprintf(key, sizeof(key), "%0*d", 100, i);
+		ck_assert(take_n(key, (size_t)n).allowed);
+	}
+	ck_assert_uint_eq(stats().keys, 64);
+	fake_clock_advance(fclk, 10000);       /* all idle: dropped, not evicted */
+	ck_assert(take("short").allowed);
+	ck_assert_uint_eq(stats().keys, 1);
+}
+END_TEST
+
 START_TEST(test_limiter_flood_stays_bounded)
 {
 	enum { KEYS = 1000000, MAX = 10000 };
@@ -467,6 +503,7 @@ Suite *limiter_suite(void)
 	tcase_add_test(keys, test_limiter_keys_independent);
 	tcase_add_test(keys, test_limiter_key_with_nul_bytes);
 	tcase_add_test(keys, test_limiter_key_max_length);
+	tcase_add_test(keys, test_limiter_keys_of_many_lengths);
 	suite_add_tcase(s, keys);
 
 	/* A million takes: seconds under valgrind, where CK_FORK=no anyway. */
