@@ -211,13 +211,13 @@ const char *app_header(const app_request *r, const char *name);
 int app_fail(app_request *r, int status, const char *code, const char *detail);
 
 /* Monotonic nanoseconds, for durations and deadlines (pipeline.c). */
+int64_t app_mono_ns(void);
 /*
  * When r's answer was sent (monotonic ns): read once, at the first call
  * after the answer (the send, else the first stage of the log phase that
  * asks), then the same for every stage that times the request.
  */
 int64_t app_request_end_ns(app_request *r);
-int64_t app_mono_ns(void);
 
 /* The route's pattern ("/v1/cart/{userID}", "unmatched"): logs, metrics. */
 const char *app_route_pattern(app_route route);
