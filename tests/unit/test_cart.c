@@ -248,6 +248,43 @@ START_TEST(test_cart_unshare_copies_only_a_shared_cart)
 }
 END_TEST
 
+/*
+ * A writer's copy is sized from the line it will add before that line is
+ * checked: a spec the add will refuse (missing attributes, a NULL key,
+ * an id too long) gets a plain copy, nothing read past what it holds, and
+ * the add then fails its checks with the copy unchanged.
+ */
+START_TEST(test_cart_unshare_adding_a_bad_line)
+{
+	cart_attr null_key[] = { { NULL, "v" } };
+	char *long_id = repeat('x', CART_ID_MAX + 1);
+	cart_item_spec bad[3];
+
+	ck_assert_int_eq(add("sku-1", 2, 1999, "EUR", NULL), CART_OK);
+	bad[0] = spec_of("sku-2", 1, 10, "EUR");
+	bad[0].attr_count = 2;                 /* and attrs NULL */
+	bad[1] = spec_of("sku-2", 1, 10, "EUR");
+	bad[1].attrs = null_key;
+	bad[1].attr_count = 1;
+	bad[2] = spec_of(long_id, 1, 10, "EUR");
+	for (size_t i = 0; i < 3; i++) {
+		cart *mine = cart_share(c);
+		cart_rule rule = CART_RULE_NONE;
+
+		ck_assert_int_eq(cart_unshare_adding(&mine, &bad[i]), CART_OK);
+		ck_assert_ptr_ne(mine, c);
+		ck_assert_int_eq(cart_add_item(mine, &bad[i], &lim, T0, NULL, &rule),
+				 CART_EINVALID);
+		ck_assert_int_eq(rule, i == 2 ? CART_RULE_ID : CART_RULE_ATTRIBUTES);
+		ck_assert_uint_eq(cart_line_count(mine), 1);
+		ck_assert_str_eq(cart_item_id(cart_item_at(mine, 0)), "sku-1");
+		cart_free(mine);
+	}
+	free(long_id);
+	ck_assert(!cart_is_shared(c));
+}
+END_TEST
+
 /* Changing a cart somebody else reads is a bug the mutators catch. */
 START_TEST(test_cart_changing_a_shared_cart_aborts)
 {
@@ -1199,6 +1236,7 @@ Suite *cart_suite(void)
 	tcase_add_test(tc, test_cart_clone_is_independent);
 	tcase_add_test(tc, test_cart_share_counts_holders);
 	tcase_add_test(tc, test_cart_unshare_copies_only_a_shared_cart);
+	tcase_add_test(tc, test_cart_unshare_adding_a_bad_line);
 	/* an abort can be caught only in a forked test (not under valgrind) */
 	if (!getenv("CK_FORK") || strcmp(getenv("CK_FORK"), "no"))
 		tcase_add_test_raise_signal(tc, test_cart_changing_a_shared_cart_aborts, SIGABRT);
