@@ -4,11 +4,21 @@
  * attributes), answering every path the way the service answers the bench's
  * requests, with fixed bytes:
  *
- *   GET                          200, a 3-line cart (the seeded shape)
- *   POST .../items               201, the cart  (the body is read first)
+ *   GET                          200, the user's cart
+ *   POST .../items               201, the cart with the line (the body is read first)
  *   PATCH .../items/{id}         200, the cart  (the body is read first)
- *   DELETE .../items/{id}        200, the cart  (as the service)
+ *   DELETE .../items/{id}        200, the cart without the line (as the service)
  *   DELETE /v1/cart/{id}         204, no body
+ *
+ * "The cart" has as many lines as the service's would in the bench's
+ * scenarios, so both sides send bodies of the same size: the 3 seeded
+ * lines, plus one per scenario SKU (an itemId of a letter, '-' and a
+ * digit: add's a-0..a-9, mixed's m-0..m-9) added to that user (u-N) and
+ * not deleted since; a POST of any other item (add_delete's unique ones)
+ * answers one line more without keeping it.  Until 2026-11-28 every
+ * answer was the 3-line cart, 964 bytes, where the service's answer to an
+ * add grows to 13 lines, 3,306 bytes.  A fresh ceiling serves each run, as
+ * a freshly seeded service does.
  *
  * The head carries the service's header set (request id, trace id, rate
  * limit, ETag) with fixed values, so both sides put the same bytes on the
@@ -25,6 +35,9 @@
  */
 #include <civetweb.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,20 +45,26 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-static const char cart_body[] =
-	"{\"cartId\":\"4006c9b7-da58-4033-95ba-b7ba8a7a4b1f\",\"userId\":\"u-1234\",\"items\":["
-	"{\"itemId\":\"s-0\",\"quantity\":2,\"unitPrice\":{\"amount\":1999,\"currency\":\"EUR\"},"
-	"\"lineTotal\":{\"amount\":3998,\"currency\":\"EUR\"},\"name\":\"Bench item 0\",\"attributes\":{},"
-	"\"addedAt\":\"2026-11-27T17:25:02.531Z\",\"updatedAt\":\"2026-11-27T17:25:02.531Z\"},"
-	"{\"itemId\":\"s-1\",\"quantity\":2,\"unitPrice\":{\"amount\":1999,\"currency\":\"EUR\"},"
-	"\"lineTotal\":{\"amount\":3998,\"currency\":\"EUR\"},\"name\":\"Bench item 1\",\"attributes\":{},"
-	"\"addedAt\":\"2026-11-27T17:25:02.560Z\",\"updatedAt\":\"2026-11-27T17:25:02.560Z\"},"
-	"{\"itemId\":\"s-2\",\"quantity\":2,\"unitPrice\":{\"amount\":1999,\"currency\":\"EUR\"},"
-	"\"lineTotal\":{\"amount\":3998,\"currency\":\"EUR\"},\"name\":\"Bench item 2\",\"attributes\":{},"
-	"\"addedAt\":\"2026-11-27T17:25:02.585Z\",\"updatedAt\":\"2026-11-27T17:25:02.585Z\"}],"
-	"\"itemCount\":6,\"subtotal\":{\"amount\":11994,\"currency\":\"EUR\"},\"version\":3,"
+/* The cart's JSON around its lines, and a line: the service's bytes for
+ * the bench's carts, fixed values of the same widths. */
+static const char cart_open[] =
+	"{\"cartId\":\"4006c9b7-da58-4033-95ba-b7ba8a7a4b1f\",\"userId\":\"u-1234\",\"items\":[";
+static const char cart_close[] =
+	"],\"itemCount\":%d,\"subtotal\":{\"amount\":%d,\"currency\":\"EUR\"},\"version\":%d,"
 	"\"createdAt\":\"2026-11-27T17:25:02.531Z\",\"updatedAt\":\"2026-11-27T17:25:02.585Z\","
 	"\"expiresAt\":\"2026-12-27T17:25:02.000Z\"}";
+static const char cart_line[] =
+	"{\"itemId\":\"%c-%d\",\"quantity\":%d,\"unitPrice\":{\"amount\":1999,\"currency\":\"EUR\"},"
+	"\"lineTotal\":{\"amount\":%d,\"currency\":\"EUR\"},\"name\":\"%s item %d\",\"attributes\":{},"
+	"\"addedAt\":\"2026-11-27T17:25:02.531Z\",\"updatedAt\":\"2026-11-27T17:25:02.560Z\"}";
+
+#define SEEDED_LINES 3
+#define SKUS 10                          /* a letter, '-', a digit */
+#define LINES_MAX (SEEDED_LINES + SKUS + 1)
+#define USERS_MAX (1 << 20)
+
+/* Per user u-N: bit K set while the cart holds a line ?-K (see the top). */
+static _Atomic uint16_t skus_of[USERS_MAX];
 
 /* After X-Request-Id: the rest of the service's head, fixed values. */
 static const char common_head[] =
@@ -58,24 +77,50 @@ static const char common_head[] =
  * X-Request-Id when it sends one (the service echoes it too, and
  * tests/load/add_delete.lua relies on it), else a fixed UUID. */
 struct answer {
-	char pre[256], post[2048];
+	char pre[256], *post;
 	size_t pre_len, post_len;
 };
-static struct answer ok200, created201, nocontent204;
+/* By the number of lines of the cart answered. */
+static struct answer ok200[LINES_MAX + 1], created201[LINES_MAX + 1];
+static struct answer nocontent204;
 
-static void with_cart(struct answer *a, const char *status)
+static int with_cart(struct answer *a, const char *status, int lines)
 {
+	char body[8192];
+	size_t n = 0;
+	int count = 0;
+
+	n += (size_t)snprintf(body, sizeof(body), "%s", cart_open);
+	for (int i = 0; i < lines; i++) {
+		bool seeded = i < SEEDED_LINES;
+		int q = seeded ? 2 : 1;
+
+		n += (size_t)snprintf(body + n, sizeof(body) - n, "%s", i ? "," : "");
+		n += (size_t)snprintf(body + n, sizeof(body) - n, cart_line,
+				      seeded ? 's' : 'a', seeded ? i : i - SEEDED_LINES,
+				      q, 1999 * q, seeded ? "Bench" : "Added",
+				      seeded ? i : i - SEEDED_LINES);
+		count += q;
+	}
+	n += (size_t)snprintf(body + n, sizeof(body) - n, cart_close, count,
+			      1999 * count, SEEDED_LINES + lines);
+	if (n >= sizeof(body))
+		return -1;
 	a->pre_len = (size_t)snprintf(a->pre, sizeof(a->pre),
 		"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-		"X-Request-Id: ", status, strlen(cart_body));
-	a->post_len = (size_t)snprintf(a->post, sizeof(a->post), "\r\n%sETag: \"3\"\r\n\r\n%s",
-				       common_head, cart_body);
+		"X-Request-Id: ", status, n);
+	a->post_len = strlen(common_head) + n + 64;
+	if (!(a->post = malloc(a->post_len)))
+		return -1;
+	a->post_len = (size_t)snprintf(a->post, a->post_len, "\r\n%sETag: \"%d\"\r\n\r\n%s",
+				       common_head, SEEDED_LINES + lines, body);
+	return 0;
 }
 
 static void answer(struct mg_connection *conn, const struct answer *a)
 {
 	const char *id = mg_get_header(conn, "X-Request-Id");
-	char out[4096];
+	char out[8192];
 	size_t id_len, n = 0;
 
 	if (!id || (id_len = strlen(id)) > 128) {
@@ -91,19 +136,70 @@ static void answer(struct mg_connection *conn, const struct answer *a)
 	mg_write(conn, out, n);
 }
 
-/* Reads and drops the request body, as the service reads every byte of it. */
-static void drain_body(struct mg_connection *conn)
+/* The N of a path /v1/cart/u-N..., or -1. */
+static long user_of(const char *uri)
+{
+	static const char prefix[] = "/v1/cart/u-";
+	char *end;
+	long n;
+
+	if (strncmp(uri, prefix, sizeof(prefix) - 1))
+		return -1;
+	n = strtol(uri + sizeof(prefix) - 1, &end, 10);
+	return n >= 0 && n < USERS_MAX && (*end == '/' || !*end) ? n : -1;
+}
+
+/* The K of a scenario SKU ("x-K" exactly, x a letter) of n bytes; else -1. */
+static int sku_of(const char *id, size_t n)
+{
+	return n == 3 && id[0] >= 'a' && id[0] <= 'z' && id[0] != 's' &&
+	       id[1] == '-' && id[2] >= '0' && id[2] <= '9' ? id[2] - '0' : -1;
+}
+
+static int lines_of(long user)
+{
+	return SEEDED_LINES + (user < 0 ? 0 : __builtin_popcount(skus_of[user]));
+}
+
+/*
+ * Reads the request body, as the service reads every byte of it; keeps
+ * the first `cap` bytes in buf (NUL-terminated) and returns their length.
+ */
+static size_t read_body(struct mg_connection *conn, char *buf, size_t cap)
 {
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	long long left = ri->content_length > 0 ? ri->content_length : 0;
-	char buf[4096];
+	char drop[4096];
+	size_t kept = 0;
 
 	while (left > 0) {
-		int n = mg_read(conn, buf, left < (long long)sizeof(buf) ? (size_t)left : sizeof(buf));
+		char *to = kept + 1 < cap ? buf + kept : drop;
+		size_t room = kept + 1 < cap ? cap - 1 - kept : sizeof(drop);
+		int n = mg_read(conn, to, left < (long long)room ? (size_t)left : room);
+
 		if (n <= 0)
 			break;
+		if (to == buf + kept)
+			kept += (size_t)n;
 		left -= n;
 	}
+	buf[kept] = '\0';
+	return kept;
+}
+
+/* The itemId of a body such as the bench's (no spaces), or NULL. */
+static const char *item_id_of(const char *body, size_t *len)
+{
+	static const char key[] = "\"itemId\":\"";
+	const char *p = strstr(body, key), *end;
+
+	if (!p)
+		return NULL;
+	p += sizeof(key) - 1;
+	if (!(end = strchr(p, '"')))
+		return NULL;
+	*len = (size_t)(end - p);
+	return p;
 }
 
 static int worker_nice = 5;
@@ -126,22 +222,43 @@ static int on_begin_request(struct mg_connection *conn)
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	const char *m = ri->request_method;
 	const char *uri = ri->local_uri ? ri->local_uri : "";
+	const char *items = strstr(uri, "/items/");
+	long user = user_of(uri);
+	char body[1024];
 
 	if (!strcmp(m, "POST")) {
-		drain_body(conn);
-		answer(conn, &created201);
+		const char *id;
+		size_t len;
+		int k, extra = 0;
+
+		read_body(conn, body, sizeof(body));
+		id = item_id_of(body, &len);
+		k = id ? sku_of(id, len) : -1;
+		if (k >= 0 && user >= 0)
+			atomic_fetch_or_explicit(&skus_of[user], (uint16_t)(1u << k),
+						 memory_order_relaxed);
+		else
+			extra = 1;
+		answer(conn, &created201[lines_of(user) + extra]);
 		return 201;
 	}
 	if (!strcmp(m, "PATCH")) {
-		drain_body(conn);
-		answer(conn, &ok200);
+		read_body(conn, body, sizeof(body));
+		answer(conn, &ok200[lines_of(user)]);
 		return 200;
 	}
-	if (!strcmp(m, "DELETE") && !strstr(uri, "/items/")) {
+	if (!strcmp(m, "DELETE") && !items) {
 		answer(conn, &nocontent204);
 		return 204;
 	}
-	answer(conn, &ok200);   /* GET, DELETE of a line */
+	if (!strcmp(m, "DELETE")) {
+		int k = sku_of(items + 7, strlen(items + 7));
+
+		if (k >= 0 && user >= 0)
+			atomic_fetch_and_explicit(&skus_of[user], (uint16_t)~(1u << k),
+						  memory_order_relaxed);
+	}
+	answer(conn, &ok200[lines_of(user)]);   /* GET, DELETE of a line */
 	return 200;
 }
 
@@ -174,12 +291,15 @@ int main(int argc, char **argv)
 	if (getenv("HTTP_WORKER_NICE"))
 		worker_nice = atoi(getenv("HTTP_WORKER_NICE"));
 	snprintf(ports, sizeof(ports), "127.0.0.1:%s", argc > 1 ? argv[1] : "18090");
-	with_cart(&ok200, "200 OK");
-	with_cart(&created201, "201 Created");
+	for (int i = 0; i <= LINES_MAX; i++)
+		if (with_cart(&ok200[i], "200 OK", i) ||
+		    with_cart(&created201[i], "201 Created", i))
+			return 1;
 	nocontent204.pre_len = (size_t)snprintf(nocontent204.pre, sizeof(nocontent204.pre),
 		"HTTP/1.1 204 No Content\r\nX-Request-Id: ");
-	nocontent204.post_len = (size_t)snprintf(nocontent204.post, sizeof(nocontent204.post),
-		"\r\n%s\r\n", common_head);
+	if (asprintf(&nocontent204.post, "\r\n%s\r\n", common_head) < 0)
+		return 1;
+	nocontent204.post_len = strlen(nocontent204.post);
 	/* As app/main.c's set_thread_stacks (civetweb's workers keep its 100 KiB). */
 	if (!pthread_attr_init(&attr)) {
 		if (!pthread_attr_setstacksize(&attr, 256 * 1024))
