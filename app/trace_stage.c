@@ -34,6 +34,7 @@ int app_stage_trace(app_request *r, void *self)
 	app_trace_ctx t;
 	double now = (double)r->start_wall_us / 1e6;   /* the request's start */
 	char header[CART_TRACE_HEADER_MAX + 1];
+	const char *parent;
 
 	if (r->trace_id[0])
 		return APP_NEXT;   /* already done (civetweb's error path) */
@@ -46,11 +47,15 @@ int app_stage_trace(app_request *r, void *self)
 		app_xray_set_current(r->segment);
 	}
 	/* downstream, our segment is the parent; unrecorded, the caller's */
+	parent = r->segment ? r->segment->id : t.parent;
 	app_trace_format(r->trace_header, sizeof(r->trace_header), t.root,
-			 r->segment ? r->segment->id : t.parent, r->sampled);
+			 parent, r->sampled);
 	r->call.trace_header = r->trace_header;
-	app_trace_format(header, sizeof(header), t.root, NULL, r->sampled);
-	http_response_header(r->res, "X-Amzn-Trace-Id", header);
+	/* The answer's header has no Parent: without one the two are equal
+	 * (X-Ray off and no caller's parent: most requests). */
+	if (*parent)
+		app_trace_format(header, sizeof(header), t.root, NULL, r->sampled);
+	http_response_header(r->res, "X-Amzn-Trace-Id", *parent ? header : r->trace_header);
 	return APP_NEXT;
 }
 
