@@ -42,6 +42,7 @@
 #define PASS_FETCHES 1000   /* ... or after this many fetches (any clock) */
 #define RETRY_FIRST_MS 20   /* waits after a pass that delivered nothing */
 #define RETRY_MAX_MS 1000
+#define SPARE_USERS_MAX 1024   /* relay_users kept for reuse: ~150 KiB */
 
 typedef enum relay_user_state {
 	USER_QUEUED,          /* in the ready list */
@@ -57,7 +58,7 @@ typedef struct relay_user {
 	cart_event *events;           /* n, owned */
 	size_t n, next;               /* next: first event not yet sent */
 	relay_user_state state;
-	struct relay_user *next_ready;
+	struct relay_user *next_ready;   /* also the spare list's link */
 } relay_user;
 
 typedef struct relay_pass {
@@ -99,6 +100,10 @@ struct cart_relay {
 	pthread_cond_t work;          /* a pass started or users became ready */
 	pthread_cond_t done;          /* a call finished, or a kick */
 	relay_pass *pass;             /* the running pass, NULL between passes */
+	relay_user *spare;            /* users forgotten, for the next fetches:
+				       * a calloc and a free per user fetched
+				       * were two malloc-arena locks per event */
+	size_t n_spare;
 	cart_outbox_batch *jobs;      /* acks handed to the pool, or NULL */
 	size_t n_jobs, next_job, jobs_left;
 	bool jobs_all;
@@ -155,6 +160,11 @@ void cart_relay_free(cart_relay *r)
 	if (!r)
 		return;
 	pool_stop(r);
+	while (r->spare) {
+		relay_user *u = r->spare;
+		r->spare = u->next_ready;
+		free(u);
+	}
 	relay_parker_free(r->parker);
 	relay_acks_free(r->acks);
 	pthread_cond_destroy(&r->done);
@@ -188,22 +198,41 @@ static relay_user *pop_ready(relay_pass *p)
 	return u;
 }
 
-static void user_free(relay_user *u)
+/* Frees u's events and keeps u for reuse (up to SPARE_USERS_MAX). */
+static void user_forget(cart_relay *r, relay_user *u)
 {
-	if (u) {
-		free(u->events);
+	free(u->events);
+	u->events = NULL;
+	if (r->n_spare >= SPARE_USERS_MAX) {
 		free(u);
+		return;
 	}
+	u->next_ready = r->spare;
+	r->spare = u;
+	r->n_spare++;
+}
+
+/* A zeroed user, reused or new; NULL if out of memory. */
+static relay_user *user_new(cart_relay *r)
+{
+	relay_user *u = r->spare;
+
+	if (!u)
+		return calloc(1, sizeof(*u));
+	r->spare = u->next_ready;
+	r->n_spare--;
+	memset(u, 0, sizeof(*u));
+	return u;
 }
 
 /* Forgets the users released before this point (a fetch starts). */
-static void forget_released(relay_pass *p)
+static void forget_released(cart_relay *r, relay_pass *p)
 {
 	size_t k = 0;
 
 	for (size_t i = 0; i < p->n_users; i++) {
 		if (p->users[i]->state == USER_RELEASED)
-			user_free(p->users[i]);
+			user_forget(r, p->users[i]);
 		else
 			p->users[k++] = p->users[i];
 	}
@@ -278,7 +307,7 @@ static size_t take_new_users(cart_relay *r, relay_pass *p, cart_outbox *box)
 		sent = relay_acks_published(r->acks, b->user_id, b->events, b->n);
 		if (sent == b->n)
 			continue;     /* all out, the ack waits */
-		if (!(u = calloc(1, sizeof(*u))))
+		if (!(u = user_new(r)))
 			break;
 		memcpy(u->user_id, b->user_id, sizeof(u->user_id));
 		u->events = b->events;   /* now the user's: box's release skips it */
@@ -512,7 +541,7 @@ static int pass_fetch(cart_relay *r, relay_pass *p)
 	size_t want = p->held_events + r->batch;
 	int err;
 
-	forget_released(p);
+	forget_released(r, p);
 	pthread_mutex_unlock(&r->lock);
 	err = cart_repo_outbox_fetch(&r->repo, want, &box);
 	if (!err) {
@@ -573,10 +602,12 @@ static void pass_run(cart_relay *r, relay_pass *p)
 	pthread_mutex_unlock(&r->lock);
 }
 
-static void pass_free(relay_pass *p)
+static void pass_free(cart_relay *r, relay_pass *p)
 {
+	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < p->n_users; i++)
-		user_free(p->users[i]);
+		user_forget(r, p->users[i]);
+	pthread_mutex_unlock(&r->lock);
 	free(p->users);
 }
 
@@ -644,7 +675,7 @@ int cart_relay_run_once(cart_relay *r)
 	flush_acks(r, false);
 	memset(&pass, 0, sizeof(pass));
 	pass_run(r, &pass);
-	pass_free(&pass);
+	pass_free(r, &pass);
 	measure_rate(r);
 	return pass.err ? pass.err : (int)pass.sent;
 }

@@ -191,6 +191,28 @@ START_TEST(test_relay_splits_a_long_backlog_in_order)
 }
 END_TEST
 
+/*
+ * A pass keeps the users it forgot for the next fetches (no calloc and
+ * free per user fetched); one reused must start clean: 1,500 users (more
+ * than the 1,024 kept) commit one more version per round, and each round
+ * publishes exactly the new versions, in order, none twice.
+ */
+START_TEST(test_relay_reused_users_start_clean)
+{
+	enum { USERS = 1500, ROUNDS = 3 };
+
+	for (int v = 1; v <= ROUNDS; v++) {
+		for (int u = 0; u < USERS; u++)
+			commit_one(u, v);
+		ck_assert_uint_eq(drain(), USERS);
+		ck_assert_uint_eq(pending(), 0);
+		ck_assert_uint_eq(fake_publisher_count(fpub), (size_t)USERS * v);
+	}
+	check_calls();
+	check_order(USERS, ROUNDS);
+}
+END_TEST
+
 /* The memory store hands out the oldest backlogs first, not table order. */
 START_TEST(test_relay_fetch_takes_the_oldest_carts_first)
 {
@@ -973,6 +995,7 @@ Suite *relay_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_relay_packs_many_carts_into_one_call);
 	tcase_add_test(tc, test_relay_splits_a_long_backlog_in_order);
+	tcase_add_test(tc, test_relay_reused_users_start_clean);
 	tcase_add_test(tc, test_relay_fetch_takes_the_oldest_carts_first);
 	suite_add_tcase(s, tc);
 
