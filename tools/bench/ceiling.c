@@ -22,9 +22,10 @@
  *
  * The head carries the service's header set (request id, trace id, rate
  * limit, ETag) with fixed values, so both sides put the same bytes on the
- * wire; like the service, it echoes the caller's X-Request-Id.  Nothing the service does per request (routing, JSON, the core,
- * auth, rate limiting, logs, metrics) happens here, so service/ceiling is
- * the cost of our own code.
+ * wire; like the service, it echoes the caller's X-Request-Id.  Nothing
+ * the service does per request (routing, JSON, the core, auth, rate
+ * limiting, logs, metrics) happens here, so service/ceiling is the cost
+ * of our own code.
  *
  *     ceiling PORT [HTTP_THREADS [KEEP_ALIVE_TIMEOUT_MS [REQUEST_TIMEOUT_MS]]]
  *
@@ -35,10 +36,10 @@
  */
 #include <civetweb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
