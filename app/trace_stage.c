@@ -34,7 +34,7 @@ int app_stage_trace(app_request *r, void *self)
 	app_trace_ctx t;
 	double now = (double)r->start_wall_us / 1e6;   /* the request's start */
 	char header[CART_TRACE_HEADER_MAX + 1];
-	const char *parent;
+	const char *parent, *answer;
 
 	if (r->trace_id[0])
 		return APP_NEXT;   /* already done (civetweb's error path) */
@@ -53,9 +53,12 @@ int app_stage_trace(app_request *r, void *self)
 	r->call.trace_header = r->trace_header;
 	/* The answer's header has no Parent: without one the two are equal
 	 * (X-Ray off and no caller's parent: most requests). */
-	if (*parent)
+	answer = r->trace_header;
+	if (*parent) {
 		app_trace_format(header, sizeof(header), t.root, NULL, r->sampled);
-	http_response_header(r->res, "X-Amzn-Trace-Id", *parent ? header : r->trace_header);
+		answer = header;
+	}
+	http_response_header(r->res, "X-Amzn-Trace-Id", answer);
 	return APP_NEXT;
 }
 

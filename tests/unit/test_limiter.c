@@ -282,7 +282,6 @@ END_TEST
 
 /* --- the bound ---------------------------------------------------------- */
 
-/* A flood of distinct keys: memory stays at max_keys entries. */
 /*
  * Keys of many lengths up to the maximum, differing only in their last
  * byte: each is its own entry, found again with its count, and evicting
@@ -319,6 +318,7 @@ START_TEST(test_limiter_keys_of_many_lengths)
 }
 END_TEST
 
+/* A flood of distinct keys: memory stays at max_keys entries. */
 START_TEST(test_limiter_flood_stays_bounded)
 {
 	enum { KEYS = 1000000, MAX = 10000 };
