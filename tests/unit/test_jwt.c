@@ -1380,6 +1380,8 @@ static char *mint_many(int n, int sub_len)
 	for (int i = 0; i < n; i++) {
 		int k = snprintf(sub, sizeof(sub), "user-%d", i);
 
+		if (k < 0)      /* never; -O3's bounds warning cannot know */
+			k = 0;
 		while (k < sub_len && k < (int)sizeof(sub) - 1)
 			sub[k++] = 'x';
 		sub[k] = '\0';
