@@ -21,6 +21,15 @@
 
 #define SHARDS 64
 #define INITIAL_BUCKETS 16
+/*
+ * Emptied outboxes a shard keeps for its next writes.  Most writes carry
+ * one event and find their cart's outbox empty (the relay keeps up), so
+ * each write took a malloc of ~480 bytes and its ack a free of the same:
+ * ~900 instructions of jemalloc without thread caches (ADR 17), an arena
+ * lock each.  A kept block has room for one event at least.  Bound: 64
+ * shards x 4 blocks (~120 KiB; more if a block grew for a backlog).
+ */
+#define OUTBOX_SPARES 4
 
 struct user_rec {
 	struct user_rec *next;
@@ -51,6 +60,10 @@ struct shard {
 	struct user_rec *pending;
 	struct user_rec **pend_tail;   /* &last->pend_next, or &pending */
 	size_t idem_steps;        /* see cart_memory_repo_idem_steps */
+	cart_event *spares[OUTBOX_SPARES];   /* emptied outboxes, for reuse */
+	/* How many; written under the lock, read without it by a save
+	 * deciding whether to allocate before locking. */
+	atomic_uint n_spares;
 };
 
 /* The dead-letter list: a ring of CART_MEMORY_DLQ_MAX, oldest at head. */
@@ -383,12 +396,14 @@ static int memory_load(void *self, const char *user_id, cart **out)
  * writes may pass it by at most one write each.  *fresh, if not NULL, is
  * room for exactly n events the caller allocated before taking the lock:
  * an empty outbox (the usual case, the relay keeps up) takes it instead
- * of allocating under the lock.
+ * of allocating under the lock; without it, one event takes a spare of
+ * the shard's (OUTBOX_SPARES).  Caller holds s->lock.
  */
-static int outbox_reserve(struct memory_repo *repo, struct user_rec *r, size_t n,
-			  cart_event **fresh)
+static int outbox_reserve(struct memory_repo *repo, struct shard *s,
+			  struct user_rec *r, size_t n, cart_event **fresh)
 {
 	cart_event *grown;
+	unsigned k;
 
 	if (!n)
 		return CART_OK;
@@ -401,6 +416,11 @@ static int outbox_reserve(struct memory_repo *repo, struct user_rec *r, size_t n
 		free(r->outbox);     /* NULL: an empty outbox holds no memory */
 		r->outbox = *fresh;
 		*fresh = NULL;
+		return CART_OK;
+	}
+	if (!r->n_outbox && n == 1 && !r->outbox && (k = atomic_load(&s->n_spares))) {
+		r->outbox = s->spares[--k];
+		atomic_store(&s->n_spares, k);
 		return CART_OK;
 	}
 	grown = realloc(r->outbox, (r->n_outbox + n) * sizeof(*grown));
@@ -441,22 +461,26 @@ static void pending_link(struct shard *s, struct user_rec *r, int64_t at)
 
 /*
  * After events left r's outbox.  An emptied outbox leaves the pending list
- * and gives its array back: a cart_event is ~470 bytes, so keeping the
+ * and gives its array up: a cart_event is ~470 bytes, so keeping the
  * capacity of a cart's last write (3 events) would cost more than the cart
- * itself, for every cart ever written.  Caller holds the shard's lock.
- */
-/*
- * An emptied outbox leaves the pending list; its memory is returned for
- * the caller to free after unlocking (a free may wait for a malloc arena:
- * never while holding a shard).  NULL if the outbox is not empty.
+ * itself, for every cart ever written.  The array becomes one of the
+ * shard's spares, or is returned for the caller to free after unlocking
+ * (a free may wait for a malloc arena: never while holding a shard).
+ * NULL if the outbox is not empty or was kept.  Caller holds s->lock.
  */
 static cart_event *outbox_shrink(struct shard *s, struct user_rec *r)
 {
 	cart_event *gone = r->outbox;
+	unsigned k = atomic_load(&s->n_spares);
 
 	if (r->n_outbox)
 		return NULL;
 	r->outbox = NULL;
+	if (gone && k < OUTBOX_SPARES) {
+		s->spares[k] = gone;
+		atomic_store(&s->n_spares, k + 1);
+		gone = NULL;
+	}
 	if (r->pend_pprev) {
 		*r->pend_pprev = r->pend_next;
 		if (r->pend_next)
@@ -476,8 +500,13 @@ static int memory_save(void *self, const cart_write *w)
 	struct idem_entry *idem = NULL;
 	struct user_rec *r;
 	cart *copy = cart_share(w->cart);   /* kept as is; read-only from now */
-	/* Allocated and freed outside the lock (outbox_reserve). */
-	cart_event *fresh = w->event_count ? malloc(w->event_count * sizeof(*fresh)) : NULL;
+	/* Allocated and freed outside the lock (outbox_reserve), unless one
+	 * event will find a spare there (if another save takes it first,
+	 * outbox_reserve allocates under the lock). */
+	cart_event *fresh = w->event_count > 1 ||
+			    (w->event_count == 1 && !atomic_load_explicit(&s->n_spares,
+									   memory_order_relaxed)) ?
+			    malloc(w->event_count * sizeof(*fresh)) : NULL;
 	struct memory_repo *repo = self;
 	int64_t t0 = 0, end = 0;    /* the cart's own pacing, if it waited */
 	int err;
@@ -511,7 +540,7 @@ static int memory_save(void *self, const cart_write *w)
 		err = CART_ENOMEM;
 	} else if (stored_version(r) != w->expected_version) {
 		err = CART_ECONFLICT;
-	} else if ((err = outbox_reserve(self, r, w->event_count, &fresh)) == CART_OK) {
+	} else if ((err = outbox_reserve(self, s, r, w->event_count, &fresh)) == CART_OK) {
 		/* The record goes first: if it cannot be stored, nothing is. */
 		err = idem ? idem_put(s, r, idem) : CART_OK;
 		if (!err) {
@@ -939,6 +968,8 @@ static void memory_destroy(void *self)
 			}
 		}
 		free(s->buckets);
+		for (unsigned k = 0; k < atomic_load(&s->n_spares); k++)
+			free(s->spares[k]);
 		pthread_mutex_destroy(&s->lock);
 	}
 	free(repo->dlq.ring);
