@@ -7,9 +7,13 @@
  * exact (3/s is T = 333.33.. ms, which no whole number of ms or us is).
  *
  * Each shard holds a chained hash table over a slot array that grows up
- * to the shard's cap, and a binary min-heap of its slots ordered by TAT:
- * the heap's top is the first entry to drop (TAT <= now) or evict (oldest
- * TAT).  TAT only ever grows, so an update is one sift-down.
+ * to the shard's cap, and a binary min-heap of its slots ordered by the
+ * TAT each had when the heap last placed it: the top is the first entry
+ * to drop (TAT <= now) or evict (oldest TAT).  TAT only ever grows, so a
+ * heap entry is never later than its slot's TAT, and a request leaves the
+ * heap alone (a sift to the bottom on every request was most of the
+ * limiter's memory traffic); only when a full shard must drop or evict is
+ * the top brought up to date, re-placed while it is stale (settle_top).
  */
 #include <assert.h>
 #include <limits.h>
@@ -136,8 +140,12 @@ struct slot {
 	int64_t tat;             /* units; meaningful while key != NULL */
 	char *key;               /* key_len bytes (malloc'd, 1 if empty); NULL: free */
 	uint32_t next;           /* hash chain, or the free list */
-	uint32_t heap_pos;       /* index of this slot in heap[] */
 	uint16_t key_len;
+};
+
+struct heap_ent {
+	int64_t tat;             /* the slot's TAT when placed: <= slot.tat */
+	uint32_t slot;
 };
 
 struct shard {
@@ -150,7 +158,7 @@ struct shard {
 	uint32_t mask;           /* buckets - 1 (power of two) */
 	uint32_t *buckets;       /* chain heads */
 	struct slot *slots;
-	uint32_t *heap;          /* slot indices, min-heap by tat */
+	struct heap_ent *heap;   /* min-heap by heap_ent.tat */
 	uint64_t allowed, limited, store_errors, evictions;
 } __attribute__((aligned(64)));
 
@@ -172,16 +180,15 @@ static int64_t units_to_ms(const struct memory_limiter *m, int64_t u)
 
 static void heap_swap(struct shard *s, uint32_t i, uint32_t j)
 {
-	uint32_t a = s->heap[i], b = s->heap[j];
-	s->heap[i] = b;
-	s->heap[j] = a;
-	s->slots[b].heap_pos = i;
-	s->slots[a].heap_pos = j;
+	struct heap_ent t = s->heap[i];
+
+	s->heap[i] = s->heap[j];
+	s->heap[j] = t;
 }
 
 static int64_t heap_tat(const struct shard *s, uint32_t i)
 {
-	return s->slots[s->heap[i]].tat;
+	return s->heap[i].tat;
 }
 
 static void sift_up(struct shard *s, uint32_t i)
@@ -225,10 +232,22 @@ static uint32_t find(const struct shard *s, uint64_t hash, const char *key,
 	return NO_SLOT;
 }
 
+/*
+ * Makes the top's TAT its slot's, re-placing it while it was stale; then
+ * the top holds the oldest TAT of all (every entry's is <= its slot's).
+ */
+static void settle_top(struct shard *s)
+{
+	while (s->used > 0 && s->heap[0].tat != s->slots[s->heap[0].slot].tat) {
+		s->heap[0].tat = s->slots[s->heap[0].slot].tat;
+		sift_down(s, 0);
+	}
+}
+
 /* Unlinks the heap's top entry from its chain and frees its slot. */
 static void remove_top(struct shard *s)
 {
-	uint32_t i = s->heap[0];
+	uint32_t i = s->heap[0].slot;
 	struct slot *e = &s->slots[i];
 	uint32_t *link = &s->buckets[bucket_of(s, e->hash)];
 
@@ -241,7 +260,7 @@ static void remove_top(struct shard *s)
 	s->free_head = i;
 	s->used--;
 	if (s->used > 0) {
-		heap_swap(s, 0, s->used);
+		s->heap[0] = s->heap[s->used];
 		sift_down(s, 0);
 	}
 }
@@ -249,7 +268,7 @@ static void remove_top(struct shard *s)
 /* Room for one more entry: drop what is idle, else evict the oldest TAT. */
 static void make_room(struct shard *s, int64_t now)
 {
-	while (s->used > 0 && heap_tat(s, 0) <= now)
+	for (settle_top(s); s->used > 0 && heap_tat(s, 0) <= now; settle_top(s))
 		remove_top(s);
 	if (s->used == s->cap) {
 		remove_top(s);
@@ -266,7 +285,7 @@ static bool grow(struct shard *s)
 	if (!slots)
 		return false;
 	s->slots = slots;
-	uint32_t *heap = realloc(s->heap, n * sizeof(*heap));
+	struct heap_ent *heap = realloc(s->heap, n * sizeof(*heap));
 	if (!heap)
 		return false;
 	s->heap = heap;
@@ -296,11 +315,11 @@ static bool insert(struct shard *s, uint64_t hash, const char *key,
 	uint32_t b = bucket_of(s, hash);
 	s->free_head = e->next;
 	*e = (struct slot){ .hash = hash, .tat = tat, .key = copy,
-			    .next = s->buckets[b], .heap_pos = s->used,
-			    .key_len = (uint16_t)len };
+			    .next = s->buckets[b], .key_len = (uint16_t)len };
 	s->buckets[b] = i;
-	s->heap[s->used++] = i;
-	sift_up(s, e->heap_pos);
+	s->heap[s->used] = (struct heap_ent){ tat, i };
+	s->used++;
+	sift_up(s, s->used - 1);
 	return true;
 }
 
@@ -342,8 +361,7 @@ static bool gcra(const struct memory_limiter *m, struct shard *s,
 	}
 	int64_t new_tat = tat + T_UNITS;
 	if (i != NO_SLOT) {
-		s->slots[i].tat = new_tat;
-		sift_down(s, s->slots[i].heap_pos);
+		s->slots[i].tat = new_tat;   /* its heap entry goes stale */
 	} else if (!insert(s, hash, key, len, new_tat, now)) {
 		return false;
 	}
@@ -400,7 +418,7 @@ static void memory_limiter_stats(void *self, cart_limiter_stats *out)
 static void shard_release(struct shard *s)
 {
 	for (uint32_t i = 0; i < s->used; i++)
-		free(s->slots[s->heap[i]].key);
+		free(s->slots[s->heap[i].slot].key);
 	free(s->slots);
 	free(s->heap);
 	free(s->buckets);
