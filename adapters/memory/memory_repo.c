@@ -6,6 +6,7 @@
  * only the lookup and the pointer swap.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -26,8 +27,8 @@
  * one event and find their cart's outbox empty (the relay keeps up), so
  * each write took a malloc of ~480 bytes and its ack a free of the same:
  * ~900 instructions of jemalloc without thread caches (ADR 17), an arena
- * lock each.  A kept block has room for one event at least.  Bound: 64
- * shards x 4 blocks (~120 KiB; more if a block grew for a backlog).
+ * lock each.  Only one-event blocks are kept (one that grew for a
+ * backlog is freed), so the bound is 64 shards x 4 x ~512 bytes: 128 KiB.
  */
 #define OUTBOX_SPARES 4
 
@@ -476,7 +477,8 @@ static cart_event *outbox_shrink(struct shard *s, struct user_rec *r)
 	if (r->n_outbox)
 		return NULL;
 	r->outbox = NULL;
-	if (gone && k < OUTBOX_SPARES) {
+	if (gone && k < OUTBOX_SPARES &&
+	    malloc_usable_size(gone) < 2 * sizeof(*gone)) {
 		s->spares[k] = gone;
 		atomic_store(&s->n_spares, k + 1);
 		gone = NULL;
