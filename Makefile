@@ -36,8 +36,9 @@ CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wvla -Wno-unused-parameter
 # -O3, direct calls to shared libraries (-fno-plt) and link-time
-# optimisation of the service: ~15 % less user CPU per request than -O2
-# alone (docs/performance.md, eleventh session).  The objects are fat (GIMPLE
+# optimisation of the service: 6-8 % fewer instructions per request and
+# 4-6 % less user CPU than -O2 (docs/performance.md, eleventh session;
+# PGO measured worse and is not used).  The objects are fat (GIMPLE
 # and machine code): bin/cart-service links them with LTO, while libcart.a,
 # the example and the test binaries link the machine code as usual, with
 # any linker, and no test link pays for a whole-program optimisation.

@@ -11,9 +11,10 @@
  * TAT each had when the heap last placed it: the top is the first entry
  * to drop (TAT <= now) or evict (oldest TAT).  TAT only ever grows, so a
  * heap entry is never later than its slot's TAT, and a request leaves the
- * heap alone (a sift to the bottom on every request was most of the
- * limiter's memory traffic); only when a full shard must drop or evict is
- * the top brought up to date, re-placed while it is stale (settle_top).
+ * heap alone (a sift to the bottom on every request read two scattered
+ * slots at each of ~7 levels at 10,000 keys); only when a full shard
+ * must drop or evict is the top brought up to date, re-placed while it
+ * is stale (settle_top).
  */
 #include <assert.h>
 #include <limits.h>
