@@ -502,12 +502,12 @@ static int memory_save(void *self, const cart_write *w)
 	struct idem_entry *idem = NULL;
 	struct user_rec *r;
 	cart *copy = cart_share(w->cart);   /* kept as is; read-only from now */
-	/* Allocated and freed outside the lock (outbox_reserve), unless one
-	 * event will find a spare there (if another save takes it first,
-	 * outbox_reserve allocates under the lock). */
-	cart_event *fresh = w->event_count > 1 ||
-			    (w->event_count == 1 && !atomic_load_explicit(&s->n_spares,
-									   memory_order_relaxed)) ?
+	/* One event will likely find a spare under the lock (if another save
+	 * takes it first, outbox_reserve allocates there). */
+	bool spare = w->event_count == 1 &&
+		     atomic_load_explicit(&s->n_spares, memory_order_relaxed);
+	/* Otherwise allocated and freed outside the lock (outbox_reserve). */
+	cart_event *fresh = w->event_count && !spare ?
 			    malloc(w->event_count * sizeof(*fresh)) : NULL;
 	struct memory_repo *repo = self;
 	int64_t t0 = 0, end = 0;    /* the cart's own pacing, if it waited */
