@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -24,16 +25,30 @@
 #define BATCH_BYTES (2 * LINE_MAX_BYTES)   /* any line fits an empty batch */
 #define IDLE_WAIT_MS 200                   /* re-checks drops while idle */
 #define GATHER_MS 5                        /* a small batch waits this long for more */
+/* A caller of log_write drains a batch itself once the queue is this full
+ * (a fraction of its cells) and the pipe has room (helps_drain). */
+#define HELP_AT_NUM 1
+#define HELP_AT_DEN 2
+/* Pipe room a caller leaves unused: the kernel keeps a pipe in pages, and a
+ * partly read first page and a partly written last one hold fewer bytes
+ * than they take. */
+#define PIPE_SLACK (2 * 4096)
+#define HELP_MIN_BYTES (8 * 1024)   /* less room than this: leave it to the writer */
 
 typedef struct writer {
 	log_queue *q;
 	int fd;
+	size_t pipe_bytes;     /* fd's pipe capacity; 0: not a pipe, callers never drain */
+	/* Held by whoever takes lines from the queue and writes them: the
+	 * writer thread, or a caller of log_write that helps (help_drain).
+	 * One consumer at a time (log_queue.h) and lines in queue order. */
+	pthread_mutex_t drain;
 	pthread_t thread;
 	sem_t wake;
 	atomic_int sleeping;   /* the thread waits on wake: post to wake it */
 	atomic_int stopping;
 	uint64_t reported[4];  /* drops already told in a "log lines dropped" */
-	char *batch;           /* BATCH_BYTES */
+	char *batch;           /* BATCH_BYTES; used under drain */
 	int nice;              /* the thread's nice, above the process's */
 } writer;
 
@@ -48,6 +63,8 @@ static writer *g_idle;
 /* A writer log_stop gave up on (its fd stalled); it still owns its state. */
 static writer *g_abandoned;
 static atomic_uint_fast64_t g_dropped[4];
+/* log_hold_writer: the writer thread takes no lines while set (tests). */
+static atomic_int g_hold;
 
 static _Thread_local const char *t_request_id;
 static _Thread_local const char *t_trace_id;
@@ -130,10 +147,55 @@ static void wake(writer *w)
 		sem_post(&w->wake);
 }
 
+static void report_drops(writer *w, size_t *len);
+
+/* Pipe bytes free now, less PIPE_SLACK; 0 if unknown. */
+static size_t pipe_room(const writer *w)
+{
+	int unread = 0;
+
+	if (!w->pipe_bytes || ioctl(w->fd, FIONREAD, &unread) || unread < 0 ||
+	    (size_t)unread + PIPE_SLACK >= w->pipe_bytes)
+		return 0;
+	return w->pipe_bytes - (size_t)unread - PIPE_SLACK;
+}
+
+/*
+ * The queue is filling while the pipe has room: the writer thread is not
+ * getting the CPU (on a saturated core it is one thread among many busy
+ * request workers), not held back by stdout.  The
+ * caller then takes one batch and writes it itself, so lines are dropped
+ * only when stdout cannot keep up.  Does not wait: drain is tried, not
+ * taken (a writer thread blocked on a stalled pipe holds it), and at most
+ * half the pipe's free room is written, the other half left to the fd's
+ * other writers meanwhile (the log publisher's event lines, written by
+ * the relay); the reader only frees room.  Only for a pipe (stdout on
+ * ECS): a regular file's write can wait on the disk.
+ */
+static void help_drain(writer *w)
+{
+	size_t room, len = 0;
+
+	if (!w->pipe_bytes || pthread_mutex_trylock(&w->drain))
+		return;
+	room = pipe_room(w) / 2;
+	if (room >= HELP_MIN_BYTES) {
+		if (room > BATCH_BYTES)
+			room = BATCH_BYTES;
+		report_drops(w, &len);
+		while (log_queue_pop(w->q, w->batch, room, &len) == 1)
+			;
+		write_all(w->fd, w->batch, len);
+	}
+	pthread_mutex_unlock(&w->drain);
+}
+
 static void enqueue(writer *w, log_level level, const char *line, size_t len)
 {
 	size_t cap = log_queue_cap(w->q);
 
+	if (log_queue_used(w->q) >= cap / HELP_AT_DEN * HELP_AT_NUM)
+		help_drain(w);
 	if ((level < LOG_WARN && log_queue_used(w->q) >= cap / 4 * 3) ||
 	    log_queue_push(w->q, line, len)) {
 		atomic_fetch_add_explicit(&g_dropped[level], 1, memory_order_relaxed);
@@ -229,23 +291,34 @@ static void *writer_main(void *arg)
 	writer *w = arg;
 
 	(void)pthread_setname_np(pthread_self(), "cart-log");
-	/* Below the process by w->nice (Linux: nice applies per thread).
-	 * main puts it 5 below the request workers: on busy CPUs a request's
-	 * thread goes first and the queue absorbs the wait.  10 below them,
-	 * the writer starved at full load and lines were dropped (make
-	 * bench-logs); level with them, it preempted workers ~1000 times a
-	 * second.  Relative, so a process started nicer stays as nice. */
+	/* Below the process by w->nice (Linux: nice applies per thread;
+	 * relative, so a process started nicer stays as nice).  main gives 0:
+	 * the process's priority, above the request workers (HTTP_WORKER_NICE).
+	 * Until 2026-11-29 it ran 5 below the workers; on one saturated core
+	 * it then got ~1/200 of the CPU among 64 busy workers, waited up to
+	 * 400 ms to run, and ~20 % of the request lines were dropped while
+	 * the pipe's reader kept up.  Worse, starved while holding drain, it
+	 * kept callers from draining for it (help_drain).  At the process's
+	 * priority, two cores: GETs 0.96 of the ceiling against 0.92 (one
+	 * alternated run, docs/performance.md). */
 	(void)app_thread_nicer(w->nice);
 
 	for (;;) {
 		int stopping = atomic_load(&w->stopping);
 		size_t len = 0;
 
+		if (atomic_load_explicit(&g_hold, memory_order_relaxed) && !stopping) {
+			sleep_ms(1);
+			continue;
+		}
+		pthread_mutex_lock(&w->drain);
 		report_drops(w, &len);
 		while (log_queue_pop(w->q, w->batch, BATCH_BYTES, &len) == 1)
 			;
-		if (len) {
+		if (len)
 			write_all(w->fd, w->batch, len);
+		pthread_mutex_unlock(&w->drain);
+		if (len) {
 			/* A small batch: let lines gather (GATHER_MS), so a busy
 			 * server costs ~200 writes and wake-ups a second, not one
 			 * per line; the queue holds ~0.1 s of lines at 37k/s. */
@@ -271,6 +344,7 @@ static writer *writer_new(void)
 		free(w);
 		return NULL;
 	}
+	pthread_mutex_init(&w->drain, NULL);
 	return w;
 }
 
@@ -282,12 +356,16 @@ static writer *writer_new(void)
  * pipe-max-size for an unprivileged process) holds ~100 ms.  Best effort:
  * a smaller limit or another kind of fd keeps what it has.
  */
-static void grow_pipe(int fd)
+static size_t grow_pipe(int fd)
 {
 	struct stat st;
+	int got;
 
-	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
-		(void)fcntl(fd, F_SETPIPE_SZ, LOG_PIPE_BYTES);
+	if (fstat(fd, &st) || !S_ISFIFO(st.st_mode))
+		return 0;
+	(void)fcntl(fd, F_SETPIPE_SZ, LOG_PIPE_BYTES);
+	got = fcntl(fd, F_GETPIPE_SZ);
+	return got > 0 ? (size_t)got : 0;
 }
 
 int log_start_writer(int nice)
@@ -299,7 +377,7 @@ int log_start_writer(int nice)
 	g_idle = NULL;
 	w->fd = g_fd;
 	w->nice = nice;
-	grow_pipe(w->fd);
+	w->pipe_bytes = grow_pipe(w->fd);
 	atomic_store(&w->sleeping, 0);
 	atomic_store(&w->stopping, 0);
 	for (int l = 0; l < 4; l++)
@@ -315,6 +393,11 @@ int log_start_writer(int nice)
 	}
 	atomic_store_explicit(&g_writer, w, memory_order_release);
 	return 0;
+}
+
+void log_hold_writer(int on)
+{
+	atomic_store(&g_hold, on);
 }
 
 int log_stop(void)

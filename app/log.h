@@ -12,9 +12,14 @@
  * caller's stack and pushed into a lock-free bounded queue
  * (LOG_QUEUE_LINES lines, app/log_queue.h) that one writer thread drains,
  * many lines per write(2).  log_write then never waits for I/O, a lock or
- * another thread.
+ * another thread.  When stdout is a pipe and the queue is half full while
+ * the pipe has room, the writer thread is short of CPU (one thread among
+ * the many busy request workers of a saturated core), and the caller
+ * writes one batch of queued lines itself: at most the pipe's free room,
+ * and only if no other thread is draining (a try-lock).
  *
- * When stdout cannot keep up (a stalled pipe) the queue fills:
+ * When stdout cannot keep up (a stalled pipe, or not a pipe and the writer
+ * thread short of CPU) the queue fills:
  *  - debug and info lines are dropped once it is 3/4 full,
  *  - warn and error lines only when it is full;
  * each drop is counted per level (log_dropped), and the writer, as soon as
@@ -58,6 +63,10 @@ int log_start_writer(int nice);
  * line pushed while the writer finishes may be lost.
  */
 int log_stop(void);
+/* Tests: while on, the writer thread takes no lines from the queue, as a
+ * writer thread that gets no CPU; lines wait there or callers drain them.
+ * log_stop drains regardless. */
+void log_hold_writer(int on);
 
 /*
  * Writes {"time","level","msg"...<fields>}.  fields is NULL or a run of

@@ -41,9 +41,6 @@
  * EVENTS_BACKLOG_MAX_MB bound. */
 #define EVENTS_PACE_MAX_WAIT_MS 500
 
-/* The log writer runs this much nicer than the request workers (app/log.c,
- * writer_main: why 5); the relay runs at the process's own priority. */
-#define LOG_WRITER_NICE_BELOW_WORKERS 5
 
 /* Process-wide state, set up before any thread starts (STYLE.md, 7). */
 /*
@@ -994,7 +991,8 @@ int main(int argc, char **argv)
 			  "with this LOG_LEVEL no EMF line is written", NULL);
 	/* From here on lines go through the writer thread (app/log.h): the
 	 * first requests are served before server_start returns. */
-	if (log_start_writer(g_cfg.http_worker_nice + LOG_WRITER_NICE_BELOW_WORKERS))
+	/* At the process's own priority, as the relay (app/log.c, writer_main). */
+	if (log_start_writer(0))
 		log_write(LOG_WARN, "log writer not started: logging synchronously", NULL);
 	/* Before the first request: AppConfig's flags count from the start. */
 	if (app_flags_start(w.flags))

@@ -275,6 +275,90 @@ START_TEST(test_log_stalled_stdout_drops_info_first_and_reports)
 }
 END_TEST
 
+/*
+ * A writer thread that gets no CPU (one thread among the busy request
+ * workers of a saturated core, and nicer than them: on one core at full
+ * load the service dropped ~20 % of its request lines while the pipe's
+ * reader kept up) costs no line when stdout is a pipe with room: callers
+ * write batches themselves, in order.
+ */
+typedef struct seq_seen {
+	int next, lines;
+	bool in_order;
+} seq_seen;
+
+static void check_seq(const cJSON *j, void *ctx)
+{
+	seq_seen *s = ctx;
+	const cJSON *i = cJSON_GetObjectItem(j, "i");
+
+	if (!i)
+		return;   /* not one of ours */
+	if (i->valueint != s->next)
+		s->in_order = false;
+	s->next = i->valueint + 1;
+	s->lines++;
+}
+
+#define STARVED_LINES (4 * LOG_QUEUE_LINES)
+
+START_TEST(test_log_starved_writer_callers_drain_into_a_pipe)
+{
+	uint64_t info0 = log_dropped(LOG_INFO);
+	seq_seen s = { 0, 0, true };
+	collected c = { 0 };
+	pthread_t reader;
+	char fields[64];
+	int p[2];
+
+	ck_assert_int_eq(pipe(p), 0);
+	c.fd = p[0];
+	ck_assert_int_eq(pthread_create(&reader, NULL, collect, &c), 0);
+	log_setup(LOG_INFO, p[1]);
+	ck_assert_int_eq(log_start_writer(5), 0);
+	log_hold_writer(1);
+	for (int i = 0; i < STARVED_LINES; i++) {
+		snprintf(fields, sizeof(fields), ",\"i\":%d", i);
+		log_write(LOG_INFO, "starved writer", fields);
+	}
+	/* four queues' worth went through while the writer took nothing */
+	ck_assert_uint_eq(log_dropped(LOG_INFO) - info0, 0);
+	log_hold_writer(0);
+	ck_assert_int_eq(log_stop(), 0);
+	close(p[1]);
+	pthread_join(reader, NULL);
+	close(p[0]);
+	each_line(c.data, check_seq, &s);
+	ck_assert_int_eq(s.lines, STARVED_LINES);
+	ck_assert(s.in_order);
+	free(c.data);
+}
+END_TEST
+
+/* Not a pipe (a file: its write may wait on the disk): callers never
+ * write, and a starved writer's queue drops info lines past 3/4. */
+START_TEST(test_log_starved_writer_file_drops_not_waits)
+{
+	uint64_t info0 = log_dropped(LOG_INFO);
+	FILE *f = tmpfile();
+	long size;
+
+	ck_assert_ptr_nonnull(f);
+	log_setup(LOG_INFO, fileno(f));
+	ck_assert_int_eq(log_start_writer(5), 0);
+	log_hold_writer(1);
+	for (int i = 0; i < LOG_QUEUE_LINES; i++)
+		log_write(LOG_INFO, "starved writer", NULL);
+	ck_assert_int_eq(lseek(fileno(f), 0, SEEK_END), 0);   /* nothing written yet */
+	ck_assert_uint_eq(log_dropped(LOG_INFO) - info0, LOG_QUEUE_LINES / 4);
+	log_hold_writer(0);
+	ck_assert_int_eq(log_stop(), 0);
+	size = lseek(fileno(f), 0, SEEK_END);
+	ck_assert_int_gt(size, 0);
+	fclose(f);
+}
+END_TEST
+
 /* The writer asks for LOG_PIPE_BYTES of pipe when stdout is a pipe (as on
  * ECS), so a reader late by ~100 ms costs no line; a file is left alone. */
 START_TEST(test_log_writer_grows_a_pipe)
@@ -718,6 +802,8 @@ Suite *log_suite(void)
 	tcase_add_test(w, test_log_stalled_stdout_drops_info_first_and_reports);
 	tcase_add_test(w, test_log_lines_of_a_request_carry_its_ids);
 	tcase_add_test(w, test_log_writer_grows_a_pipe);
+	tcase_add_test(w, test_log_starved_writer_callers_drain_into_a_pipe);
+	tcase_add_test(w, test_log_starved_writer_file_drops_not_waits);
 	suite_add_tcase(s, w);
 	tcase_add_checked_fixture(e, setup, teardown);
 	tcase_add_test(e, test_log_aws_json_str_escapes_everything);
