@@ -165,8 +165,10 @@ def rss_kib(pid):
 
 def outbox_metrics(port):
     """Writes that waited for the event relay (pacing) and the events
-    still waiting, from /metrics: 0 and ~0 when the relay keeps up."""
-    out = {"paced": None, "backlog": None}
+    still waiting, from /metrics: 0 and ~0 when the relay keeps up; and
+    the log lines dropped (all levels): 0 unless stdout or the log writer
+    fell behind (one saturated core did, until 2026-11-29)."""
+    out = {"paced": None, "backlog": None, "log_dropped": None}
     try:
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
             for line in r.read().decode().splitlines():
@@ -174,6 +176,8 @@ def outbox_metrics(port):
                     out["paced"] = int(float(line.split()[1]))
                 elif line.startswith("cart_outbox_backlog_events "):
                     out["backlog"] = int(float(line.split()[1]))
+                elif line.startswith("log_lines_dropped_total{"):
+                    out["log_dropped"] = (out["log_dropped"] or 0) + int(float(line.split()[1]))
     except OSError:
         pass
     return out
@@ -427,6 +431,9 @@ def summarize(scen, auth, ceil_runs, svc_runs):
         "statuses": statuses,
         "rss_after_kib": max(r["rss_kib"] for r in svc_runs),
         "paced_writes": sum(r.get("paced") or 0 for r in svc_runs),
+        "log_dropped": sum(r.get("log_dropped") or 0 for r in svc_runs),
+        "ceiling_p99_ms": max((r["p99_ms"] for r in ceil_runs if r["p99_ms"] is not None),
+                              default=None),
         "runs": {"ceiling": ceil_runs, "service": svc_runs},
     }
 
@@ -563,21 +570,28 @@ def markdown(result):
                   "starts with the service); req/s is the "
                   "mean over runs, ratio = sum(service) / sum(ceiling), pair median = median of "
                   "the per-pair ratios, p50 the median and p99 the worst over the service runs; "
+                  "ceiling p99 the worst over the ceiling's runs; "
                   "paced = writes that waited for the event relay (all service runs; 0 when "
-                  "the relay keeps up)."
+                  "the relay keeps up); log drops = log lines the service dropped "
+                  "(log_lines_dropped_total, all service runs; 0 when stdout and the log "
+                  "writer keep up)."
                   % (m["pairs"], m["seconds"]), "",
                   "| scenario | config | req/s | ceiling req/s | ratio | pair median | target | "
-                  "p50 ms | p99 ms (< %g) | errors | paced | RSS after MiB |" % P99_TARGET_MS,
-                  "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+                  "p50 ms | p99 ms (< %g) | ceiling p99 ms | errors | paced | log drops | "
+                  "RSS after MiB |" % P99_TARGET_MS,
+                  "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in result["rows"]:
             t = r["ratio_target"]
             meets = t is None or (r["ratio"] or 0) >= t
             err = str(r["errors"]) + (" (ceiling %d)" % r["ceiling_errors"] if r["ceiling_errors"] else "")
-            lines.append("| %s | %s | %s | %s | %s | %s | >= %.2f %s | %s | %s %s | %s | %s | %s |" % (
+            drops = r.get("log_dropped", "-")
+            lines.append("| %s | %s | %s | %s | %s | %s | >= %.2f %s | %s | %s %s | %s | %s | %s | %s | %s |" % (
                 r["scenario"], r["config"], f0(r["service_rps"]), f0(r["ceiling_rps"]),
                 f2(r["ratio"]), f2(r["pair_ratio_median"]), t or 0, ok(meets), f2(r["p50_ms"]),
                 f2(r["p99_ms"]), ok(r["p99_ms"] is not None and r["p99_ms"] < P99_TARGET_MS),
+                f2(r.get("ceiling_p99_ms")),
                 err if r["errors"] == 0 else "**%s**" % err, r.get("paced_writes", "-"),
+                drops if not drops else "**%s**" % drops,
                 mib(r["rss_after_kib"])))
         lines.append("")
     if result["auth"]:
