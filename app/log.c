@@ -26,7 +26,7 @@
 #define IDLE_WAIT_MS 200                   /* re-checks drops while idle */
 #define GATHER_MS 5                        /* a small batch waits this long for more */
 /* A caller of log_write drains a batch itself once the queue is this full
- * (a fraction of its cells) and the pipe has room (helps_drain). */
+ * (a fraction of its cells) and the pipe has room (help_drain). */
 #define HELP_AT_NUM 1
 #define HELP_AT_DEN 2
 /* Pipe room a caller leaves unused: the kernel keeps a pipe in pages, and a
@@ -163,9 +163,10 @@ static size_t pipe_room(const writer *w)
 /*
  * The queue is filling while the pipe has room: the writer thread is not
  * getting the CPU (on a saturated core it is one thread among many busy
- * request workers), not held back by stdout.  The
- * caller then takes one batch and writes it itself, so lines are dropped
- * only when stdout cannot keep up.  Does not wait: drain is tried, not
+ * request workers), not held back by stdout.  The caller then takes one
+ * batch and writes it itself, so lines are dropped only when stdout
+ * cannot keep up (or a thread holding drain is preempted: the others do
+ * not wait for it).  Does not wait: drain is tried, not
  * taken (a writer thread blocked on a stalled pipe holds it), and at most
  * half the pipe's free room is written, the other half left to the fd's
  * other writers meanwhile (the log publisher's event lines, written by

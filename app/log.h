@@ -15,8 +15,8 @@
  * another thread.  When stdout is a pipe and the queue is half full while
  * the pipe has room, the writer thread is short of CPU (one thread among
  * the many busy request workers of a saturated core), and the caller
- * writes one batch of queued lines itself: at most the pipe's free room,
- * and only if no other thread is draining (a try-lock).
+ * writes one batch of queued lines itself: at most half the pipe's free
+ * room, and only if no other thread is draining (a try-lock).
  *
  * When stdout cannot keep up (a stalled pipe, or not a pipe and the writer
  * thread short of CPU) the queue fills:

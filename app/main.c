@@ -41,7 +41,6 @@
  * EVENTS_BACKLOG_MAX_MB bound. */
 #define EVENTS_PACE_MAX_WAIT_MS 500
 
-
 /* Process-wide state, set up before any thread starts (STYLE.md, 7). */
 /*
  * jemalloc's settings (ADR 17), read by the allocator before main; the
