@@ -86,6 +86,25 @@ static size_t each_line(char *data, line_fn fn, void *ctx)
 	return n;
 }
 
+/* A pipe with a reader thread collecting it, as the log's fd, and the
+ * writer started; piped_finish stops the writer and joins the reader. */
+static void piped_start(collected *c, pthread_t *reader, int p[2])
+{
+	ck_assert_int_eq(pipe(p), 0);
+	c->fd = p[0];
+	ck_assert_int_eq(pthread_create(reader, NULL, collect, c), 0);
+	log_setup(LOG_INFO, p[1]);
+	ck_assert_int_eq(log_start_writer(5), 0);
+}
+
+static void piped_finish(pthread_t reader, int p[2])
+{
+	ck_assert_int_eq(log_stop(), 0);
+	close(p[1]);
+	pthread_join(reader, NULL);
+	close(p[0]);
+}
+
 static void setup(void)
 {
 	log_setup(LOG_DEBUG, 2);
@@ -180,19 +199,12 @@ START_TEST(test_log_concurrent_writers_lose_nothing_and_never_interleave)
 
 	memset(&s, 0, sizeof(s));
 	s.in_order = true;
-	ck_assert_int_eq(pipe(p), 0);
-	c.fd = p[0];
-	ck_assert_int_eq(pthread_create(&reader, NULL, collect, &c), 0);
-	log_setup(LOG_INFO, p[1]);
-	ck_assert_int_eq(log_start_writer(5), 0);
+	piped_start(&c, &reader, p);
 	for (long t = 0; t < THREADS; t++)
 		ck_assert_int_eq(pthread_create(&th[t], NULL, writer_thread, (void *)(intptr_t)t), 0);
 	for (int t = 0; t < THREADS; t++)
 		pthread_join(th[t], NULL);
-	ck_assert_int_eq(log_stop(), 0);
-	close(p[1]);
-	pthread_join(reader, NULL);
-	close(p[0]);
+	piped_finish(reader, p);
 	ck_assert_uint_eq(log_dropped(LOG_INFO) + log_dropped(LOG_WARN), dropped);
 	ck_assert_uint_eq(each_line(c.data, check_concurrent, &s), THREADS * PER_THREAD);
 	ck_assert(s.in_order);   /* one thread's lines keep their order */
@@ -259,10 +271,7 @@ START_TEST(test_log_stalled_stdout_drops_info_first_and_reports)
 	/* the reader comes back */
 	c.fd = p[0];
 	ck_assert_int_eq(pthread_create(&reader, NULL, collect, &c), 0);
-	ck_assert_int_eq(log_stop(), 0);
-	close(p[1]);
-	pthread_join(reader, NULL);
-	close(p[0]);
+	piped_finish(reader, p);
 	each_line(c.data, check_stalled, &s);
 	ck_assert_int_eq(s.error, errors);
 	ck_assert_int_eq(s.info + s.dropped_info, infos);
@@ -313,11 +322,7 @@ START_TEST(test_log_starved_writer_callers_drain_into_a_pipe)
 	char fields[64];
 	int p[2];
 
-	ck_assert_int_eq(pipe(p), 0);
-	c.fd = p[0];
-	ck_assert_int_eq(pthread_create(&reader, NULL, collect, &c), 0);
-	log_setup(LOG_INFO, p[1]);
-	ck_assert_int_eq(log_start_writer(5), 0);
+	piped_start(&c, &reader, p);
 	log_hold_writer(1);
 	for (int i = 0; i < STARVED_LINES; i++) {
 		snprintf(fields, sizeof(fields), ",\"i\":%d", i);
@@ -326,10 +331,7 @@ START_TEST(test_log_starved_writer_callers_drain_into_a_pipe)
 	/* two queues' worth went through while the writer took nothing */
 	ck_assert_uint_eq(log_dropped(LOG_INFO) - info0, 0);
 	log_hold_writer(0);
-	ck_assert_int_eq(log_stop(), 0);
-	close(p[1]);
-	pthread_join(reader, NULL);
-	close(p[0]);
+	piped_finish(reader, p);
 	each_line(c.data, check_seq, &s);
 	ck_assert_int_eq(s.lines, STARVED_LINES);
 	ck_assert(s.in_order);
@@ -393,11 +395,7 @@ START_TEST(test_log_starved_writer_many_callers_lose_nothing_silently)
 
 	for (int t = 0; t < THREADS; t++)
 		s.last[t] = -1;
-	ck_assert_int_eq(pipe(p), 0);
-	c.fd = p[0];
-	ck_assert_int_eq(pthread_create(&reader, NULL, collect, &c), 0);
-	log_setup(LOG_INFO, p[1]);
-	ck_assert_int_eq(log_start_writer(5), 0);
+	piped_start(&c, &reader, p);
 	log_hold_writer(1);
 	for (long t = 0; t < THREADS; t++)
 		ck_assert_int_eq(pthread_create(&th[t], NULL, round_thread, (void *)(intptr_t)t), 0);
@@ -405,10 +403,7 @@ START_TEST(test_log_starved_writer_many_callers_lose_nothing_silently)
 		pthread_join(th[t], NULL);
 	dropped = log_dropped(LOG_INFO) - info0;
 	log_hold_writer(0);
-	ck_assert_int_eq(log_stop(), 0);
-	close(p[1]);
-	pthread_join(reader, NULL);
-	close(p[0]);
+	piped_finish(reader, p);
 	each_line(c.data, check_rounds, &s);
 	ck_assert(s.in_order);
 	ck_assert_int_eq((long long)s.lines + (long long)dropped, THREADS * ROUND_LINES);
