@@ -149,12 +149,13 @@ static void wake(writer *w)
 
 static void report_drops(writer *w, size_t *len);
 
-/* Pipe bytes free now, less PIPE_SLACK; 0 if unknown. */
+/* Pipe bytes free now, less PIPE_SLACK; 0 if unknown.  w->fd is a pipe
+ * (w->pipe_bytes set). */
 static size_t pipe_room(const writer *w)
 {
 	int unread = 0;
 
-	if (!w->pipe_bytes || ioctl(w->fd, FIONREAD, &unread) || unread < 0 ||
+	if (ioctl(w->fd, FIONREAD, &unread) || unread < 0 ||
 	    (size_t)unread + PIPE_SLACK >= w->pipe_bytes)
 		return 0;
 	return w->pipe_bytes - (size_t)unread - PIPE_SLACK;
