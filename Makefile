@@ -15,7 +15,7 @@
 #                   to choose; BENCH_SECONDS 8, BENCH_PAIRS 3, BENCH_CPUS to pin servers)
 #                   targets, service/ceiling req/s: get >= 0.85, mixed >= 0.75,
 #                   add >= 0.70, patch >= 0.70, add_delete >= 0.65; p99 < 5 ms;
-#                   no errors; auth on/off >= 0.90 on get
+#                   no errors; ratio with auth on / ratio with auth off >= 0.90 on get
 #   make bench-soak    mixed for BENCH_SOAK_SECONDS (60) twice on one process; targets:
 #                   last 10 s within 10 % of the first, RSS <= 64 MB, growth < 2 MB
 #   make bench-scaling the table with the servers pinned to 1 core, then 2 (wrk unpinned)

@@ -84,7 +84,11 @@ ALTERNATED = ["get", "mixed", "add", "patch", "add_delete"]
 # Targets (issue 10).
 RATIO_TARGET = {"get": 0.85, "mixed": 0.75, "add": 0.70, "patch": 0.70, "add_delete": 0.65}
 P99_TARGET_MS = 5.0
-AUTH_RATIO_TARGET = {"get": 0.90}        # auth on / auth off, service req/s
+# Auth's own cost: the service's ratio to the ceiling with auth on over the
+# same with auth off.  Not raw service req/s on/off: the bearer token makes
+# every request ~540 bytes longer, and the bare server with the same requests
+# loses 10-17 % to that alone (civetweb's header scan, wrk's writes).
+AUTH_RATIO_TARGET = {"get": 0.90}
 SOAK_DRIFT_TARGET = 0.90                 # last slice / first slice
 SOAK_RSS_TARGET_KIB = 64 * 1024          # RSS after the first 60 s of mixed
 SOAK_GROWTH_TARGET_KIB = 2 * 1024        # RSS growth over the second run
@@ -439,12 +443,18 @@ def summarize(scen, auth, ceil_runs, svc_runs):
 
 
 def auth_ratios(rows):
+    """Per scenario run with auth both ways: the service's req/s on/off,
+    the ceiling's on/off (the same token in the same requests, nothing
+    verified), and auth's own cost: the service's ratio to the ceiling on
+    over off, which the target is on."""
     out = []
     for scen in dict.fromkeys(r["scenario"] for r in rows):
         by = {r["auth"]: r for r in rows if r["scenario"] == scen}
-        if "on" in by and "off" in by and by["off"]["service_rps"]:
+        if "on" in by and "off" in by and by["off"]["service_rps"] and by["off"]["ratio"]:
             out.append({"scenario": scen,
                         "on_off": by["on"]["service_rps"] / by["off"]["service_rps"],
+                        "ceiling_on_off": by["on"]["ceiling_rps"] / by["off"]["ceiling_rps"],
+                        "net": by["on"]["ratio"] / by["off"]["ratio"],
                         "target": AUTH_RATIO_TARGET.get(scen)})
     return out
 
@@ -595,11 +605,16 @@ def markdown(result):
                 mib(r["rss_after_kib"])))
         lines.append("")
     if result["auth"]:
-        lines += ["Auth cost: service req/s with auth on / auth off (same run).", "",
-                  "| scenario | on/off | target |", "|---|---:|---|"]
+        lines += ["Auth cost (same run): req/s with auth on / auth off, for the service and "
+                  "for the ceiling, which gets the same bearer tokens and verifies nothing; "
+                  "auth's own cost is the service's ratio to the ceiling with auth on / "
+                  "with auth off.", "",
+                  "| scenario | service on/off | ceiling on/off | ratio on / ratio off | target |",
+                  "|---|---:|---:|---:|---|"]
         for a in result["auth"]:
-            tgt = "-" if a["target"] is None else ">= %.2f %s" % (a["target"], ok(a["on_off"] >= a["target"]))
-            lines.append("| %s | %s | %s |" % (a["scenario"], f2(a["on_off"]), tgt))
+            tgt = "-" if a["target"] is None else ">= %.2f %s" % (a["target"], ok(a["net"] >= a["target"]))
+            lines.append("| %s | %s | %s | %s | %s |" % (a["scenario"], f2(a["on_off"]),
+                         f2(a["ceiling_on_off"]), f2(a["net"]), tgt))
         lines.append("")
     if result["soak"]:
         lines += ["Soak: mixed, one wrk run of %d s with its connections open throughout, "
