@@ -4,8 +4,9 @@
 /*
  * Which allocator the executable runs on (jemalloc, ADR 17; glibc's
  * malloc when built with MALLOC_LIBS=), for the start line, and
- * jemalloc's per-thread caches, which the server turns on in a worker
- * only while it holds a connection (ADR 17).
+ * jemalloc's per-thread caches, which the server turns on in the event
+ * relay's thread, and in a worker only while it holds a connection with
+ * the DynamoDB store (ADR 17).
  */
 
 #include <stdbool.h>
@@ -24,7 +25,8 @@ void app_allocator_thread_cache(bool on);
 
 /* jemalloc's own statistics (its stats.* names), in bytes. */
 typedef struct app_heap_stats {
-	size_t allocated;   /* in use by the program */
+	size_t allocated;   /* in use by the program (not blocks held in
+			       threads' caches, which jemalloc counts) */
 	size_t active;      /* pages holding allocations */
 	size_t metadata;    /* jemalloc's own bookkeeping */
 	size_t resident;    /* pages jemalloc holds in RAM (maximum) */

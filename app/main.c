@@ -682,6 +682,15 @@ static void *relay_loop(void *arg)
 	int64_t wait_ms = 0, last_log = 0;
 
 	(void)pthread_setname_np(pthread_self(), "cart-relay");
+	/*
+	 * One long-lived thread that allocates and frees for every event it
+	 * carries (the fetch's copies, the documents, the acks): with its own
+	 * jemalloc cache those skip the arena locks the 64+ workers take
+	 * (ADR 17: no cache for the workers).  Adds on 2 cores: 1.3 us less
+	 * user CPU per request, req/s ratio 0.73 -> 0.79.
+	 */
+	if (app_allocator_caches_off())
+		app_allocator_thread_cache(true);
 
 	while (!atomic_load(&rt->stop)) {
 		int n;
