@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The cart's JSON around its lines, and a line: the service's bytes for
@@ -218,6 +219,32 @@ static void *on_init_thread(const struct mg_context *ctx, int thread_type)
 	return NULL;
 }
 
+/*
+ * CEILING_SPIN_NS (environment, default 0): CPU each request burns before
+ * it is answered, to give the bare server the service's CPU per request
+ * and see what a saturated core does to civetweb's tail on its own
+ * (docs/performance.md, thirteenth session).  Not used by make bench.
+ */
+static long spin_ns;
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void spin(void)
+{
+	int64_t until;
+
+	if (spin_ns <= 0)
+		return;
+	for (until = mono_ns() + spin_ns; mono_ns() < until;)
+		;
+}
+
 static int on_begin_request(struct mg_connection *conn)
 {
 	const struct mg_request_info *ri = mg_get_request_info(conn);
@@ -227,6 +254,7 @@ static int on_begin_request(struct mg_connection *conn)
 	long user = user_of(uri);
 	char body[1024];
 
+	spin();
 	if (!strcmp(m, "POST")) {
 		const char *id;
 		size_t len;
@@ -289,6 +317,8 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int sig;
 
+	if (getenv("CEILING_SPIN_NS"))
+		spin_ns = atol(getenv("CEILING_SPIN_NS"));
 	if (getenv("HTTP_WORKER_NICE"))
 		worker_nice = atoi(getenv("HTTP_WORKER_NICE"));
 	snprintf(ports, sizeof(ports), "127.0.0.1:%s", argc > 1 ? argv[1] : "18090");
