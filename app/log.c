@@ -149,6 +149,23 @@ static void wake(writer *w)
 
 static void report_drops(writer *w, size_t *len);
 
+/*
+ * One batch out: the pending drop report, then queued lines while they
+ * fit in cap bytes (<= BATCH_BYTES), in one write.  The caller holds
+ * drain.  Returns the bytes written (0: nothing was queued).
+ */
+static size_t drain_batch(writer *w, size_t cap)
+{
+	size_t len = 0;
+
+	report_drops(w, &len);
+	while (log_queue_pop(w->q, w->batch, cap, &len) == 1)
+		;
+	if (len)
+		write_all(w->fd, w->batch, len);
+	return len;
+}
+
 /* Pipe bytes free now, less PIPE_SLACK; 0 if unknown.  w->fd is a pipe
  * (w->pipe_bytes set). */
 static size_t pipe_room(const writer *w)
@@ -176,19 +193,13 @@ static size_t pipe_room(const writer *w)
  */
 static void help_drain(writer *w)
 {
-	size_t room, len = 0;
+	size_t room;
 
 	if (!w->pipe_bytes || pthread_mutex_trylock(&w->drain))
 		return;
 	room = pipe_room(w) / 2;
-	if (room >= HELP_MIN_BYTES) {
-		if (room > BATCH_BYTES)
-			room = BATCH_BYTES;
-		report_drops(w, &len);
-		while (log_queue_pop(w->q, w->batch, room, &len) == 1)
-			;
-		write_all(w->fd, w->batch, len);
-	}
+	if (room >= HELP_MIN_BYTES)
+		drain_batch(w, room < BATCH_BYTES ? room : BATCH_BYTES);
 	pthread_mutex_unlock(&w->drain);
 }
 
@@ -307,18 +318,14 @@ static void *writer_main(void *arg)
 
 	for (;;) {
 		int stopping = atomic_load(&w->stopping);
-		size_t len = 0;
+		size_t len;
 
 		if (atomic_load_explicit(&g_hold, memory_order_relaxed) && !stopping) {
 			sleep_ms(1);
 			continue;
 		}
 		pthread_mutex_lock(&w->drain);
-		report_drops(w, &len);
-		while (log_queue_pop(w->q, w->batch, BATCH_BYTES, &len) == 1)
-			;
-		if (len)
-			write_all(w->fd, w->batch, len);
+		len = drain_batch(w, BATCH_BYTES);
 		pthread_mutex_unlock(&w->drain);
 		if (len) {
 			/* A small batch: let lines gather (GATHER_MS), so a busy

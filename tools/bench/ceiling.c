@@ -242,18 +242,20 @@ static int64_t mono_ns(void)
  * bench.
  */
 static int log_line;
+static char line[400];   /* set up by main when log_line */
+
+static void line_init(void)
+{
+	static const char head[] = "{\"level\":\"info\",\"msg\":\"request\"}";
+
+	memset(line, ' ', sizeof(line) - 1);
+	memcpy(line, head, sizeof(head) - 1);
+	line[sizeof(line) - 1] = '\n';
+}
 
 static void write_line(void)
 {
-	static const char line[400] = "{\"level\":\"info\",\"msg\":\"request\"}";
-	char out[sizeof(line)];
-
-	if (!log_line)
-		return;
-	memcpy(out, line, sizeof(out));
-	memset(out + strlen(line), ' ', sizeof(out) - strlen(line) - 1);
-	out[sizeof(out) - 1] = '\n';
-	if (write(STDOUT_FILENO, out, sizeof(out)) < 0)
+	if (log_line && write(STDOUT_FILENO, line, sizeof(line)) < 0)
 		log_line = 0;
 }
 
@@ -342,6 +344,8 @@ int main(int argc, char **argv)
 
 	if (getenv("CEILING_LOG_LINE"))
 		log_line = atoi(getenv("CEILING_LOG_LINE"));
+	if (log_line)
+		line_init();
 	if (getenv("CEILING_SPIN_NS"))
 		spin_ns = atol(getenv("CEILING_SPIN_NS"));
 	if (getenv("HTTP_WORKER_NICE"))
