@@ -15,17 +15,27 @@
  * slots at each of ~7 levels at 10,000 keys); only when a full shard
  * must drop or evict is the top brought up to date, re-placed while it
  * is stale (settle_top).
+ *
+ * A shard's lock is a reader-writer lock.  A take of a key the shard
+ * holds shares it: the entry is found under the read lock and its TAT
+ * moved by one compare-and-swap, so takes of one hot key (one client IP,
+ * one client hammering) never wait for one another, not even for a take
+ * whose thread was preempted inside.  With a mutex they did: every
+ * request on one key, 64 connections on 2 cores, 95 sleeps a second of
+ * 2.7 ms median (issue 10).  A new key, a drop or an eviction changes
+ * the table and takes the lock alone; writers go first, so a stream of
+ * takes cannot starve a new key.
  */
 #include <assert.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "cart/error.h"
 #include "cart/limiter.h"
-#include "cart/sync.h"
 
 /* --- the port ----------------------------------------------------------- */
 
@@ -138,7 +148,8 @@ static uint64_t siphash(const uint64_t k[2], const char *data, size_t len)
 
 struct slot {
 	uint64_t hash;
-	int64_t tat;             /* units; meaningful while key != NULL */
+	_Atomic int64_t tat;     /* units; meaningful while key != NULL.
+				  * Moved under the read lock (CAS). */
 	char *key;               /* key_len bytes (malloc'd, 1 if empty); NULL: free */
 	uint32_t next;           /* hash chain, or the free list */
 	uint16_t key_len;
@@ -150,8 +161,8 @@ struct heap_ent {
 };
 
 struct shard {
-	pthread_mutex_t lock;    /* guards every field below */
-	int64_t now;             /* latest time seen, units; never decreases */
+	pthread_rwlock_t lock;   /* write: the table; read: a TAT (CAS) */
+	_Atomic int64_t now;     /* latest time seen, units; never decreases */
 	uint32_t cap;            /* most entries this shard may hold */
 	uint32_t used;           /* entries held = heap size */
 	uint32_t nslots;         /* slots allocated, <= cap */
@@ -160,7 +171,8 @@ struct shard {
 	uint32_t *buckets;       /* chain heads */
 	struct slot *slots;
 	struct heap_ent *heap;   /* min-heap by heap_ent.tat */
-	uint64_t allowed, limited, store_errors, evictions;
+	atomic_uint_fast64_t allowed, limited, store_errors;
+	uint64_t evictions;      /* under the write lock */
 } __attribute__((aligned(64)));
 
 struct memory_limiter {
@@ -239,8 +251,12 @@ static uint32_t find(const struct shard *s, uint64_t hash, const char *key,
  */
 static void settle_top(struct shard *s)
 {
-	while (s->used > 0 && s->heap[0].tat != s->slots[s->heap[0].slot].tat) {
-		s->heap[0].tat = s->slots[s->heap[0].slot].tat;
+	while (s->used > 0) {
+		int64_t tat = atomic_load_explicit(&s->slots[s->heap[0].slot].tat,
+						   memory_order_relaxed);
+		if (s->heap[0].tat == tat)
+			return;
+		s->heap[0].tat = tat;
 		sift_down(s, 0);
 	}
 }
@@ -291,7 +307,8 @@ static bool grow(struct shard *s)
 		return false;
 	s->heap = heap;
 	for (uint32_t i = n; i-- > s->nslots;) {
-		slots[i] = (struct slot){ .next = s->free_head };
+		slots[i].key = NULL;
+		slots[i].next = s->free_head;
 		s->free_head = i;
 	}
 	s->nslots = n;
@@ -315,8 +332,11 @@ static bool insert(struct shard *s, uint64_t hash, const char *key,
 	struct slot *e = &s->slots[i];
 	uint32_t b = bucket_of(s, hash);
 	s->free_head = e->next;
-	*e = (struct slot){ .hash = hash, .tat = tat, .key = copy,
-			    .next = s->buckets[b], .key_len = (uint16_t)len };
+	e->hash = hash;
+	atomic_store_explicit(&e->tat, tat, memory_order_relaxed);
+	e->key = copy;
+	e->next = s->buckets[b];
+	e->key_len = (uint16_t)len;
 	s->buckets[b] = i;
 	s->heap[s->used] = (struct heap_ent){ tat, i };
 	s->used++;
@@ -324,7 +344,10 @@ static bool insert(struct shard *s, uint64_t hash, const char *key,
 	return true;
 }
 
-/* The clock in units, never going back within a shard.  Caller locks. */
+/*
+ * The clock in units, never going back within a shard.  Caller holds the
+ * lock, read or write.
+ */
 static int64_t shard_now(const struct memory_limiter *m, struct shard *s)
 {
 	int64_t d = cart_clock_now(m->clock) - m->epoch_ms;
@@ -333,23 +356,27 @@ static int64_t shard_now(const struct memory_limiter *m, struct shard *s)
 	else if (d < -m->max_ms)
 		d = -m->max_ms;
 	int64_t now = d * m->policy.rate_per_sec;
-	if (now > s->now)
-		s->now = now;
-	return s->now;
+	int64_t seen = atomic_load_explicit(&s->now, memory_order_relaxed);
+
+	while (now > seen &&
+	       !atomic_compare_exchange_weak_explicit(&s->now, &seen, now,
+						      memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+	return now > seen ? now : seen;
 }
 
 /*
- * GCRA for one key in a locked shard.  Returns false only when a new
- * entry could not be allocated (nothing is stored then).
+ * GCRA's decision for a key whose TAT is tat (now for a key not held).
+ * Returns whether it is allowed, with the TAT that then follows in *next.
  */
-static bool gcra(const struct memory_limiter *m, struct shard *s,
-		 uint64_t hash, const char *key, size_t len,
-		 cart_limit_decision *out)
+static bool gcra(const struct memory_limiter *m, int64_t tat, int64_t now,
+		 int64_t *next, cart_limit_decision *out)
 {
 	const int64_t burst_u = m->policy.burst * T_UNITS;
-	int64_t now = shard_now(m, s);
-	uint32_t i = find(s, hash, key, len);
-	int64_t tat = i != NO_SLOT && s->slots[i].tat > now ? s->slots[i].tat : now;
+
+	if (tat < now)
+		tat = now;
 	int64_t allow_at = tat + T_UNITS - burst_u;
 
 	out->limit = m->policy.burst;
@@ -358,40 +385,83 @@ static bool gcra(const struct memory_limiter *m, struct shard *s,
 		out->remaining = 0;
 		out->retry_after_ms = units_to_ms(m, allow_at - now);
 		out->reset_ms = units_to_ms(m, tat - now);
-		return true;
-	}
-	int64_t new_tat = tat + T_UNITS;
-	if (i != NO_SLOT) {
-		s->slots[i].tat = new_tat;   /* its heap entry goes stale */
-	} else if (!insert(s, hash, key, len, new_tat, now)) {
 		return false;
 	}
+	*next = tat + T_UNITS;
 	out->allowed = true;
-	out->remaining = (now - (new_tat - burst_u)) / T_UNITS;
-	out->reset_ms = units_to_ms(m, new_tat - now);
+	out->remaining = (now - (*next - burst_u)) / T_UNITS;
+	out->reset_ms = units_to_ms(m, *next - now);
 	out->retry_after_ms = 0;
 	return true;
+}
+
+/*
+ * A take of a held key: the decision on its TAT, stored by compare-and-
+ * swap (decided again on the TAT another take stored first).  Its heap
+ * entry goes stale, which settle_top allows for.  Caller holds the lock,
+ * read or write.
+ */
+static void take_held(const struct memory_limiter *m, struct slot *e,
+		      int64_t now, cart_limit_decision *out)
+{
+	int64_t tat = atomic_load_explicit(&e->tat, memory_order_relaxed);
+	int64_t next;
+
+	while (gcra(m, tat, now, &next, out) &&
+	       !atomic_compare_exchange_weak_explicit(&e->tat, &tat, next,
+						      memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+}
+
+/*
+ * A take under the write lock: the key may have come since the read.
+ * Returns false only when a new entry could not be allocated (nothing is
+ * stored then).
+ */
+static bool take_alone(const struct memory_limiter *m, struct shard *s,
+		       uint64_t hash, const char *key, size_t len,
+		       cart_limit_decision *out)
+{
+	int64_t now = shard_now(m, s), next;
+	uint32_t i = find(s, hash, key, len);
+
+	if (i != NO_SLOT) {
+		take_held(m, &s->slots[i], now, out);
+		return true;
+	}
+	/* A key not held always has its whole burst (>= 1). */
+	return !gcra(m, now, now, &next, out) ||
+	       insert(s, hash, key, len, next, now);
 }
 
 static int memory_limiter_take(void *self, const char *key, size_t key_len,
 			       cart_limit_decision *out)
 {
 	struct memory_limiter *m = self;
+	bool ok = true;
 
 	memset(out, 0, sizeof(*out));
 	if (key_len > CART_LIMITER_KEY_MAX)
 		return CART_EINVALID;
 	uint64_t hash = siphash(m->seed, key, key_len);
 	struct shard *s = &m->shards[(hash >> 32) % m->nshards];
-	pthread_mutex_lock(&s->lock);
-	bool ok = gcra(m, s, hash, key, key_len, out);
+
+	pthread_rwlock_rdlock(&s->lock);
+	int64_t now = shard_now(m, s);
+	uint32_t i = find(s, hash, key, key_len);
+	if (i != NO_SLOT)
+		take_held(m, &s->slots[i], now, out);
+	pthread_rwlock_unlock(&s->lock);
+	if (i == NO_SLOT) {
+		pthread_rwlock_wrlock(&s->lock);
+		ok = take_alone(m, s, hash, key, key_len, out);
+		pthread_rwlock_unlock(&s->lock);
+	}
 	if (!ok)
-		s->store_errors++;
-	if (!ok || out->allowed)
-		s->allowed++;
-	else
-		s->limited++;
-	pthread_mutex_unlock(&s->lock);
+		atomic_fetch_add_explicit(&s->store_errors, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(!ok || out->allowed ? &s->allowed : &s->limited,
+				  1, memory_order_relaxed);
 	if (!ok) {
 		cart_limit_decision_fail(out, &m->policy, true);
 		return CART_EBACKEND;
@@ -406,13 +476,13 @@ static void memory_limiter_stats(void *self, cart_limiter_stats *out)
 	memset(out, 0, sizeof(*out));
 	for (uint32_t i = 0; i < m->nshards; i++) {
 		struct shard *s = &m->shards[i];
-		pthread_mutex_lock(&s->lock);
-		out->allowed += s->allowed;
-		out->limited += s->limited;
-		out->store_errors += s->store_errors;
+		pthread_rwlock_rdlock(&s->lock);
+		out->allowed += atomic_load(&s->allowed);
+		out->limited += atomic_load(&s->limited);
+		out->store_errors += atomic_load(&s->store_errors);
 		out->evictions += s->evictions;
 		out->keys += s->used;
-		pthread_mutex_unlock(&s->lock);
+		pthread_rwlock_unlock(&s->lock);
 	}
 }
 
@@ -423,7 +493,7 @@ static void shard_release(struct shard *s)
 	free(s->slots);
 	free(s->heap);
 	free(s->buckets);
-	pthread_mutex_destroy(&s->lock);
+	pthread_rwlock_destroy(&s->lock);
 }
 
 static void memory_limiter_destroy(void *self)
@@ -445,6 +515,26 @@ static const cart_limiter_ops memory_limiter_ops = {
 	.stats = memory_limiter_stats,
 };
 
+/*
+ * A waiting writer (a new key) holds back new readers, so the takes of a
+ * busy shard cannot keep a new key out indefinitely (glibc's default lets
+ * readers in ahead of a waiting writer).
+ */
+static int rwlock_init_writer_first(pthread_rwlock_t *l)
+{
+	pthread_rwlockattr_t a;
+	int rc;
+
+	if ((rc = pthread_rwlockattr_init(&a)))
+		return rc;
+#ifdef __GLIBC__
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+	rc = pthread_rwlock_init(l, &a);
+	pthread_rwlockattr_destroy(&a);
+	return rc;
+}
+
 static int shard_init(struct shard *s, uint32_t cap)
 {
 	uint32_t nbuckets = 1;
@@ -458,7 +548,7 @@ static int shard_init(struct shard *s, uint32_t cap)
 	if (!s->buckets)
 		return CART_ENOMEM;
 	memset(s->buckets, 0xff, nbuckets * sizeof(*s->buckets));  /* NO_SLOT */
-	if (cart_mutex_init_short(&s->lock) != 0) {
+	if (rwlock_init_writer_first(&s->lock) != 0) {
 		free(s->buckets);
 		s->buckets = NULL;
 		return CART_ENOMEM;

@@ -117,7 +117,10 @@ void cart_limit_decision_fail(cart_limit_decision *out,
  *
  * Bound: keys are spread over up to 64 shards by a keyed hash (seeded from
  * getrandom at start, so clients cannot aim keys at one shard), each with
- * its own lock and a cap of about max_keys / 64.  When a shard is full, a
+ * its own reader-writer lock and a cap of about max_keys / 64.  Takes of
+ * a key the shard holds share the lock (the key's TAT moves by
+ * compare-and-swap), so takes of one hot key never wait for each other;
+ * a new key, a drop or an eviction takes it alone.  When a shard is full, a
  * new key first drops the shard's entries whose TAT <= now (they mean the
  * same as no entry), and if none is, the entry with the oldest TAT (the
  * least constrained key) is evicted and counted in stats.evictions.  An

@@ -45,6 +45,10 @@ BENCH_CPUS (e.g. "0" or "0,1"): the servers, ceiling and service alike,
 run under `taskset -c BENCH_CPUS`; wrk is never pinned (on a 2-core
 machine it shares the servers' cores: the load generator competes with
 the server, which the ceiling suffers alike).
+BENCH_LOAD_CPUS (e.g. "1"): wrk and the grep reading the service's
+stdout run under `taskset -c BENCH_LOAD_CPUS`; unset (as in `make
+bench`), they are not pinned.  For experiments: with the servers on core
+0, keeps the load generator off the server's core.
 
 Writes BENCH_OUT.md and BENCH_OUT.json (default build/bench/table), the
 wrk outputs and server logs under build/bench/table/.  Servers listen on
@@ -117,6 +121,13 @@ def free_port():
 
 def pinned(cmd):
     return (["taskset", "-c", CPUS] + cmd) if CPUS else cmd
+
+
+LOAD_CPUS = os.environ.get("BENCH_LOAD_CPUS", "")
+
+
+def load_pinned(cmd):
+    return (["taskset", "-c", LOAD_CPUS] + cmd) if LOAD_CPUS else cmd
 
 
 def http(port, method, path, token=None, body=None):
@@ -274,7 +285,7 @@ def start_service(name, auth, token):
     out = open(os.path.join(WORK, name + ".log"), "w")
     sink = None
     if os.environ.get("BENCH_LOG_SINK", "pipe") == "pipe":
-        sink = subprocess.Popen(["grep", "-F", "-e", '"level":"warn"', "-e", '"level":"error"'],
+        sink = subprocess.Popen(load_pinned(["grep", "-F", "-e", '"level":"warn"', "-e", '"level":"error"']),
                                 stdin=subprocess.PIPE, stdout=out)
     proc = subprocess.Popen(pinned([SERVICE]), env=service_env(port, auth),
                             stdout=sink.stdin if sink else out, stderr=subprocess.STDOUT)
@@ -342,7 +353,7 @@ def run_wrk(script, port, seconds, token, name, per_second=False):
     env = wrk_env(token)
     if per_second:
         env["BENCH_PER_SECOND"] = "1"
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True).stdout
+    out = subprocess.run(load_pinned(cmd), env=env, capture_output=True, text=True).stdout
     with open(os.path.join(WORK, name + ".txt"), "w") as f:
         f.write(out)
     r = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "statuses": {}, "socket_errors": 0,
