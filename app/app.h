@@ -187,6 +187,7 @@ struct app_request {
 
 	/* CONTENT / LOG: for metrics */
 	bool replayed;               /* an idempotent replay answered */
+	bool kick_relay;             /* a commit: wake the relay (LOG) */
 	bool metrics_in_flight;      /* counted in flight (metrics.c) */
 
 	/* What the use cases receive. */
@@ -260,6 +261,13 @@ int app_stage_read_body(app_request *r, void *self); /* framing.c */
 int app_stage_route(app_request *r, void *self);     /* router.c */
 int app_stage_content(app_request *r, void *self);   /* handlers.c */
 int app_stage_access_log(app_request *r, void *self);/* access_log.c */
+/*
+ * relay_kick.c (self: the app_ctx), first in LOG: wakes the event relay
+ * after a commit, once the answer is out.  The woken relay (at a better
+ * priority than the workers) may take the CPU from its waker at once;
+ * before the answer, that wait was the client's.
+ */
+int app_stage_relay_kick(app_request *r, void *self);
 /*
  * trace_stage.c (self: the app_ctx).  app_stage_trace (READ, first):
  * X-Amzn-Trace-Id or traceparent, else a new root; the sampling

@@ -234,7 +234,7 @@ void outcome_execute(app_request *r, cart_command *cmd)
 	    cmd->kind != CART_CMD_CLEAR)
 		outcome_set_etag(r->res, cart_version(res.cart));
 	if (res.err == CART_OK && !res.replayed)
-		relay_kick_signal(r->app->kick);   /* its event is in the outbox */
+		r->kick_relay = true;   /* its event is in the outbox */
 	if (res.err == CART_EUNAVAILABLE)
 		set_retry_after(r);
 	if (res.err == CART_EBACKLOG)

@@ -46,6 +46,7 @@ int app_pipeline_init_default(app_pipeline *p, app_ctx *app)
 	       app_pipeline_add(p, APP_PHASE_READ, "body", app_stage_read_body, app) |
 	       app_pipeline_add(p, APP_PHASE_ROUTE, "route", app_stage_route, app) |
 	       app_pipeline_add(p, APP_PHASE_CONTENT, "content", app_stage_content, app) |
+	       app_pipeline_add(p, APP_PHASE_LOG, "relay_kick", app_stage_relay_kick, app) |
 	       app_pipeline_add(p, APP_PHASE_LOG, "trace_end", app_stage_trace_end, app) |
 	       app_pipeline_add(p, APP_PHASE_LOG, "access_log", app_stage_access_log, app);
 }
@@ -131,7 +132,7 @@ void app_request_init(app_request *r, app_ctx *app, const http_request *http,
 	r->sampled = false;
 	r->segment = NULL;
 	r->auth_failure = r->error = NULL;
-	r->replayed = r->metrics_in_flight = false;
+	r->replayed = r->metrics_in_flight = r->kick_relay = false;
 	r->principal = (cart_principal){ NULL, false };
 	r->app = app;
 	r->http = http;

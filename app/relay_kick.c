@@ -17,9 +17,25 @@ void relay_kick_signal(relay_kick *k)
 	if (!k || atomic_exchange(&k->pending, 1))
 		return;
 	pthread_mutex_lock(&k->lock);
-	pthread_cond_signal(&k->cond);
 	cart_relay_kick(k->relay);   /* lock order: kick, then relay */
 	pthread_mutex_unlock(&k->lock);
+	/*
+	 * Signalled after unlocking, so the woken relay does not run straight
+	 * into the lock its waker holds (on a busy CPU it did, and waited for
+	 * the waker's next turn).  No wake-up is lost: the waiter tests
+	 * pending and starts waiting under the lock, and pending was set
+	 * before this thread took the lock.
+	 */
+	pthread_cond_signal(&k->cond);
+}
+
+int app_stage_relay_kick(app_request *r, void *self)
+{
+	app_ctx *app = self;
+
+	if (r->kick_relay)
+		relay_kick_signal(app->kick);
+	return APP_NEXT;
 }
 
 bool relay_kick_wait(relay_kick *k, int64_t ms)

@@ -447,6 +447,27 @@ class PatchSameQuantityTest(CartShape, harness.ServerTestCase):
                          (2, 5), evs)
 
 
+class RelayKickTest(CartShape, harness.ServerTestCase):
+    # The relay polls an idle outbox every 5 s (CART_RELAY_IDLE_POLL_MS);
+    # a commit wakes it (after the answer is out, app_stage_relay_kick).
+    server_env = {"EVENTS_PUBLISHER": "log"}
+
+    def test_each_commit_wakes_the_relay(self):
+        # Three commits in a row, each event out within a second: without
+        # the wake-up at most one could be (the first poll may be near);
+        # the next poll is 5 s after it.
+        u = new_user()
+        for v, item in enumerate(("a", "b", "c"), 1):
+            self.assertCart(self.add(u, item, 1, 100), u, v, 201)
+            t0 = time.monotonic()
+            rec = self.server.wait_log(
+                lambda rec: rec.get("msg") == "event" and
+                rec["event"]["userId"] == u and rec["event"]["cartVersion"] == v,
+                timeout=4.0)
+            self.assertIsNotNone(rec, self.server.logs())
+            self.assertLess(time.monotonic() - t0, 1.0, "event %d" % v)
+
+
 class TtlConfigTest(CartShape, harness.ServerTestCase):
     server_env = {"CART_TTL_DAYS": "1"}
 
