@@ -16,7 +16,8 @@
 #                   targets, service/ceiling req/s: get >= 0.85, mixed >= 0.75,
 #                   add >= 0.70, patch >= 0.70, add_delete >= 0.65; p99 < 5 ms;
 #                   no errors; ratio with auth on / ratio with auth off >= 0.90 on get
-#   make bench-soak    mixed for BENCH_SOAK_SECONDS (60) twice on one process; targets:
+#   make bench-soak    mixed for BENCH_SOAK_SECONDS (60) twice on one process, after one run
+#                   of the ceiling (its drift printed beside the service's); targets:
 #                   last 10 s within 10 % of the first, RSS <= 64 MB, growth < 2 MB
 #   make bench-scaling the table with the servers pinned to 1 core, then 2 (wrk unpinned)
 #   make bench-events  event relay throughput and delay under sustained adds

@@ -1,4 +1,4 @@
-/* Waking the event relay after a commit (see relay_kick in http.h). */
+/* Waking the event relay after a commit (relay_kick in app.h). */
 #include <time.h>
 
 #include "app.h"
