@@ -25,8 +25,8 @@ the same process (RSS growth); then the RSS a worker adds when it serves
 its first connection: the RSS 256 one-request connections add, each
 (civetweb hands a new connection to a long idle worker: while most of the
 pool has never served, nearly always one serving its first connection).
-Before the service, the ceiling takes the same 60 s mixed run (with the
-same tokens): its own last/first is printed beside the service's, so a
+Before the service, the ceiling takes one mixed run of the same
+BENCH_SOAK_SECONDS (with the same tokens): its own last/first is printed beside the service's, so a
 reader sees how much of a drift the host made (the targets stay on the
 service's).  memory: tools/bench/mem_per_cart
 BENCH_MEM_CARTS.
