@@ -330,7 +330,11 @@ static bool read_line(rd *r, cart *c, const char *currency, int64_t created)
 	spec.quantity = (int32_t)qty;
 	memcpy(spec.unit_price.currency, currency, 4);
 	spec.attrs = attrs;
-	return !cart_restore_item(c, &spec, added + created, updated + created);
+	/* As decode_line: a sum past int64 is a bad item. */
+	if (__builtin_add_overflow(added, created, &added) ||
+	    __builtin_add_overflow(updated, created, &updated))
+		return false;
+	return !cart_restore_item(c, &spec, added, updated);
 }
 
 /* The item's attributes this reader uses; the rest is skipped. */
@@ -397,7 +401,7 @@ static int read_item(rd *r, const char *user_id, cart **out)
 		/* decode_cart reads no times for a cart without an identity */
 		f.created_at = f.updated_at = f.expires_at = 0;
 	} else if (!f.created || !f.updated || !f.expires ||
-		   f.expires_at > INT64_MAX / 1000) {
+		   f.expires_at > INT64_MAX / 1000 || f.expires_at < INT64_MIN / 1000) {
 		return CART_DYNAMO_DECLINED;
 	}
 	if (f.v < 1 || (f.items.seen && !f.cart_id))

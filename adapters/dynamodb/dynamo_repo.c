@@ -482,8 +482,10 @@ static int decode_line(cart *c, const cJSON *av, const char *currency,
 		return -1;
 	if (get_n(m, "u", &updated))
 		updated = added;
-	added += created;
-	updated += created;
+	/* Offsets from the cart's creation; a sum past int64 is a bad item. */
+	if (__builtin_add_overflow(added, created, &added) ||
+	    __builtin_add_overflow(updated, created, &updated))
+		return -1;
 	spec.quantity = (int32_t)q;
 	spec.unit_price.amount = price;
 	memcpy(spec.unit_price.currency, currency, 4);
@@ -510,7 +512,8 @@ static int decode_cart(dynamo_repo *r, const cJSON *item, const char *user_id,
 		return CART_ENOMEM;
 	if (cid && (get_n(item, "createdAt", &created) ||
 		    get_n(item, "updatedAt", &updated) ||
-		    get_n(item, "expiresAt", &expires) || expires > INT64_MAX / 1000)) {
+		    get_n(item, "expiresAt", &expires) || expires > INT64_MAX / 1000 ||
+		    expires < INT64_MIN / 1000)) {
 		cart_free(c);
 		return bad_item(r, user_id, "cart times missing or not numbers");
 	}

@@ -174,6 +174,43 @@ START_TEST(test_declines_what_it_does_not_know)
 }
 END_TEST
 
+/*
+ * Times that do not fit: an expiry whose ms overflow int64 (found by the
+ * fuzz target: -76981767225601000 s), a line's offset that overflows
+ * when added to createdAt.  Both decoders refuse the item; nothing is
+ * computed past int64 (UBSan in the fuzz build).
+ */
+START_TEST(test_times_past_int64_are_bad_items)
+{
+#define TIMES(exp) \
+	"\"PK\":{\"S\":\"CART#u-1\"},\"SK\":{\"S\":\"CART\"}," \
+	"\"version\":{\"N\":\"4\"},\"cartId\":{\"S\":\"" CID "\"}," \
+	"\"createdAt\":{\"N\":\"1767225600000\"},\"updatedAt\":{\"N\":\"1767225609000\"}," \
+	"\"expiresAt\":{\"N\":\"" exp "\"}"
+#define LINE_AT(t, u) \
+	",\"items\":{\"L\":[{\"M\":{\"id\":{\"S\":\"a\"},\"q\":{\"N\":\"1\"}," \
+	"\"p\":{\"N\":\"1\"},\"t\":{\"N\":\"" t "\"}" u "}}]},\"currency\":{\"S\":\"EUR\"}"
+	static const char *const bad[] = {
+		"{" TIMES("-76981767225601000") "}",
+		"{" TIMES("9223372036854776") "}",
+		"{" TIMES("1769817609") LINE_AT("9223372036854775000", "") "}",
+		"{" TIMES("1769817609") LINE_AT("0", ",\"u\":{\"N\":\"9223372036854775000\"}") "}",
+	};
+#undef TIMES
+#undef LINE_AT
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cart *c = NULL;
+
+		ck_assert_msg(read_both(bad[i]) == CART_DYNAMO_DECLINED,
+			      "case %zu was not declined: %s", i, bad[i]);
+		ck_assert_msg(cart_dynamo_decode_item(bad[i], strlen(bad[i]), "u-1", &c) ==
+			      CART_EBACKEND, "case %zu was not a bad item: %s", i, bad[i]);
+		ck_assert_ptr_null(c);
+	}
+}
+END_TEST
+
 START_TEST(test_declines_bodies_it_cannot_take_whole)
 {
 	static const char *const bodies[] = {
@@ -209,6 +246,7 @@ Suite *dynamo_item_suite(void)
 	tcase_add_test(tc, test_no_cart);
 	tcase_add_test(tc, test_declines_what_it_does_not_know);
 	tcase_add_test(tc, test_declines_bodies_it_cannot_take_whole);
+	tcase_add_test(tc, test_times_past_int64_are_bad_items);
 	suite_add_tcase(s, tc);
 	return s;
 }
