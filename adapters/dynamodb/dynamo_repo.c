@@ -515,7 +515,7 @@ static int decode_cart(dynamo_repo *r, const cJSON *item, const char *user_id,
 		    get_n(item, "expiresAt", &expires) || expires > INT64_MAX / 1000 ||
 		    expires < INT64_MIN / 1000)) {
 		cart_free(c);
-		return bad_item(r, user_id, "cart times missing or not numbers");
+		return bad_item(r, user_id, "cart times missing, not numbers or out of range");
 	}
 	if (version < 1 || cart_restore_meta(c, cid, version, created, updated,
 					      expires * 1000)) {
