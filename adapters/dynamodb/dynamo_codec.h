@@ -6,7 +6,9 @@
  * input from outside the process and must never crash it.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cart/cart.h"
 #include "cart/repo.h"
@@ -19,6 +21,23 @@
  */
 int cart_dynamo_decode_item(const char *json, size_t len, const char *user_id,
 			    cart **out);
+
+/*
+ * The stored times to the cart's, for both decoders alike: expiresAt
+ * (seconds) to ms, and a line's offsets t and u from createdAt to times.
+ * false if a result does not fit in int64: a bad item.
+ */
+static inline bool cart_dynamo_expiry_ms(int64_t s, int64_t *ms)
+{
+	return !__builtin_mul_overflow(s, 1000, ms);
+}
+
+static inline bool cart_dynamo_line_times(int64_t created, int64_t *added,
+					  int64_t *updated)
+{
+	return !__builtin_add_overflow(*added, created, added) &&
+	       !__builtin_add_overflow(*updated, created, updated);
+}
 
 /* cart_dynamo_read_get: the body is not one this reader takes for sure. */
 #define CART_DYNAMO_DECLINED 1

@@ -330,17 +330,14 @@ static bool read_line(rd *r, cart *c, const char *currency, int64_t created)
 	spec.quantity = (int32_t)qty;
 	memcpy(spec.unit_price.currency, currency, 4);
 	spec.attrs = attrs;
-	/* As decode_line: a sum past int64 is a bad item. */
-	if (__builtin_add_overflow(added, created, &added) ||
-	    __builtin_add_overflow(updated, created, &updated))
-		return false;
-	return !cart_restore_item(c, &spec, added, updated);
+	return cart_dynamo_line_times(created, &added, &updated) &&
+	       !cart_restore_item(c, &spec, added, updated);
 }
 
 /* The item's attributes this reader uses; the rest is skipped. */
 typedef struct item_fields {
 	bool version, cart_id, created, updated, expires, currency;
-	int64_t v, created_at, updated_at, expires_at;
+	int64_t v, created_at, updated_at, expires_at;   /* expires_at: s, then ms */
 	const char *cid, *cur;
 	span items;
 } item_fields;
@@ -401,7 +398,7 @@ static int read_item(rd *r, const char *user_id, cart **out)
 		/* decode_cart reads no times for a cart without an identity */
 		f.created_at = f.updated_at = f.expires_at = 0;
 	} else if (!f.created || !f.updated || !f.expires ||
-		   f.expires_at > INT64_MAX / 1000 || f.expires_at < INT64_MIN / 1000) {
+		   !cart_dynamo_expiry_ms(f.expires_at, &f.expires_at)) {
 		return CART_DYNAMO_DECLINED;
 	}
 	if (f.v < 1 || (f.items.seen && !f.cart_id))
@@ -409,7 +406,7 @@ static int read_item(rd *r, const char *user_id, cart **out)
 	if (cart_new(&c, user_id))
 		return CART_ENOMEM;
 	if (cart_restore_meta(c, f.cart_id ? f.cid : NULL, f.v, f.created_at,
-			      f.updated_at, f.expires_at * 1000))
+			      f.updated_at, f.expires_at))
 		goto decline;
 	if (f.items.seen) {
 		rd lines = *r;

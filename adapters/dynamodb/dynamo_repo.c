@@ -482,9 +482,7 @@ static int decode_line(cart *c, const cJSON *av, const char *currency,
 		return -1;
 	if (get_n(m, "u", &updated))
 		updated = added;
-	/* Offsets from the cart's creation; a sum past int64 is a bad item. */
-	if (__builtin_add_overflow(added, created, &added) ||
-	    __builtin_add_overflow(updated, created, &updated))
+	if (!cart_dynamo_line_times(created, &added, &updated))
 		return -1;
 	spec.quantity = (int32_t)q;
 	spec.unit_price.amount = price;
@@ -500,7 +498,7 @@ static int decode_cart(dynamo_repo *r, const cJSON *item, const char *user_id,
 	const cJSON *items = cJSON_GetObjectItemCaseSensitive(item, "items");
 	const cJSON *list = cJSON_GetObjectItemCaseSensitive(items, "L");
 	const char *cid = get_s(item, "cartId");
-	int64_t version, created = 0, updated = 0, expires = 0;
+	int64_t version, created = 0, updated = 0, expires = 0;   /* s, then ms */
 	const cJSON *line;
 	cart *c;
 
@@ -512,13 +510,13 @@ static int decode_cart(dynamo_repo *r, const cJSON *item, const char *user_id,
 		return CART_ENOMEM;
 	if (cid && (get_n(item, "createdAt", &created) ||
 		    get_n(item, "updatedAt", &updated) ||
-		    get_n(item, "expiresAt", &expires) || expires > INT64_MAX / 1000 ||
-		    expires < INT64_MIN / 1000)) {
+		    get_n(item, "expiresAt", &expires) ||
+		    !cart_dynamo_expiry_ms(expires, &expires))) {
 		cart_free(c);
 		return bad_item(r, user_id, "cart times missing, not numbers or out of range");
 	}
 	if (version < 1 || cart_restore_meta(c, cid, version, created, updated,
-					      expires * 1000)) {
+					      expires)) {
 		cart_free(c);
 		return bad_item(r, user_id, "bad version or cartId");
 	}
