@@ -65,6 +65,14 @@ static writer *g_abandoned;
 static atomic_uint_fast64_t g_dropped[4];
 /* log_hold_writer: the writer thread takes no lines while set (tests). */
 static atomic_int g_hold;
+/*
+ * Held by every write to g_fd: the writer thread's and a helping caller's
+ * batches (taken after drain), a synchronous line, and log_write_lines.
+ * A write to a pipe larger than its free room is not atomic (pipe(7)): it
+ * waits part-way for the reader, and another writer's bytes would land in
+ * the gap, tearing lines.  With this lock stdout has one writer at a time.
+ */
+static pthread_mutex_t g_out = PTHREAD_MUTEX_INITIALIZER;
 
 static _Thread_local const char *t_request_id;
 static _Thread_local const char *t_trace_id;
@@ -103,17 +111,19 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void write_all(int fd, const char *p, size_t left)
+/* 0 once all is written; -1 on an error.  The caller holds g_out. */
+static int write_all(int fd, const char *p, size_t left)
 {
 	while (left) {
 		ssize_t n = write(fd, p, left);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return;
+			return -1;
 		p += n;
 		left -= (size_t)n;
 	}
+	return 0;
 }
 
 static void format_line(buf *b, log_level level, const char *msg, const char *fields)
@@ -152,7 +162,7 @@ static void report_drops(writer *w, size_t *len);
 /*
  * One batch out: the pending drop report, then queued lines while they
  * fit in cap bytes (<= BATCH_BYTES), in one write.  The caller holds
- * drain.  Returns the bytes written (0: nothing was queued).
+ * drain, then g_out.  Returns the bytes written (0: nothing was queued).
  */
 static size_t drain_batch(writer *w, size_t cap)
 {
@@ -162,7 +172,7 @@ static size_t drain_batch(writer *w, size_t cap)
 	while (log_queue_pop(w->q, w->batch, cap, &len) == 1)
 		;
 	if (len)
-		write_all(w->fd, w->batch, len);
+		(void)write_all(w->fd, w->batch, len);
 	return len;
 }
 
@@ -184,12 +194,13 @@ static size_t pipe_room(const writer *w)
  * request workers), not held back by stdout.  The caller then takes one
  * batch and writes it itself, so lines are dropped only when stdout
  * cannot keep up (or a thread holding drain is preempted: the others do
- * not wait for it).  Does not wait: drain is tried, not
- * taken (a writer thread blocked on a stalled pipe holds it), and at most
- * half the pipe's free room is written, the other half left to the fd's
- * other writers meanwhile (the log publisher's event lines, written by
- * the relay); the reader only frees room.  Only for a pipe (stdout on
- * ECS): a regular file's write can wait on the disk.
+ * not wait for it).  Does not wait: drain and g_out are tried, not
+ * taken (a writer thread, or the relay's log_write_lines, blocked on a
+ * stalled pipe holds them), and at most half the pipe's free room is
+ * written (with g_out held the room only grows, so the write does not
+ * wait; a request thread does a bounded share and leaves the rest to the
+ * writer thread).  Only for a pipe (stdout on ECS): a regular file's
+ * write can wait on the disk.
  */
 static void help_drain(writer *w)
 {
@@ -197,9 +208,12 @@ static void help_drain(writer *w)
 
 	if (!w->pipe_bytes || pthread_mutex_trylock(&w->drain))
 		return;
-	room = pipe_room(w) / 2;
-	if (room >= HELP_MIN_BYTES)
-		drain_batch(w, room < BATCH_BYTES ? room : BATCH_BYTES);
+	if (!pthread_mutex_trylock(&g_out)) {
+		room = pipe_room(w) / 2;
+		if (room >= HELP_MIN_BYTES)
+			drain_batch(w, room < BATCH_BYTES ? room : BATCH_BYTES);
+		pthread_mutex_unlock(&g_out);
+	}
 	pthread_mutex_unlock(&w->drain);
 }
 
@@ -229,12 +243,25 @@ void log_write(log_level level, const char *msg, const char *fields)
 	format_line(&b, level, msg, fields);
 	if (!b.failed) {
 		w = atomic_load_explicit(&g_writer, memory_order_acquire);
-		if (w)
+		if (w) {
 			enqueue(w, (unsigned)level < 4 ? level : LOG_INFO, b.data, b.len);
-		else
-			write_all(g_fd, b.data, b.len);
+		} else {
+			pthread_mutex_lock(&g_out);
+			(void)write_all(g_fd, b.data, b.len);
+			pthread_mutex_unlock(&g_out);
+		}
 	}
 	buf_release(&b);
+}
+
+int log_write_lines(const char *lines, size_t len)
+{
+	int rc;
+
+	pthread_mutex_lock(&g_out);
+	rc = write_all(g_fd, lines, len);
+	pthread_mutex_unlock(&g_out);
+	return rc;
 }
 
 /* --- the writer thread -------------------------------------------------- */
@@ -325,7 +352,9 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		pthread_mutex_lock(&w->drain);
+		pthread_mutex_lock(&g_out);
 		len = drain_batch(w, BATCH_BYTES);
+		pthread_mutex_unlock(&g_out);
 		pthread_mutex_unlock(&w->drain);
 		if (len) {
 			/* A small batch: let lines gather (GATHER_MS), so a busy

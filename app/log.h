@@ -30,6 +30,7 @@
  * The level is set once in main before threads start.
  */
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -75,6 +76,16 @@ void log_hold_writer(int on);
  * Thread-safe; never blocks in asynchronous mode.
  */
 void log_write(log_level level, const char *msg, const char *fields);
+
+/*
+ * Writes whole lines (len bytes, each ending in '\n', already formatted:
+ * the log event publisher's) straight to the fd, after any write under
+ * way and before the next: no other line's bytes land among them, though
+ * they bypass the queue (lines queued before may come after).  Waits for
+ * the fd: for a thread that may, never a request worker.  0, or -1 if the
+ * fd failed (nothing can be said of how much was written).
+ */
+int log_write_lines(const char *lines, size_t len);
 
 /* Lines of this level dropped since the process started (a queue full or
  * over 3/4 full).  Thread-safe; for the metrics exporter. */

@@ -150,6 +150,17 @@ static int wire_dynamo_client(wiring *w, const app_config *cfg, char *err,
 			       "application/x-amz-json-1.0", endpoint, err, err_len);
 }
 
+/* The log event publisher's lines go through app/log.c, so stdout keeps
+ * one writer at a time (log_write_lines; log_publisher.h says why). */
+static int stdout_lines(void *self, const char *lines, size_t len)
+{
+	(void)self;
+	return log_write_lines(lines, len);
+}
+
+static const cart_line_sink_ops stdout_sink_ops = { .write = stdout_lines };
+static const cart_line_sink stdout_sink = { &stdout_sink_ops, NULL };
+
 static int wire_publisher(wiring *w, const app_config *cfg, char *err,
 			  size_t err_len)
 {
@@ -160,8 +171,8 @@ static int wire_publisher(wiring *w, const app_config *cfg, char *err,
 	int rc;
 
 	if (!strcmp(cfg->events_publisher, "log"))
-		return cart_log_publisher_new(&w->pub, STDOUT_FILENO,
-					      cfg->log_level <= LOG_INFO) ? -1 : 0;
+		return cart_log_publisher_new_sink(&w->pub, &stdout_sink,
+						   cfg->log_level <= LOG_INFO) ? -1 : 0;
 	if (!strcmp(cfg->events_publisher, "none"))
 		return cart_noop_publisher_new(&w->pub) ? -1 : 0;
 	cart_aws_endpoint(endpoint, sizeof(endpoint), env, "EVENTBRIDGE_ENDPOINT",

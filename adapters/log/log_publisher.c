@@ -1,7 +1,7 @@
 /*
  * Log and no-op event publishers.  The log publisher writes one JSON line
- * per event, all lines of a call with a single write(2), so concurrent
- * calls never interleave.
+ * per event, all lines of a call together: one write(2) on an fd, or one
+ * block to a line sink (log_publisher.h says when that matters).
  * Every string in an event is an id (a restricted alphabet) or a fixed
  * name, so no JSON escaping is needed.
  */
@@ -73,15 +73,16 @@ static size_t format_line(char *out, const cart_event *ev)
 	return len;
 }
 
+typedef int (*emit_fn)(void *ctx, const char *lines, size_t len);
+
 /*
- * All lines of the call in one buffer and one write(2): a relay call is
+ * All lines of the call in one buffer, emitted at once: a relay call is
  * one system call, not one per event.  A failed or short write fails every
  * entry (they are written again; delivery is at least once).
  */
-static int log_publish_each(void *self, const cart_event *events, size_t n,
-			    bool *ok)
+static int publish_lines(emit_fn emit, void *ctx, const cart_event *events,
+			 size_t n, bool *ok)
 {
-	int fd = (int)(intptr_t)self;
 	char *buf = malloc((n ? n : 1) * LINE_MAX_BYTES);
 	size_t len = 0;
 	int rc = CART_OK;
@@ -96,31 +97,78 @@ static int log_publish_each(void *self, const cart_event *events, size_t n,
 			rc = CART_EBACKEND;
 		len += l;
 	}
-	if (!rc)
-		rc = write_all(fd, buf, len);
+	if (!rc && len)
+		rc = emit(ctx, buf, len);
 	free(buf);
 	for (size_t i = 0; ok && !rc && i < n; i++)
 		ok[i] = true;
 	return rc;
 }
 
-static int log_publish(void *self, const cart_event *events, size_t n)
+static int fd_emit(void *ctx, const char *lines, size_t len)
 {
-	return log_publish_each(self, events, n, NULL);
+	return write_all((int)(intptr_t)ctx, lines, len);
 }
 
-static const cart_publisher_ops log_publisher_ops = {
+static int fd_publish_each(void *self, const cart_event *events, size_t n,
+			   bool *ok)
+{
+	return publish_lines(fd_emit, self, events, n, ok);
+}
+
+static int fd_publish(void *self, const cart_event *events, size_t n)
+{
+	return fd_publish_each(self, events, n, NULL);
+}
+
+static const cart_publisher_ops fd_publisher_ops = {
 	.version = CART_PUBLISHER_OPS_VERSION,
-	.publish = log_publish,
-	.publish_each = log_publish_each,
+	.publish = fd_publish,
+	.publish_each = fd_publish_each,
+};
+
+static int sink_emit(void *ctx, const char *lines, size_t len)
+{
+	const cart_line_sink *sink = ctx;
+
+	return sink->ops->write(sink->self, lines, len) ? CART_EBACKEND : CART_OK;
+}
+
+static int sink_publish_each(void *self, const cart_event *events, size_t n,
+			     bool *ok)
+{
+	return publish_lines(sink_emit, self, events, n, ok);
+}
+
+static int sink_publish(void *self, const cart_event *events, size_t n)
+{
+	return sink_publish_each(self, events, n, NULL);
+}
+
+static const cart_publisher_ops sink_publisher_ops = {
+	.version = CART_PUBLISHER_OPS_VERSION,
+	.publish = sink_publish,
+	.publish_each = sink_publish_each,
 };
 
 int cart_log_publisher_new(cart_publisher *out, int fd, bool enabled)
 {
 	if (!enabled)
 		return cart_noop_publisher_new(out);   /* below the log level */
-	out->ops = &log_publisher_ops;
+	out->ops = &fd_publisher_ops;
 	out->self = (void *)(intptr_t)fd;
+	return CART_OK;
+}
+
+int cart_log_publisher_new_sink(cart_publisher *out, const cart_line_sink *sink,
+				bool enabled)
+{
+	if (!sink || !sink->ops || !sink->ops->write)
+		return CART_EINVALID;
+	if (!enabled)
+		return cart_noop_publisher_new(out);
+	out->ops = &sink_publisher_ops;
+	out->self = (void *)sink;
 	return CART_OK;
 }
 

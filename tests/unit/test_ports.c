@@ -349,6 +349,95 @@ START_TEST(test_log_publisher_failed_write_fails_every_entry)
 }
 END_TEST
 
+/* A recording line sink: the blocks it got, and a failure on demand. */
+typedef struct rec_sink {
+	char data[16384];
+	size_t len;
+	int calls;
+	int fail;
+} rec_sink;
+
+static int rec_sink_write(void *self, const char *lines, size_t len)
+{
+	rec_sink *r = self;
+
+	r->calls++;
+	if (r->fail)
+		return -1;
+	ck_assert_uint_le(r->len + len, sizeof(r->data));
+	memcpy(r->data + r->len, lines, len);
+	r->len += len;
+	return 0;
+}
+
+static const cart_line_sink_ops rec_sink_ops = { .write = rec_sink_write };
+
+/* The sink gets every line of a call as one block (it keeps them whole
+ * against its other writers), byte for byte the lines the fd gets. */
+START_TEST(test_log_publisher_sink_gets_a_call_as_one_block)
+{
+	static rec_sink rec;
+	memset(&rec, 0, sizeof(rec));
+	cart_line_sink sink = { &rec_sink_ops, &rec };
+	cart_publisher pub, fdpub;
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(cart_log_publisher_new_sink(&pub, &sink, true), CART_OK);
+	ck_assert_int_eq(cart_log_publisher_new(&fdpub, fds[1], true), CART_OK);
+	cart_event ev[5];
+	bool ok[5] = { false };
+	for (int i = 0; i < 5; i++) {
+		ev[i] = sample_event();
+		ev[i].cart_version = i + 1;
+	}
+	ck_assert_int_eq(cart_publisher_publish_each(&pub, ev, 5, ok), CART_OK);
+	for (int i = 0; i < 5; i++)
+		ck_assert(ok[i]);
+	ck_assert_int_eq(rec.calls, 1);
+	ck_assert_int_eq(cart_publisher_publish_each(&fdpub, ev, 5, ok), CART_OK);
+	close(fds[1]);
+	static char want[16384];
+	size_t n = 0;
+	ssize_t r;
+	while ((r = read(fds[0], want + n, sizeof(want) - n)) > 0)
+		n += (size_t)r;
+	close(fds[0]);
+	ck_assert_uint_gt(n, 0);
+	ck_assert_uint_eq(rec.len, n);
+	ck_assert(memcmp(rec.data, want, n) == 0);
+
+	/* a failing sink fails every entry (they are offered again) */
+	rec.fail = 1;
+	for (int i = 0; i < 5; i++)
+		ok[i] = true;
+	ck_assert_int_eq(cart_publisher_publish_each(&pub, ev, 5, ok), CART_EBACKEND);
+	for (int i = 0; i < 5; i++)
+		ck_assert(!ok[i]);
+	ck_assert_int_eq(rec.calls, 2);
+	cart_publisher_destroy(&pub);
+	cart_publisher_destroy(&fdpub);
+}
+END_TEST
+
+START_TEST(test_log_publisher_sink_refuses_no_sink_and_obeys_the_level)
+{
+	static rec_sink rec;
+	memset(&rec, 0, sizeof(rec));
+	cart_line_sink sink = { &rec_sink_ops, &rec }, bad = { NULL, &rec };
+	cart_publisher pub;
+	ck_assert_int_eq(cart_log_publisher_new_sink(&pub, NULL, true), CART_EINVALID);
+	ck_assert_int_eq(cart_log_publisher_new_sink(&pub, &bad, true), CART_EINVALID);
+	/* above info: nothing written, every event counts as published */
+	ck_assert_int_eq(cart_log_publisher_new_sink(&pub, &sink, false), CART_OK);
+	cart_event ev = sample_event();
+	bool ok = false;
+	ck_assert_int_eq(cart_publisher_publish_each(&pub, &ev, 1, &ok), CART_OK);
+	ck_assert(ok);
+	ck_assert_int_eq(rec.calls, 0);
+	cart_publisher_destroy(&pub);
+}
+END_TEST
+
 START_TEST(test_publisher_version1_publish_each_is_all_or_nothing)
 {
 	cart_publisher pub;
@@ -725,6 +814,8 @@ Suite *ports_suite(void)
 	tcase_add_test(tc, test_event_to_json_matches_printf_at_every_cap);
 	tcase_add_test(tc, test_log_publisher_writes_a_call_with_one_write);
 	tcase_add_test(tc, test_log_publisher_failed_write_fails_every_entry);
+	tcase_add_test(tc, test_log_publisher_sink_gets_a_call_as_one_block);
+	tcase_add_test(tc, test_log_publisher_sink_refuses_no_sink_and_obeys_the_level);
 	tcase_add_test(tc, test_publisher_version1_publish_each_is_all_or_nothing);
 	tcase_add_test(tc, test_fake_publisher_reports_each_entry);
 	tcase_add_test(tc, test_publisher_results_tell_refused_from_retry);
