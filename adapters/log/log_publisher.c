@@ -77,7 +77,7 @@ typedef int (*emit_fn)(void *ctx, const char *lines, size_t len);
 
 /*
  * All lines of the call in one buffer, emitted at once: a relay call is
- * one system call, not one per event.  A failed or short write fails every
+ * one write(2) (or one sink call), not one per event.  A failed or short write fails every
  * entry (they are written again; delivery is at least once).
  */
 static int publish_lines(emit_fn emit, void *ctx, const cart_event *events,
