@@ -40,8 +40,13 @@ int log_queue_push(log_queue *q, const char *line, size_t len);
  * not fit (it stays queued; take it with a larger room).
  */
 int log_queue_pop(log_queue *q, char *dst, size_t cap, size_t *len);
+/* The consumer must pop until pop returns 0 or -1 before it stops for a
+ * while (as a drain does): until then producers may see its last few
+ * lines as still queued. */
 
-/* Lines queued now (a snapshot; exact only when nobody pushes or pops). */
+/* Lines queued now (a snapshot; exact only when nobody pushes or pops).
+ * While the consumer is taking lines it may count up to 63 it has
+ * already taken; once pop has returned 0 or -1 it is exact again. */
 size_t log_queue_used(const log_queue *q);
 size_t log_queue_cap(const log_queue *q);
 

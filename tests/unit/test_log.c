@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,114 @@ START_TEST(test_log_queue_fifo_bounded_and_long_lines)
 	ck_assert_int_eq(log_queue_push(q, "e\n", 2), 0);           /* room again */
 	log_queue_free(q);                                          /* frees what is left */
 	log_queue_free(NULL);
+}
+END_TEST
+
+/*
+ * Producers and the consumer on a ring small enough to be full most of the
+ * time, so both of a producer's ways to know a cell is free run: the
+ * consumer's published position (tail, published every 64 lines and when
+ * it stops) and the cell's own seq.  Every line arrives once, each
+ * producer's in order, and the count is exact once the consumer stops.
+ */
+enum { QP = 4, QLINES = 20000 };
+
+struct qprod {
+	log_queue *q;
+	int id;
+	long full;     /* pushes refused: the ring was full */
+};
+
+static void *queue_producer(void *arg)
+{
+	struct qprod *p = arg;
+	char line[32];
+
+	for (int i = 0; i < QLINES; i++) {
+		int n = snprintf(line, sizeof(line), "%d %d\n", p->id, i);
+		while (log_queue_push(p->q, line, (size_t)n)) {
+			p->full++;
+			sched_yield();
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_log_queue_many_producers_one_consumer)
+{
+	log_queue *q;
+	pthread_t t[QP];
+	struct qprod p[QP];
+	int next[QP] = { 0 };
+	long got = 0, full = 0;
+	char out[4096];
+
+	ck_assert_int_eq(log_queue_new(&q, 128), 0);
+	for (int i = 0; i < QP; i++) {
+		p[i] = (struct qprod){ q, i, 0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, queue_producer, &p[i]), 0);
+	}
+	while (got < (long)QP * QLINES) {
+		size_t len = 0;
+		int rc;
+
+		while ((rc = log_queue_pop(q, out, sizeof(out), &len)) == 1)
+			;
+		ck_assert_int_ge(rc, 0);
+		for (char *l = out; l < out + len;) {
+			char *nl = memchr(l, '\n', (size_t)(out + len - l));
+			int id, i;
+
+			ck_assert_ptr_nonnull(nl);
+			ck_assert_int_eq(sscanf(l, "%d %d", &id, &i), 2);
+			ck_assert(id >= 0 && id < QP);
+			ck_assert_int_eq(i, next[id]);   /* once, in order */
+			next[id]++;
+			got++;
+			l = nl + 1;
+		}
+		if (!len)
+			sched_yield();
+	}
+	for (int i = 0; i < QP; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(next[i], QLINES);
+		full += p[i].full;
+	}
+	ck_assert_uint_eq(log_queue_used(q), 0);   /* exact: pop returned 0 */
+	ck_assert_int_gt(full, 0);                 /* the full path ran */
+	log_queue_free(q);
+}
+END_TEST
+
+/* The count producers see is exact after the consumer stops, also past
+ * 64 lines and across a lap of the ring. */
+START_TEST(test_log_queue_count_exact_after_a_drain)
+{
+	log_queue *q;
+	char out[8192];
+	size_t len;
+
+	ck_assert_int_eq(log_queue_new(&q, 256), 0);
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < 200; i++)
+			ck_assert_int_eq(log_queue_push(q, "x\n", 2), 0);
+		ck_assert_uint_eq(log_queue_used(q), 200);
+		len = 0;
+		for (int i = 0; i < 70; i++)   /* past a publish, stopped short */
+			ck_assert_int_eq(log_queue_pop(q, out, sizeof(out), &len), 1);
+		ck_assert_int_eq(log_queue_pop(q, out, 2 * 70 + 1, &len), -1);
+		ck_assert_uint_eq(log_queue_used(q), 130);
+		for (int i = 0; i < 126; i++)   /* 256 queued: full */
+			ck_assert_int_eq(log_queue_push(q, "x\n", 2), 0);
+		ck_assert_int_eq(log_queue_push(q, "x\n", 2), -1);   /* full */
+		len = 0;
+		while (log_queue_pop(q, out, sizeof(out), &len) == 1)
+			;
+		ck_assert_uint_eq(len, 2 * 256);
+		ck_assert_uint_eq(log_queue_used(q), 0);
+	}
+	log_queue_free(q);
 }
 END_TEST
 
@@ -872,6 +981,9 @@ Suite *log_suite(void)
 	TCase *e = tcase_create("escaping");
 
 	tcase_add_test(q, test_log_queue_fifo_bounded_and_long_lines);
+	tcase_add_test(q, test_log_queue_many_producers_one_consumer);
+	tcase_add_test(q, test_log_queue_count_exact_after_a_drain);
+	tcase_set_timeout(q, 30);
 	suite_add_tcase(s, q);
 	tcase_add_checked_fixture(w, setup, teardown);
 	tcase_set_timeout(w, 30);
