@@ -67,10 +67,12 @@ static atomic_uint_fast64_t g_dropped[4];
 static atomic_int g_hold;
 /*
  * Held by every write to g_fd: the writer thread's and a helping caller's
- * batches (taken after drain), a synchronous line, and log_write_lines.
+ * batches (taken after drain) and a synchronous line (no writer thread:
+ * at start and stop, when one may still be finishing its last batch).
  * A write to a pipe larger than its free room is not atomic (pipe(7)): it
  * waits part-way for the reader, and another writer's bytes would land in
  * the gap, tearing lines.  With this lock stdout has one writer at a time.
+ * The relay's event lines are queued (log_write_lines), not written.
  */
 static pthread_mutex_t g_out = PTHREAD_MUTEX_INITIALIZER;
 
@@ -147,6 +149,8 @@ static void format_line(buf *b, log_level level, const char *msg, const char *fi
 	buf_puts(b, "}\n");
 }
 
+static void sleep_ms(long ms);
+
 static void wake(writer *w)
 {
 	/* pairs with the fence in wait_for_lines: either it sees our line or
@@ -195,8 +199,7 @@ static size_t pipe_room(const writer *w)
  * batch and writes it itself, so lines are dropped only when stdout
  * cannot keep up (or a thread holding drain is preempted: the others do
  * not wait for it).  Does not wait: drain and g_out are tried, not
- * taken (a writer thread, or the relay's log_write_lines, blocked on a
- * stalled pipe holds them), and at most half the pipe's free room is
+ * taken (a writer thread blocked on a stalled pipe holds them), and at most half the pipe's free room is
  * written (with g_out held the room only grows, so the write does not
  * wait; a request thread does a bounded share and leaves the rest to the
  * writer thread).  Only for a pipe (stdout on ECS): a regular file's
@@ -254,10 +257,38 @@ void log_write(log_level level, const char *msg, const char *fields)
 	buf_release(&b);
 }
 
+/*
+ * Through the queue, as one entry, so the caller (the relay) never takes
+ * g_out nor waits on the pipe.  It did until 2026-11-29: on one saturated
+ * core the relay needs more CPU than its share among 64 busy workers and
+ * waited 27-42 ms to run (perf sched, p90-p99), and when that happened
+ * inside its write it held g_out, so the writer thread stood behind it
+ * and request lines were dropped (issue 10).  It waits here instead,
+ * holding nothing, while the queue is 3/4 full (the last quarter stays
+ * for warn and error lines, as for request lines): a stalled stdout still
+ * holds the relay back rather than losing events.
+ */
 int log_write_lines(const char *lines, size_t len)
 {
+	writer *w;
 	int rc;
 
+	while ((w = atomic_load_explicit(&g_writer, memory_order_acquire))) {
+		size_t cap = log_queue_cap(w->q);
+
+		if (log_queue_used(w->q) < cap / 4 * 3) {
+			int pushed = log_queue_push(w->q, lines, len);
+
+			if (pushed == 0) {
+				wake(w);
+				return 0;
+			}
+			if (pushed == LOG_QUEUE_NOMEM)
+				return -1;
+		}
+		wake(w);
+		sleep_ms(1);
+	}
 	pthread_mutex_lock(&g_out);
 	rc = write_all(g_fd, lines, len);
 	pthread_mutex_unlock(&g_out);

@@ -79,11 +79,15 @@ void log_write(log_level level, const char *msg, const char *fields);
 
 /*
  * Writes whole lines (len bytes, each ending in '\n', already formatted:
- * the log event publisher's) straight to the fd, after any write under
- * way and before the next: no other line's bytes land among them, though
- * they bypass the queue (lines queued before may come after).  Waits for
- * the fd: for a thread that may, never a request worker.  0, or -1 if the
- * fd failed (nothing can be said of how much was written).
+ * the log event publisher's) as one entry of the queue, never dropped:
+ * no other line's bytes land among them, and they keep their place among
+ * the lines queued.  While the queue is 3/4 full it waits (1 ms at a
+ * time, holding no lock) for room: for a thread that may, never a request
+ * worker.  Without a writer thread (before log_start_writer, after
+ * log_stop) it writes to the fd at once.  0 once queued (or written), -1
+ * if a block longer than a cell could not be copied or the fd failed.
+ * Queued lines are written by the writer thread like any other: a crash
+ * loses them, log_stop writes them (bounded by LOG_STOP_WAIT_MS).
  */
 int log_write_lines(const char *lines, size_t len);
 

@@ -137,13 +137,13 @@ int log_queue_push(log_queue *q, const char *line, size_t len)
 	if (len > LOG_CELL_INLINE) {
 		heap = malloc(len);
 		if (!heap)
-			return -1;
+			return LOG_QUEUE_NOMEM;
 		memcpy(heap, line, len);
 	}
 	c = claim(q, &pos);
 	if (!c) {
 		free(heap);
-		return -1;
+		return LOG_QUEUE_FULL;
 	}
 	warm_next(q, pos);
 	c->len = len;

@@ -27,10 +27,13 @@ int log_queue_new(log_queue **out, size_t cells);
 void log_queue_free(log_queue *q);
 
 /*
- * Copies line[0..len) into the queue.  0 on success; -1 if the queue is
- * full (or a long line's copy could not be allocated): nothing was queued.
- * Lock-free, safe from any number of threads.
+ * Copies line[0..len) into the queue.  0 on success; LOG_QUEUE_FULL (-1)
+ * if the queue is full, LOG_QUEUE_NOMEM (-2) if a long line's copy could
+ * not be allocated: nothing was queued.  Lock-free, safe from any number
+ * of threads.
  */
+#define LOG_QUEUE_FULL (-1)
+#define LOG_QUEUE_NOMEM (-2)
 int log_queue_push(log_queue *q, const char *line, size_t len);
 
 /*

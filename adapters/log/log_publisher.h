@@ -13,7 +13,8 @@
  * part-way and another writer's bytes land in the gap (pipe(7): writes over
  * PIPE_BUF are not atomic), tearing lines when the reader falls behind.
  * Such a process gives the publisher a sink that keeps its blocks whole
- * against its other writers (the service: app/log.c, log_write_lines).
+ * against its other writers (the service: app/log.c, log_write_lines,
+ * which queues each block as one entry for its single stdout writer).
  */
 
 #include <stdbool.h>
@@ -24,10 +25,11 @@
 
 /*
  * Where the log publisher's lines go.  write gets every line of one
- * publisher call (each ending in '\n') and returns CART_OK once they are
- * all written, with no other writer's bytes among them, else an error
- * (every event of the call then counts as not published and is offered
- * again: delivery is at least once).  It may wait for the output.
+ * publisher call (each ending in '\n') and returns CART_OK once it has
+ * taken them all, to be written with no other writer's bytes among them
+ * (written, or queued for a writer that the sink answers for), else an
+ * error (every event of the call then counts as not published and is
+ * offered again: delivery is at least once).  It may wait for room.
  */
 typedef struct cart_line_sink_ops {
 	int (*write)(void *self, const char *lines, size_t len);

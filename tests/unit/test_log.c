@@ -5,6 +5,7 @@
  * before error and the drops reported, every value escaped.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -389,6 +390,144 @@ START_TEST(test_log_stalled_stdout_drops_info_first_and_reports)
 	ck_assert_int_eq(s.dropped_error, 0);
 	/* errors were queued behind the drops, so they come after the report */
 	ck_assert_int_eq(s.errors_before_report, 0);
+	free(c.data);
+}
+END_TEST
+
+/*
+ * The relay's blocks (log_write_lines) are queued as whole entries in
+ * their place among the other lines.  Until 2026-11-29 the caller wrote
+ * them itself under the stdout lock, ahead of the lines already queued
+ * (this test failed: the events came before the "before" lines), and a
+ * relay preempted inside that write held up the writer thread.
+ */
+enum { RELAY_BLOCKS = 50 };
+
+typedef struct relay_run {
+	atomic_int done;      /* blocks whose call has returned */
+	atomic_int failed;
+} relay_run;
+
+static void *relay_blocks(void *arg)
+{
+	relay_run *r = arg;
+	char block[256];
+
+	for (int k = 0; k < RELAY_BLOCKS; k++) {
+		int n = snprintf(block, sizeof(block),
+				 "{\"level\":\"info\",\"msg\":\"event\",\"k\":%d,\"j\":0}\n"
+				 "{\"level\":\"info\",\"msg\":\"event\",\"k\":%d,\"j\":1}\n", k, k);
+		if (log_write_lines(block, (size_t)n))
+			atomic_fetch_add(&r->failed, 1);
+		atomic_fetch_add(&r->done, 1);
+	}
+	return NULL;
+}
+
+typedef struct order_seen {
+	int before, after, events, errors, next_k, next_j;
+	bool event_seen, event_before_marker, marker_before_events, torn;
+} order_seen;
+
+static void check_order(const cJSON *j, void *ctx)
+{
+	order_seen *s = ctx;
+	const char *msg = cJSON_GetObjectItem(j, "msg")->valuestring;
+
+	if (!strcmp(msg, "event")) {
+		int k = cJSON_GetObjectItem(j, "k")->valueint;
+		int jj = cJSON_GetObjectItem(j, "j")->valueint;
+
+		if (k != s->next_k || jj != s->next_j)
+			s->torn = true;
+		s->next_k = jj ? k + 1 : k;
+		s->next_j = !jj;
+		s->events++;
+		s->event_seen = true;
+	} else if (!strcmp(msg, "before")) {
+		s->before++;
+		if (s->event_seen)
+			s->event_before_marker = true;
+	} else if (!strcmp(msg, "while waiting")) {
+		s->errors++;
+	} else if (!strcmp(msg, "after")) {
+		s->after++;
+		if (s->events != 2 * RELAY_BLOCKS)
+			s->marker_before_events = true;
+	}
+}
+
+START_TEST(test_log_relay_blocks_queue_in_place)
+{
+	order_seen s = { 0 };
+	relay_run r = { 0 };
+	collected c = { 0 };
+	pthread_t reader;
+	int p[2];
+
+	piped_start(&c, &reader, p);
+	log_hold_writer(1);   /* queued lines stay queued; the pipe has room */
+	for (int i = 0; i < 100; i++)
+		log_write(LOG_INFO, "before", NULL);
+	relay_blocks(&r);     /* returns: the queue has room */
+	ck_assert_int_eq(atomic_load(&r.done), RELAY_BLOCKS);
+	ck_assert_int_eq(atomic_load(&r.failed), 0);
+	log_write(LOG_INFO, "after", NULL);
+	log_hold_writer(0);
+	piped_finish(reader, p);
+	each_line(c.data, check_order, &s);
+	ck_assert_int_eq(s.before, 100);
+	ck_assert_int_eq(s.events, 2 * RELAY_BLOCKS);
+	ck_assert(!s.torn);
+	ck_assert(!s.event_before_marker);
+	ck_assert(!s.marker_before_events);
+	ck_assert_int_eq(s.after, 1);
+	free(c.data);
+}
+END_TEST
+
+/*
+ * On a stalled stdout the relay's blocks are not dropped: while the queue
+ * is 3/4 full the caller waits, holding nothing (error lines still go
+ * into the queue meanwhile), and every block is written once the reader
+ * is back, after the lines queued before it.
+ */
+START_TEST(test_log_relay_blocks_wait_for_room)
+{
+	uint64_t err0 = log_dropped(LOG_ERROR);
+	order_seen s = { 0 };
+	relay_run r = { 0 };
+	collected c = { 0 };
+	pthread_t reader, relay;
+	int p[2];
+
+	ck_assert_int_eq(pipe(p), 0);   /* blocking, and nobody reads yet */
+	log_setup(LOG_INFO, p[1]);
+	ck_assert_int_eq(log_start_writer(5), 0);
+	/* error lines are never dropped for room: they fill the pipe and
+	 * then the queue past 3/4, all of them kept */
+	for (int i = 0; i < 3 * LOG_QUEUE_LINES; i++)
+		log_write(LOG_ERROR, "before", ",\"pad\":\"................................................................................................................................................................\"");
+	ck_assert_int_eq(pthread_create(&relay, NULL, relay_blocks, &r), 0);
+	usleep(200 * 1000);
+	ck_assert_int_eq(atomic_load(&r.done), 0);   /* waits; nothing lost */
+	for (int i = 0; i < 10; i++)                 /* nothing held meanwhile */
+		log_write(LOG_ERROR, "while waiting", NULL);
+
+	c.fd = p[0];                                 /* the reader comes back */
+	ck_assert_int_eq(pthread_create(&reader, NULL, collect, &c), 0);
+	pthread_join(relay, NULL);
+	ck_assert_int_eq(atomic_load(&r.failed), 0);
+	log_write(LOG_ERROR, "after", NULL);
+	piped_finish(reader, p);
+	each_line(c.data, check_order, &s);
+	ck_assert_int_eq(s.events, 2 * RELAY_BLOCKS);
+	ck_assert(!s.torn);                          /* whole blocks, in order */
+	ck_assert(!s.event_before_marker);           /* after what was queued */
+	ck_assert(!s.marker_before_events);          /* before what came after */
+	ck_assert_int_eq(s.after, 1);
+	ck_assert_int_eq(s.errors + s.before + (int)(log_dropped(LOG_ERROR) - err0),
+			 10 + 3 * LOG_QUEUE_LINES);
 	free(c.data);
 }
 END_TEST
@@ -989,6 +1128,8 @@ Suite *log_suite(void)
 	tcase_set_timeout(w, 30);
 	tcase_add_test(w, test_log_concurrent_writers_lose_nothing_and_never_interleave);
 	tcase_add_test(w, test_log_stalled_stdout_drops_info_first_and_reports);
+	tcase_add_test(w, test_log_relay_blocks_queue_in_place);
+	tcase_add_test(w, test_log_relay_blocks_wait_for_room);
 	tcase_add_test(w, test_log_lines_of_a_request_carry_its_ids);
 	tcase_add_test(w, test_log_writer_grows_a_pipe);
 	tcase_add_test(w, test_log_starved_writer_callers_drain_into_a_pipe);
