@@ -196,9 +196,10 @@ START_TEST(test_log_queue_many_producers_one_consumer)
 		size_t len = 0;
 		int rc;
 
-		while ((rc = log_queue_pop(q, out, sizeof(out), &len)) == 1)
+		while ((rc = log_queue_pop(q, out, sizeof(out) - 1, &len)) == 1)
 			;
 		ck_assert_int_ge(rc, 0);
+		out[len] = '\0';   /* sscanf reads a string */
 		for (char *l = out; l < out + len;) {
 			char *nl = memchr(l, '\n', (size_t)(out + len - l));
 			int id, i;
