@@ -199,11 +199,11 @@ static size_t pipe_room(const writer *w)
  * batch and writes it itself, so lines are dropped only when stdout
  * cannot keep up (or a thread holding drain is preempted: the others do
  * not wait for it).  Does not wait: drain and g_out are tried, not
- * taken (a writer thread blocked on a stalled pipe holds them), and at most half the pipe's free room is
- * written (with g_out held the room only grows, so the write does not
- * wait; a request thread does a bounded share and leaves the rest to the
- * writer thread).  Only for a pipe (stdout on ECS): a regular file's
- * write can wait on the disk.
+ * taken (a writer thread blocked on a stalled pipe holds them), and at
+ * most half the pipe's free room is written (with g_out held the room
+ * only grows, so the write does not wait; a request thread does a
+ * bounded share and leaves the rest to the writer thread).  Only for a
+ * pipe (stdout on ECS): a regular file's write can wait on the disk.
  */
 static void help_drain(writer *w)
 {
