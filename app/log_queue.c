@@ -29,6 +29,8 @@ typedef struct cell {
 	char data[LOG_CELL_INLINE];
 } cell;
 
+_Static_assert(sizeof(cell) == 512, "a cell is 8 cache lines (LOG_CELL_INLINE)");
+
 /* The consumer publishes tail at least this often (a power of two). */
 #define TAIL_EVERY 64
 
@@ -110,7 +112,7 @@ static cell *claim(log_queue *q, size_t *pos_out)
 
 /*
  * Asks for the next push's cell ahead of it, for writing.  A lap of the
- * ring (4 MiB at 4,096 cells) is larger than a core's L2, so every cell a
+ * ring (4 MiB at 8,192 cells) is larger than a core's L2, so every cell a
  * push claims has been out of cache since the writer emptied it: its seq
  * load and the copy into it were ~0.27 us of a 19 us GET on one core
  * (perf, issue 10).  The next push comes one request later, on this core

@@ -111,9 +111,9 @@ def hammer(port, n, rid_prefix, worst):
 
 class StalledStdoutTest(unittest.TestCase):
     THREADS = 4
-    # 10000 info lines: past what the grown pipe (1 MiB, ~3700 lines) and
-    # the queue up to its 3/4 (3072) hold
-    PER_THREAD = 2500
+    # 16000 info lines: past what the grown pipe (1 MiB, ~3700 lines) and
+    # the queue up to its 3/4 (6144 of 8192) hold
+    PER_THREAD = 4000
 
     def test_requests_do_not_wait_for_a_stalled_stdout(self):
         srv = PipeServer(env={"LOG_LEVEL": "info"}).start()
