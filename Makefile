@@ -196,7 +196,12 @@ unit: $(UNIT) $(HOTPATH_T)
 	$(UNIT)
 	$(HOTPATH_T)
 
-VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
+# Under valgrind the tests run with CK_FORK=no (leaks show up), where
+# Check has no per-test timeout: tools/bounded.sh kills a run still going
+# after VALGRIND_BOUND seconds (4x the slowest lane's usual time) and
+# prints its threads' stacks first.
+VALGRIND_BOUND ?= 600
+VALGRIND := tools/bounded.sh $(VALGRIND_BOUND) valgrind --quiet --error-exitcode=99 --leak-check=full \
 	  --errors-for-leak-kinds=definite,indirect,possible \
 	  --show-leak-kinds=definite,indirect,possible
 

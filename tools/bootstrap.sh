@@ -18,10 +18,11 @@ RUN_PKGS="build-essential pkg-config libcivetweb-dev libcjson-dev libcurl4-opens
 # for the Redis limiter's tests. dynalite (DynamoDB) comes from npm, pinned
 # in tests/aws/package-lock.json. prometheus: its promtool checks /metrics
 # (tests/e2e/test_metrics.py); --no-install-recommends keeps it at ~100 MB
-# and no server is started by the tests.
-CHECK_PKGS="check valgrind lcov python3 clang libclang-rt-14-dev python3-botocore python3-jsonschema python3-cryptography awscli redis-server prometheus"
-# Nice to have while developing: load generation and debugging.
-DEV_PKGS="wrk gdb"
+# and no server is started by the tests.  gdb: tools/bounded.sh prints the
+# stacks of a valgrind run that hung before it kills it.
+CHECK_PKGS="check valgrind gdb lcov python3 clang libclang-rt-14-dev python3-botocore python3-jsonschema python3-cryptography awscli redis-server prometheus"
+# Nice to have while developing: load generation.
+DEV_PKGS="wrk"
 
 case "$profile" in
 run) want="$RUN_PKGS" ;;

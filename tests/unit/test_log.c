@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <valgrind/valgrind.h>
 #include <cjson/cJSON.h>
 
 #include "aws/aws.h"
@@ -88,33 +91,91 @@ static size_t each_line(char *data, line_fn fn, void *ctx)
 	return n;
 }
 
-/* A pipe with a reader thread collecting it, as the log's fd, and the
- * writer started; piped_finish stops the writer and joins the reader. */
-static void piped_start(collected *c, pthread_t *reader, int p[2])
+/*
+ * The pipe of the test running now, and its reader thread once started.
+ * A test that fails halfway leaves them behind, and CK_FORK=no (make
+ * valgrind) runs every test in one process: a writer blocked on a pipe
+ * nobody reads holds the stdout lock, and the next test's log_write
+ * waited for it forever (make check hung once, 2026-11-29).  teardown
+ * unblocks the writer, stops it and joins the reader, which collects
+ * into this static, not the failed test's stack.
+ */
+static struct {
+	int fd[2];
+	pthread_t reader;
+	bool reading;
+	collected got;
+} t_pipe = { { -1, -1 }, 0, false, { -1, NULL, 0, 0 } };
+
+static void open_pipe(int p[2])
 {
 	ck_assert_int_eq(pipe(p), 0);
-	c->fd = p[0];
-	ck_assert_int_eq(pthread_create(reader, NULL, collect, c), 0);
+	t_pipe.fd[0] = p[0];
+	t_pipe.fd[1] = p[1];
+}
+
+static void start_reader(int fd)
+{
+	t_pipe.got = (collected){ fd, NULL, 0, 0 };
+	ck_assert_int_eq(pthread_create(&t_pipe.reader, NULL, collect, &t_pipe.got), 0);
+	t_pipe.reading = true;
+}
+
+/* Stops the writer, then ends the pipe: 0, or 1 when the writer did not
+ * stop in time (log_stop).  Without a reader, the read end is closed
+ * first, so a write waiting on the pipe fails (EPIPE) instead. */
+static int close_pipe(void)
+{
+	int stopped;
+
+	if (!t_pipe.reading && t_pipe.fd[0] >= 0) {
+		close(t_pipe.fd[0]);
+		t_pipe.fd[0] = -1;
+	}
+	stopped = log_stop();
+	if (t_pipe.fd[1] >= 0)
+		close(t_pipe.fd[1]);
+	if (t_pipe.reading)
+		pthread_join(t_pipe.reader, NULL);   /* it reads to EOF */
+	if (t_pipe.fd[0] >= 0)
+		close(t_pipe.fd[0]);
+	t_pipe.fd[0] = t_pipe.fd[1] = -1;
+	t_pipe.reading = false;
+	return stopped;
+}
+
+/* A pipe with a reader thread collecting it, as the log's fd, and the
+ * writer started; piped_finish stops the writer, joins the reader and
+ * hands over what it read (the caller frees c->data). */
+static void piped_start(int p[2])
+{
+	open_pipe(p);
+	start_reader(p[0]);
 	log_setup(LOG_INFO, p[1]);
 	ck_assert_int_eq(log_start_writer(5), 0);
 }
 
-static void piped_finish(pthread_t reader, int p[2])
+static void piped_finish(collected *c)
 {
-	ck_assert_int_eq(log_stop(), 0);
-	close(p[1]);
-	pthread_join(reader, NULL);
-	close(p[0]);
+	int stopped = close_pipe();
+
+	*c = t_pipe.got;
+	t_pipe.got = (collected){ -1, NULL, 0, 0 };
+	ck_assert_int_eq(stopped, 0);
 }
 
 static void setup(void)
 {
+	signal(SIGPIPE, SIG_IGN);   /* as the service does (app/main.c) */
 	log_setup(LOG_DEBUG, 2);
 }
 
 static void teardown(void)
 {
-	log_stop();
+	log_hold_writer(0);
+	close_pipe();
+	free(t_pipe.got.data);   /* a failed test's */
+	t_pipe.got = (collected){ -1, NULL, 0, 0 };
 	log_request_end();
 	log_setup(LOG_ERROR, 2);
 }
@@ -304,18 +365,18 @@ START_TEST(test_log_concurrent_writers_lose_nothing_and_never_interleave)
 {
 	static seen_lines s;
 	collected c = { 0 };
-	pthread_t th[THREADS], reader;
+	pthread_t th[THREADS];
 	uint64_t dropped = log_dropped(LOG_INFO) + log_dropped(LOG_WARN);
 	int p[2];
 
 	memset(&s, 0, sizeof(s));
 	s.in_order = true;
-	piped_start(&c, &reader, p);
+	piped_start(p);
 	for (long t = 0; t < THREADS; t++)
 		ck_assert_int_eq(pthread_create(&th[t], NULL, writer_thread, (void *)(intptr_t)t), 0);
 	for (int t = 0; t < THREADS; t++)
 		pthread_join(th[t], NULL);
-	piped_finish(reader, p);
+	piped_finish(&c);
 	ck_assert_uint_eq(log_dropped(LOG_INFO) + log_dropped(LOG_WARN), dropped);
 	ck_assert_uint_eq(each_line(c.data, check_concurrent, &s), THREADS * PER_THREAD);
 	ck_assert(s.in_order);   /* one thread's lines keep their order */
@@ -355,37 +416,51 @@ static void check_stalled(const cJSON *j, void *ctx)
 	}
 }
 
+enum { STALLED_INFOS = 20000, STALLED_ERRORS = 500 };
+
+static void *stalled_writes(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < STALLED_INFOS; i++)
+		log_write(LOG_INFO, "stalled info", ",\"pad\":\"................................................................\"");
+	for (int i = 0; i < STALLED_ERRORS; i++)
+		log_write(LOG_ERROR, "stalled error", NULL);
+	return NULL;
+}
+
 START_TEST(test_log_stalled_stdout_drops_info_first_and_reports)
 {
 	uint64_t info0 = log_dropped(LOG_INFO), err0 = log_dropped(LOG_ERROR);
-	const int infos = 20000, errors = 500;
+	/* a generous bound: the point is that nothing waited for the pipe,
+	 * which nobody reads yet (a log_write that waited would never end) */
+	const double bound = RUNNING_ON_VALGRIND ? 60.0 : 5.0;
+	struct timespec until;
 	stall_seen s = { 0 };
 	collected c = { 0 };
-	pthread_t reader;
-	double t0, took;
+	pthread_t writes;
+	double t0;
 	int p[2];
 
-	ck_assert_int_eq(pipe(p), 0);   /* blocking, and nobody reads yet */
+	open_pipe(p);   /* blocking, and nobody reads yet */
 	log_setup(LOG_INFO, p[1]);
 	ck_assert_int_eq(log_start_writer(5), 0);
 	t0 = now_s();
-	for (int i = 0; i < infos; i++)
-		log_write(LOG_INFO, "stalled info", ",\"pad\":\"................................................................\"");
-	for (int i = 0; i < errors; i++)
-		log_write(LOG_ERROR, "stalled error", NULL);
-	took = now_s() - t0;
-	/* a generous bound: the point is that nothing waited for the pipe */
-	ck_assert_msg(took < 5.0, "log_write blocked: %.3f s", took);
+	ck_assert_int_eq(pthread_create(&writes, NULL, stalled_writes, NULL), 0);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)bound;
+	if (pthread_timedjoin_np(writes, NULL, &until)) {
+		pthread_detach(writes);   /* teardown unblocks it */
+		ck_abort_msg("log_write blocked: not done in %.0f s", bound);
+	}
+	ck_assert_msg(now_s() - t0 < bound, "log_write blocked: %.3f s", now_s() - t0);
 	ck_assert_uint_gt(log_dropped(LOG_INFO) - info0, 0);
 	ck_assert_uint_eq(log_dropped(LOG_ERROR) - err0, 0);   /* room kept for them */
 
-	/* the reader comes back */
-	c.fd = p[0];
-	ck_assert_int_eq(pthread_create(&reader, NULL, collect, &c), 0);
-	piped_finish(reader, p);
+	start_reader(p[0]);   /* the reader comes back */
+	piped_finish(&c);
 	each_line(c.data, check_stalled, &s);
-	ck_assert_int_eq(s.error, errors);
-	ck_assert_int_eq(s.info + s.dropped_info, infos);
+	ck_assert_int_eq(s.error, STALLED_ERRORS);
+	ck_assert_int_eq(s.info + s.dropped_info, STALLED_INFOS);
 	ck_assert_int_ge(s.dropped_lines, 1);
 	ck_assert_int_eq(s.dropped_info, (long long)(log_dropped(LOG_INFO) - info0));
 	ck_assert_int_eq(s.dropped_error, 0);
@@ -463,10 +538,9 @@ START_TEST(test_log_relay_blocks_queue_in_place)
 	order_seen s = { 0 };
 	relay_run r = { 0 };
 	collected c = { 0 };
-	pthread_t reader;
 	int p[2];
 
-	piped_start(&c, &reader, p);
+	piped_start(p);
 	log_hold_writer(1);   /* queued lines stay queued; the pipe has room */
 	for (int i = 0; i < 100; i++)
 		log_write(LOG_INFO, "before", NULL);
@@ -475,7 +549,7 @@ START_TEST(test_log_relay_blocks_queue_in_place)
 	ck_assert_int_eq(atomic_load(&r.failed), 0);
 	log_write(LOG_INFO, "after", NULL);
 	log_hold_writer(0);
-	piped_finish(reader, p);
+	piped_finish(&c);
 	each_line(c.data, check_order, &s);
 	ck_assert_int_eq(s.before, 100);
 	ck_assert_int_eq(s.events, 2 * RELAY_BLOCKS);
@@ -496,31 +570,31 @@ END_TEST
 START_TEST(test_log_relay_blocks_wait_for_room)
 {
 	uint64_t err0 = log_dropped(LOG_ERROR);
+	static relay_run r;   /* outlives a failed test: teardown lets the relay finish */
 	order_seen s = { 0 };
-	relay_run r = { 0 };
 	collected c = { 0 };
-	pthread_t reader, relay;
+	pthread_t relay;
 	int p[2];
 
-	ck_assert_int_eq(pipe(p), 0);   /* blocking, and nobody reads yet */
+	open_pipe(p);   /* blocking, and nobody reads yet */
 	log_setup(LOG_INFO, p[1]);
 	ck_assert_int_eq(log_start_writer(5), 0);
 	/* error lines are never dropped for room: they fill the pipe and
 	 * then the queue past 3/4, all of them kept */
 	for (int i = 0; i < 3 * LOG_QUEUE_LINES; i++)
 		log_write(LOG_ERROR, "before", ",\"pad\":\"................................................................................................................................................................\"");
+	memset(&r, 0, sizeof(r));
 	ck_assert_int_eq(pthread_create(&relay, NULL, relay_blocks, &r), 0);
 	usleep(200 * 1000);
 	ck_assert_int_eq(atomic_load(&r.done), 0);   /* waits; nothing lost */
 	for (int i = 0; i < 10; i++)                 /* nothing held meanwhile */
 		log_write(LOG_ERROR, "while waiting", NULL);
 
-	c.fd = p[0];                                 /* the reader comes back */
-	ck_assert_int_eq(pthread_create(&reader, NULL, collect, &c), 0);
+	start_reader(p[0]);             /* the reader comes back */
 	pthread_join(relay, NULL);
 	ck_assert_int_eq(atomic_load(&r.failed), 0);
 	log_write(LOG_ERROR, "after", NULL);
-	piped_finish(reader, p);
+	piped_finish(&c);
 	each_line(c.data, check_order, &s);
 	ck_assert_int_eq(s.events, 2 * RELAY_BLOCKS);
 	ck_assert(!s.torn);                          /* whole blocks, in order */
@@ -558,20 +632,23 @@ static void check_seq(const cJSON *j, void *ctx)
 	s->lines++;
 }
 
-/* Two queues' worth, ~0.7 MB: more than the queue holds, less than the
- * (grown) pipe, so the result does not depend on when the reader runs. */
-#define STARVED_LINES (2 * LOG_QUEUE_LINES)
+/* A queue and a quarter, ~0.86 MB: more than the queue holds, less than
+ * the (grown, 1 MiB) pipe, so the result does not depend on when the
+ * reader runs (the test checks that).  Two queues' worth was that until
+ * the queue doubled (fd5c7d0); then a reader starved by a busy machine
+ * let the pipe fill and lines were dropped. */
+#define STARVED_LINES (LOG_QUEUE_LINES + LOG_QUEUE_LINES / 4)
 
 START_TEST(test_log_starved_writer_callers_drain_into_a_pipe)
 {
 	uint64_t info0 = log_dropped(LOG_INFO);
 	seq_seen s = { 0, 0, true };
 	collected c = { 0 };
-	pthread_t reader;
 	char fields[64];
-	int p[2];
+	int p[2], pipe_bytes;
 
-	piped_start(&c, &reader, p);
+	piped_start(p);
+	pipe_bytes = fcntl(p[1], F_GETPIPE_SZ);
 	log_hold_writer(1);
 	for (int i = 0; i < STARVED_LINES; i++) {
 		snprintf(fields, sizeof(fields), ",\"i\":%d", i);
@@ -580,7 +657,10 @@ START_TEST(test_log_starved_writer_callers_drain_into_a_pipe)
 	/* two queues' worth went through while the writer took nothing */
 	ck_assert_uint_eq(log_dropped(LOG_INFO) - info0, 0);
 	log_hold_writer(0);
-	piped_finish(reader, p);
+	piped_finish(&c);
+	/* the premise: all of it fits the pipe, less what callers leave */
+	ck_assert_msg(c.len + 24 * 1024 < (size_t)pipe_bytes, "%zu bytes of lines, pipe %d",
+		      c.len, pipe_bytes);
 	each_line(c.data, check_seq, &s);
 	ck_assert_int_eq(s.lines, STARVED_LINES);
 	ck_assert(s.in_order);
@@ -638,13 +718,13 @@ START_TEST(test_log_starved_writer_many_callers_lose_nothing_silently)
 {
 	rounds_seen s = { .in_order = true };
 	collected c = { 0 };
-	pthread_t th[THREADS], reader;
+	pthread_t th[THREADS];
 	uint64_t info0 = log_dropped(LOG_INFO), dropped;
 	int p[2];
 
 	for (int t = 0; t < THREADS; t++)
 		s.last[t] = -1;
-	piped_start(&c, &reader, p);
+	piped_start(p);
 	log_hold_writer(1);
 	for (long t = 0; t < THREADS; t++)
 		ck_assert_int_eq(pthread_create(&th[t], NULL, round_thread, (void *)(intptr_t)t), 0);
@@ -652,7 +732,7 @@ START_TEST(test_log_starved_writer_many_callers_lose_nothing_silently)
 		pthread_join(th[t], NULL);
 	dropped = log_dropped(LOG_INFO) - info0;
 	log_hold_writer(0);
-	piped_finish(reader, p);
+	piped_finish(&c);
 	each_line(c.data, check_rounds, &s);
 	ck_assert(s.in_order);
 	ck_assert_int_eq((long long)s.lines + (long long)dropped, THREADS * ROUND_LINES);
