@@ -447,6 +447,9 @@ static int memory_limiter_take(void *self, const char *key, size_t key_len,
 	uint64_t hash = siphash(m->seed, key, key_len);
 	struct shard *s = &m->shards[(hash >> 32) % m->nshards];
 
+	/* buckets and mask are fixed at shard_init: this chain head's miss
+	 * overlaps the lock's */
+	__builtin_prefetch(&s->buckets[bucket_of(s, hash)]);
 	pthread_rwlock_rdlock(&s->lock);
 	int64_t now = shard_now(m, s);
 	uint32_t i = find(s, hash, key, key_len);

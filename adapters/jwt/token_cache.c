@@ -144,6 +144,7 @@ bool jwt_token_cache_get(jwt_token_cache *c, const uint8_t digest[32],
 	bool hit = false;
 	int w;
 
+	__builtin_prefetch(s->tag);   /* a miss, overlapped with the lock's */
 	pthread_mutex_lock(&sh->lock);
 	w = find(s, digest);
 	if (w >= 0 && s->e[w].gen == (uint32_t)gen &&

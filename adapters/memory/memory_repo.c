@@ -384,6 +384,7 @@ static int memory_load(void *self, const char *user_id, cart **out)
 	pthread_mutex_lock(&s->lock);
 	r = find(s, user_id, h);
 	if (r && r->cart) {
+		cart_prefetch(r->cart);
 		*out = cart_share(r->cart);   /* read-only; no copy */
 		err = CART_OK;
 	}

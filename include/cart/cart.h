@@ -110,6 +110,15 @@ int cart_clone(cart **out, const cart *c);
  * but one holder have called cart_free.  Thread-safe.
  */
 cart *cart_share(const cart *c);
+/*
+ * A hint, no effect on behaviour: starts loading c's first
+ * CART_PREFETCH_BYTES into the CPU's cache, so reading the cart (its
+ * header, lines and strings sit in one allocation) waits for memory once
+ * instead of once per cache line.  For a store about to hand out a cart
+ * it has not touched for a while.  Thread-safe; reads nothing.
+ */
+#define CART_PREFETCH_BYTES 512
+void cart_prefetch(const cart *c);
 /* true while c has more than one holder. */
 bool cart_is_shared(const cart *c);
 /*
