@@ -111,11 +111,17 @@ static uint64_t load_le64(const unsigned char *p)
 	return x;
 }
 
-static uint64_t siphash(const uint64_t k[2], const char *data, size_t len)
+/* SipHash-2-4 with its 128-bit output (the reference's siphash.c). */
+typedef struct key_hash {
+	uint64_t lo, hi;
+} key_hash;
+
+static key_hash siphash128(const uint64_t k[2], const char *data, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)data;
-	uint64_t v[4] = { k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL,
+	uint64_t v[4] = { k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL ^ 0xee,
 			  k[0] ^ 0x6c7967656e657261ULL, k[1] ^ 0x7465646279746573ULL };
+	key_hash h;
 	size_t whole = len & ~(size_t)7;
 
 	for (size_t i = 0; i < whole; i += 8) {
@@ -132,10 +138,15 @@ static uint64_t siphash(const uint64_t k[2], const char *data, size_t len)
 	sip_round(v);
 	sip_round(v);
 	v[0] ^= b;
-	v[2] ^= 0xff;
+	v[2] ^= 0xee;
 	for (int i = 0; i < 4; i++)
 		sip_round(v);
-	return v[0] ^ v[1] ^ v[2] ^ v[3];
+	h.lo = v[0] ^ v[1] ^ v[2] ^ v[3];
+	v[1] ^= 0xdd;
+	for (int i = 0; i < 4; i++)
+		sip_round(v);
+	h.hi = v[0] ^ v[1] ^ v[2] ^ v[3];
+	return h;
 }
 
 /* --- the in-memory limiter ---------------------------------------------- */
@@ -146,13 +157,20 @@ static uint64_t siphash(const uint64_t k[2], const char *data, size_t len)
 #define T_UNITS 1000     /* the emission interval, in units */
 #define MIN_SLOTS 8
 
+/*
+ * A key is known by its 128-bit SipHash under the limiter's random seed,
+ * not by its bytes: two keys held at once share an entry only if their
+ * hashes are equal, about n^2 / 2^129 for n keys (1e-26 for a million),
+ * and a client cannot aim at that without the seed.  So an entry holds
+ * no copy of its key: no allocation per new key, and a take compares
+ * two words instead of reading a key from another cache line.
+ */
 struct slot {
-	uint64_t hash;
-	_Atomic int64_t tat;     /* units; meaningful while key != NULL.
+	uint64_t hash;           /* key_hash.lo: the chain and the shard */
+	uint64_t hash_hi;
+	_Atomic int64_t tat;     /* units; meaningful while the slot is held.
 				  * Moved under the read lock (CAS). */
-	char *key;               /* key_len bytes (malloc'd, 1 if empty); NULL: free */
 	uint32_t next;           /* hash chain, or the free list */
-	uint16_t key_len;
 };
 
 struct heap_ent {
@@ -232,14 +250,12 @@ static uint32_t bucket_of(const struct shard *s, uint64_t hash)
 	return (uint32_t)hash & s->mask;
 }
 
-static uint32_t find(const struct shard *s, uint64_t hash, const char *key,
-		     size_t len)
+static uint32_t find(const struct shard *s, key_hash h)
 {
-	for (uint32_t i = s->buckets[bucket_of(s, hash)]; i != NO_SLOT;
+	for (uint32_t i = s->buckets[bucket_of(s, h.lo)]; i != NO_SLOT;
 	     i = s->slots[i].next) {
 		const struct slot *e = &s->slots[i];
-		if (e->hash == hash && e->key_len == len &&
-		    (len == 0 || memcmp(e->key, key, len) == 0))
+		if (e->hash == h.lo && e->hash_hi == h.hi)
 			return i;
 	}
 	return NO_SLOT;
@@ -271,8 +287,6 @@ static void remove_top(struct shard *s)
 	while (*link != i)
 		link = &s->slots[*link].next;
 	*link = e->next;
-	free(e->key);
-	e->key = NULL;
 	e->next = s->free_head;
 	s->free_head = i;
 	s->used--;
@@ -307,7 +321,6 @@ static bool grow(struct shard *s)
 		return false;
 	s->heap = heap;
 	for (uint32_t i = n; i-- > s->nslots;) {
-		slots[i].key = NULL;
 		slots[i].next = s->free_head;
 		s->free_head = i;
 	}
@@ -316,27 +329,20 @@ static bool grow(struct shard *s)
 }
 
 /* Stores a new entry with the given TAT.  false if out of memory. */
-static bool insert(struct shard *s, uint64_t hash, const char *key,
-		   size_t len, int64_t tat, int64_t now)
+static bool insert(struct shard *s, key_hash h, int64_t tat, int64_t now)
 {
 	if (s->used == s->cap)
 		make_room(s, now);
 	if (s->free_head == NO_SLOT && !grow(s))
 		return false;
-	char *copy = malloc(len ? len : 1);
-	if (!copy)
-		return false;
-	if (len)
-		memcpy(copy, key, len);
 	uint32_t i = s->free_head;
 	struct slot *e = &s->slots[i];
-	uint32_t b = bucket_of(s, hash);
+	uint32_t b = bucket_of(s, h.lo);
 	s->free_head = e->next;
-	e->hash = hash;
+	e->hash = h.lo;
+	e->hash_hi = h.hi;
 	atomic_store_explicit(&e->tat, tat, memory_order_relaxed);
-	e->key = copy;
 	e->next = s->buckets[b];
-	e->key_len = (uint16_t)len;
 	s->buckets[b] = i;
 	s->heap[s->used] = (struct heap_ent){ tat, i };
 	s->used++;
@@ -420,11 +426,10 @@ static void take_held(const struct memory_limiter *m, struct slot *e,
  * stored then).
  */
 static bool take_alone(const struct memory_limiter *m, struct shard *s,
-		       uint64_t hash, const char *key, size_t len,
-		       cart_limit_decision *out)
+		       key_hash h, cart_limit_decision *out)
 {
 	int64_t now = shard_now(m, s), next;
-	uint32_t i = find(s, hash, key, len);
+	uint32_t i = find(s, h);
 
 	if (i != NO_SLOT) {
 		take_held(m, &s->slots[i], now, out);
@@ -432,7 +437,7 @@ static bool take_alone(const struct memory_limiter *m, struct shard *s,
 	}
 	/* A key not held always has its whole burst (>= 1). */
 	return !gcra(m, now, now, &next, out) ||
-	       insert(s, hash, key, len, next, now);
+	       insert(s, h, next, now);
 }
 
 static int memory_limiter_take(void *self, const char *key, size_t key_len,
@@ -444,21 +449,21 @@ static int memory_limiter_take(void *self, const char *key, size_t key_len,
 	memset(out, 0, sizeof(*out));
 	if (key_len > CART_LIMITER_KEY_MAX)
 		return CART_EINVALID;
-	uint64_t hash = siphash(m->seed, key, key_len);
-	struct shard *s = &m->shards[(hash >> 32) % m->nshards];
+	key_hash h = siphash128(m->seed, key, key_len);
+	struct shard *s = &m->shards[(h.lo >> 32) % m->nshards];
 
 	/* buckets and mask are fixed at shard_init: this chain head's miss
 	 * overlaps the lock's */
-	__builtin_prefetch(&s->buckets[bucket_of(s, hash)]);
+	__builtin_prefetch(&s->buckets[bucket_of(s, h.lo)]);
 	pthread_rwlock_rdlock(&s->lock);
 	int64_t now = shard_now(m, s);
-	uint32_t i = find(s, hash, key, key_len);
+	uint32_t i = find(s, h);
 	if (i != NO_SLOT)
 		take_held(m, &s->slots[i], now, out);
 	pthread_rwlock_unlock(&s->lock);
 	if (i == NO_SLOT) {
 		pthread_rwlock_wrlock(&s->lock);
-		ok = take_alone(m, s, hash, key, key_len, out);
+		ok = take_alone(m, s, h, out);
 		pthread_rwlock_unlock(&s->lock);
 	}
 	if (!ok)
@@ -491,8 +496,6 @@ static void memory_limiter_stats(void *self, cart_limiter_stats *out)
 
 static void shard_release(struct shard *s)
 {
-	for (uint32_t i = 0; i < s->used; i++)
-		free(s->slots[s->heap[i].slot].key);
 	free(s->slots);
 	free(s->heap);
 	free(s->buckets);

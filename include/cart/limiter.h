@@ -124,11 +124,12 @@ void cart_limit_decision_fail(cart_limit_decision *out,
  * new key first drops the shard's entries whose TAT <= now (they mean the
  * same as no entry), and if none is, the entry with the oldest TAT (the
  * least constrained key) is evicted and counted in stats.evictions.  An
- * evicted key starts again with a full bucket.  Memory per key held: 48
- * bytes (entry and heap entry, arrays grown by doubling up to the cap)
- * plus the key's own malloc block (its bytes, <= 256, plus malloc
- * overhead, 16 on glibc); the hash buckets, 4-8 bytes per key of
- * max_keys, are allocated up front.  max_keys = 10,000: at most ~3.2 MB.
+ * evicted key starts again with a full bucket.  A key is held as its
+ * 128-bit SipHash under that seed, not its bytes (two keys held at once
+ * share an entry with probability ~n^2 / 2^129).  Memory per key held: 48
+ * bytes (entry and heap entry, arrays grown by doubling up to the cap),
+ * no allocation of its own; the hash buckets, 4-8 bytes per key of
+ * max_keys, are allocated up front.  max_keys = 10,000: at most ~0.6 MB.
  *
  * take returns CART_OK, or CART_EBACKEND when it could not allocate a new
  * key's entry: that decision is allowed and degraded (fail open).
