@@ -187,5 +187,8 @@ int app_stage_route(app_request *r, void *self)
 	if (r->route >= ROUTE_CART && !r->ids_valid)
 		return app_fail(r, 400, "cart.invalid_id",
 				"userID and itemID are 1-128 characters of A-Z a-z 0-9 . _ : @ - (percent-decoded)");
+	/* The store's first misses overlap authentication (cart_repo_warm). */
+	if (r->route >= ROUTE_CART && r->app->svc)
+		cart_service_warm(r->app->svc, r->user_id);
 	return APP_NEXT;
 }

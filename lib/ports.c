@@ -145,6 +145,12 @@ int cart_repo_load(const cart_repo *r, const cart_call_ctx *call,
 	return r->ops->load(r->self, user_id, out);
 }
 
+void cart_repo_warm(const cart_repo *r, const char *user_id)
+{
+	if (r->ops->version >= 4 && r->ops->warm && user_id)
+		r->ops->warm(r->self, user_id);
+}
+
 int cart_repo_save(const cart_repo *r, const cart_write *w)
 {
 	assert(w->cart && cart_version(w->cart) == w->expected_version + 1);

@@ -107,6 +107,11 @@ bool cart_call_may_access(const cart_call_ctx *call, const char *user_id)
 	return !p || p->admin || (p->sub && user_id && !strcmp(p->sub, user_id));
 }
 
+void cart_service_warm(cart_service *svc, const char *user_id)
+{
+	cart_repo_warm(&svc->repo, user_id);
+}
+
 int cart_service_get(cart_service *svc, const cart_call_ctx *call,
 		     const char *user_id, cart **out)
 {

@@ -46,9 +46,14 @@ struct user_rec {
 };
 
 struct shard {
-	pthread_mutex_t lock;     /* guards every field below */
+	pthread_mutex_t lock;     /* guards every field below but hint_* */
 	struct user_rec **buckets;
 	size_t n_buckets;
+	/* buckets and n_buckets as last published, for memory_warm's
+	 * prefetch only (without the lock: maybe stale, or freed, which a
+	 * prefetch does not mind; never read through). */
+	_Atomic(struct user_rec **) hint_buckets;
+	atomic_size_t hint_n;
 	size_t n_users;
 	size_t n_pending;         /* events in all outboxes of this shard */
 	/*
@@ -318,6 +323,8 @@ static void maybe_grow(struct shard *s)
 	free(s->buckets);
 	s->buckets = b;
 	s->n_buckets = n;
+	atomic_store_explicit(&s->hint_buckets, b, memory_order_relaxed);
+	atomic_store_explicit(&s->hint_n, n, memory_order_relaxed);
 }
 
 /* Caller holds s->lock.  Finds or creates the user's record. */
@@ -373,6 +380,21 @@ static int idem_put(struct shard *s, struct user_rec *r, struct idem_entry *e)
 }
 
 /* --- the port ----------------------------------------------------------- */
+
+/* Prefetches the shard's lock and the user's chain head: memory_load's
+ * first two misses.  The bucket array read may be a stale or freed one:
+ * a prefetch never faults and nothing is read through it. */
+static void memory_warm(void *self, const char *user_id)
+{
+	uint64_t h = hash_str(user_id);
+	struct shard *s = shard_of(self, h);
+	struct user_rec **b = atomic_load_explicit(&s->hint_buckets, memory_order_relaxed);
+	size_t n = atomic_load_explicit(&s->hint_n, memory_order_relaxed);
+
+	__builtin_prefetch(&s->lock);
+	if (b && n)
+		__builtin_prefetch(&b[h % n]);
+}
 
 static int memory_load(void *self, const char *user_id, cart **out)
 {
@@ -1003,6 +1025,7 @@ static const cart_repo_ops memory_repo_ops = {
 	.destroy = memory_destroy,
 	.outbox_park = memory_outbox_park,
 	.load_call = memory_load_call,
+	.warm = memory_warm,
 };
 
 int cart_memory_repo_new(cart_repo *out)
@@ -1029,6 +1052,8 @@ int cart_memory_repo_new(cart_repo *out)
 		s->pend_tail = &s->pending;
 		s->buckets = calloc(INITIAL_BUCKETS, sizeof(*s->buckets));
 		s->n_buckets = s->buckets ? INITIAL_BUCKETS : 0;
+		atomic_init(&s->hint_buckets, s->buckets);
+		atomic_init(&s->hint_n, s->n_buckets);
 		if (!s->buckets) {
 			for (int j = i + 1; j < SHARDS; j++)
 				cart_mutex_init_short(&repo->shards[j].lock);

@@ -97,7 +97,7 @@ typedef struct cart_write {
 } cart_write;
 
 /* See cart/ports.h on versions: methods are only ever appended. */
-#define CART_REPO_OPS_VERSION 3
+#define CART_REPO_OPS_VERSION 4
 
 /* Longest reason (the bus's error code) kept with a parked event. */
 #define CART_PARK_REASON_MAX 63
@@ -195,6 +195,16 @@ typedef struct cart_repo_ops {
 	 */
 	int (*load_call)(void *self, const cart_call_ctx *call,
 			 const char *user_id, cart **out);
+	/*
+	 * Version 4.  A hint, no effect on behaviour (may be NULL): user_id's
+	 * cart is likely to be loaded soon, so the adapter may start bringing
+	 * what load will read into the CPU's cache.  Must not block, take a
+	 * lock, allocate, or read anything another thread may free.  The
+	 * request pipeline calls it when it has routed a request, before
+	 * authenticating it: in the memory store the lookup's first misses
+	 * then overlap that work instead of following it.
+	 */
+	void (*warm)(void *self, const char *user_id);
 } cart_repo_ops;
 
 typedef struct cart_repo {
@@ -208,6 +218,8 @@ typedef struct cart_repo {
 int cart_repo_load(const cart_repo *r, const cart_call_ctx *call,
 		   const char *user_id, cart **out);
 int cart_repo_save(const cart_repo *r, const cart_write *w);
+/* warm (version 4) if the adapter has it; else nothing. */
+void cart_repo_warm(const cart_repo *r, const char *user_id);
 int cart_repo_idem_get(const cart_repo *r, const char *user_id,
 		       const char *key, int64_t now_ms, cart_idem **out);
 int cart_repo_idem_claim(const cart_repo *r, const char *user_id,

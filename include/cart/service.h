@@ -51,6 +51,12 @@ void cart_service_free(cart_service *svc);  /* accepts NULL */
  */
 int cart_service_get(cart_service *svc, const cart_call_ctx *call,
 		     const char *user_id, cart **out);
+/*
+ * A hint, no effect on behaviour: a request for user_id's cart is on its
+ * way (cart_repo_warm).  For the caller to make as early as it knows the
+ * user, before work that does not touch the store.  Thread-safe.
+ */
+void cart_service_warm(cart_service *svc, const char *user_id);
 
 typedef enum cart_cmd_kind {
 	CART_CMD_ADD_ITEM = 1,

@@ -789,6 +789,89 @@ START_TEST(test_ports_repo_version3_load_gets_the_call)
 }
 END_TEST
 
+/*
+ * Version 4: warm is a hint.  The wrapper calls it only for a table of
+ * version 4 or later that has it; a version-3 table's slot is not read.
+ */
+static int warms;
+static char warmed[64];
+
+static void counting_warm(void *self, const char *user_id)
+{
+	warms++;
+	snprintf(warmed, sizeof(warmed), "%s", user_id);
+}
+
+static void v3_warm(void *self, const char *user_id)
+{
+	ck_abort_msg("warm of a version-3 table was called");
+}
+
+static const cart_repo_ops v3_repo_ops = { .version = 3, .load = v2_load, .warm = v3_warm };
+static const cart_repo_ops v4_repo_ops = { .version = 4, .load = v2_load, .warm = counting_warm };
+static const cart_repo_ops v4_no_warm_ops = { .version = 4, .load = v2_load };
+
+START_TEST(test_ports_repo_version4_warm_is_a_hint)
+{
+	cart_repo v3 = { &v3_repo_ops, NULL }, v4 = { &v4_repo_ops, NULL };
+	cart_repo none = { &v4_no_warm_ops, NULL };
+
+	warms = 0;
+	cart_repo_warm(&v3, "u1");
+	cart_repo_warm(&none, "u1");
+	cart_repo_warm(&v4, NULL);      /* no user: nothing to warm */
+	ck_assert_int_eq(warms, 0);
+	cart_repo_warm(&v4, "u-7");
+	ck_assert_int_eq(warms, 1);
+	ck_assert_str_eq(warmed, "u-7");
+}
+END_TEST
+
+/*
+ * The memory store's warm reads its bucket array without the lock: on an
+ * empty store, across the array's growth (the old one is freed) and for
+ * users it does not hold, it changes nothing that load and save see
+ * (valgrind runs this: nothing freed is read).
+ */
+START_TEST(test_ports_memory_warm_changes_nothing)
+{
+	cart_repo mem;
+	char id[32];
+	cart *c = NULL;
+
+	ck_assert_int_eq(cart_memory_repo_new(&mem), CART_OK);
+	ck_assert_int_ge(mem.ops->version, 4);
+	ck_assert_ptr_nonnull(mem.ops->warm);
+	cart_repo_warm(&mem, "nobody");
+	for (int i = 0; i < 3000; i++) {   /* past the first bucket arrays */
+		cart *n = NULL;
+		cart_write w = { 0 };
+
+		snprintf(id, sizeof(id), "u-%d", i);
+		cart_repo_warm(&mem, id);
+		ck_assert_int_eq(cart_new(&n, id), CART_OK);
+		ck_assert_int_eq(cart_restore_meta(n, "10000000-0000-4000-8000-000000000001",
+						   1, 1, 1, 2), CART_OK);
+		w.user_id = id;
+		w.expected_version = 0;
+		w.cart = n;
+		ck_assert_int_eq(cart_repo_save(&mem, &w), CART_OK);
+		cart_free(n);
+	}
+	for (int i = 0; i < 3000; i += 7) {
+		snprintf(id, sizeof(id), "u-%d", i);
+		cart_repo_warm(&mem, id);
+		ck_assert_int_eq(cart_repo_load(&mem, NULL, id, &c), CART_OK);
+		ck_assert_str_eq(cart_user_id(c), id);
+		ck_assert_int_eq(cart_version(c), 1);
+		cart_free(c);
+	}
+	cart_repo_warm(&mem, "u-3000");
+	ck_assert_int_eq(cart_repo_load(&mem, NULL, "u-3000", &c), CART_ENOTFOUND);
+	cart_repo_destroy(&mem);
+}
+END_TEST
+
 Suite *ports_suite(void)
 {
 	Suite *s = suite_create("ports");
@@ -798,6 +881,8 @@ Suite *ports_suite(void)
 	tcase_add_test(tc, test_ports_wrappers_forward_to_adapter);
 	tcase_add_test(tc, test_ports_idem_clone_is_deep);
 	tcase_add_test(tc, test_ports_repo_version2_load_without_call);
+	tcase_add_test(tc, test_ports_repo_version4_warm_is_a_hint);
+	tcase_add_test(tc, test_ports_memory_warm_changes_nothing);
 	tcase_add_test(tc, test_ports_repo_version3_load_gets_the_call);
 	suite_add_tcase(s, tc);
 
