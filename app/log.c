@@ -95,6 +95,13 @@ uint64_t log_dropped(log_level level)
 	return (unsigned)level < 4 ? atomic_load(&g_dropped[level]) : 0;
 }
 
+size_t log_queued(void)
+{
+	writer *w = atomic_load_explicit(&g_writer, memory_order_acquire);
+
+	return w ? log_queue_used(w->q) : 0;
+}
+
 void log_request_begin(const char *request_id, const char *trace_id)
 {
 	t_request_id = request_id;

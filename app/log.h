@@ -99,6 +99,9 @@ int log_write_lines(const char *lines, size_t len);
 /* Lines of this level dropped since the process started (a queue full or
  * over 3/4 full).  Thread-safe; for the metrics exporter. */
 uint64_t log_dropped(log_level level);
+/* Lines in the writer's queue now (0 without a writer thread; may count
+ * up to 63 lines already taken).  Thread-safe. */
+size_t log_queued(void);
 
 /*
  * The calling thread's current request: until log_request_end every line

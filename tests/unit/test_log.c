@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -583,10 +584,23 @@ START_TEST(test_log_relay_blocks_wait_for_room)
 	 * then the queue past 3/4, all of them kept */
 	for (int i = 0; i < 3 * LOG_QUEUE_LINES; i++)
 		log_write(LOG_ERROR, "before", ",\"pad\":\"................................................................................................................................................................\"");
+	/* the premise: nothing reads the pipe, so the queue stays full */
+	ck_assert_msg(log_queued() >= LOG_QUEUE_LINES / 4 * 3,
+		      "the queue drained without a reader: %zu lines queued", log_queued());
 	memset(&r, 0, sizeof(r));
 	ck_assert_int_eq(pthread_create(&relay, NULL, relay_blocks, &r), 0);
 	usleep(200 * 1000);
-	ck_assert_int_eq(atomic_load(&r.done), 0);   /* waits; nothing lost */
+	if (atomic_load(&r.done)) {   /* say what the queue and the pipe held */
+		int unread = -1;
+
+		(void)ioctl(p[0], FIONREAD, &unread);
+		ck_abort_msg("the relay did not wait: %d blocks in; %zu lines queued; pipe %d "
+			     "of %d bytes unread, %llu error lines dropped, %d failed",
+			     atomic_load(&r.done), log_queued(), unread,
+			     fcntl(p[1], F_GETPIPE_SZ),
+			     (unsigned long long)(log_dropped(LOG_ERROR) - err0),
+			     atomic_load(&r.failed));
+	}
 	for (int i = 0; i < 10; i++)                 /* nothing held meanwhile */
 		log_write(LOG_ERROR, "while waiting", NULL);
 
