@@ -36,6 +36,7 @@
 
 #include "cart/error.h"
 #include "cart/limiter.h"
+#include "siphash.h"
 
 /* --- the port ----------------------------------------------------------- */
 
@@ -91,64 +92,6 @@ void cart_limit_decision_fail(cart_limit_decision *out,
 	}
 }
 
-/* --- keyed hash (SipHash-2-4) ------------------------------------------- */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-static void sip_round(uint64_t v[4])
-{
-	v[0] += v[1]; v[1] = ROTL(v[1], 13); v[1] ^= v[0]; v[0] = ROTL(v[0], 32);
-	v[2] += v[3]; v[3] = ROTL(v[3], 16); v[3] ^= v[2];
-	v[0] += v[3]; v[3] = ROTL(v[3], 21); v[3] ^= v[0];
-	v[2] += v[1]; v[1] = ROTL(v[1], 17); v[1] ^= v[2]; v[2] = ROTL(v[2], 32);
-}
-
-static uint64_t load_le64(const unsigned char *p)
-{
-	uint64_t x = 0;
-	for (int i = 7; i >= 0; i--)
-		x = (x << 8) | p[i];
-	return x;
-}
-
-/* SipHash-2-4 with its 128-bit output (the reference's siphash.c). */
-typedef struct key_hash {
-	uint64_t lo, hi;
-} key_hash;
-
-static key_hash siphash128(const uint64_t k[2], const char *data, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)data;
-	uint64_t v[4] = { k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL ^ 0xee,
-			  k[0] ^ 0x6c7967656e657261ULL, k[1] ^ 0x7465646279746573ULL };
-	key_hash h;
-	size_t whole = len & ~(size_t)7;
-
-	for (size_t i = 0; i < whole; i += 8) {
-		uint64_t m = load_le64(p + i);
-		v[3] ^= m;
-		sip_round(v);
-		sip_round(v);
-		v[0] ^= m;
-	}
-	uint64_t b = (uint64_t)len << 56;
-	for (size_t i = 0; i < (len & 7); i++)
-		b |= (uint64_t)p[whole + i] << (8 * i);
-	v[3] ^= b;
-	sip_round(v);
-	sip_round(v);
-	v[0] ^= b;
-	v[2] ^= 0xee;
-	for (int i = 0; i < 4; i++)
-		sip_round(v);
-	h.lo = v[0] ^ v[1] ^ v[2] ^ v[3];
-	v[1] ^= 0xdd;
-	for (int i = 0; i < 4; i++)
-		sip_round(v);
-	h.hi = v[0] ^ v[1] ^ v[2] ^ v[3];
-	return h;
-}
-
 /* --- the in-memory limiter ---------------------------------------------- */
 
 #define SHARDS_MAX 64
@@ -166,7 +109,7 @@ static key_hash siphash128(const uint64_t k[2], const char *data, size_t len)
  * two words instead of reading a key from another cache line.
  */
 struct slot {
-	uint64_t hash;           /* key_hash.lo: the chain and the shard */
+	uint64_t hash;           /* cart_siphash128.lo: the chain and the shard */
 	uint64_t hash_hi;
 	_Atomic int64_t tat;     /* units; meaningful while the slot is held.
 				  * Moved under the read lock (CAS). */
@@ -250,7 +193,7 @@ static uint32_t bucket_of(const struct shard *s, uint64_t hash)
 	return (uint32_t)hash & s->mask;
 }
 
-static uint32_t find(const struct shard *s, key_hash h)
+static uint32_t find(const struct shard *s, cart_siphash128 h)
 {
 	for (uint32_t i = s->buckets[bucket_of(s, h.lo)]; i != NO_SLOT;
 	     i = s->slots[i].next) {
@@ -329,7 +272,7 @@ static bool grow(struct shard *s)
 }
 
 /* Stores a new entry with the given TAT.  false if out of memory. */
-static bool insert(struct shard *s, key_hash h, int64_t tat, int64_t now)
+static bool insert(struct shard *s, cart_siphash128 h, int64_t tat, int64_t now)
 {
 	if (s->used == s->cap)
 		make_room(s, now);
@@ -426,7 +369,7 @@ static void take_held(const struct memory_limiter *m, struct slot *e,
  * stored then).
  */
 static bool take_alone(const struct memory_limiter *m, struct shard *s,
-		       key_hash h, cart_limit_decision *out)
+		       cart_siphash128 h, cart_limit_decision *out)
 {
 	int64_t now = shard_now(m, s), next;
 	uint32_t i = find(s, h);
@@ -449,7 +392,7 @@ static int memory_limiter_take(void *self, const char *key, size_t key_len,
 	memset(out, 0, sizeof(*out));
 	if (key_len > CART_LIMITER_KEY_MAX)
 		return CART_EINVALID;
-	key_hash h = siphash128(m->seed, key, key_len);
+	cart_siphash128 h = cart_siphash128_of(m->seed, key, key_len);
 	struct shard *s = &m->shards[(h.lo >> 32) % m->nshards];
 
 	/* buckets and mask are fixed at shard_init: this chain head's miss

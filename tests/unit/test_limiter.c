@@ -15,6 +15,7 @@
 #include "cart/error.h"
 #include "cart/limiter.h"
 #include "fakes/fake_clock.h"
+#include "siphash.h"
 #include "unit/suites.h"
 
 #define T0 1767225600000LL
@@ -635,6 +636,39 @@ START_TEST(test_limiter_failure_decisions)
 }
 END_TEST
 
+/*
+ * The limiter knows a key by its SipHash-2-4-128: the reference's vectors
+ * (github.com/veorq/SipHash, vectors.h, vectors_sip128: key 00..0f, the
+ * message 00..len-1) at each side of the 8-byte blocks.
+ */
+START_TEST(test_siphash128_matches_the_reference_vectors)
+{
+	static const struct { size_t len; const char *hex; } v[] = {
+		{ 0, "a3817f04ba25a8e66df67214c7550293" },
+		{ 1, "da87c1d86b99af44347659119b22fc45" },
+		{ 7, "a1f1ebbed8dbc153c0b84aa61ff08239" },
+		{ 8, "3b62a9ba6258f5610f83e264f31497b4" },
+		{ 9, "264499060ad9baabc47f8b02bb6d71ed" },
+		{ 15, "5493e99933b0a8117e08ec0f97cfc3d9" },
+		{ 16, "6ee2a4ca67b054bbfd3315bf85230577" },
+		{ 63, "5150d1772f50834a503e069a973fbd7c" },
+	};
+	uint64_t k[2] = { 0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL };
+	char msg[64], got[33];
+
+	for (int i = 0; i < 64; i++)
+		msg[i] = (char)i;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		cart_siphash128 h = cart_siphash128_of(k, v[i].len ? msg : NULL, v[i].len);
+
+		for (int b = 0; b < 16; b++)
+			snprintf(got + 2 * b, 3, "%02x",
+				 (unsigned)((b < 8 ? h.lo >> (8 * b) : h.hi >> (8 * (b - 8))) & 0xff));
+		ck_assert_msg(!strcmp(got, v[i].hex), "length %zu: %s, want %s", v[i].len, got, v[i].hex);
+	}
+}
+END_TEST
+
 Suite *limiter_suite(void)
 {
 	Suite *s = suite_create("limiter");
@@ -657,6 +691,7 @@ Suite *limiter_suite(void)
 	suite_add_tcase(s, gcra);
 
 	tcase_add_checked_fixture(keys, setup, teardown);
+	tcase_add_test(keys, test_siphash128_matches_the_reference_vectors);
 	tcase_add_test(keys, test_limiter_keys_independent);
 	tcase_add_test(keys, test_limiter_key_with_nul_bytes);
 	tcase_add_test(keys, test_limiter_key_max_length);
