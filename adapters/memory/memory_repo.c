@@ -392,8 +392,9 @@ static void memory_warm(void *self, const char *user_id)
 	size_t n = atomic_load_explicit(&s->hint_n, memory_order_relaxed);
 
 	__builtin_prefetch(&s->lock);
+	/* an address, not a pointer into b: b may be an older, smaller array */
 	if (b && n)
-		__builtin_prefetch(&b[h % n]);
+		__builtin_prefetch((const void *)((uintptr_t)b + (h % n) * sizeof(*b)));
 }
 
 static int memory_load(void *self, const char *user_id, cart **out)
