@@ -188,6 +188,8 @@ static const var vars[] = {
 	  "worker threads (100 KiB stacks, civetweb's own); each open connection holds one, so this is the most open connections served at once" },
 	{ "HTTP_WORKER_NICE", "5", V_INT, F(http_worker_nice), 0, 19, NULL, NOSET,
 	  "worker threads run this much nicer than the process's own threads (the event relay, the log writer), so a saturated CPU still gives those the share they need to keep up" },
+	{ "BACKGROUND_SCHED_BATCH", "true", V_BOOL, F(background_batch), 0, 0, NULL, NOSET,
+	  "the threads other than the request workers (event relay and its pool, log writer, watchdog, refreshers) run under SCHED_BATCH: the same CPU share, but waking up they wait for the running worker to block instead of preempting it, so they cannot suspend a worker that holds a lock the others need" },
 	{ "KEEP_ALIVE_TIMEOUT_MS", "5000", V_INT, F(keep_alive_timeout_ms), 0, 600000, NULL, NOSET,
 	  "idle keep-alive connections are closed after this long" },
 	{ "REQUEST_TIMEOUT_MS", "10000", V_INT, F(request_timeout_ms), 100, 120000, NULL, NOSET,

@@ -94,6 +94,7 @@ typedef struct app_config {
 	int shutdown_drain_seconds;
 	int http_threads;
 	int http_worker_nice;     /* added to each worker thread's nice value */
+	bool background_batch;    /* threads other than the workers: SCHED_BATCH */
 	int keep_alive_timeout_ms;
 	int request_timeout_ms;
 	/* Feature flags (app/flags.h): FEATURE_<NAME> pins ("on", "off" or

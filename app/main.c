@@ -34,6 +34,7 @@
 #include "secrets/secrets.h"
 #include "server.h"
 #include "xray.h"
+#include "thread.h"
 #include "system/system.h"
 
 /* The longest a write waits for the relay on the memory store (pacing,
@@ -984,6 +985,20 @@ int main(int argc, char **argv)
 	sigdelset(&sigs, SIGUSR2);
 	set_thread_stacks();
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Every thread started from here inherits SCHED_BATCH; the request
+	 * workers switch back (app/server.c, worker_sched).  A background
+	 * thread that woke with the CPU's priority over a worker preempted it
+	 * wherever it was; inside a lock (an allocator arena's, a store
+	 * shard's) it left the lock held while 64 workers queued on it and
+	 * went to sleep one by one, and each sleeper then waited for its turn
+	 * among the runnable workers: on one core, ~300 such sleeps and 5 s of
+	 * waiting per 5 s of adds, convoys of 20-70 ms, p99 8-15 ms
+	 * (docs/performance.md, eighteenth session).
+	 */
+	if (g_cfg.background_batch && app_thread_batch(true))
+		log_write(LOG_WARN, "cannot run the background threads under SCHED_BATCH "
+			  "(BACKGROUND_SCHED_BATCH)", NULL);
 
 	if ((sig = wire(&w, &g_cfg, err, sizeof(err)))) {
 		fprintf(stderr, "cart-service: %s\n", err);

@@ -190,6 +190,21 @@ static void worker_nice(int nice)
 		  b.failed ? NULL : fields);
 }
 
+/*
+ * A worker leaves the process's SCHED_BATCH (BACKGROUND_SCHED_BATCH,
+ * app/main.c) for SCHED_OTHER: a request that arrives wakes its worker at
+ * once, ahead of background work.  Then it lowers its priority.
+ */
+static void worker_sched(const app_config *cfg)
+{
+	static atomic_int warned;
+	int err = cfg->background_batch ? app_thread_batch(false) : 0;
+
+	if (err && !atomic_exchange(&warned, 1))
+		log_write(LOG_WARN, "cannot move the worker threads out of SCHED_BATCH", NULL);
+	worker_nice(cfg->http_worker_nice);
+}
+
 static void *on_init_thread(const struct mg_context *ctx, int thread_type)
 {
 	server *s = mg_get_user_data(ctx);
@@ -202,7 +217,7 @@ static void *on_init_thread(const struct mg_context *ctx, int thread_type)
 		return NULL;   /* not expected: civetweb starts num_threads workers */
 	s->workers[i].tid = pthread_self();
 	kick_mask(SIG_UNBLOCK);   /* see read_begin */
-	worker_nice(s->app->cfg->http_worker_nice);
+	worker_sched(s->app->cfg);
 	return &s->workers[i];
 }
 

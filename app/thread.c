@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -16,4 +18,12 @@ int app_thread_nicer(int by)
 	if (base == -1 && errno)
 		return errno;
 	return setpriority(PRIO_PROCESS, self, base + by) ? errno : 0;
+}
+
+int app_thread_batch(bool batch)
+{
+	struct sched_param param = { 0 };
+
+	return pthread_setschedparam(pthread_self(), batch ? SCHED_BATCH : SCHED_OTHER,
+				     &param);
 }

@@ -225,8 +225,12 @@ class RequestIdAndLogTest(harness.ServerTestCase):
                         (per * 1000))
 
 
-def thread_nices(pid):
-    """{comm: set of nice values} over the process's threads."""
+SCHED_OTHER, SCHED_BATCH = 0, 3     # Linux's policy numbers (sched.h)
+
+
+def thread_sched(pid, field=16):
+    """{comm: set of values} over the process's threads: by default the
+    nice value (stat field 19); field=38 gives the policy (field 41)."""
     out = {}
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
@@ -235,8 +239,8 @@ def thread_nices(pid):
         except FileNotFoundError:
             continue        # a thread that just ended
         comm = st[st.index("(") + 1:st.rindex(")")]
-        nice = int(st[st.rindex(")") + 2:].split()[16])   # field 19
-        out.setdefault(comm, set()).add(nice)
+        value = int(st[st.rindex(")") + 2:].split()[field])
+        out.setdefault(comm, set()).add(value)
     return out
 
 
@@ -245,17 +249,17 @@ class WorkerPriorityTest(unittest.TestCase):
     the log writer, so a saturated CPU still drains the outbox (README,
     Configuration; docs/adr/0008)."""
 
-    def nices_with(self, env, preexec=None):
+    def nices_with(self, env, preexec=None, field=16):
         srv = harness.Server(env=env, preexec_fn=preexec).start()
         try:
             # Our threads name themselves on their first line, and the
             # relay starts around the first request: wait for them (bounded).
             names = {"cart-relay", "cart-log", "cart-watchdog"}
             deadline = time.monotonic() + 5
-            nices = thread_nices(srv.proc.pid)
+            nices = thread_sched(srv.proc.pid, field)
             while not names <= set(nices) and time.monotonic() < deadline:
                 time.sleep(0.02)
-                nices = thread_nices(srv.proc.pid)
+                nices = thread_sched(srv.proc.pid, field)
             return nices, os.getpriority(os.PRIO_PROCESS, srv.proc.pid)
         finally:
             srv.stop()
@@ -284,6 +288,20 @@ class WorkerPriorityTest(unittest.TestCase):
                                       preexec=lambda: os.nice(12))
         self.assertEqual(base, 12)
         self.check(nices, 12, 19)
+
+    def test_background_threads_run_batch_workers_normal(self):
+        """BACKGROUND_SCHED_BATCH (default true): every thread but the
+        request workers is SCHED_BATCH, so none preempts a worker that
+        holds a lock (app/main.c); the workers switch back to SCHED_OTHER
+        and keep their nice value."""
+        policies, _ = self.nices_with({}, field=38)
+        self.check(policies, SCHED_BATCH, SCHED_OTHER)
+        nices, base = self.nices_with({})
+        self.check(nices, base, base + 5)
+
+    def test_background_batch_off_leaves_every_thread_normal(self):
+        policies, _ = self.nices_with({"BACKGROUND_SCHED_BATCH": "false"}, field=38)
+        self.check(policies, SCHED_OTHER, SCHED_OTHER)
 
 
 class LogLevelErrorTest(harness.ServerTestCase):
@@ -383,7 +401,7 @@ class CommandLineTest(unittest.TestCase):
             ("LOG_LEVEL", "loud"), ("ENV_NAME", "weird"),
             ("HTTP_THREADS", "-1"), ("HTTP_THREADS", "many"),
             ("HTTP_WORKER_NICE", "-1"), ("HTTP_WORKER_NICE", "20"),
-            ("HTTP_WORKER_NICE", "low"),
+            ("HTTP_WORKER_NICE", "low"), ("BACKGROUND_SCHED_BATCH", "sometimes"),
             ("AWS_XRAY_ENABLED", "maybe"), ("EVENTBRIDGE_ENABLED", "yes please"),
             ("RATE_LIMIT_RPS", "-3"), ("STORAGE_BACKEND", "postgres"),
             ("EVENTS_PUBLISHER", "kafka"),
