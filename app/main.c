@@ -992,9 +992,9 @@ int main(int argc, char **argv)
 	 * wherever it was; inside a lock (an allocator arena's, a store
 	 * shard's) it left the lock held while 64 workers queued on it and
 	 * went to sleep one by one, and each sleeper then waited for its turn
-	 * among the runnable workers: on one core, ~300 such sleeps and 5 s of
-	 * waiting per 5 s of adds, convoys of 20-70 ms, p99 8-15 ms
-	 * (docs/performance.md, eighteenth session).
+	 * among the runnable workers: on one core, 91-501 such sleeps and
+	 * 1-7 s of waiting in all per 4 s of adds, convoys of 20-90 ms, p99
+	 * 8-15 ms (ADR 20; docs/performance.md, eighteenth session).
 	 */
 	if (g_cfg.background_batch && app_thread_batch(true))
 		log_write(LOG_WARN, "cannot run the background threads under SCHED_BATCH "
