@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <pthread.h>
@@ -202,26 +204,42 @@ static size_t pipe_room(const writer *w)
 /*
  * The queue is filling while the pipe has room: the writer thread is not
  * getting the CPU (on a saturated core it is one thread among many busy
- * request workers), not held back by stdout.  The caller then takes one
- * batch and writes it itself, so lines are dropped only when stdout
- * cannot keep up (or a thread holding drain is preempted: the others do
- * not wait for it).  Does not wait: drain and g_out are tried, not
- * taken (a writer thread blocked on a stalled pipe holds them), and at
- * most half the pipe's free room is written (with g_out held the room
- * only grows, so the write does not wait; a request thread does a
- * bounded share and leaves the rest to the writer thread).  Only for a
- * pipe (stdout on ECS): a regular file's write can wait on the disk.
+ * request workers), not held back by stdout.  The caller then takes lines
+ * and writes them itself, so lines are dropped only when stdout cannot
+ * keep up (or a thread holding drain is preempted: the others do not wait
+ * for it).  Never waits: drain and g_out are tried, not taken (a writer
+ * thread blocked on a stalled pipe holds them), and each write is of
+ * whole lines, at most PIPE_BUF bytes, made only when poll says the pipe
+ * has a free slot (a page): such a write fits in one, so it cannot block
+ * while g_out keeps every other writer out.  The byte count (FIONREAD)
+ * alone cannot say that: a write goes into the last page only if its
+ * tail fits there, so a pipe that refuses more may hold well under its
+ * size (a line-at-a-time pipe here refused at 1,021,440 of 1,048,576
+ * bytes, and a caller that trusted the count blocked in write for good,
+ * holding g_out).  A request thread writes at most half the free room
+ * the count shows, and leaves the rest to the writer thread; a line
+ * longer than PIPE_BUF is left to it too.  Only for a pipe (stdout on
+ * ECS): a regular file's write can wait on the disk.
  */
 static void help_drain(writer *w)
 {
-	size_t room;
+	struct pollfd pfd = { .fd = w->fd, .events = POLLOUT };
+	size_t budget, done = 0;
 
 	if (!w->pipe_bytes || pthread_mutex_trylock(&w->drain))
 		return;
 	if (!pthread_mutex_trylock(&g_out)) {
-		room = pipe_room(w) / 2;
-		if (room >= HELP_MIN_BYTES)
-			drain_batch(w, room < BATCH_BYTES ? room : BATCH_BYTES);
+		budget = pipe_room(w) / 2;
+		while (budget >= HELP_MIN_BYTES && done < budget &&
+		       poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT)) {
+			size_t len = 0;
+
+			while (log_queue_pop(w->q, w->batch, PIPE_BUF, &len) == 1)
+				;
+			if (!len || write_all(w->fd, w->batch, len))
+				break;
+			done += len;
+		}
 		pthread_mutex_unlock(&g_out);
 	}
 	pthread_mutex_unlock(&w->drain);

@@ -567,19 +567,25 @@ END_TEST
  */
 #define BEFORE_PAD ",\"pad\":\"................................................................................................................................................................\""
 
-/* Whether the pipe came within a page and a line of full within `bound`
- * seconds (its reader end rd, nobody reading it). */
-static bool wait_pipe_full(int rd, int wr, double bound)
+/*
+ * Fills the pipe (write end wr, nobody reading) with whole JSON lines the
+ * checks ignore, until the next one does not fit.  Each line is shorter
+ * than PIPE_BUF, so a non-blocking write takes it whole or not at all.
+ * Counting on the writer to fill the pipe was not enough: valgrind runs
+ * one thread at a time and the writer might not have run yet, and a pipe
+ * that refuses more can hold well under its size (the kernel merges a
+ * write into the last page only if the write's tail fits there).
+ */
+static void fill_pipe(int wr)
 {
-	double t0 = now_s();
-	int size = fcntl(wr, F_GETPIPE_SZ), unread = 0;
+	static const char line[] = "{\"level\":\"info\",\"msg\":\"fill\"" BEFORE_PAD "}\n";
+	int fl = fcntl(wr, F_GETFL);
 
-	while (now_s() - t0 < bound) {
-		if (!ioctl(rd, FIONREAD, &unread) && unread >= size - 4096 - 512)
-			return true;
-		usleep(10 * 1000);
-	}
-	return false;
+	ck_assert_int_eq(fcntl(wr, F_SETFL, fl | O_NONBLOCK), 0);
+	while (write(wr, line, sizeof(line) - 1) == (ssize_t)sizeof(line) - 1)
+		;
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(fcntl(wr, F_SETFL, fl), 0);
 }
 
 START_TEST(test_log_relay_blocks_wait_for_room)
@@ -589,23 +595,16 @@ START_TEST(test_log_relay_blocks_wait_for_room)
 	order_seen s = { 0 };
 	collected c = { 0 };
 	pthread_t relay;
-	bool pipe_full;
 	int p[2];
 
 	open_pipe(p);   /* blocking, and nobody reads yet */
 	log_setup(LOG_INFO, p[1]);
-	ck_assert_int_eq(log_start_writer(5), 0);
-	/* error lines are never dropped for room: they fill the pipe and
-	 * then the queue past 3/4, all of them kept */
+	ck_assert_int_eq(log_start_writer(5), 0);   /* grows the pipe */
+	fill_pipe(p[1]);
+	/* error lines are never dropped for room: they fill the queue past
+	 * 3/4, all of them kept until it is full.  The writer's first write
+	 * (one batch, ~500 of them, whenever it runs) waits on the pipe. */
 	for (int i = 0; i < 3 * LOG_QUEUE_LINES; i++)
-		log_write(LOG_ERROR, "before", BEFORE_PAD);
-	/* The writer may not have had the CPU yet (valgrind runs one thread
-	 * at a time): once it runs it moves up to a pipe's worth out of the
-	 * queue.  So wait (bounded) until it has filled the pipe and waits
-	 * in write, then fill the queue again. */
-	pipe_full = wait_pipe_full(p[0], p[1], RUNNING_ON_VALGRIND ? 60.0 : 10.0);
-	ck_assert_msg(pipe_full, "the writer did not fill the pipe");
-	for (int i = 0; i < LOG_QUEUE_LINES; i++)
 		log_write(LOG_ERROR, "before", BEFORE_PAD);
 	/* the premise: nothing reads the pipe, so the queue stays full */
 	ck_assert_msg(log_queued() >= LOG_QUEUE_LINES / 4 * 3,
@@ -639,8 +638,55 @@ START_TEST(test_log_relay_blocks_wait_for_room)
 	ck_assert(!s.marker_before_events);          /* before what came after */
 	ck_assert_int_eq(s.after, 1);
 	ck_assert_int_eq(s.errors + s.before + (int)(log_dropped(LOG_ERROR) - err0),
-			 10 + 4 * LOG_QUEUE_LINES);
+			 10 + 3 * LOG_QUEUE_LINES);
 	free(c.data);
+}
+END_TEST
+
+/*
+ * A caller that drains for a starved writer never waits on the pipe,
+ * even one whose pages are partly filled: by its byte count such a pipe
+ * has room, but it refuses the next write.  Before 2026-11-29 the caller
+ * trusted the count, wrote ~10 KB, and blocked for good holding the
+ * stdout lock (found under valgrind by the relay-wait test's fill_pipe).
+ */
+static void *held_writes(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < LOG_QUEUE_LINES; i++)
+		log_write(LOG_INFO, "held", BEFORE_PAD);
+	return NULL;
+}
+
+START_TEST(test_log_callers_never_block_on_a_pipe_full_of_partial_pages)
+{
+	const double bound = RUNNING_ON_VALGRIND ? 60.0 : 5.0;
+	uint64_t info0 = log_dropped(LOG_INFO);
+	struct timespec until;
+	pthread_t writes;
+	int p[2], unread = 0, size;
+
+	open_pipe(p);   /* blocking, and nobody reads yet */
+	log_setup(LOG_INFO, p[1]);
+	ck_assert_int_eq(log_start_writer(5), 0);
+	fill_pipe(p[1]);
+	/* the premise: the count shows room a caller would help into (app/log.c:
+	 * half of it, less PIPE_SLACK 8 KiB, is at least HELP_MIN_BYTES 8 KiB) */
+	size = fcntl(p[1], F_GETPIPE_SZ);
+	ck_assert_int_eq(ioctl(p[0], FIONREAD, &unread), 0);
+	ck_assert_msg(size - unread >= 3 * 8192, "the pipe shows only %d bytes free",
+		      size - unread);
+	log_hold_writer(1);   /* the writer thread takes nothing: callers drain */
+	ck_assert_int_eq(pthread_create(&writes, NULL, held_writes, NULL), 0);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)bound;
+	if (pthread_timedjoin_np(writes, NULL, &until)) {
+		pthread_detach(writes);   /* teardown unblocks it */
+		ck_abort_msg("log_write blocked on the pipe: not done in %.0f s", bound);
+	}
+	/* nothing could go out: the queue filled to 3/4, then info dropped */
+	ck_assert_uint_eq(log_dropped(LOG_INFO) - info0,
+			  LOG_QUEUE_LINES - LOG_QUEUE_LINES / 4 * 3);
 }
 END_TEST
 
@@ -1248,6 +1294,7 @@ Suite *log_suite(void)
 	tcase_add_test(w, test_log_stalled_stdout_drops_info_first_and_reports);
 	tcase_add_test(w, test_log_relay_blocks_queue_in_place);
 	tcase_add_test(w, test_log_relay_blocks_wait_for_room);
+	tcase_add_test(w, test_log_callers_never_block_on_a_pipe_full_of_partial_pages);
 	tcase_add_test(w, test_log_lines_of_a_request_carry_its_ids);
 	tcase_add_test(w, test_log_writer_grows_a_pipe);
 	tcase_add_test(w, test_log_starved_writer_callers_drain_into_a_pipe);
