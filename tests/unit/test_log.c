@@ -417,6 +417,23 @@ static void check_stalled(const cJSON *j, void *ctx)
 	}
 }
 
+/*
+ * Joins t if it ends within bound seconds; else detaches it and returns
+ * false (teardown unblocks a thread left waiting on the test's pipe).
+ */
+static bool joined_within(pthread_t t, double bound)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)bound;
+	if (pthread_timedjoin_np(t, NULL, &until)) {
+		pthread_detach(t);
+		return false;
+	}
+	return true;
+}
+
 enum { STALLED_INFOS = 20000, STALLED_ERRORS = 500 };
 
 static void *stalled_writes(void *arg)
@@ -435,7 +452,6 @@ START_TEST(test_log_stalled_stdout_drops_info_first_and_reports)
 	/* a generous bound: the point is that nothing waited for the pipe,
 	 * which nobody reads yet (a log_write that waited would never end) */
 	const double bound = RUNNING_ON_VALGRIND ? 60.0 : 5.0;
-	struct timespec until;
 	stall_seen s = { 0 };
 	collected c = { 0 };
 	pthread_t writes;
@@ -445,12 +461,8 @@ START_TEST(test_log_stalled_stdout_drops_info_first_and_reports)
 	log_setup(LOG_INFO, p[1]);
 	ck_assert_int_eq(log_start_writer(5), 0);
 	ck_assert_int_eq(pthread_create(&writes, NULL, stalled_writes, NULL), 0);
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)bound;
-	if (pthread_timedjoin_np(writes, NULL, &until)) {
-		pthread_detach(writes);   /* teardown unblocks it */
+	if (!joined_within(writes, bound))
 		ck_abort_msg("log_write blocked: not done in %.0f s", bound);
-	}
 	ck_assert_uint_gt(log_dropped(LOG_INFO) - info0, 0);
 	ck_assert_uint_eq(log_dropped(LOG_ERROR) - err0, 0);   /* room kept for them */
 
@@ -662,7 +674,6 @@ START_TEST(test_log_callers_never_block_on_a_pipe_full_of_partial_pages)
 {
 	const double bound = RUNNING_ON_VALGRIND ? 60.0 : 5.0;
 	uint64_t info0 = log_dropped(LOG_INFO);
-	struct timespec until;
 	pthread_t writes;
 	int p[2], unread = 0, size;
 
@@ -678,12 +689,8 @@ START_TEST(test_log_callers_never_block_on_a_pipe_full_of_partial_pages)
 		      size - unread);
 	log_hold_writer(1);   /* the writer thread takes nothing: callers drain */
 	ck_assert_int_eq(pthread_create(&writes, NULL, held_writes, NULL), 0);
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)bound;
-	if (pthread_timedjoin_np(writes, NULL, &until)) {
-		pthread_detach(writes);   /* teardown unblocks it */
+	if (!joined_within(writes, bound))
 		ck_abort_msg("log_write blocked on the pipe: not done in %.0f s", bound);
-	}
 	/* nothing could go out: the queue filled to 3/4, then info dropped */
 	ck_assert_uint_eq(log_dropped(LOG_INFO) - info0,
 			  LOG_QUEUE_LINES - LOG_QUEUE_LINES / 4 * 3);
