@@ -415,17 +415,40 @@ static int memory_load(void *self, const char *user_id, cart **out)
 	return err;
 }
 
+/* Events r's outbox array holds without growing (its allocation's size). */
+static size_t outbox_capacity(const struct user_rec *r)
+{
+	return r->outbox ? malloc_usable_size(r->outbox) / sizeof(*r->outbox) : 0;
+}
+
+/*
+ * Events the array for r's outbox must hold after n more, if it must be
+ * replaced: 0 when the outbox is empty (the caller's fresh array or a
+ * spare fits; see outbox_reserve) or its array has room.  Caller holds
+ * s->lock.
+ */
+static size_t outbox_need(const struct user_rec *r, size_t n)
+{
+	if (!n || !r->n_outbox || r->n_outbox + n <= outbox_capacity(r))
+		return 0;
+	return r->n_outbox + n;
+}
+
 /*
  * Makes room for n more outbox events; nothing changes on failure.  The
  * process bound is read without the other shards' locks, so concurrent
  * writes may pass it by at most one write each.  *fresh, if not NULL, is
- * room for exactly n events the caller allocated before taking the lock:
- * an empty outbox (the usual case, the relay keeps up) takes it instead
- * of allocating under the lock; without it, one event takes a spare of
- * the shard's (OUTBOX_SPARES).  Caller holds s->lock.
+ * an array of room events the caller allocated before taking the lock:
+ * an empty outbox (the usual case, the relay keeps up) takes it, and a
+ * pending one moves into it when it has room, leaving the old array in
+ * *gone for the caller to free after unlocking.  Without one that fits,
+ * one event takes a spare of the shard's (OUTBOX_SPARES), more grow the
+ * array here, under the lock (memory_save allocates first, so that is
+ * the rare case).  Caller holds s->lock.
  */
 static int outbox_reserve(struct memory_repo *repo, struct shard *s,
-			  struct user_rec *r, size_t n, cart_event **fresh)
+			  struct user_rec *r, size_t n, cart_event **fresh,
+			  size_t room, cart_event **gone)
 {
 	cart_event *grown;
 	unsigned k;
@@ -437,8 +460,12 @@ static int outbox_reserve(struct memory_repo *repo, struct shard *s,
 	if (repo->max_pending &&
 	    atomic_load(&repo->pending) + n > repo->max_pending)
 		return CART_EBACKLOG;
-	if (!r->n_outbox && *fresh) {
-		free(r->outbox);     /* NULL: an empty outbox holds no memory */
+	if (!outbox_need(r, n) && r->n_outbox)
+		return CART_OK;      /* fits the array it has */
+	if (*fresh && room >= r->n_outbox + n) {
+		if (r->n_outbox)
+			memcpy(*fresh, r->outbox, r->n_outbox * sizeof(**fresh));
+		*gone = r->outbox;   /* NULL: an empty outbox holds no memory */
 		r->outbox = *fresh;
 		*fresh = NULL;
 		return CART_OK;
@@ -519,6 +546,10 @@ static cart_event *outbox_shrink(struct shard *s, struct user_rec *r)
 	return gone;
 }
 
+/* Times a save drops its shard's lock to allocate a bigger outbox array
+ * and looks again; past this it grows the array under the lock. */
+#define OUTBOX_ALLOC_TRIES 2
+
 static int memory_save(void *self, const cart_write *w)
 {
 	uint64_t h = hash_str(w->user_id);
@@ -530,13 +561,20 @@ static int memory_save(void *self, const cart_write *w)
 	 * takes it first, outbox_reserve allocates there). */
 	bool spare = w->event_count == 1 &&
 		     atomic_load_explicit(&s->n_spares, memory_order_relaxed);
-	/* Otherwise allocated and freed outside the lock (outbox_reserve). */
-	cart_event *fresh = w->event_count && !spare ?
-			    malloc(w->event_count * sizeof(*fresh)) : NULL;
+	/* Otherwise allocated and freed outside the lock: for an empty
+	 * outbox (the usual case), and again, once the lock showed how much
+	 * a pending one needs (outbox_need).  An allocator's lock may wait
+	 * for another core; a shard's lock must not wait with it. */
+	size_t room = w->event_count && !spare ? w->event_count : 0;
+	cart_event *fresh = room ? malloc(room * sizeof(*fresh)) : NULL;
+	cart_event *gone = NULL;
 	struct memory_repo *repo = self;
 	int64_t t0 = 0, end = 0;    /* the cart's own pacing, if it waited */
+	int tries = 0;
 	int err;
 
+	if (!fresh)
+		room = 0;
 	pace_wait(self, w);
 	if (w->idem && (err = memory_idem_entry_new(&idem, w->idem))) {
 		cart_free(copy);
@@ -545,18 +583,30 @@ static int memory_save(void *self, const cart_write *w)
 	}
 	for (;;) {
 		int64_t seen;
+		size_t need;
 
 		pthread_mutex_lock(&s->lock);
 		r = find_or_add(s, w->user_id, h);
-		if (!r || stored_version(r) != w->expected_version || !cart_busy(repo, r, w))
+		if (!r || stored_version(r) != w->expected_version)
 			break;
-		seen = atomic_load(&repo->pace.last_ack_ms);
-		pthread_mutex_unlock(&s->lock);
-		if (!pace_cart_round(repo, w, seen, &t0, &end)) {
+		if (cart_busy(repo, r, w)) {
+			seen = atomic_load(&repo->pace.last_ack_ms);
+			pthread_mutex_unlock(&s->lock);
+			if (pace_cart_round(repo, w, seen, &t0, &end))
+				continue;
 			pthread_mutex_lock(&s->lock);
 			r = find_or_add(s, w->user_id, h);
 			break;
 		}
+		need = outbox_need(r, w->event_count);
+		if (!need || need <= room || tries++ == OUTBOX_ALLOC_TRIES ||
+		    need > CART_OUTBOX_MAX)
+			break;
+		pthread_mutex_unlock(&s->lock);
+		free(fresh);
+		room = need;         /* the allocator's size class may add room */
+		if (!(fresh = malloc(room * sizeof(*fresh))))
+			room = 0;
 	}
 	if (t0) {
 		atomic_fetch_add(&repo->pace.paced, 1);
@@ -566,7 +616,8 @@ static int memory_save(void *self, const cart_write *w)
 		err = CART_ENOMEM;
 	} else if (stored_version(r) != w->expected_version) {
 		err = CART_ECONFLICT;
-	} else if ((err = outbox_reserve(self, s, r, w->event_count, &fresh)) == CART_OK) {
+	} else if ((err = outbox_reserve(self, s, r, w->event_count, &fresh, room,
+					 &gone)) == CART_OK) {
 		/* The record goes first: if it cannot be stored, nothing is. */
 		err = idem ? idem_put(s, r, idem) : CART_OK;
 		if (!err) {
@@ -587,6 +638,7 @@ static int memory_save(void *self, const cart_write *w)
 	pthread_mutex_unlock(&s->lock);
 	cart_free(copy);
 	free(fresh);
+	free(gone);
 	memory_idem_entry_free(idem);
 	return err;
 }
