@@ -546,8 +546,9 @@ static cart_event *outbox_shrink(struct shard *s, struct user_rec *r)
 	return gone;
 }
 
-/* Times a save drops its shard's lock to allocate a bigger outbox array
- * and looks again; past this it grows the array under the lock. */
+/* Times a save (or a fetch) drops its shard's lock to allocate room for
+ * the events the lock showed and looks again; past this it allocates
+ * under the lock. */
 #define OUTBOX_ALLOC_TRIES 2
 
 static int memory_save(void *self, const cart_write *w)
@@ -757,16 +758,18 @@ static int memory_idem_release(void *self, const char *user_id,
 
 /*
  * Appends r's pending events to out as one batch.  Caller holds the lock
- * and has made room for the batch; *spare (TAKE_SPARE events, or NULL)
- * is used when the events fit; a user with more (a slow bus) gets its
- * block allocated under the lock.
+ * and has made room for the batch; *spare (room for spare_n events, or
+ * NULL) is used when the events fit.  memory_outbox_fetch allocates it
+ * before taking the lock, for as many events as the lock last showed;
+ * only a user whose outbox grew again meanwhile gets its block allocated
+ * under the lock.
  */
 static int outbox_take(cart_outbox *out, const struct user_rec *r,
-		       cart_event **spare)
+		       cart_event **spare, size_t spare_n)
 {
 	cart_outbox_batch *b = &out->batches[out->n_batches];
 
-	if (*spare && r->n_outbox <= TAKE_SPARE) {
+	if (*spare && r->n_outbox <= spare_n) {
 		b->events = *spare;
 		*spare = NULL;
 	} else if (!(b->events = malloc(r->n_outbox * sizeof(*b->events)))) {
@@ -860,9 +863,9 @@ static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 	struct fetch_head cur[SHARDS];
 	int heap[SHARDS], n_heap = 0;
 	uint32_t gen = (uint32_t)atomic_fetch_add(&repo->fetch_gen, 1) + 1;
-	size_t taken = 0, cap = 0;
+	size_t taken = 0, cap = 0, spare_n = 0;
 	cart_event *spare = NULL;
-	int err = CART_OK;
+	int tries = 0, err = CART_OK;
 
 	if (!gen)   /* 0 is every record's start: never a fetch's number */
 		gen = (uint32_t)atomic_fetch_add(&repo->fetch_gen, 1) + 1;
@@ -889,15 +892,29 @@ static int memory_outbox_fetch(void *self, size_t max_events, cart_outbox *out)
 
 		if ((err = batch_room(out, &cap)))
 			break;
-		if (!spare)
-			spare = malloc(TAKE_SPARE * sizeof(*spare));
+		if (!spare) {
+			spare_n = TAKE_SPARE;
+			spare = malloc(spare_n * sizeof(*spare));
+		}
 		s = &repo->shards[best];
 		pthread_mutex_lock(&s->lock);
 		r = cur[best].next;
 		if (!r->pend_pprev || r->fetch_gen == gen)
 			r = next_untaken(s->pending, gen);
+		if (r && r->n_outbox > spare_n && tries++ < OUTBOX_ALLOC_TRIES) {
+			/* a backlog (a slow bus): allocate outside the lock,
+			 * then look again */
+			size_t need = r->n_outbox;
+
+			pthread_mutex_unlock(&s->lock);
+			free(spare);
+			spare = malloc(need * sizeof(*spare));
+			spare_n = spare ? need : 0;
+			continue;
+		}
+		tries = 0;
 		if (r) {
-			err = outbox_take(out, r, &spare);
+			err = outbox_take(out, r, &spare, spare_n);
 			r->fetch_gen = gen;
 			taken += r->n_outbox;
 			r = next_untaken(r->pend_next, gen);
