@@ -230,7 +230,9 @@ static void help_drain(writer *w)
 		return;
 	if (!pthread_mutex_trylock(&g_out)) {
 		budget = pipe_room(w) / 2;
-		while (budget >= HELP_MIN_BYTES && done < budget &&
+		if (budget < HELP_MIN_BYTES)
+			budget = 0;
+		while (done < budget &&
 		       poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT)) {
 			size_t len = 0;
 

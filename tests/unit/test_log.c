@@ -571,12 +571,6 @@ START_TEST(test_log_relay_blocks_queue_in_place)
 }
 END_TEST
 
-/*
- * On a stalled stdout the relay's blocks are not dropped: while the queue
- * is 3/4 full the caller waits, holding nothing (error lines still go
- * into the queue meanwhile), and every block is written once the reader
- * is back, after the lines queued before it.
- */
 #define BEFORE_PAD ",\"pad\":\"................................................................................................................................................................\""
 
 /*
@@ -600,6 +594,12 @@ static void fill_pipe(int wr)
 	ck_assert_int_eq(fcntl(wr, F_SETFL, fl), 0);
 }
 
+/*
+ * On a stalled stdout the relay's blocks are not dropped: while the queue
+ * is 3/4 full the caller waits, holding nothing (error lines still go
+ * into the queue meanwhile), and every block is written once the reader
+ * is back, after the lines queued before it.
+ */
 START_TEST(test_log_relay_blocks_wait_for_room)
 {
 	uint64_t err0 = log_dropped(LOG_ERROR);
