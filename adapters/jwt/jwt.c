@@ -593,6 +593,7 @@ int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 		    cart_jwt_principal *out)
 {
 	uint8_t digest[32];
+	jwt_cache_place pl = { 0, 0 };
 	bool hashed;
 	uint64_t gen;
 	int64_t now;
@@ -607,9 +608,15 @@ int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 	/* The same bytes verified against the current keys: done. */
 	gen = atomic_load(&v->keys_gen);
 	now = cart_clock_now(v->clock);
-	hashed = v->cache && jwt_token_digest(v->sha256, token, len, digest);
+	if (v->cache) {
+		/* the set's misses overlap the hash (jwt_cache_place) */
+		pl = jwt_token_cache_place(v->cache, token, len);
+		jwt_token_cache_warm(v->cache, pl);
+	}
+	hashed = v->cache && jwt_token_digest_warm(v->sha256, token, len, digest,
+						   v->cache, pl);
 	if (hashed && now < atomic_load(&v->fresh_until_ms) &&
-	    jwt_token_cache_get(v->cache, digest, gen, now, out))
+	    jwt_token_cache_get(v->cache, pl, digest, gen, now, out))
 		return CART_JWT_OK;
 	if (jwt_split_compact(&p, token, len))
 		return CART_JWT_MALFORMED;
@@ -621,6 +628,6 @@ int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 	if (rc != CART_JWT_OK)
 		memset(out, 0, sizeof(*out));
 	else if (hashed)
-		jwt_token_cache_put(v->cache, digest, gen, now, out);
+		jwt_token_cache_put(v->cache, pl, digest, gen, now, out);
 	return rc;
 }

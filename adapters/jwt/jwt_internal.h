@@ -177,24 +177,49 @@ int jwt_verifier_new_static(cart_jwt_verifier **out, const cart_jwt_config *cfg,
 typedef struct jwt_token_cache jwt_token_cache;
 
 /*
+ * Where a token's entry is: its set, and the tag that picks the way.
+ * From a keyed hash of the token's last bytes (its signature), so it is
+ * known, and the set can be warmed, before the digest; only the digest
+ * decides whether an entry is the token's.
+ */
+typedef struct jwt_cache_place {
+	size_t set;
+	uint64_t tag;
+} jwt_cache_place;
+
+/*
  * The key: SHA-256 of the token's bytes.  Hashed with a context on the
  * stack (OpenSSL's SHA256_*): EVP_Digest allocates a digest context and a
  * provider context per call, ~950 ns for a 760-byte token against ~505
  * with jemalloc's thread caches off as in the service.  sha256 (fetched
  * once) is used only where the deprecated functions are compiled out.
+ * With c (may be NULL), halfway through it warms the entry of the token
+ * placed at pl (jwt_token_cache_warm_entry).
  */
 bool jwt_token_digest(const EVP_MD *sha256, const char *token, size_t len,
 		      uint8_t out[32]);
+bool jwt_token_digest_warm(const EVP_MD *sha256, const char *token, size_t len,
+			   uint8_t out[32], jwt_token_cache *c, jwt_cache_place pl);
 
 /* entries: 1..CART_JWT_MAX_CACHE_ENTRIES, rounded up to a whole set. */
 int jwt_token_cache_new(jwt_token_cache **out, size_t entries, int64_t leeway_ms);
 void jwt_token_cache_free(jwt_token_cache *c);   /* accepts NULL */
+jwt_cache_place jwt_token_cache_place(const jwt_token_cache *c,
+				      const char *token, size_t len);
+/*
+ * Hints, no effect on what the cache answers: warm brings the place's
+ * set of tags and shard lock into the CPU's cache; warm_entry, once the
+ * tags are there, the entry whose tag matches, if one does.
+ */
+void jwt_token_cache_warm(jwt_token_cache *c, jwt_cache_place pl);
+void jwt_token_cache_warm_entry(jwt_token_cache *c, jwt_cache_place pl);
 /* true and out's sub, admin and exp_ms filled on a hit. */
-bool jwt_token_cache_get(jwt_token_cache *c, const uint8_t digest[32],
-			 uint64_t gen, int64_t now_ms, cart_jwt_principal *out);
+bool jwt_token_cache_get(jwt_token_cache *c, jwt_cache_place pl,
+			 const uint8_t digest[32], uint64_t gen, int64_t now_ms,
+			 cart_jwt_principal *out);
 /* now_ms: when it was verified (the LRU order). */
-void jwt_token_cache_put(jwt_token_cache *c, const uint8_t digest[32],
-			 uint64_t gen, int64_t now_ms,
+void jwt_token_cache_put(jwt_token_cache *c, jwt_cache_place pl,
+			 const uint8_t digest[32], uint64_t gen, int64_t now_ms,
 			 const cart_jwt_principal *p);
 void jwt_token_cache_stats(jwt_token_cache *c, uint64_t *capacity, uint64_t *hits,
 			   uint64_t *misses, uint64_t *evictions);

@@ -1,13 +1,17 @@
 /*
  * The verified-token cache (see jwt_internal.h).
  *
- * Sets of 8 entries, a set chosen by the token's digest.  Each set keeps
- * the first 8 bytes of its entries' digests in one cache line, so a
- * lookup reads that line and, on a match, the entry; the full digest is
- * compared before an entry counts.  A new token takes an empty, expired
- * or stale (older key set) entry of its set, else the least recently used
- * one (by second), which is counted as an eviction.  Locks are per shard
- * of sets; the counters live beside the lock they are bumped under.
+ * Sets of 8 entries.  A token's set and its tag (the 8 bytes a set keeps
+ * per entry in one cache line) come from a keyed hash of the token's last
+ * bytes, its signature, so they are known before the SHA-256 of the whole
+ * token: the caller warms the set's tag line while it hashes, and halfway
+ * through, finds the way whose tag matches and warms that entry, so a hit
+ * finds both in the cache.  The tag only picks a candidate: an entry
+ * counts only when its full SHA-256 digest matches, under the lock.  A
+ * new token takes an empty, expired or stale (older key set) entry of its
+ * set, else the least recently used one (by second), which is counted as
+ * an eviction.  Locks are per shard of sets; the counters live beside the
+ * lock they are bumped under.
  */
 /* SHA256_Init and friends: deprecated in OpenSSL 3.0, present in all 3.x;
  * jwt_token_digest falls back to EVP where they are compiled out. */
@@ -15,8 +19,10 @@
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "cart/error.h"
 #include "cart/sync.h"
@@ -24,6 +30,9 @@
 
 #define WAYS 8
 #define SHARDS 64
+/* The token's last bytes that place it: its signature's, for every JWS
+ * algorithm at least this long in base64url. */
+#define PLACE_BYTES 32
 
 typedef struct entry {                /* 128 bytes: two cache lines */
 	uint8_t digest[32];
@@ -36,7 +45,9 @@ typedef struct entry {                /* 128 bytes: two cache lines */
 } entry;
 
 typedef struct set {
-	uint64_t tag[WAYS];           /* digest bytes 0..7 of each entry */
+	/* each entry's place tag; written under the shard's lock, read
+	 * without it only to choose what to prefetch */
+	_Atomic uint64_t tag[WAYS];
 	entry e[WAYS];
 } set;
 
@@ -54,6 +65,7 @@ struct jwt_token_cache {
 	set *sets;
 	size_t nsets;
 	int64_t leeway_ms;
+	uint64_t seed[2];             /* keys the place hash */
 };
 
 int jwt_token_cache_new(jwt_token_cache **out, size_t entries, int64_t leeway_ms)
@@ -74,6 +86,10 @@ int jwt_token_cache_new(jwt_token_cache **out, size_t entries, int64_t leeway_ms
 		return CART_ENOMEM;
 	}
 	c->leeway_ms = leeway_ms;
+	/* Not a secret that protects anything (the digest decides), but it
+	 * keeps where tokens land from being chosen from outside. */
+	if (getrandom(c->seed, sizeof(c->seed), GRND_NONBLOCK) != sizeof(c->seed))
+		c->seed[0] = (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ULL;
 	for (int i = 0; i < SHARDS; i++)
 		cart_mutex_init_short(&c->shards[i].lock);
 	*out = c;
@@ -90,18 +106,32 @@ void jwt_token_cache_free(jwt_token_cache *c)
 	free(c);
 }
 
-bool jwt_token_digest(const EVP_MD *sha256, const char *token, size_t len,
-		      uint8_t out[32])
+bool jwt_token_digest_warm(const EVP_MD *sha256, const char *token, size_t len,
+			   uint8_t out[32], jwt_token_cache *c, jwt_cache_place pl)
 {
 #ifndef OPENSSL_NO_DEPRECATED_3_0
 	SHA256_CTX ctx;
+	size_t half = len / 2;
 
 	(void)sha256;
-	return SHA256_Init(&ctx) && SHA256_Update(&ctx, token, len) &&
+	if (!SHA256_Init(&ctx) || !SHA256_Update(&ctx, token, half))
+		return false;
+	if (c)
+		jwt_token_cache_warm_entry(c, pl);
+	return SHA256_Update(&ctx, token + half, len - half) &&
 	       SHA256_Final(out, &ctx);
 #else
+	if (c)
+		jwt_token_cache_warm_entry(c, pl);
 	return EVP_Digest(token, len, out, NULL, sha256, NULL) == 1;
 #endif
+}
+
+bool jwt_token_digest(const EVP_MD *sha256, const char *token, size_t len,
+		      uint8_t out[32])
+{
+	return jwt_token_digest_warm(sha256, token, len, out, NULL,
+				     (jwt_cache_place){ 0, 0 });
 }
 
 static uint64_t load64(const uint8_t *p)
@@ -112,10 +142,30 @@ static uint64_t load64(const uint8_t *p)
 	return v;
 }
 
-/* The digest is uniform: bytes 8..15 pick the set (any count of sets). */
-static size_t set_of(const jwt_token_cache *c, const uint8_t d[32])
+static uint64_t mix(uint64_t x)
 {
-	return (size_t)(((unsigned __int128)load64(d + 8) * c->nsets) >> 64);
+	x ^= x >> 32;
+	x *= 0xd6e8feb86659fd93ULL;
+	x ^= x >> 32;
+	x *= 0xd6e8feb86659fd93ULL;
+	return x ^ (x >> 32);
+}
+
+jwt_cache_place jwt_token_cache_place(const jwt_token_cache *c,
+				      const char *token, size_t len)
+{
+	size_t tail = len < PLACE_BYTES ? len : PLACE_BYTES;
+	uint8_t last[PLACE_BYTES] = { 0 };
+	uint64_t h = c->seed[0] ^ len;
+	jwt_cache_place pl;
+
+	if (tail)
+		memcpy(last, token + len - tail, tail);
+	for (size_t i = 0; i < PLACE_BYTES; i += 8)
+		h = mix(h ^ load64(last + i));
+	pl.set = (size_t)(((unsigned __int128)h * c->nsets) >> 64);
+	pl.tag = mix(h ^ c->seed[1]);
+	return pl;
 }
 
 static uint32_t second_of(int64_t ms)
@@ -123,30 +173,50 @@ static uint32_t second_of(int64_t ms)
 	return (uint32_t)(ms / 1000);
 }
 
-/* The way holding digest d in s, or -1. */
-static int find(const set *s, const uint8_t d[32])
+static shard *shard_of(jwt_token_cache *c, jwt_cache_place pl)
 {
-	uint64_t tag = load64(d);
+	return &c->shards[pl.set % SHARDS];
+}
+
+void jwt_token_cache_warm(jwt_token_cache *c, jwt_cache_place pl)
+{
+	__builtin_prefetch(c->sets[pl.set].tag);
+	__builtin_prefetch(&shard_of(c, pl)->lock, 1);
+}
+
+void jwt_token_cache_warm_entry(jwt_token_cache *c, jwt_cache_place pl)
+{
+	const set *s = &c->sets[pl.set];
 
 	for (int w = 0; w < WAYS; w++)
-		if (s->tag[w] == tag && s->e[w].exp_ms &&
-		    !memcmp(s->e[w].digest, d, 32))
+		if (atomic_load_explicit(&s->tag[w], memory_order_relaxed) == pl.tag) {
+			__builtin_prefetch(&s->e[w]);
+			__builtin_prefetch((const char *)&s->e[w] + 64);
+			return;
+		}
+}
+
+/* The way holding digest d (placed at pl) in s, or -1.  Under the lock. */
+static int find(const set *s, jwt_cache_place pl, const uint8_t d[32])
+{
+	for (int w = 0; w < WAYS; w++)
+		if (atomic_load_explicit(&s->tag[w], memory_order_relaxed) == pl.tag &&
+		    s->e[w].exp_ms && !memcmp(s->e[w].digest, d, 32))
 			return w;
 	return -1;
 }
 
-bool jwt_token_cache_get(jwt_token_cache *c, const uint8_t digest[32],
-			 uint64_t gen, int64_t now_ms, cart_jwt_principal *out)
+bool jwt_token_cache_get(jwt_token_cache *c, jwt_cache_place pl,
+			 const uint8_t digest[32], uint64_t gen, int64_t now_ms,
+			 cart_jwt_principal *out)
 {
-	size_t si = set_of(c, digest);
-	shard *sh = &c->shards[si % SHARDS];
-	set *s = &c->sets[si];
+	shard *sh = shard_of(c, pl);
+	set *s = &c->sets[pl.set];
 	bool hit = false;
 	int w;
 
-	__builtin_prefetch(s->tag);   /* a miss, overlapped with the lock's */
 	pthread_mutex_lock(&sh->lock);
-	w = find(s, digest);
+	w = find(s, pl, digest);
 	if (w >= 0 && s->e[w].gen == (uint32_t)gen &&
 	    now_ms < s->e[w].exp_ms + c->leeway_ms) {
 		entry *e = &s->e[w];
@@ -167,19 +237,19 @@ bool jwt_token_cache_get(jwt_token_cache *c, const uint8_t digest[32],
 	return hit;
 }
 
-void jwt_token_cache_put(jwt_token_cache *c, const uint8_t digest[32],
-			 uint64_t gen, int64_t now_ms,
+void jwt_token_cache_put(jwt_token_cache *c, jwt_cache_place pl,
+			 const uint8_t digest[32], uint64_t gen, int64_t now_ms,
 			 const cart_jwt_principal *p)
 {
-	size_t si = set_of(c, digest), len = strnlen(p->sub, sizeof(p->sub));
-	shard *sh = &c->shards[si % SHARDS];
-	set *s = &c->sets[si];
+	size_t len = strnlen(p->sub, sizeof(p->sub));
+	shard *sh = shard_of(c, pl);
+	set *s = &c->sets[pl.set];
 	int w, lru = 0;
 
 	if (len > CART_JWT_CACHE_SUB_MAX || p->exp_ms <= 0)
 		return;
 	pthread_mutex_lock(&sh->lock);
-	w = find(s, digest);
+	w = find(s, pl, digest);
 	for (int i = 0; w < 0 && i < WAYS; i++) {
 		const entry *e = &s->e[i];
 
@@ -193,7 +263,7 @@ void jwt_token_cache_put(jwt_token_cache *c, const uint8_t digest[32],
 		w = lru;
 		sh->evictions++;
 	}
-	s->tag[w] = load64(digest);
+	atomic_store_explicit(&s->tag[w], pl.tag, memory_order_relaxed);
 	memcpy(s->e[w].digest, digest, 32);
 	s->e[w].exp_ms = p->exp_ms;
 	s->e[w].gen = (uint32_t)gen;

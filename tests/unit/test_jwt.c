@@ -1523,55 +1523,115 @@ START_TEST(test_jwt_token_digest_is_sha256)
 	EVP_MD *md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
 	static char text[CART_JWT_MAX_TOKEN];
 	uint8_t got[32], want[32];
+	jwt_token_cache *c;
 
 	ck_assert_ptr_nonnull(md);
 	ck_assert(jwt_token_digest(md, "abc", 3, got));
 	ck_assert_mem_eq(got, abc, 32);
 	for (size_t i = 0; i < sizeof(text); i++)
 		text[i] = (char)('A' + i * 7 % 58);
+	ck_assert_int_eq(jwt_token_cache_new(&c, 64, 0), CART_OK);
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		ck_assert(jwt_token_digest(md, text, lens[i], got));
 		ck_assert_int_eq(EVP_Digest(text, lens[i], want, NULL, md, NULL), 1);
 		ck_assert_mem_eq(got, want, 32);
+		/* hashed in two halves, warming the entry between them */
+		memset(got, 0, sizeof(got));
+		ck_assert(jwt_token_digest_warm(md, text, lens[i], got, c,
+						jwt_token_cache_place(c, text, lens[i])));
+		ck_assert_mem_eq(got, want, 32);
 	}
+	jwt_token_cache_free(c);
 	EVP_MD_free(md);
 }
 END_TEST
 
-/* The table itself, with digests chosen to share one set. */
+/* The table itself: one set, so every token shares it. */
 START_TEST(test_jwt_cache_set_keeps_recently_used)
 {
 	jwt_token_cache *c;
 	cart_jwt_principal p = { .sub = "s", .exp_ms = T0 + 3600 * 1000 }, got;
 	cart_jwt_principal brief = { .sub = "b", .exp_ms = T0 + 20 * 1000 };
 	uint8_t d[11][32];
+	jwt_cache_place pl[11];
 	uint64_t cap, hits, misses, ev;
 
 	ck_assert_int_eq(jwt_token_cache_new(&c, 8, 0), CART_OK);   /* one set */
-	for (int i = 0; i < 11; i++)
+	for (int i = 0; i < 11; i++) {
 		memset(d[i], i + 1, 32);
+		pl[i] = jwt_token_cache_place(c, (const char *)d[i], 32);
+		ck_assert_uint_eq(pl[i].set, 0);
+	}
 	for (int i = 0; i < 8; i++)        /* full; d[i] last used at second i */
-		jwt_token_cache_put(c, d[i], 1, T0 + i * 1000, i == 5 ? &brief : &p);
-	ck_assert(jwt_token_cache_get(c, d[0], 1, T0 + 9000, &got));   /* d[0] used */
+		jwt_token_cache_put(c, pl[i], d[i], 1, T0 + i * 1000, i == 5 ? &brief : &p);
+	ck_assert(jwt_token_cache_get(c, pl[0], d[0], 1, T0 + 9000, &got));   /* d[0] used */
 	ck_assert_str_eq(got.sub, "s");
-	jwt_token_cache_put(c, d[8], 1, T0 + 10000, &p);   /* out: d[1], the oldest */
-	ck_assert(!jwt_token_cache_get(c, d[1], 1, T0 + 10000, &got));
-	ck_assert(jwt_token_cache_get(c, d[0], 1, T0 + 10000, &got));
-	ck_assert(jwt_token_cache_get(c, d[8], 1, T0 + 10000, &got));
+	jwt_token_cache_put(c, pl[8], d[8], 1, T0 + 10000, &p);   /* out: d[1], the oldest */
+	ck_assert(!jwt_token_cache_get(c, pl[1], d[1], 1, T0 + 10000, &got));
+	ck_assert(jwt_token_cache_get(c, pl[0], d[0], 1, T0 + 10000, &got));
+	ck_assert(jwt_token_cache_get(c, pl[8], d[8], 1, T0 + 10000, &got));
 	/* d[5] expired at 20 s: its entry goes before d[2], the oldest live. */
-	jwt_token_cache_put(c, d[9], 1, T0 + 21000, &p);
-	ck_assert(jwt_token_cache_get(c, d[2], 1, T0 + 21000, &got));
-	ck_assert(!jwt_token_cache_get(c, d[5], 1, T0 + 21000, &got));
+	jwt_token_cache_put(c, pl[9], d[9], 1, T0 + 21000, &p);
+	ck_assert(jwt_token_cache_get(c, pl[2], d[2], 1, T0 + 21000, &got));
+	ck_assert(!jwt_token_cache_get(c, pl[5], d[5], 1, T0 + 21000, &got));
 	/* A newer key set: every entry is free, nothing live is evicted. */
-	jwt_token_cache_put(c, d[10], 2, T0 + 22000, &p);
-	ck_assert(jwt_token_cache_get(c, d[10], 2, T0 + 22000, &got));
-	ck_assert(!jwt_token_cache_get(c, d[0], 2, T0 + 22000, &got));
+	jwt_token_cache_put(c, pl[10], d[10], 2, T0 + 22000, &p);
+	ck_assert(jwt_token_cache_get(c, pl[10], d[10], 2, T0 + 22000, &got));
+	ck_assert(!jwt_token_cache_get(c, pl[0], d[0], 2, T0 + 22000, &got));
 	jwt_token_cache_stats(c, &cap, &hits, &misses, &ev);
 	ck_assert_uint_eq(cap, 8);
 	ck_assert_uint_eq(ev, 1);
 	ck_assert_uint_eq(hits, 5);
 	ck_assert_uint_eq(misses, 3);
 	jwt_token_cache_free(c);
+}
+END_TEST
+
+/*
+ * The place only picks the way: a token whose last bytes (so its place
+ * and tag) are a cached token's, with other bytes before them, is not
+ * that token.  The warm hints change nothing.
+ */
+START_TEST(test_jwt_cache_place_is_not_the_key)
+{
+	jwt_token_cache *c;
+	cart_jwt_principal p = { .sub = "owner", .exp_ms = T0 + 3600 * 1000 }, got;
+	char a[96], b[96];
+	uint8_t da[32], db[32];
+	jwt_cache_place pa, pb;
+	EVP_MD *md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+
+	ck_assert_ptr_nonnull(md);
+	ck_assert_int_eq(jwt_token_cache_new(&c, 4096, 0), CART_OK);
+	memset(a, 'a', sizeof(a));
+	memcpy(b, a, sizeof(b));
+	b[0] = 'b';                               /* same last 32 bytes */
+	pa = jwt_token_cache_place(c, a, sizeof(a));
+	pb = jwt_token_cache_place(c, b, sizeof(b));
+	ck_assert_uint_eq(pa.set, pb.set);
+	ck_assert(pa.tag == pb.tag);
+	ck_assert(jwt_token_digest(md, a, sizeof(a), da));
+	ck_assert(jwt_token_digest_warm(md, b, sizeof(b), db, c, pb));
+	ck_assert_mem_ne(da, db, 32);
+	jwt_token_cache_put(c, pa, da, 1, T0, &p);
+	jwt_token_cache_warm(c, pb);
+	jwt_token_cache_warm_entry(c, pb);
+	memset(&got, 0, sizeof(got));
+	ck_assert(!jwt_token_cache_get(c, pb, db, 1, T0, &got));
+	ck_assert_str_eq(got.sub, "");            /* nothing of a's given out */
+	ck_assert(jwt_token_cache_get(c, pa, da, 1, T0, &got));
+	ck_assert_str_eq(got.sub, "owner");
+	/* Another tail: another place (2^-64 to share the tag). */
+	b[sizeof(b) - 1] = 'b';
+	pb = jwt_token_cache_place(c, b, sizeof(b));
+	ck_assert(pa.tag != pb.tag);
+	/* Shorter than the tail hashed: still placed, from what there is. */
+	pb = jwt_token_cache_place(c, "x", 1);
+	ck_assert_uint_lt(pb.set, 4096 / 8);
+	pb = jwt_token_cache_place(c, "", 0);
+	ck_assert_uint_lt(pb.set, 4096 / 8);
+	jwt_token_cache_free(c);
+	EVP_MD_free(md);
 }
 END_TEST
 
@@ -1714,6 +1774,7 @@ Suite *jwt_suite(void)
 	tcase_add_test(tc, test_jwt_cache_subject_length);
 	tcase_add_test(tc, test_jwt_cache_set_keeps_recently_used);
 	tcase_add_test(tc, test_jwt_token_digest_is_sha256);
+	tcase_add_test(tc, test_jwt_cache_place_is_not_the_key);
 	suite_add_tcase(s, tc);
 	return s;
 }
