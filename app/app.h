@@ -259,6 +259,12 @@ void app_handle(app_ctx *app, const http_request *http, http_response *res);
 int app_stage_framing(app_request *r, void *self);   /* framing.c */
 int app_stage_read_body(app_request *r, void *self); /* framing.c */
 int app_stage_route(app_request *r, void *self);     /* router.c */
+/*
+ * router.c (self: the app_ctx), PREACCESS after authentication: the
+ * second half of the store hint the route made (cart_service_warm_next),
+ * so what it reads overlaps the stages between it and the handler.
+ */
+int app_stage_warm_next(app_request *r, void *self);
 int app_stage_content(app_request *r, void *self);   /* handlers.c */
 int app_stage_access_log(app_request *r, void *self);/* access_log.c */
 /*

@@ -581,12 +581,18 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 	     app_pipeline_add(p, APP_PHASE_PREACCESS, "authenticate",
 			      app_stage_authenticate, w->auth) ||
 	     app_pipeline_add(p, APP_PHASE_ACCESS, "require_auth",
-			      app_stage_require_auth, w->auth)))
+			      app_stage_require_auth, w->auth) ||
+	     /* after the token's hash, whose time the route's hint had */
+	     app_pipeline_add(p, APP_PHASE_PREACCESS, "warm_next",
+			      app_stage_warm_next, app)))
 		return -1;
 	if (g_cfg.rate_limit_rps > 0 &&
 	    (wire_ratelimit(w, err, err_len) ||
 	     app_pipeline_add(p, APP_PHASE_PREACCESS, "ratelimit",
-			      app_stage_ratelimit, w->ratelimit)))
+			      app_stage_ratelimit, w->ratelimit) ||
+	     (g_cfg.auth_enabled &&
+	      app_pipeline_add(p, APP_PHASE_ROUTE, "ratelimit_warm",
+			       app_stage_ratelimit_warm, w->ratelimit))))
 		return -1;
 	app_secrets_bind(w->secrets, w->auth,
 			 strcmp(g_cfg.rate_limit_store, "redis") ? NULL : w->ratelimit,

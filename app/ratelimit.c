@@ -223,6 +223,23 @@ static int64_t ceil_s(int64_t ms)
 	return (ms + 999) / 1000;
 }
 
+/* "sub:<sub>" in key (cap: sizeof(app_request.rate_key)); its length. */
+static size_t sub_key(char *key, size_t cap, const char *sub)
+{
+	memcpy(key, "sub:", 4);
+	return 4 + fmt_copy(key + 4, cap - 4, sub, (size_t)-1);
+}
+
+int app_stage_ratelimit_warm(app_request *r, void *self)
+{
+	app_ratelimit *rl = self;
+	char key[sizeof(r->rate_key)];
+
+	if (app_route_is_cart(r->route) && r->ids_valid)
+		cart_limiter_warm(&rl->limiter, key, sub_key(key, sizeof(key), r->user_id));
+	return APP_NEXT;
+}
+
 int app_stage_ratelimit(app_request *r, void *self)
 {
 	app_ratelimit *rl = self;
@@ -234,8 +251,7 @@ int app_stage_ratelimit(app_request *r, void *self)
 		return APP_NEXT;
 	/* No printf here: this runs on every request (issue 10). */
 	if (r->authenticated) {
-		memcpy(r->rate_key, "sub:", 4);
-		n = 4 + fmt_copy(r->rate_key + 4, sizeof(r->rate_key) - 4, r->sub, (size_t)-1);
+		n = sub_key(r->rate_key, sizeof(r->rate_key), r->sub);
 	} else {
 		app_ratelimit_client_ip(rl, r->http->remote_addr,
 					app_header(r, "X-Forwarded-For"), ip, sizeof(ip));

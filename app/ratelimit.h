@@ -43,5 +43,11 @@ void app_ratelimit_client_ip(const app_ratelimit *rl, const char *peer,
 			     const char *xff, char *out, size_t out_len);
 
 int app_stage_ratelimit(app_request *r, void *self);   /* self: app_ratelimit */
+/*
+ * A ROUTE stage where callers are authenticated: warms the limiter for
+ * the routed cart's owner, the likely caller (cart_limiter_warm), so
+ * that key's misses overlap authentication.  A hint only.
+ */
+int app_stage_ratelimit_warm(app_request *r, void *self);   /* self: app_ratelimit */
 
 #endif

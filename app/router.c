@@ -192,3 +192,12 @@ int app_stage_route(app_request *r, void *self)
 		cart_service_warm(r->app->svc, r->user_id);
 	return APP_NEXT;
 }
+
+int app_stage_warm_next(app_request *r, void *self)
+{
+	app_ctx *app = self;
+
+	if (r->route >= ROUTE_CART && r->ids_valid && app->svc)
+		cart_service_warm_next(app->svc, r->user_id);
+	return APP_NEXT;
+}

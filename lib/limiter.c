@@ -50,6 +50,13 @@ int cart_limiter_take(const cart_limiter *l, const char *key, size_t key_len,
 	return l->ops->take(l->self, key, key_len, out);
 }
 
+void cart_limiter_warm(const cart_limiter *l, const char *key, size_t key_len)
+{
+	assert(l && l->ops && (key || key_len == 0));
+	if (l->ops->version >= 2 && l->ops->warm && key_len <= CART_LIMITER_KEY_MAX)
+		l->ops->warm(l->self, key, key_len);
+}
+
 void cart_limiter_get_stats(const cart_limiter *l, cart_limiter_stats *out)
 {
 	assert(l && l->ops && out);
@@ -144,6 +151,11 @@ struct memory_limiter {
 	uint64_t seed[2];          /* SipHash key */
 	uint32_t nshards;
 	struct shard *shards;      /* nshards */
+	/* Every shard's chain heads, nbuckets each, shard i's at
+	 * i * nbuckets: fixed at _new, so a take or warm finds a key's head
+	 * from these read-only fields without reading the shard's line. */
+	uint32_t *buckets;
+	uint32_t nbuckets;         /* a power of two */
 };
 
 /* ceil(u / rate) for u >= 0: units to whole ms, never early. */
@@ -383,6 +395,29 @@ static bool take_alone(const struct memory_limiter *m, struct shard *s,
 	       insert(s, h, next, now);
 }
 
+/* The shard of the key hashed to h, and its chain head's address, from
+ * the limiter's read-only fields alone. */
+static struct shard *shard_of(const struct memory_limiter *m, cart_siphash128 h,
+			      const uint32_t **head)
+{
+	uint32_t i = (uint32_t)((h.lo >> 32) % m->nshards);
+
+	*head = &m->buckets[(size_t)i * m->nbuckets + ((uint32_t)h.lo & (m->nbuckets - 1))];
+	return &m->shards[i];
+}
+
+/* Prefetches the shard's lock and the key's chain head, take's first
+ * misses, without waiting for either. */
+static void memory_limiter_warm(void *self, const char *key, size_t key_len)
+{
+	struct memory_limiter *m = self;
+	const uint32_t *head;
+	struct shard *s = shard_of(m, cart_siphash128_of(m->seed, key, key_len), &head);
+
+	__builtin_prefetch(&s->lock, 1);
+	__builtin_prefetch(head);
+}
+
 static int memory_limiter_take(void *self, const char *key, size_t key_len,
 			       cart_limit_decision *out)
 {
@@ -393,11 +428,11 @@ static int memory_limiter_take(void *self, const char *key, size_t key_len,
 	if (key_len > CART_LIMITER_KEY_MAX)
 		return CART_EINVALID;
 	cart_siphash128 h = cart_siphash128_of(m->seed, key, key_len);
-	struct shard *s = &m->shards[(h.lo >> 32) % m->nshards];
+	const uint32_t *head;
+	struct shard *s = shard_of(m, h, &head);
 
-	/* buckets and mask are fixed at shard_init: this chain head's miss
-	 * overlaps the lock's */
-	__builtin_prefetch(&s->buckets[bucket_of(s, h.lo)]);
+	/* this chain head's miss overlaps the lock's */
+	__builtin_prefetch(head);
 	pthread_rwlock_rdlock(&s->lock);
 	int64_t now = shard_now(m, s);
 	uint32_t i = find(s, h);
@@ -441,7 +476,6 @@ static void shard_release(struct shard *s)
 {
 	free(s->slots);
 	free(s->heap);
-	free(s->buckets);
 	pthread_rwlock_destroy(&s->lock);
 }
 
@@ -454,6 +488,7 @@ static void memory_limiter_destroy(void *self)
 	for (uint32_t i = 0; i < m->nshards; i++)
 		shard_release(&m->shards[i]);
 	free(m->shards);
+	free(m->buckets);
 	free(m);
 }
 
@@ -462,6 +497,7 @@ static const cart_limiter_ops memory_limiter_ops = {
 	.take = memory_limiter_take,
 	.destroy = memory_limiter_destroy,
 	.stats = memory_limiter_stats,
+	.warm = memory_limiter_warm,
 };
 
 /*
@@ -484,21 +520,15 @@ static int rwlock_init_writer_first(pthread_rwlock_t *l)
 	return rc;
 }
 
-static int shard_init(struct shard *s, uint32_t cap)
+/* buckets: the shard's nbuckets chain heads (of memory_limiter.buckets). */
+static int shard_init(struct shard *s, uint32_t cap, uint32_t *buckets,
+		      uint32_t nbuckets)
 {
-	uint32_t nbuckets = 1;
-
-	while (nbuckets < cap)
-		nbuckets *= 2;
 	s->cap = cap;
 	s->mask = nbuckets - 1;
 	s->free_head = NO_SLOT;
-	s->buckets = malloc(nbuckets * sizeof(*s->buckets));
-	if (!s->buckets)
-		return CART_ENOMEM;
-	memset(s->buckets, 0xff, nbuckets * sizeof(*s->buckets));  /* NO_SLOT */
+	s->buckets = buckets;
 	if (rwlock_init_writer_first(&s->lock) != 0) {
-		free(s->buckets);
 		s->buckets = NULL;
 		return CART_ENOMEM;
 	}
@@ -554,11 +584,22 @@ int cart_memory_limiter_new(cart_limiter *out, const cart_limit_policy *p,
 		return CART_ENOMEM;
 	}
 	memset(m->shards, 0, m->nshards * sizeof(*m->shards));
-	/* Caps add up to max_keys exactly. */
+	/* Caps add up to max_keys exactly; shard 0's is the largest. */
+	m->nbuckets = 1;
+	while (m->nbuckets < max_keys / m->nshards + (max_keys % m->nshards ? 1 : 0))
+		m->nbuckets *= 2;
+	m->buckets = malloc((size_t)m->nshards * m->nbuckets * sizeof(*m->buckets));
+	if (!m->buckets) {
+		m->nshards = 0;
+		memory_limiter_destroy(m);
+		return CART_ENOMEM;
+	}
+	memset(m->buckets, 0xff, (size_t)m->nshards * m->nbuckets * sizeof(*m->buckets));  /* NO_SLOT */
 	for (uint32_t i = 0; i < m->nshards; i++) {
 		uint32_t cap = (uint32_t)(max_keys / m->nshards) +
 			       (i < max_keys % m->nshards ? 1 : 0);
-		if (shard_init(&m->shards[i], cap) != CART_OK) {
+		if (shard_init(&m->shards[i], cap, m->buckets + (size_t)i * m->nbuckets,
+			       m->nbuckets) != CART_OK) {
 			m->nshards = i;
 			memory_limiter_destroy(m);
 			return CART_ENOMEM;

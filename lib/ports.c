@@ -151,6 +151,12 @@ void cart_repo_warm(const cart_repo *r, const char *user_id)
 		r->ops->warm(r->self, user_id);
 }
 
+void cart_repo_warm_next(const cart_repo *r, const char *user_id)
+{
+	if (r->ops->version >= 5 && r->ops->warm_next && user_id)
+		r->ops->warm_next(r->self, user_id);
+}
+
 int cart_repo_save(const cart_repo *r, const cart_write *w)
 {
 	assert(w->cart && cart_version(w->cart) == w->expected_version + 1);

@@ -112,6 +112,11 @@ void cart_service_warm(cart_service *svc, const char *user_id)
 	cart_repo_warm(&svc->repo, user_id);
 }
 
+void cart_service_warm_next(cart_service *svc, const char *user_id)
+{
+	cart_repo_warm_next(&svc->repo, user_id);
+}
+
 int cart_service_get(cart_service *svc, const cart_call_ctx *call,
 		     const char *user_id, cart **out)
 {

@@ -45,15 +45,24 @@ struct user_rec {
 	char user_id[];
 };
 
+/*
+ * A shard's bucket array.  One that a grow replaced is kept (older) until
+ * the store is freed, so memory_warm and memory_warm_next may read the
+ * one they found without the lock: the arrays a shard ever had add up to
+ * less than twice its current one (8 bytes per bucket, at most one bucket
+ * per user after a doubling, so under 16 bytes per user at most).
+ */
+struct table {
+	size_t n;
+	struct table *older;
+	struct user_rec *b[];     /* stored with __atomic_store_n: read racily */
+};
+
 struct shard {
-	pthread_mutex_t lock;     /* guards every field below but hint_* */
-	struct user_rec **buckets;
-	size_t n_buckets;
-	/* buckets and n_buckets as last published, for memory_warm's
-	 * prefetch only (without the lock: maybe stale, or freed, which a
-	 * prefetch does not mind; never read through). */
-	_Atomic(struct user_rec **) hint_buckets;
-	atomic_size_t hint_n;
+	pthread_mutex_t lock;     /* guards every field below */
+	struct table *table;      /* also published in memory_repo.hint */
+	struct user_rec **buckets;   /* table->b */
+	size_t n_buckets;            /* table->n */
 	size_t n_users;
 	size_t n_pending;         /* events in all outboxes of this shard */
 	/*
@@ -104,6 +113,10 @@ struct pace {
 
 struct memory_repo {
 	struct shard shards[SHARDS];
+	/* Each shard's table as last published, read without its lock by the
+	 * warm hints: apart from the shards' written lines, so the hint's own
+	 * read seldom misses. */
+	_Atomic(struct table *) hint[SHARDS];
 	struct dlq dlq;
 	size_t max_pending;           /* events in all outboxes; 0: no bound */
 	atomic_size_t pending;        /* events in all outboxes (sum of n_pending) */
@@ -301,35 +314,44 @@ static struct user_rec *find(struct shard *s, const char *user_id, uint64_t h)
 	return NULL;
 }
 
+static struct table *table_new(size_t n)
+{
+	struct table *t = calloc(1, sizeof(*t) + n * sizeof(t->b[0]));
+
+	if (t)
+		t->n = n;
+	return t;
+}
+
 /* Caller holds s->lock.  Doubling keeps chains short; failure is harmless. */
-static void maybe_grow(struct shard *s)
+static void maybe_grow(struct memory_repo *repo, struct shard *s)
 {
 	size_t n = s->n_buckets * 2;
-	struct user_rec **b;
+	struct table *t;
 
 	if (s->n_users < s->n_buckets)
 		return;
-	b = calloc(n, sizeof(*b));
-	if (!b)
+	t = table_new(n);
+	if (!t)
 		return;
 	for (size_t i = 0; i < s->n_buckets; i++) {
 		struct user_rec *r = s->buckets[i], *next;
 		for (; r; r = next) {
 			next = r->next;
-			r->next = b[r->hash % n];
-			b[r->hash % n] = r;
+			r->next = t->b[r->hash % n];
+			t->b[r->hash % n] = r;
 		}
 	}
-	free(s->buckets);
-	s->buckets = b;
+	t->older = s->table;
+	s->table = t;
+	s->buckets = t->b;
 	s->n_buckets = n;
-	atomic_store_explicit(&s->hint_buckets, b, memory_order_relaxed);
-	atomic_store_explicit(&s->hint_n, n, memory_order_relaxed);
+	atomic_store_explicit(&repo->hint[s - repo->shards], t, memory_order_release);
 }
 
 /* Caller holds s->lock.  Finds or creates the user's record. */
-static struct user_rec *find_or_add(struct shard *s, const char *user_id,
-				    uint64_t h)
+static struct user_rec *find_or_add(struct memory_repo *repo, struct shard *s,
+				    const char *user_id, uint64_t h)
 {
 	struct user_rec *r = find(s, user_id, h);
 	size_t len;
@@ -342,9 +364,9 @@ static struct user_rec *find_or_add(struct shard *s, const char *user_id,
 		return NULL;
 	memcpy(r->user_id, user_id, len + 1);
 	r->hash = h;
-	maybe_grow(s);
+	maybe_grow(repo, s);
 	r->next = s->buckets[h % s->n_buckets];
-	s->buckets[h % s->n_buckets] = r;
+	__atomic_store_n(&s->buckets[h % s->n_buckets], r, __ATOMIC_RELAXED);
 	s->n_users++;
 	return r;
 }
@@ -382,19 +404,33 @@ static int idem_put(struct shard *s, struct user_rec *r, struct idem_entry *e)
 /* --- the port ----------------------------------------------------------- */
 
 /* Prefetches the shard's lock and the user's chain head: memory_load's
- * first two misses.  The bucket array read may be a stale or freed one:
- * a prefetch never faults and nothing is read through it. */
+ * first two misses.  The table is never freed before the store. */
 static void memory_warm(void *self, const char *user_id)
 {
+	struct memory_repo *repo = self;
 	uint64_t h = hash_str(user_id);
-	struct shard *s = shard_of(self, h);
-	struct user_rec **b = atomic_load_explicit(&s->hint_buckets, memory_order_relaxed);
-	size_t n = atomic_load_explicit(&s->hint_n, memory_order_relaxed);
+	size_t i = shard_index(h);
+	const struct table *t = atomic_load_explicit(&repo->hint[i], memory_order_acquire);
 
-	__builtin_prefetch(&s->lock);
-	/* an address, not a pointer into b: b may be an older, smaller array */
-	if (b && n)
-		__builtin_prefetch((const void *)((uintptr_t)b + (h % n) * sizeof(*b)));
+	__builtin_prefetch(&repo->shards[i].lock);
+	/* an address, not a read: the chain head is what this brings in */
+	__builtin_prefetch(&t->b[h % t->n]);
+}
+
+/*
+ * Later in the same request: the chain head memory_warm brought in is
+ * read (racily: a table found is never freed, and a record pointer there
+ * is only prefetched, never read through) and its first record, most
+ * often the user's, prefetched: memory_load's next miss.
+ */
+static void memory_warm_next(void *self, const char *user_id)
+{
+	struct memory_repo *repo = self;
+	uint64_t h = hash_str(user_id);
+	const struct table *t = atomic_load_explicit(&repo->hint[shard_index(h)],
+						     memory_order_acquire);
+
+	__builtin_prefetch(__atomic_load_n(&t->b[h % t->n], __ATOMIC_RELAXED));
 }
 
 static int memory_load(void *self, const char *user_id, cart **out)
@@ -587,7 +623,7 @@ static int memory_save(void *self, const cart_write *w)
 		size_t need;
 
 		pthread_mutex_lock(&s->lock);
-		r = find_or_add(s, w->user_id, h);
+		r = find_or_add(repo, s, w->user_id, h);
 		if (!r || stored_version(r) != w->expected_version)
 			break;
 		if (cart_busy(repo, r, w)) {
@@ -596,7 +632,7 @@ static int memory_save(void *self, const cart_write *w)
 			if (pace_cart_round(repo, w, seen, &t0, &end))
 				continue;
 			pthread_mutex_lock(&s->lock);
-			r = find_or_add(s, w->user_id, h);
+			r = find_or_add(repo, s, w->user_id, h);
 			break;
 		}
 		need = outbox_need(r, w->event_count);
@@ -699,7 +735,7 @@ static int memory_idem_claim(void *self, const char *user_id,
 	if (err)
 		return err;
 	pthread_mutex_lock(&s->lock);
-	r = find_or_add(s, user_id, h);
+	r = find_or_add(self, s, user_id, h);
 	err = r ? claim_locked(s, r, e, now_ms) : CART_ENOMEM;
 	pthread_mutex_unlock(&s->lock);
 	if (err)
@@ -719,7 +755,7 @@ static int memory_idem_complete(void *self, const char *user_id,
 	if (err)
 		return err;
 	pthread_mutex_lock(&s->lock);
-	r = find_or_add(s, user_id, h);
+	r = find_or_add(self, s, user_id, h);
 	err = r ? idem_put(s, r, e) : CART_ENOMEM;
 	pthread_mutex_unlock(&s->lock);
 	if (err)
@@ -1062,7 +1098,10 @@ static void memory_destroy(void *self)
 				free(r);
 			}
 		}
-		free(s->buckets);
+		for (struct table *t = s->table, *older; t; t = older) {
+			older = t->older;
+			free(t);
+		}
 		for (unsigned k = 0; k < atomic_load(&s->n_spares); k++)
 			free(s->spares[k]);
 		pthread_mutex_destroy(&s->lock);
@@ -1096,6 +1135,7 @@ static const cart_repo_ops memory_repo_ops = {
 	.outbox_park = memory_outbox_park,
 	.load_call = memory_load_call,
 	.warm = memory_warm,
+	.warm_next = memory_warm_next,
 };
 
 int cart_memory_repo_new(cart_repo *out)
@@ -1120,11 +1160,11 @@ int cart_memory_repo_new(cart_repo *out)
 		struct shard *s = &repo->shards[i];
 		cart_mutex_init_short(&s->lock);
 		s->pend_tail = &s->pending;
-		s->buckets = calloc(INITIAL_BUCKETS, sizeof(*s->buckets));
-		s->n_buckets = s->buckets ? INITIAL_BUCKETS : 0;
-		atomic_init(&s->hint_buckets, s->buckets);
-		atomic_init(&s->hint_n, s->n_buckets);
-		if (!s->buckets) {
+		s->table = table_new(INITIAL_BUCKETS);
+		s->buckets = s->table ? s->table->b : NULL;
+		s->n_buckets = s->table ? INITIAL_BUCKETS : 0;
+		atomic_init(&repo->hint[i], s->table);
+		if (!s->table) {
 			for (int j = i + 1; j < SHARDS; j++)
 				cart_mutex_init_short(&repo->shards[j].lock);
 			memory_destroy(repo);

@@ -23,7 +23,7 @@
 
 #include "cart/ports.h"
 
-#define CART_LIMITER_OPS_VERSION 1
+#define CART_LIMITER_OPS_VERSION 2
 #define CART_LIMITER_KEY_MAX 256           /* bytes of a key */
 #define CART_LIMIT_RATE_MAX 1000000        /* requests per second */
 #define CART_LIMIT_BURST_MAX 1000000000
@@ -73,6 +73,13 @@ typedef struct cart_limiter_ops {
 	void (*destroy)(void *self);
 	/* version >= 1, may be NULL: fills *out.  Thread-safe. */
 	void (*stats)(void *self, cart_limiter_stats *out);
+	/*
+	 * Version 2.  A hint, no effect on behaviour (may be NULL): a take of
+	 * key is likely soon, so the limiter may start bringing what that
+	 * take will read into the CPU's cache.  Must not block, take a lock,
+	 * allocate, or read anything another thread may free.
+	 */
+	void (*warm)(void *self, const char *key, size_t key_len);
 } cart_limiter_ops;
 
 typedef struct cart_limiter {
@@ -87,6 +94,8 @@ typedef struct cart_limiter {
  */
 int cart_limiter_take(const cart_limiter *l, const char *key, size_t key_len,
 		      cart_limit_decision *out);
+/* warm (version 2) if the limiter has it and key fits; else nothing. */
+void cart_limiter_warm(const cart_limiter *l, const char *key, size_t key_len);
 /* Zeros *out, then fills it if the limiter keeps stats.  Thread-safe. */
 void cart_limiter_get_stats(const cart_limiter *l, cart_limiter_stats *out);
 /* Releases the limiter; accepts NULL and an already destroyed one. */

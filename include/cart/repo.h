@@ -97,7 +97,7 @@ typedef struct cart_write {
 } cart_write;
 
 /* See cart/ports.h on versions: methods are only ever appended. */
-#define CART_REPO_OPS_VERSION 4
+#define CART_REPO_OPS_VERSION 5
 
 /* Longest reason (the bus's error code) kept with a parked event. */
 #define CART_PARK_REASON_MAX 63
@@ -205,6 +205,13 @@ typedef struct cart_repo_ops {
 	 * then overlap that work instead of following it.
 	 */
 	void (*warm)(void *self, const char *user_id);
+	/*
+	 * Version 5.  The same kind of hint, later in the same request, after
+	 * other work (may be NULL): what warm brought in is likely in the
+	 * cache now, so the adapter may read it to warm what load reads next
+	 * (the memory store: the user's record).  The same rules as warm.
+	 */
+	void (*warm_next)(void *self, const char *user_id);
 } cart_repo_ops;
 
 typedef struct cart_repo {
@@ -220,6 +227,8 @@ int cart_repo_load(const cart_repo *r, const cart_call_ctx *call,
 int cart_repo_save(const cart_repo *r, const cart_write *w);
 /* warm (version 4) if the adapter has it; else nothing. */
 void cart_repo_warm(const cart_repo *r, const char *user_id);
+/* warm_next (version 5) if the adapter has it; else nothing. */
+void cart_repo_warm_next(const cart_repo *r, const char *user_id);
 int cart_repo_idem_get(const cart_repo *r, const char *user_id,
 		       const char *key, int64_t now_ms, cart_idem **out);
 int cart_repo_idem_claim(const cart_repo *r, const char *user_id,

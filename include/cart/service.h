@@ -57,6 +57,9 @@ int cart_service_get(cart_service *svc, const cart_call_ctx *call,
  * user, before work that does not touch the store.  Thread-safe.
  */
 void cart_service_warm(cart_service *svc, const char *user_id);
+/* The second half of that hint (cart_repo_warm_next), for the caller to
+ * make after some other work since cart_service_warm.  Thread-safe. */
+void cart_service_warm_next(cart_service *svc, const char *user_id);
 
 typedef enum cart_cmd_kind {
 	CART_CMD_ADD_ITEM = 1,

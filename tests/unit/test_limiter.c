@@ -602,7 +602,7 @@ static int stub_take(void *self, const char *key, size_t key_len,
 START_TEST(test_limiter_port_wrappers)
 {
 	static const cart_limiter_ops stub_ops = { CART_LIMITER_OPS_VERSION,
-						   stub_take, NULL, NULL };
+						   stub_take, NULL, NULL, NULL };
 	cart_limiter stub = { &stub_ops, NULL };
 	cart_limiter_stats s;
 	cart_limit_decision d;
@@ -616,6 +616,67 @@ START_TEST(test_limiter_port_wrappers)
 	ck_assert_ptr_null(stub.ops);
 	cart_limiter_destroy(&stub);
 	cart_limiter_destroy(NULL);
+}
+END_TEST
+
+static int warms;
+
+static void counting_warm(void *self, const char *key, size_t key_len)
+{
+	warms++;
+}
+
+/* warm is a hint: only from a version-2 table that has one, only for a
+ * key the limiter would take. */
+START_TEST(test_limiter_port_warm_gated)
+{
+	static const cart_limiter_ops v1 = { 1, stub_take, NULL, NULL, counting_warm };
+	static const cart_limiter_ops v2 = { 2, stub_take, NULL, NULL, counting_warm };
+	static const cart_limiter_ops v2_none = { 2, stub_take, NULL, NULL, NULL };
+	cart_limiter a = { &v1, NULL }, b = { &v2, NULL }, none = { &v2_none, NULL };
+	static char long_key[CART_LIMITER_KEY_MAX + 1];
+
+	warms = 0;
+	cart_limiter_warm(&a, "k", 1);
+	cart_limiter_warm(&none, "k", 1);
+	cart_limiter_warm(&b, long_key, sizeof(long_key));   /* take refuses it */
+	ck_assert_int_eq(warms, 0);
+	cart_limiter_warm(&b, "k", 1);
+	cart_limiter_warm(&b, NULL, 0);
+	ck_assert_int_eq(warms, 2);
+}
+END_TEST
+
+/*
+ * The memory limiter's warm changes no decision and holds no key: warmed
+ * keys, new and held, across every shard (valgrind runs this: it reads
+ * nothing unset).
+ */
+START_TEST(test_limiter_memory_warm_changes_nothing)
+{
+	char key[32];
+
+	new_limiter(1, 2, 4096);
+	ck_assert_int_ge(lim.ops->version, 2);
+	ck_assert_ptr_nonnull(lim.ops->warm);
+	for (int i = 0; i < 500; i++) {
+		snprintf(key, sizeof(key), "sub:u-%d", i);
+		cart_limiter_warm(&lim, key, strlen(key));
+	}
+	ck_assert_uint_eq(stats().keys, 0);
+	ck_assert_uint_eq(stats().allowed, 0);
+	for (int i = 0; i < 500; i++) {
+		snprintf(key, sizeof(key), "sub:u-%d", i);
+		cart_limiter_warm(&lim, key, strlen(key));
+		expect(take(key), true, 1, 1000, 0);
+		cart_limiter_warm(&lim, key, strlen(key));
+		expect(take(key), true, 0, 2000, 0);
+		cart_limiter_warm(&lim, key, strlen(key));
+		expect(take(key), false, 0, 2000, 1000);
+	}
+	ck_assert_uint_eq(stats().keys, 500);
+	cart_limiter_warm(&lim, NULL, 0);
+	ck_assert_uint_eq(stats().keys, 500);
 }
 END_TEST
 
@@ -716,6 +777,8 @@ Suite *limiter_suite(void)
 
 	tcase_add_checked_fixture(port, setup, teardown);
 	tcase_add_test(port, test_limiter_port_wrappers);
+	tcase_add_test(port, test_limiter_port_warm_gated);
+	tcase_add_test(port, test_limiter_memory_warm_changes_nothing);
 	tcase_add_test(port, test_limiter_failure_decisions);
 	suite_add_tcase(s, port);
 	return s;

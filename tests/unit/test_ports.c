@@ -807,9 +807,21 @@ static void v3_warm(void *self, const char *user_id)
 	ck_abort_msg("warm of a version-3 table was called");
 }
 
+static int warms_next;
+
+static void counting_warm_next(void *self, const char *user_id)
+{
+	warms_next++;
+	snprintf(warmed, sizeof(warmed), "next %s", user_id);
+}
+
 static const cart_repo_ops v3_repo_ops = { .version = 3, .load = v2_load, .warm = v3_warm };
-static const cart_repo_ops v4_repo_ops = { .version = 4, .load = v2_load, .warm = counting_warm };
+static const cart_repo_ops v4_repo_ops = { .version = 4, .load = v2_load, .warm = counting_warm,
+					   .warm_next = counting_warm_next };
 static const cart_repo_ops v4_no_warm_ops = { .version = 4, .load = v2_load };
+static const cart_repo_ops v5_repo_ops = { .version = 5, .load = v2_load, .warm = counting_warm,
+					   .warm_next = counting_warm_next };
+static const cart_repo_ops v5_no_warm_ops = { .version = 5, .load = v2_load };
 
 START_TEST(test_ports_repo_version4_warm_is_a_hint)
 {
@@ -827,11 +839,29 @@ START_TEST(test_ports_repo_version4_warm_is_a_hint)
 }
 END_TEST
 
+/* warm_next only from a version-5 table that has it. */
+START_TEST(test_ports_repo_version5_warm_next_is_a_hint)
+{
+	cart_repo v4 = { &v4_repo_ops, NULL }, v5 = { &v5_repo_ops, NULL };
+	cart_repo none = { &v5_no_warm_ops, NULL };
+
+	warms = warms_next = 0;
+	cart_repo_warm_next(&v4, "u1");    /* set, but the table says 4 */
+	cart_repo_warm_next(&none, "u1");
+	cart_repo_warm_next(&v5, NULL);
+	ck_assert_int_eq(warms_next, 0);
+	cart_repo_warm_next(&v5, "u-8");
+	ck_assert_int_eq(warms_next, 1);
+	ck_assert_int_eq(warms, 0);
+	ck_assert_str_eq(warmed, "next u-8");
+}
+END_TEST
+
 /*
- * The memory store's warm reads its bucket array without the lock: on an
- * empty store, across the array's growth (the old one is freed) and for
- * users it does not hold, it changes nothing that load and save see
- * (valgrind runs this: nothing freed is read).
+ * The memory store's warm and warm_next read its bucket array without the
+ * lock: on an empty store, across the array's growth (the old one is
+ * kept) and for users it does not hold, they change nothing that load and
+ * save see (valgrind runs this: nothing freed or unset is read).
  */
 START_TEST(test_ports_memory_warm_changes_nothing)
 {
@@ -842,13 +872,17 @@ START_TEST(test_ports_memory_warm_changes_nothing)
 	ck_assert_int_eq(cart_memory_repo_new(&mem), CART_OK);
 	ck_assert_int_ge(mem.ops->version, 4);
 	ck_assert_ptr_nonnull(mem.ops->warm);
+	ck_assert_int_ge(mem.ops->version, 5);
+	ck_assert_ptr_nonnull(mem.ops->warm_next);
 	cart_repo_warm(&mem, "nobody");
+	cart_repo_warm_next(&mem, "nobody");
 	for (int i = 0; i < 3000; i++) {   /* past the first bucket arrays */
 		cart *n = NULL;
 		cart_write w = { 0 };
 
 		snprintf(id, sizeof(id), "u-%d", i);
 		cart_repo_warm(&mem, id);
+		cart_repo_warm_next(&mem, id);
 		ck_assert_int_eq(cart_new(&n, id), CART_OK);
 		ck_assert_int_eq(cart_restore_meta(n, "10000000-0000-4000-8000-000000000001",
 						   1, 1, 1, 2), CART_OK);
@@ -861,12 +895,14 @@ START_TEST(test_ports_memory_warm_changes_nothing)
 	for (int i = 0; i < 3000; i += 7) {
 		snprintf(id, sizeof(id), "u-%d", i);
 		cart_repo_warm(&mem, id);
+		cart_repo_warm_next(&mem, id);
 		ck_assert_int_eq(cart_repo_load(&mem, NULL, id, &c), CART_OK);
 		ck_assert_str_eq(cart_user_id(c), id);
 		ck_assert_int_eq(cart_version(c), 1);
 		cart_free(c);
 	}
 	cart_repo_warm(&mem, "u-3000");
+	cart_repo_warm_next(&mem, "u-3000");
 	ck_assert_int_eq(cart_repo_load(&mem, NULL, "u-3000", &c), CART_ENOTFOUND);
 	cart_repo_destroy(&mem);
 }
@@ -882,6 +918,7 @@ Suite *ports_suite(void)
 	tcase_add_test(tc, test_ports_idem_clone_is_deep);
 	tcase_add_test(tc, test_ports_repo_version2_load_without_call);
 	tcase_add_test(tc, test_ports_repo_version4_warm_is_a_hint);
+	tcase_add_test(tc, test_ports_repo_version5_warm_next_is_a_hint);
 	tcase_add_test(tc, test_ports_memory_warm_changes_nothing);
 	tcase_add_test(tc, test_ports_repo_version3_load_gets_the_call);
 	suite_add_tcase(s, tc);
