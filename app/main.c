@@ -590,7 +590,8 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 	    (wire_ratelimit(w, err, err_len) ||
 	     app_pipeline_add(p, APP_PHASE_PREACCESS, "ratelimit",
 			      app_stage_ratelimit, w->ratelimit) ||
-	     (g_cfg.auth_enabled &&
+	     /* Redis has no warm: no key to build for it */
+	     (g_cfg.auth_enabled && strcmp(g_cfg.rate_limit_store, "redis") &&
 	      app_pipeline_add(p, APP_PHASE_ROUTE, "ratelimit_warm",
 			       app_stage_ratelimit_warm, w->ratelimit))))
 		return -1;
