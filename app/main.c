@@ -595,6 +595,12 @@ static int wire_app(app_ctx *app, wiring *w, char *err, size_t err_len)
 	      app_pipeline_add(p, APP_PHASE_ROUTE, "ratelimit_warm",
 			       app_stage_ratelimit_warm, w->ratelimit))))
 		return -1;
+	/* Without a token to hash, last in PREACCESS: the limiter's take
+	 * (and a write's body parse, next) is the time the hints get. */
+	if (!g_cfg.auth_enabled &&
+	    app_pipeline_add(p, APP_PHASE_PREACCESS, "warm_next",
+			     app_stage_warm_next, app))
+		return -1;
 	app_secrets_bind(w->secrets, w->auth,
 			 strcmp(g_cfg.rate_limit_store, "redis") ? NULL : w->ratelimit,
 			 w->events ? &w->pub : NULL);
