@@ -613,8 +613,8 @@ int cart_jwt_verify(cart_jwt_verifier *v, const char *token, size_t len,
 		pl = jwt_token_cache_place(v->cache, token, len);
 		jwt_token_cache_warm(v->cache, pl);
 	}
-	hashed = v->cache && jwt_token_digest_warm(v->sha256, token, len, digest,
-						   v->cache, pl);
+	hashed = v->cache && jwt_token_digest(v->sha256, token, len, digest,
+					      v->cache, pl);
 	if (hashed && now < atomic_load(&v->fresh_until_ms) &&
 	    jwt_token_cache_get(v->cache, pl, digest, gen, now, out))
 		return CART_JWT_OK;

@@ -197,9 +197,7 @@ typedef struct jwt_cache_place {
  * placed at pl (jwt_token_cache_warm_entry).
  */
 bool jwt_token_digest(const EVP_MD *sha256, const char *token, size_t len,
-		      uint8_t out[32]);
-bool jwt_token_digest_warm(const EVP_MD *sha256, const char *token, size_t len,
-			   uint8_t out[32], jwt_token_cache *c, jwt_cache_place pl);
+		      uint8_t out[32], jwt_token_cache *c, jwt_cache_place pl);
 
 /* entries: 1..CART_JWT_MAX_CACHE_ENTRIES, rounded up to a whole set. */
 int jwt_token_cache_new(jwt_token_cache **out, size_t entries, int64_t leeway_ms);

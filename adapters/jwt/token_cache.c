@@ -106,8 +106,8 @@ void jwt_token_cache_free(jwt_token_cache *c)
 	free(c);
 }
 
-bool jwt_token_digest_warm(const EVP_MD *sha256, const char *token, size_t len,
-			   uint8_t out[32], jwt_token_cache *c, jwt_cache_place pl)
+bool jwt_token_digest(const EVP_MD *sha256, const char *token, size_t len,
+		      uint8_t out[32], jwt_token_cache *c, jwt_cache_place pl)
 {
 #ifndef OPENSSL_NO_DEPRECATED_3_0
 	SHA256_CTX ctx;
@@ -125,13 +125,6 @@ bool jwt_token_digest_warm(const EVP_MD *sha256, const char *token, size_t len,
 		jwt_token_cache_warm_entry(c, pl);
 	return EVP_Digest(token, len, out, NULL, sha256, NULL) == 1;
 #endif
-}
-
-bool jwt_token_digest(const EVP_MD *sha256, const char *token, size_t len,
-		      uint8_t out[32])
-{
-	return jwt_token_digest_warm(sha256, token, len, out, NULL,
-				     (jwt_cache_place){ 0, 0 });
 }
 
 static uint64_t load64(const uint8_t *p)

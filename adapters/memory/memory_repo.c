@@ -61,8 +61,10 @@ struct table {
 struct shard {
 	pthread_mutex_t lock;     /* guards every field below */
 	struct table *table;      /* also published in memory_repo.hint */
-	struct user_rec **buckets;   /* table->b */
-	size_t n_buckets;            /* table->n */
+	/* table->b and table->n, kept beside the lock: a lookup under the
+	 * lock reads them here, not from the table's own header */
+	struct user_rec **buckets;
+	size_t n_buckets;
 	size_t n_users;
 	size_t n_pending;         /* events in all outboxes of this shard */
 	/*
